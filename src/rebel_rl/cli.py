@@ -1,0 +1,99 @@
+"""The `rebel` command line: `rebel train [--config x.yaml] [--FIELD VALUE ...] [--resume RUN_DIR]`.
+
+Every field of `RebelConfig` is a `--FIELD` option; values given on the command line override the YAML
+file, which overrides the defaults. Bad input prints one `error:` line and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+import sys
+import typing
+from typing import Any
+
+from .config import RebelConfig, config_fields
+from .errors import RebelError
+
+
+def field_help() -> dict[str, str]:
+    """Each config field's trailing `# comment` in config.py: the one place options are documented."""
+    source = inspect.getsource(RebelConfig)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(RebelConfig)
+    helps = field_help()
+    defaults = RebelConfig()
+    for f in config_fields():
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "metavar": "VALUE",
+                                  "help": f"{helps.get(f.name, '')} (default: {getattr(defaults, f.name)!r})"}
+        if hint is bool:
+            kwargs.update(nargs="?", const="true")
+        elif typing.get_origin(hint) is list or list in [typing.get_origin(a) for a in typing.get_args(hint)]:
+            kwargs.update(nargs="+")
+        parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rebel", description="REBEL reinforcement learning for Hugging Face models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train", help="fine-tune a causal LM with REBEL (no arguments: the offline SmolLM2 sentiment demo)",
+        description="Fine-tune a causal LM with REBEL. With no arguments, runs the embedded default: LoRA on "
+                    "SmolLM2-135M-Instruct (offline), made more positive under a KL penalty.",
+    )
+    train.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    _add_config_options(train)
+    return parser
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    from .training.loop import RebelTrainer, resume
+
+    if args.resume:
+        if args.config:
+            raise RebelError("--resume takes the config saved in the run directory: drop --config")
+        resume(args.resume, **overrides)
+        return 0
+    config = RebelConfig.from_yaml(args.config) if args.config else RebelConfig()
+    config = config.with_overrides(overrides).validate()
+    RebelTrainer(config).train()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `rebel` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    _quiet_libraries()
+    try:
+        return _run_train(args)
+    except RebelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last complete checkpoint is kept; continue with --resume RUN_DIR", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for our progress bar: library warnings at error level only."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The run configuration: one dataclass, YAML files, `--field value` overrides, validation.
+
+Every option of a run lives in `RebelConfig`; the CLI, YAML files and the Python API all fill the
+same fields, and `validate()` reports every mistake as one `ConfigError` line before any model loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+# The embedded default run: SmolLM2-135M-Instruct, loaded offline, made more positive with LoRA.
+DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
+DEFAULT_DATASET = "builtin:positive_sentiment"
+
+
+@dataclass
+class RebelConfig:
+    """All options of an online RL run (REBEL by default). Field comments are the reference docs."""
+
+    # --- model ---
+    model_name_or_path: str = DEFAULT_MODEL  # local path, hub id, or builtin:smollm2-135m-instruct
+    dtype: str = "auto"  # auto (fp32 on CPU, bf16 on GPUs that support it) | float32 | bfloat16 | float16
+    use_lora: bool = True  # LoRA through peft; pi_ref = the model with the adapter disabled
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: str = "all-linear"  # peft target_modules: all-linear or comma-separated names
+    merge_adapter: bool = False  # also save a merged full model at the end
+
+    # --- data ---
+    dataset: str = DEFAULT_DATASET  # .jsonl/.json/.csv/.parquet file, save_to_disk folder, hub id, builtin:NAME
+    dataset_split: str = "train"
+    eval_dataset: str | None = None  # held-out prompts; default: `dataset` with split `eval_split`
+    eval_split: str = "test"
+    prompt_column: str = "prompt"
+    max_prompt_length: int = 256  # prompts longer than this (in tokens) are an error, not silently cut
+
+    # --- rewards ---
+    rewards: list[str] = field(default_factory=lambda: ["sentiment"])  # builtin, module:fn, file.py:fn, model:PATH
+    reward_weights: list[float] | None = None  # one per reward; default 1.0 each
+    kl_coef: float = 0.05  # reward = score - kl_coef * (log pi_t(y) - log pi_ref(y))
+    missing_eos_penalty: float = 0.0  # subtracted from the score of a completion that never emits EOS
+
+    # --- sampling ---
+    num_generations: int = 2  # n completions per prompt (REBEL compares all pairs)
+    prompts_per_iteration: int = 16
+    max_new_tokens: int = 32
+    temperature: float = 1.0  # the same temperature scales the log-probs
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0
+
+    # --- algorithm and optimisation ---
+    algorithm: str = "rebel"
+    eta: float = 1.0  # REBEL step size: the exact minimiser is pi_t * exp(eta * r)
+    num_iterations: int = 20
+    num_epochs: int = 2  # passes over each sampled batch
+    minibatch_prompts: int = 8  # prompts (each with its n completions) per optimiser micro-batch
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"  # linear | cosine | constant (all after warmup)
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    # --- evaluation ---
+    eval_prompts: int = 64  # held-out prompts scored before and after training (0 = skip)
+    eval_temperature: float | None = None  # default: `temperature`
+    eval_batch_size: int = 32
+
+    # --- outputs ---
+    output_dir: str | None = None  # default: runs/rebel-YYYYmmdd-HHMMSS
+    overwrite: bool = False  # allow replacing a run already in output_dir
+    save_every: int = 10  # iterations between resumable checkpoints (0 = only the final one)
+    log_completions: int = 2  # sample completions written per iteration
+    tensorboard: bool = True
+    progress: bool = True
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RebelConfig":
+        """Build a config from a mapping, rejecting unknown keys and converting values to field types."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
+                f"see `rebel train --help` for the list of fields"
+            )
+        hints = typing.get_type_hints(cls)
+        converted = {k: _convert(k, v, hints[k], source) for k, v in values.items()}
+        return cls(**converted)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RebelConfig":
+        """Load a YAML file of `field: value` pairs."""
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> "RebelConfig":
+        """Return a copy with some fields replaced (values may be strings from the command line)."""
+        merged = asdict(self)
+        merged.update(overrides)
+        return type(self).from_dict(merged, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "RebelConfig":
+        """Check every value; raise one ConfigError line for the first problem found.
+
+        Also fills in defaults that depend on the moment (a fresh, timestamped output_dir).
+        """
+        if self.output_dir is None:
+            self.output_dir = time.strftime("runs/rebel-%Y%m%d-%H%M%S")
+        positive = ["lora_r", "num_generations", "prompts_per_iteration", "max_new_tokens",
+                    "num_iterations", "num_epochs", "minibatch_prompts", "gradient_accumulation_steps",
+                    "max_prompt_length", "eval_batch_size"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_generations < 2 and self.algorithm == "rebel":
+            raise ConfigError("num_generations must be >= 2 for REBEL (it regresses reward differences between samples)")
+        for name in ["eta", "temperature", "learning_rate"]:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.eval_temperature is not None and not self.eval_temperature > 0:
+            raise ConfigError(f"eval_temperature must be > 0, got {self.eval_temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        for name in ["top_k", "kl_coef", "weight_decay", "max_grad_norm", "lora_dropout", "save_every",
+                     "log_completions", "eval_prompts"]:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.prompts_per_iteration % self.minibatch_prompts:
+            raise ConfigError(
+                f"prompts_per_iteration ({self.prompts_per_iteration}) must be a multiple of "
+                f"minibatch_prompts ({self.minibatch_prompts})"
+            )
+        minibatches = self.prompts_per_iteration // self.minibatch_prompts
+        if minibatches % self.gradient_accumulation_steps:
+            raise ConfigError(
+                f"gradient_accumulation_steps ({self.gradient_accumulation_steps}) must divide the number of "
+                f"minibatches per epoch ({minibatches} = prompts_per_iteration / minibatch_prompts)"
+            )
+        _check_choice("dtype", self.dtype, ["auto", "float32", "bfloat16", "float16"])
+        _check_choice("lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant"])
+        _check_choice("algorithm", self.algorithm, ["rebel"])
+        if not self.rewards:
+            raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards sentiment")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ConfigError(
+                f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards: give one weight per reward"
+            )
+        return self
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every I/O or syntax problem into one ConfigError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of `field: value` lines, got {type(data).__name__}")
+    return data
+
+
+def _check_choice(name: str, value: str, choices: list[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _convert(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Convert a YAML or command-line value to the field's declared type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(name, value, inner[0], source)
+    try:
+        if origin is list:
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)):
+                raise TypeError
+            return [_convert(name, item, args[0], source) for item in items]
+        if hint is bool:
+            if isinstance(value, str):
+                lowered = value.lower()
+                if lowered in ("true", "1", "yes"):
+                    return True
+                if lowered in ("false", "0", "no"):
+                    return False
+                raise ValueError
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if hint is str:
+            if isinstance(value, (dict, list)):
+                raise TypeError
+            return str(value)
+    except (TypeError, ValueError):
+        kind = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{name} in {source} must be {kind}, got {value!r}") from None
+    return value
+
+
+def config_fields() -> list[dataclasses.Field]:
+    """The fields of RebelConfig, in declaration order (for --help and docs)."""
+    return list(fields(RebelConfig))

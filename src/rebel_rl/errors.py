@@ -1,0 +1,25 @@
+"""Exceptions for bad user input: each carries one line that names the problem and the fix."""
+
+
+class RebelError(Exception):
+    """Base class: a problem with what the user gave us (config, data, reward, model, run dir)."""
+
+
+class ConfigError(RebelError):
+    """A config file, key or value is missing or invalid."""
+
+
+class DataError(RebelError):
+    """A dataset cannot be read, or lacks a needed column, or a prompt is malformed or too long."""
+
+
+class RewardError(RebelError):
+    """A reward cannot be loaded, raised, or returned the wrong number of values or a non-finite one."""
+
+
+class ModelError(RebelError):
+    """A model or tokenizer cannot be found or loaded."""
+
+
+class RunDirError(RebelError):
+    """An output directory already holds a run, or a run to resume is missing or incomplete."""

@@ -1,0 +1,216 @@
+"""A Hugging Face causal LM as a policy: sample completions, and compute their sequence log-probs.
+
+log pi(y|x) is the sum of the completion tokens' log-probs up to and including the first EOS, under
+logits divided by the sampling temperature (so it is the log-prob of the distribution we sampled from).
+Prompts are left-padded and completions right-padded; position ids follow the attention mask, exactly
+as `generate` computes them, so a padded batch gives the same numbers as one sequence at a time.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Iterator
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+
+from ..data import prompt_to_text
+from ..errors import DataError, ModelError
+from .base import Rollout
+from .pretrained import resolve_model_path
+
+
+def first_eos_mask(completion_ids: torch.Tensor, eos_token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of tokens up to and including the first EOS of each row, and whether the row has one."""
+    is_eos = torch.isin(completion_ids, eos_token_ids.to(completion_ids.device))
+    eos_strictly_before = is_eos.long().cumsum(-1) - is_eos.long()
+    return (eos_strictly_before == 0).long(), is_eos.any(-1)
+
+
+def sequence_logps(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """Sum over masked completion tokens of log softmax(logits / temperature); shape (N,)."""
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    num_completion = completion_ids.shape[1]
+    # Only the last C+1 positions' logits are needed: the one before the first completion token onwards.
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=num_completion + 1,
+        use_cache=False,
+    ).logits[:, :-1].float() / temperature
+    chosen = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    token_logps = chosen - logits.logsumexp(-1)
+    return (token_logps * completion_mask).sum(-1)
+
+
+class CausalLMPolicy:
+    """A causal LM with its tokenizer and a reference (the adapter disabled, or a frozen copy)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer,
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        max_prompt_length: int = 256,
+        reference_model: torch.nn.Module | None = None,
+    ) -> None:
+        self.model = model
+        # What gradients flow through: the trainer swaps in the accelerate-wrapped (DDP/FSDP) module.
+        self.train_module: torch.nn.Module = model
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_k = top_k
+        self.top_p = top_p
+        self.max_prompt_length = max_prompt_length
+        self.reference_model = reference_model
+        self.eos_token_ids = torch.tensor(sorted(_eos_token_ids(self.model, tokenizer)))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode_prompts(self, prompts: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded prompt ids and mask; a prompt longer than max_prompt_length is a DataError."""
+        texts = [prompt_to_text(p, self.tokenizer) for p in prompts]
+        # A chat template already writes the special tokens it wants.
+        add_special = not isinstance(prompts[0], list)
+        encoded = [self.tokenizer(t, add_special_tokens=add_special)["input_ids"] for t in texts]
+        limit = self.max_prompt_length
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if context is not None:
+            limit = min(limit, context - self.max_new_tokens)
+        for index, ids in enumerate(encoded):
+            if len(ids) > limit:
+                raise DataError(
+                    f"prompt {index} has {len(ids)} tokens, more than the {limit} allowed "
+                    f"(max_prompt_length={self.max_prompt_length}, context window {context}, "
+                    f"max_new_tokens={self.max_new_tokens}): shorten it or raise max_prompt_length"
+                )
+        batch = self.tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
+        return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+
+    @torch.no_grad()
+    def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None) -> Rollout:
+        """Sample `n` completions per prompt (rows grouped by prompt) from the policy or the reference."""
+        temperature = self.temperature if temperature is None else temperature
+        prompt_ids, prompt_mask = self.encode_prompts(prompts)
+        prompt_ids = prompt_ids.repeat_interleave(n, dim=0)
+        prompt_mask = prompt_mask.repeat_interleave(n, dim=0)
+        config = GenerationConfig(
+            do_sample=True,
+            temperature=temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            eos_token_id=self.eos_token_ids.tolist(),
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        with self.sampling_model(reference) as model:
+            output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+        completion_ids = output[:, prompt_ids.shape[1]:]
+        completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)
+        kept = [ids[: int(length)] for ids, length in zip(completion_ids, completion_mask.sum(-1))]
+        texts = self.tokenizer.batch_decode(kept, skip_special_tokens=True)
+        return Rollout(prompt_ids, prompt_mask, completion_ids, completion_mask, has_eos, texts)
+
+    def log_probs(self, rollout: Rollout, *, reference: bool = False, temperature: float | None = None) -> torch.Tensor:
+        """Sequence log-probs (N,) of the rollout's completions; differentiable unless `reference`."""
+        temperature = self.temperature if temperature is None else temperature
+        if reference:
+            with torch.no_grad(), self.sampling_model(reference=True) as model:
+                return sequence_logps(model, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                                      rollout.completion_mask, temperature)
+        return sequence_logps(self.train_module, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                              rollout.completion_mask, temperature)
+
+    @contextlib.contextmanager
+    def sampling_model(self, reference: bool = False) -> Iterator[torch.nn.Module]:
+        """The plain model to run without gradients: the policy, or pi_ref when `reference`."""
+        if not reference:
+            yield self.model
+        elif self.reference_model is not None:
+            yield self.reference_model
+        else:
+            with self.model.disable_adapter():
+                yield self.model
+
+
+def _eos_token_ids(model: PreTrainedModel, tokenizer) -> set[int]:
+    ids = set()
+    configured = model.generation_config.eos_token_id if model.generation_config is not None else None
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    if not ids:
+        raise ModelError("the tokenizer and generation config define no EOS token: set tokenizer.eos_token")
+    return ids
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """`auto` is fp32 on CPU and bf16 on GPUs that support it (else fp16 is not chosen silently: fp32)."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def load_causal_lm_policy(config, device: torch.device) -> CausalLMPolicy:
+    """Load model and tokenizer from `config.model_name_or_path`, add LoRA or a frozen reference copy."""
+    path = resolve_model_path(config.model_name_or_path)
+    dtype = resolve_dtype(config.dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load model {config.model_name_or_path!r}: {first_line}") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()  # dropout off during RL: log-probs must be those of the policy that samples
+    reference_model = None
+    if config.use_lora:
+        from peft import LoraConfig, get_peft_model
+
+        targets = config.lora_target_modules
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+        model.eval()
+    else:
+        reference_model = copy.deepcopy(model).requires_grad_(False).eval()
+    return CausalLMPolicy(
+        model,
+        tokenizer,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        max_prompt_length=config.max_prompt_length,
+        reference_model=reference_model,
+    )

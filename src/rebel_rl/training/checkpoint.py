@@ -1,0 +1,102 @@
+"""Resumable checkpoints, written atomically: a crash never leaves a half-written one in place.
+
+A checkpoint folder holds the model as `save_pretrained` writes it (the LoRA adapter alone when LoRA is
+on), the tokenizer, and `trainer_state.pt` (optimizer, scheduler, RNG, counters). It is written under a
+temporary name and renamed into place only when complete, so `latest_checkpoint` never sees a partial one.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from ..errors import RunDirError
+
+STATE_FILE = "trainer_state.pt"
+
+
+def save_pretrained_atomic(model, tokenizer, target: Path, **kwargs: Any) -> None:
+    """`save_pretrained` into a temporary folder, then swap it into `target`."""
+    tmp = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, **kwargs)
+    tokenizer.save_pretrained(tmp)
+    _swap_into_place(tmp, target)
+
+
+def save_checkpoint(folder: Path, iteration: int, model, tokenizer, optimizer, scheduler,
+                    counters: dict[str, Any], keep: int = 2) -> Path:
+    """Write checkpoint `iter-XXXXXX` under `folder` atomically and keep only the last `keep`."""
+    target = folder / f"iter-{iteration:06d}"
+    tmp = folder / f".tmp-iter-{iteration:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    state = {
+        "iteration": iteration,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "counters": counters,
+    }
+    torch.save(state, tmp / STATE_FILE)
+    _swap_into_place(tmp, target)
+    for old in list_checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints under `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("iter-*") if (p / STATE_FILE).is_file())
+
+
+def latest_checkpoint_or_fail(run_dir: Path) -> Path:
+    """The newest complete checkpoint of the run in `run_dir`, or a RunDirError saying why there is none."""
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise RunDirError(f"no checkpoint to resume in {run_dir}: start a new run instead (without --resume)")
+    return found[-1]
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
+    """Restore model weights, optimizer, scheduler and RNG from `path`; return the saved state."""
+    adapter = path / "adapter_model.safetensors"
+    if adapter.is_file():
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(model, load_file(adapter))
+        unexpected = getattr(result, "unexpected_keys", [])
+    else:
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise RunDirError(f"checkpoint {path} has no model weights: delete it and resume from an earlier one")
+        # Tied weights (lm_head = embeddings) are saved once; strict=False lets them stay tied.
+        unexpected = model.load_state_dict(load_file(weights), strict=False).unexpected_keys
+    if unexpected:
+        raise RunDirError(f"checkpoint {path} does not match the model ({len(unexpected)} unknown weights): "
+                          "resume with the config the run was started with")
+    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Replace `target` by the complete folder `tmp`; the old one is removed only after the rename."""
+    old = target.with_name(f".old-{target.name}")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,285 @@
+"""The online loop: sample, score, update. One iteration, for a batch of prompts x:
+
+1. sample n completions per prompt from pi_t;
+2. compute log pi_t (held fixed for the whole iteration) and log pi_ref, once, right after sampling;
+3. reward = score - missing_eos_penalty * [no EOS] - kl_coef * (log pi_t - log pi_ref);
+4. `num_epochs` passes over minibatches of prompts, each minimising the algorithm's loss.
+
+Runs on accelerate from the start (one process by default; `accelerate launch` for more).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import get_scheduler
+
+from ..algorithms import rebel_loss
+from ..config import RebelConfig
+from ..data import load_prompt_dataset
+from ..errors import RunDirError
+from ..evaluation.heldout import EvalResult, evaluate
+from ..evaluation.report import before_after_markdown, plot_reward_kl, print_before_after
+from ..policies.causal_lm import load_causal_lm_policy
+from ..policies.pretrained import check_model_source
+from ..rewards import RewardSet, check_reward_spec
+from . import checkpoint as ckpt
+from .outputs import CONFIG_FILE, MetricsLogger, prepare_run_dir, read_metrics, truncate_logs, write_json
+from .progress import TrainingProgress
+
+
+class RebelTrainer:
+    """Runs REBEL on a causal LM from a `RebelConfig`: `RebelTrainer(config).train()`.
+
+    `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config.
+    Every config, data, reward-spec and run-directory problem is raised before any model is loaded.
+    """
+
+    def __init__(self, config: RebelConfig, *, reward_funcs: list | None = None, resume: bool = False) -> None:
+        self.config = config.validate()
+        self.run_dir = Path(config.output_dir)
+        check_model_source(config.model_name_or_path)
+        for spec in config.rewards:
+            check_reward_spec(spec)
+        self.train_prompts = load_prompt_dataset(config.dataset, config.dataset_split, config.prompt_column)
+        self.eval_prompts = self._load_eval_prompts()
+        if resume:
+            self.resume_from = ckpt.latest_checkpoint_or_fail(self.run_dir)
+        else:
+            self.resume_from = None
+
+        self.accelerator = Accelerator()
+        self.is_main = self.accelerator.is_main_process
+        if not resume and self.is_main:
+            prepare_run_dir(self.run_dir, config.overwrite)
+            config.save_yaml(self.run_dir / CONFIG_FILE)
+        set_seed(config.seed + self.accelerator.process_index)
+        self.policy = load_causal_lm_policy(config, self.accelerator.device)
+        extra = list(reward_funcs or [])
+        weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
+        self.rewards = RewardSet(list(config.rewards) + extra, weights, device=str(self.accelerator.device))
+        self._build_optimizer()
+        self.iteration = 0
+        self.reward_queries = 0
+        if self.resume_from is not None:
+            state = ckpt.load_checkpoint(self.resume_from, self.policy.model, self.optimizer, self.scheduler)
+            self.iteration = state["iteration"]
+            self.reward_queries = state["counters"]["reward_queries"]
+            if self.is_main:
+                truncate_logs(self.run_dir, self.iteration)
+        self.logger = MetricsLogger(self.run_dir, config.tensorboard, enabled=self.is_main)
+
+    # ------------------------------------------------------------------ setup
+    def _load_eval_prompts(self):
+        config = self.config
+        if config.eval_prompts == 0:
+            return None
+        source = config.eval_dataset or config.dataset
+        dataset = load_prompt_dataset(source, config.eval_split, config.prompt_column)
+        return dataset.select(range(min(config.eval_prompts, len(dataset))))
+
+    def _build_optimizer(self) -> None:
+        config = self.config
+        params = [p for p in self.policy.model.parameters() if p.requires_grad]
+        self.trainable_params = params
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        minibatches = config.prompts_per_iteration // config.minibatch_prompts
+        total_steps = config.num_iterations * config.num_epochs * (minibatches // config.gradient_accumulation_steps)
+        name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
+        self.scheduler = get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
+                                       num_training_steps=total_steps)
+        # The scheduler stays outside accelerate: it steps once per real optimizer step, on every process.
+        self.policy.train_module, self.optimizer = self.accelerator.prepare(self.policy.model, optimizer)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, Any]:
+        """Run the remaining iterations, evaluating on held-out prompts before and after."""
+        config = self.config
+        before = self._evaluate_before()
+        progress = TrainingProgress(config.num_iterations, self.iteration, enabled=config.progress and self.is_main)
+        with progress:
+            while self.iteration < config.num_iterations:
+                metrics, samples = self.step()
+                self.logger.log(metrics, samples)
+                progress.update(metrics)
+                if config.save_every and self.iteration % config.save_every == 0 and self.iteration < config.num_iterations:
+                    self.save_checkpoint()
+        self.save_checkpoint()
+        summary = self._finish(before)
+        self.logger.close()
+        return summary
+
+    def step(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One iteration: sample, compute log-probs, score, update. Returns metrics and sample completions."""
+        config, n = self.config, self.config.num_generations
+        rows = self.train_prompts[self._prompt_indices(self.iteration)]
+        prompts = [p for p in rows["prompt"] for _ in range(n)]
+        columns = {k: [v for v in values for _ in range(n)] for k, values in rows.items() if k != "prompt"}
+
+        timer = _PhaseTimer()
+        with timer("sampling"):
+            rollout = self.policy.sample(rows["prompt"], n)
+        with timer("logprobs"), torch.no_grad():
+            old_logps = self.policy.log_probs(rollout)
+            ref_logps = self.policy.log_probs(rollout, reference=True)
+        with timer("scoring"):
+            score, named = self.rewards(prompts, rollout.completions, columns)
+            score = score.to(old_logps.device) - config.missing_eos_penalty * (~rollout.has_eos).float()
+            kl = old_logps - ref_logps
+            reward = score - config.kl_coef * kl
+        with timer("update"):
+            losses, grad_norms = self.update(rollout, old_logps, reward)
+
+        self.iteration += 1
+        self.reward_queries += len(rollout) * self.accelerator.num_processes
+        metrics = self._metrics(rollout, score, named, kl, reward, losses, grad_norms, timer.seconds)
+        samples = [{"prompt": str(prompts[i]), "completion": rollout.completions[i], "reward": float(score[i])}
+                   for i in range(min(config.log_completions, len(rollout)))]
+        return metrics, samples
+
+    def update(self, rollout, old_logps: torch.Tensor, reward: torch.Tensor) -> tuple[list[float], list[float]]:
+        """`num_epochs` passes over minibatches of prompts (with their n samples), one loss each."""
+        config, n = self.config, self.config.num_generations
+        num_prompts = len(rollout) // n
+        accumulate = config.gradient_accumulation_steps
+        losses, grad_norms = [], []
+        for _ in range(config.num_epochs):
+            order = torch.randperm(num_prompts)
+            for k, prompt_index in enumerate(order.split(config.minibatch_prompts)):
+                rows = (prompt_index[:, None] * n + torch.arange(n)).flatten()
+                sync = (k + 1) % accumulate == 0
+                no_sync = contextlib.nullcontext() if sync else self.accelerator.no_sync(self.policy.train_module)
+                with no_sync:
+                    logps = self.policy.log_probs(rollout.select(rows)).view(-1, n)
+                    loss = self.loss(logps, old_logps[rows].view(-1, n), reward[rows].view(-1, n))
+                    self.accelerator.backward(loss / accumulate)
+                losses.append(loss.item())
+                if sync:
+                    norm = self.accelerator.clip_grad_norm_(self.trainable_params, config.max_grad_norm)
+                    grad_norms.append(float(norm))
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+        return losses, grad_norms
+
+    def loss(self, logps: torch.Tensor, old_logps: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+        """How a minibatch becomes a loss: the only algorithm-specific part of the loop."""
+        return rebel_loss(logps, old_logps, reward, self.config.eta)
+
+    # ------------------------------------------------------------------ helpers
+    def _prompt_indices(self, iteration: int) -> list[int]:
+        """Prompts for an iteration: a seeded reshuffle per pass over the data, so resuming repeats nothing."""
+        size = len(self.train_prompts)
+        per_iteration = self.config.prompts_per_iteration
+        start = (iteration * self.accelerator.num_processes + self.accelerator.process_index) * per_iteration
+        indices = []
+        for position in range(start, start + per_iteration):
+            data_pass = position // size
+            order = torch.randperm(size, generator=torch.Generator().manual_seed(self.config.seed * 100_003 + data_pass))
+            indices.append(int(order[position % size]))
+        return indices
+
+    def _metrics(self, rollout, score, named, kl, reward, losses, grad_norms, seconds) -> dict[str, Any]:
+        gather = self.accelerator.gather
+        score_all, kl_all, reward_all = gather(score.float()), gather(kl.float()), gather(reward.float())
+        lengths = gather(rollout.lengths.float())
+        no_eos = gather((~rollout.has_eos).float())
+        metrics = {
+            "iteration": self.iteration,
+            "reward_queries": self.reward_queries,
+            "reward": score_all.mean().item(),
+            "reward_std": score_all.std().item(),
+            **{f"rewards/{name}": gather(v.to(score.device).float()).mean().item() for name, v in named.items()},
+            "kl": kl_all.mean().item(),
+            "rlhf_reward": reward_all.mean().item(),
+            "loss": sum(losses) / len(losses),
+            "grad_norm": sum(grad_norms) / max(1, len(grad_norms)),
+            "learning_rate": self.scheduler.get_last_lr()[0],
+            "completions/mean_length": lengths.mean().item(),
+            "completions/min_length": lengths.min().item(),
+            "completions/max_length": lengths.max().item(),
+            "completions/no_eos_fraction": no_eos.mean().item(),
+            **{f"time/{phase}": s for phase, s in seconds.items()},
+            "tokens_per_second": rollout.lengths.sum().item() / max(seconds["sampling"], 1e-9),
+        }
+        return metrics
+
+    def _evaluate_before(self) -> EvalResult | None:
+        """Evaluate pi_ref on the held-out prompts (once; a resumed run reads the saved result)."""
+        if self.eval_prompts is None:
+            return None
+        saved = self.run_dir / "eval_before.json"
+        if saved.is_file():
+            import json
+
+            return EvalResult(**json.loads(saved.read_text()))
+        result = self._evaluate(reference=True)
+        if self.is_main:
+            write_json(saved, result.to_dict())
+        return result
+
+    def _evaluate(self, reference: bool) -> EvalResult:
+        config = self.config
+        return evaluate(self.policy, self.eval_prompts, self.rewards, num_generations=config.num_generations,
+                        temperature=config.eval_temperature, batch_size=config.eval_batch_size, reference=reference)
+
+    def save_checkpoint(self) -> None:
+        if self.is_main:
+            ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy.model, self.policy.tokenizer,
+                                 self.optimizer, self.scheduler, {"reward_queries": self.reward_queries})
+        self.accelerator.wait_for_everyone()
+
+    def _finish(self, before: EvalResult | None) -> dict[str, Any]:
+        """Held-out evaluation, table and plot; then the final model (and a merged one on request)."""
+        config = self.config
+        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "iterations": self.iteration,
+                                   "reward_queries": self.reward_queries}
+        if before is not None:
+            after = self._evaluate(reference=False)
+            summary.update(before=before.to_dict(), after=after.to_dict())
+            if self.is_main:
+                write_json(self.run_dir / "eval.json", {"before": before.to_dict(), "after": after.to_dict()})
+                (self.run_dir / "eval.md").write_text(before_after_markdown(before, after, len(self.eval_prompts)))
+                if config.progress:
+                    print_before_after(before, after, len(self.eval_prompts))
+        if self.is_main:
+            plot_reward_kl(read_metrics(self.run_dir), self.run_dir / "reward_kl.png")
+            ckpt.save_pretrained_atomic(self.policy.model, self.policy.tokenizer, self.run_dir / "final")
+            if config.merge_adapter and config.use_lora:
+                # Last step: merging folds the adapter into the base weights, so pi_ref is gone after it.
+                merged = self.policy.model.merge_and_unload()
+                ckpt.save_pretrained_atomic(merged, self.policy.tokenizer, self.run_dir / "final" / "merged")
+        self.accelerator.wait_for_everyone()
+        return summary
+
+
+class _PhaseTimer:
+    """Wall-clock seconds per named phase of an iteration."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+def train(config: RebelConfig, *, reward_funcs: list | None = None) -> dict[str, Any]:
+    """Train with REBEL as `config` says; return a summary (run dir, held-out before/after)."""
+    return RebelTrainer(config, reward_funcs=reward_funcs).train()
+
+
+def resume(run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
+    """Continue the run in `run_dir` from its latest checkpoint (optionally with more iterations)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunDirError(f"nothing to resume in {run_dir}: it has no {CONFIG_FILE}")
+    config = RebelConfig.from_yaml(run_dir / CONFIG_FILE).with_overrides({**overrides, "output_dir": str(run_dir)})
+    return RebelTrainer(config, resume=True).train()

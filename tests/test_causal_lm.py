@@ -1,0 +1,150 @@
+"""The causal-LM policy: EOS masking, padded log-probs against a slow one-sequence reference, sampling."""
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig
+
+from rebel_rl import DataError, RebelConfig
+from rebel_rl.policies.causal_lm import first_eos_mask, load_causal_lm_policy, sequence_logps
+from tiny import save_tiny_causal_lm, save_tiny_gpt2
+
+EOS = 2
+
+
+def test_first_eos_mask_includes_first_eos_and_masks_after():
+    ids = torch.tensor([
+        [5, 6, EOS, 7, EOS],   # EOS in the middle: keep it, drop what follows
+        [EOS, 5, 6, 7, 8],     # EOS first: only the EOS token counts
+        [5, 6, 7, 8, 9],       # never emits EOS
+        [5, 6, 7, 8, EOS],     # EOS last
+    ])
+    mask, has_eos = first_eos_mask(ids, torch.tensor([EOS]))
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]]
+    assert has_eos.tolist() == [True, True, False, True]
+
+
+def test_first_eos_mask_with_several_eos_ids():
+    mask, has_eos = first_eos_mask(torch.tensor([[5, 9, 3, 3]]), torch.tensor([3, 9]))
+    assert mask.tolist() == [[1, 1, 0, 0]] and has_eos.tolist() == [True]
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "tiny")
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def any_tiny_path(request, tmp_path_factory):
+    """Llama (rotary positions) and GPT-2 (absolute positions, which expose wrong position ids)."""
+    if request.param == "llama":
+        return save_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "llama")
+    return save_tiny_gpt2(tmp_path_factory.mktemp("lm") / "gpt2")
+
+
+def _policy(tiny_path, **overrides):
+    values = dict(model_name_or_path=str(tiny_path), max_new_tokens=12, temperature=0.7, use_lora=True, lora_r=4)
+    values.update(overrides)
+    return load_causal_lm_policy(RebelConfig(**values), torch.device("cpu"))
+
+
+PROMPTS = [
+    [{"role": "user", "content": "tell me about your weekend please"}],
+    [{"role": "user", "content": "hi"}],
+    [{"role": "user", "content": "describe a good book you read and the sea"}],
+]
+
+
+def _slow_logp(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature):
+    """One sequence at a time, no padding at all: the definition of log pi(y|x)."""
+    prompt = prompt_ids[prompt_mask.bool()]
+    completion = completion_ids[completion_mask.bool()]
+    ids = torch.cat([prompt, completion]).unsqueeze(0)
+    logits = model(input_ids=ids).logits[0].float() / temperature
+    logp = torch.log_softmax(logits, -1)
+    positions = torch.arange(len(prompt) - 1, len(prompt) + len(completion) - 1)
+    return logp[positions, completion].sum()
+
+
+def test_padded_logps_match_one_sequence_at_a_time(any_tiny_path):
+    torch.manual_seed(0)
+    policy = _policy(any_tiny_path, lora_target_modules="all-linear")
+    # Perturb the adapter so the policy differs from its reference and the test is not trivial.
+    with torch.no_grad():
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    rollout = policy.sample(PROMPTS, 3)
+    assert rollout.prompt_mask[:, 0].eq(0).any(), "prompts of different length must be left-padded"
+    assert (~rollout.has_eos).any() or rollout.completion_mask.eq(0).any()
+    batched = policy.log_probs(rollout).detach()
+    reference = policy.log_probs(rollout, reference=True)
+    for i in range(len(rollout)):
+        args = (rollout.prompt_ids[i], rollout.prompt_mask[i], rollout.completion_ids[i], rollout.completion_mask[i], 0.7)
+        with torch.no_grad():
+            slow = _slow_logp(policy.model, *args)
+            with policy.model.disable_adapter():
+                slow_ref = _slow_logp(policy.model, *args)
+        assert batched[i].item() == pytest.approx(slow.item(), abs=1e-4)
+        assert reference[i].item() == pytest.approx(slow_ref.item(), abs=1e-4)
+    assert not torch.allclose(batched, reference, atol=1e-3)
+
+
+def test_logps_are_those_of_the_sampling_distribution(tiny_path):
+    """Recomputed log-probs equal the log-probs generate() sampled with (temperature, no top-k)."""
+    torch.manual_seed(1)
+    policy = _policy(tiny_path, temperature=0.6)
+    prompt_ids, prompt_mask = policy.encode_prompts(PROMPTS)
+    config = GenerationConfig(do_sample=True, temperature=0.6, top_k=0, top_p=1.0, max_new_tokens=12,
+                              eos_token_id=policy.eos_token_ids.tolist(), pad_token_id=policy.tokenizer.pad_token_id,
+                              output_scores=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        out = policy.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+    completion = out.sequences[:, prompt_ids.shape[1]:]
+    mask, _ = first_eos_mask(completion, policy.eos_token_ids)
+    scores = torch.stack(out.scores, 1).log_softmax(-1)  # already divided by the temperature
+    from_generate = (scores.gather(-1, completion.unsqueeze(-1)).squeeze(-1) * mask).sum(-1)
+    with torch.no_grad():
+        recomputed = sequence_logps(policy.model, prompt_ids, prompt_mask, completion, mask, 0.6)
+    assert torch.allclose(recomputed, from_generate, atol=1e-4)
+
+
+def test_gradients_flow_only_into_adapter(tiny_path):
+    policy = _policy(tiny_path)
+    rollout = policy.sample(PROMPTS[:1], 2)
+    policy.log_probs(rollout).sum().backward()
+    grads = {n: p.grad for n, p in policy.model.named_parameters() if p.requires_grad}
+    assert grads and all("lora_" in n for n in grads)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads.values())
+
+
+def test_full_finetuning_keeps_a_frozen_reference(tiny_path):
+    policy = _policy(tiny_path, use_lora=False)
+    assert policy.reference_model is not None
+    assert not any(p.requires_grad for p in policy.reference_model.parameters())
+    rollout = policy.sample(PROMPTS[:2], 2)
+    before = policy.log_probs(rollout, reference=True)
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(0.1)
+    assert torch.allclose(policy.log_probs(rollout, reference=True), before)
+    assert not torch.allclose(policy.log_probs(rollout).detach(), before, atol=1e-3)
+
+
+def test_completions_decoded_up_to_first_eos(tiny_path):
+    torch.manual_seed(0)
+    policy = _policy(tiny_path)
+    rollout = policy.sample(PROMPTS, 2)
+    for ids, length, text in zip(rollout.completion_ids, rollout.lengths, rollout.completions):
+        expected = policy.tokenizer.decode(ids[: int(length)], skip_special_tokens=True)
+        assert text == expected
+
+
+def test_prompt_longer_than_limit_is_a_data_error(tiny_path):
+    policy = _policy(tiny_path, max_prompt_length=8)
+    with pytest.raises(DataError, match="prompt 0 has .* tokens"):
+        policy.encode_prompts([[{"role": "user", "content": "the movie was great and i loved it " * 3}]])
+
+
+def test_prompt_longer_than_context_window(tiny_path):
+    policy = _policy(tiny_path, max_prompt_length=10_000)  # tiny model's context is 128
+    with pytest.raises(DataError, match="context window 128"):
+        policy.encode_prompts(["the sea " * 80])
