@@ -28,7 +28,8 @@ class RebelConfig:
 
     # --- model ---
     model_name_or_path: str = DEFAULT_MODEL  # local path, hub id, or builtin:smollm2-135m-instruct
-    dtype: str = "auto"  # auto (fp32 on CPU, bf16 on GPUs that support it) | float32 | bfloat16 | float16
+    dtype: str = "auto"  # weights: auto (fp32 on CPU, bf16 on GPUs that support it) | float32 | bfloat16 | float16
+    mixed_precision: str = "auto"  # autocast: auto (bf16 where the CPU/GPU computes it natively) | no | bf16 | fp16
     use_lora: bool = True  # LoRA through peft; pi_ref = the model with the adapter disabled
     lora_r: int = 16
     lora_alpha: int = 32
@@ -158,6 +159,7 @@ class RebelConfig:
                 f"minibatches per epoch ({minibatches} = prompts_per_iteration / minibatch_prompts)"
             )
         _check_choice("dtype", self.dtype, ["auto", "float32", "bfloat16", "float16"])
+        _check_choice("mixed_precision", self.mixed_precision, ["auto", "no", "bf16", "fp16"])
         _check_choice("lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant"])
         _check_choice("algorithm", self.algorithm, ["rebel"])
         if not self.rewards:

@@ -25,7 +25,7 @@ from ..data import load_prompt_dataset
 from ..errors import RunDirError
 from ..evaluation.heldout import EvalResult, evaluate
 from ..evaluation.report import before_after_markdown, plot_reward_kl, print_before_after
-from ..policies.causal_lm import load_causal_lm_policy
+from ..policies.causal_lm import load_causal_lm_policy, resolve_mixed_precision
 from ..policies.pretrained import check_model_source
 from ..rewards import RewardSet, check_reward_spec
 from . import checkpoint as ckpt
@@ -53,7 +53,7 @@ class RebelTrainer:
         else:
             self.resume_from = None
 
-        self.accelerator = Accelerator()
+        self.accelerator = Accelerator(mixed_precision=resolve_mixed_precision(config.mixed_precision))
         self.is_main = self.accelerator.is_main_process
         if not resume and self.is_main:
             prepare_run_dir(self.run_dir, config.overwrite)
@@ -99,8 +99,16 @@ class RebelTrainer:
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
         """Run the remaining iterations, evaluating on held-out prompts before and after."""
+        with self.accelerator.autocast():  # generation and pi_ref passes run outside the prepared module
+            before = self._evaluate_before()
+            self._train_loop()
+            self.save_checkpoint()
+            summary = self._finish(before)
+        self.logger.close()
+        return summary
+
+    def _train_loop(self) -> None:
         config = self.config
-        before = self._evaluate_before()
         progress = TrainingProgress(config.num_iterations, self.iteration, enabled=config.progress and self.is_main)
         with progress:
             while self.iteration < config.num_iterations:
@@ -109,10 +117,6 @@ class RebelTrainer:
                 progress.update(metrics)
                 if config.save_every and self.iteration % config.save_every == 0 and self.iteration < config.num_iterations:
                     self.save_checkpoint()
-        self.save_checkpoint()
-        summary = self._finish(before)
-        self.logger.close()
-        return summary
 
     def step(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """One iteration: sample, compute log-probs, score, update. Returns metrics and sample completions."""
