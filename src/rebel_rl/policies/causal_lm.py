@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
@@ -78,6 +78,8 @@ class CausalLMPolicy:
         self.top_p = top_p
         self.max_prompt_length = max_prompt_length
         self.reference_model = reference_model
+        # Mixed precision for the passes that do not go through `train_module` (set by the trainer).
+        self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
         self.eos_token_ids = torch.tensor(sorted(_eos_token_ids(self.model, tokenizer)))
 
     @property
@@ -120,7 +122,7 @@ class CausalLMPolicy:
             eos_token_id=self.eos_token_ids.tolist(),
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        with self.sampling_model(reference) as model:
+        with self.sampling_model(reference) as model, self.autocast():
             output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
         completion_ids = output[:, prompt_ids.shape[1]:]
         completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)
@@ -132,7 +134,7 @@ class CausalLMPolicy:
         """Sequence log-probs (N,) of the rollout's completions; differentiable unless `reference`."""
         temperature = self.temperature if temperature is None else temperature
         if reference:
-            with torch.no_grad(), self.sampling_model(reference=True) as model:
+            with torch.no_grad(), self.sampling_model(reference=True) as model, self.autocast():
                 return sequence_logps(model, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
                                       rollout.completion_mask, temperature)
         return sequence_logps(self.train_module, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,

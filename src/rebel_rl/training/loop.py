@@ -53,7 +53,7 @@ class RebelTrainer:
         else:
             self.resume_from = None
 
-        self.accelerator = Accelerator(mixed_precision=resolve_mixed_precision(config.mixed_precision))
+        self.accelerator = _make_accelerator(resolve_mixed_precision(config.mixed_precision))
         self.is_main = self.accelerator.is_main_process
         if not resume and self.is_main:
             prepare_run_dir(self.run_dir, config.overwrite)
@@ -95,15 +95,18 @@ class RebelTrainer:
                                        num_training_steps=total_steps)
         # The scheduler stays outside accelerate: it steps once per real optimizer step, on every process.
         self.policy.train_module, self.optimizer = self.accelerator.prepare(self.policy.model, optimizer)
+        # Generation and pi_ref passes bypass the prepared module, so they get mixed precision here. One
+        # autocast region per call: autocast caches cast weights until its outermost region exits, so a
+        # region spanning optimizer steps would keep using stale (pre-update) weights.
+        self.policy.autocast = self.accelerator.autocast
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
         """Run the remaining iterations, evaluating on held-out prompts before and after."""
-        with self.accelerator.autocast():  # generation and pi_ref passes run outside the prepared module
-            before = self._evaluate_before()
-            self._train_loop()
-            self.save_checkpoint()
-            summary = self._finish(before)
+        before = self._evaluate_before()
+        self._train_loop()
+        self.save_checkpoint()
+        summary = self._finish(before)
         self.logger.close()
         return summary
 
@@ -260,6 +263,16 @@ class RebelTrainer:
                 ckpt.save_pretrained_atomic(merged, self.policy.tokenizer, self.run_dir / "final" / "merged")
         self.accelerator.wait_for_everyone()
         return summary
+
+
+def _make_accelerator(mixed_precision: str) -> Accelerator:
+    """An Accelerator; in a single process, several trainers may run one after another with
+    different precision (accelerate's state is a process-wide singleton otherwise fixed by the first)."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
 
 
 class _PhaseTimer:
