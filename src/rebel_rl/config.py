@@ -6,6 +6,7 @@ same fields, and `validate()` reports every mistake as one `ConfigError` line be
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import types
 import typing
@@ -31,18 +32,18 @@ class RebelConfig:
     dtype: str = "auto"  # weights: auto (fp32 on CPU, bf16 on GPUs that support it) | float32 | bfloat16 | float16
     mixed_precision: str = "auto"  # autocast: auto (bf16 where the CPU/GPU computes it natively) | no | bf16 | fp16
     use_lora: bool = True  # LoRA through peft; pi_ref = the model with the adapter disabled
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scaling numerator (scale = lora_alpha / lora_r)
+    lora_dropout: float = 0.0  # dropout inside LoRA layers (off during RL: the model runs in eval mode)
     lora_target_modules: str = "all-linear"  # peft target_modules: all-linear or comma-separated names
     merge_adapter: bool = False  # also save a merged full model at the end
 
     # --- data ---
     dataset: str = DEFAULT_DATASET  # .jsonl/.json/.csv/.parquet file, save_to_disk folder, hub id, builtin:NAME
-    dataset_split: str = "train"
+    dataset_split: str = "train"  # split of `dataset` to train on
     eval_dataset: str | None = None  # held-out prompts; default: `dataset` with split `eval_split`
-    eval_split: str = "test"
-    prompt_column: str = "prompt"
+    eval_split: str = "test"  # split of the held-out prompts
+    prompt_column: str = "prompt"  # column holding the prompts (text or chat messages)
     max_prompt_length: int = 256  # prompts longer than this (in tokens) are an error, not silently cut
 
     # --- rewards ---
@@ -53,39 +54,35 @@ class RebelConfig:
 
     # --- sampling ---
     num_generations: int = 2  # n completions per prompt (REBEL compares all pairs)
-    prompts_per_iteration: int = 16
-    max_new_tokens: int = 32
+    prompts_per_iteration: int = 16  # prompts sampled per iteration (per process)
+    max_new_tokens: int = 32  # completion length cap; a completion that reaches it has no EOS
     temperature: float = 1.0  # the same temperature scales the log-probs
     top_k: int = 0  # 0 = off
-    top_p: float = 1.0
-
+    top_p: float = 1.0  # nucleus sampling; 1.0 = off
     # --- algorithm and optimisation ---
-    algorithm: str = "rebel"
+    algorithm: str = "rebel"  # the loss: rebel
     eta: float = 1.0  # REBEL step size: the exact minimiser is pi_t * exp(eta * r)
-    num_iterations: int = 20
+    num_iterations: int = 20  # sample-score-update iterations
     num_epochs: int = 2  # passes over each sampled batch
     minibatch_prompts: int = 8  # prompts (each with its n completions) per optimiser micro-batch
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.1
+    gradient_accumulation_steps: int = 1  # minibatches per optimiser step
+    learning_rate: float = 1e-4  # AdamW peak learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_ratio: float = 0.1  # fraction of optimiser steps with linear warmup
     lr_scheduler: str = "linear"  # linear | cosine | constant (all after warmup)
-    max_grad_norm: float = 1.0
-    seed: int = 0
-
+    max_grad_norm: float = 1.0  # gradient clipping norm
+    seed: int = 0  # seed for prompt order, sampling and initialisation
     # --- evaluation ---
     eval_prompts: int = 64  # held-out prompts scored before and after training (0 = skip)
     eval_temperature: float | None = None  # default: `temperature`
-    eval_batch_size: int = 32
-
+    eval_batch_size: int = 32  # sequences per held-out sampling batch
     # --- outputs ---
     output_dir: str | None = None  # default: runs/rebel-YYYYmmdd-HHMMSS
     overwrite: bool = False  # allow replacing a run already in output_dir
     save_every: int = 10  # iterations between resumable checkpoints (0 = only the final one)
     log_completions: int = 2  # sample completions written per iteration
-    tensorboard: bool = True
-    progress: bool = True
-
+    tensorboard: bool = True  # write TensorBoard event files
+    progress: bool = True  # show the progress bar and the final tables
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RebelConfig":
@@ -119,13 +116,20 @@ class RebelConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> "RebelConfig":
+    def validate(self, require_rewards: bool = True) -> "RebelConfig":
         """Check every value; raise one ConfigError line for the first problem found.
 
-        Also fills in defaults that depend on the moment (a fresh, timestamped output_dir).
+        `require_rewards=False` accepts an empty `rewards` list (the Python API, where
+        `reward_funcs` supplies the rewards). Also fills in defaults that depend on the moment
+        (a fresh, timestamped output_dir).
         """
         if self.output_dir is None:
             self.output_dir = time.strftime("runs/rebel-%Y%m%d-%H%M%S")
+        for f in fields(self):  # YAML `.nan`/`.inf` and "nan" on the command line parse as floats
+            value = getattr(self, f.name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ConfigError(f"{f.name} must be a finite number, got {item}")
         positive = ["lora_r", "num_generations", "prompts_per_iteration", "max_new_tokens",
                     "num_iterations", "num_epochs", "minibatch_prompts", "gradient_accumulation_steps",
                     "max_prompt_length", "eval_batch_size"]
@@ -162,7 +166,7 @@ class RebelConfig:
         _check_choice("mixed_precision", self.mixed_precision, ["auto", "no", "bf16", "fp16"])
         _check_choice("lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant"])
         _check_choice("algorithm", self.algorithm, ["rebel"])
-        if not self.rewards:
+        if not self.rewards and require_rewards:
             raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards sentiment")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ConfigError(
@@ -206,7 +210,7 @@ def _convert(name: str, value: Any, hint: Any, source: str) -> Any:
         return _convert(name, value, inner[0], source)
     try:
         if origin is list:
-            items = value.split(",") if isinstance(value, str) else value
+            items = [item.strip() for item in value.split(",")] if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)):
                 raise TypeError
             return [_convert(name, item, args[0], source) for item in items]

@@ -1,0 +1,33 @@
+"""Regenerate the configuration table in README.md from RebelConfig (fields, defaults, comments).
+
+    .venv/bin/python scripts/config_reference.py          # rewrite README.md in place
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from rebel_rl.cli import field_help
+from rebel_rl.config import RebelConfig, config_fields
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def config_table() -> str:
+    """The markdown table of every RebelConfig field."""
+    helps, defaults = field_help(), RebelConfig()
+    rows = ["| field | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{f.name}` | `{getattr(defaults, f.name)!r}` | {helps.get(f.name, '').replace('|', chr(92) + '|')} |" for f in config_fields()]
+    return "\n".join(rows)
+
+
+def render(readme: str) -> str:
+    block = f"{START}\n{config_table()}\n{END}"
+    return re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, readme, flags=re.S)
+
+
+if __name__ == "__main__":
+    README.write_text(render(README.read_text()))
+    sys.exit(0)
