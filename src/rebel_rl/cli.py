@@ -89,10 +89,14 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    import datasets
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # datasets draws "Generating train split" bars on stderr, which must hold only the `error:` line.
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class RebelTrainer:
     """
 
     def __init__(self, config: RebelConfig, *, reward_funcs: list | None = None, resume: bool = False) -> None:
-        self.config = config.validate()
+        self.config = config.validate(require_rewards=not reward_funcs)
         self.run_dir = Path(config.output_dir)
         check_model_source(config.model_name_or_path)
         for spec in config.rewards:
@@ -293,10 +293,13 @@ def train(config: RebelConfig, *, reward_funcs: list | None = None) -> dict[str,
     return RebelTrainer(config, reward_funcs=reward_funcs).train()
 
 
-def resume(run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
-    """Continue the run in `run_dir` from its latest checkpoint (optionally with more iterations)."""
+def resume(run_dir: str | Path, *, reward_funcs: list | None = None, **overrides: Any) -> dict[str, Any]:
+    """Continue the run in `run_dir` from its latest checkpoint (optionally with more iterations).
+
+    A run started with Python `reward_funcs` needs the same callables again: they are not in config.yaml.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(f"nothing to resume in {run_dir}: it has no {CONFIG_FILE}")
     config = RebelConfig.from_yaml(run_dir / CONFIG_FILE).with_overrides({**overrides, "output_dir": str(run_dir)})
-    return RebelTrainer(config, resume=True).train()
+    return RebelTrainer(config, reward_funcs=reward_funcs, resume=True).train()

@@ -15,7 +15,7 @@ METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
 # What a run writes; --overwrite removes exactly these, never other files the user keeps there.
 RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "checkpoints", "final",
-                 "eval.json", "eval.md", "reward_kl.png"]
+                 "eval_before.json", "eval.json", "eval.md", "reward_kl.png"]
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> None:

@@ -1,0 +1,259 @@
+"""RebelConfig: YAML files, type conversion, `--field value` overrides and validation (one ConfigError line each)."""
+from dataclasses import fields
+
+import pytest
+import yaml
+
+from rebel_rl import ConfigError, RebelConfig
+
+
+def write(tmp_path, text, name="run.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def one_line(exc_info) -> str:
+    message = str(exc_info.value)
+    assert "\n" not in message, message
+    return message
+
+
+# ------------------------------------------------------------------ defaults and YAML files
+def test_defaults_validate():
+    config = RebelConfig().validate()
+    assert config.output_dir is not None and config.output_dir.startswith("runs/rebel-")
+    assert config.algorithm == "rebel" and config.num_generations >= 2
+
+
+def test_from_yaml_good_file(tmp_path):
+    path = write(tmp_path, """
+model_name_or_path: some/model
+use_lora: false
+num_iterations: 7
+learning_rate: 1e-4          # PyYAML reads this as a string; it must still become a float
+kl_coef: 0.1
+rewards: [length, sentiment]
+reward_weights: [1, 0.5]
+eval_dataset: prompts.jsonl
+""")
+    config = RebelConfig.from_yaml(path)
+    assert config.model_name_or_path == "some/model"
+    assert config.use_lora is False
+    assert config.num_iterations == 7 and isinstance(config.num_iterations, int)
+    assert config.learning_rate == 1e-4 and isinstance(config.learning_rate, float)
+    assert config.kl_coef == 0.1
+    assert config.rewards == ["length", "sentiment"]
+    assert config.reward_weights == [1.0, 0.5] and all(isinstance(w, float) for w in config.reward_weights)
+    assert config.eval_dataset == "prompts.jsonl"
+    assert config.lora_r == RebelConfig().lora_r  # untouched fields keep their defaults
+    config.validate()
+
+
+def test_empty_yaml_gives_defaults(tmp_path):
+    assert RebelConfig.from_yaml(write(tmp_path, "# nothing here\n")) == RebelConfig()
+
+
+def test_unknown_key_names_the_key(tmp_path):
+    path = write(tmp_path, "num_iterations: 3\nlearning_rte: 0.1\n")
+    with pytest.raises(ConfigError) as info:
+        RebelConfig.from_yaml(path)
+    message = one_line(info)
+    assert "'learning_rte'" in message and str(path) in message
+
+
+def test_several_unknown_keys_are_all_named(tmp_path):
+    with pytest.raises(ConfigError, match="keys 'foo', 'bar'"):
+        RebelConfig.from_yaml(write(tmp_path, "foo: 1\nbar: 2\n"))
+
+
+def test_malformed_yaml_gives_line(tmp_path):
+    path = write(tmp_path, "num_iterations: 3\nrewards: [length\nseed: 1\n")
+    with pytest.raises(ConfigError) as info:
+        RebelConfig.from_yaml(path)
+    message = one_line(info)
+    assert "not valid YAML" in message and "line " in message and str(path) in message
+
+
+def test_yaml_tab_indentation_error_gives_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"line 2"):
+        RebelConfig.from_yaml(write(tmp_path, "num_iterations: 3\n\tseed: 1\n"))
+
+
+@pytest.mark.parametrize("text, kind", [("- a\n- b\n", "list"), ("just a string\n", "str"), ("3\n", "int")])
+def test_yaml_not_a_mapping(tmp_path, text, kind):
+    with pytest.raises(ConfigError) as info:
+        RebelConfig.from_yaml(write(tmp_path, text))
+    assert "mapping" in one_line(info) and kind in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        RebelConfig.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_directory_instead_of_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        RebelConfig.from_yaml(tmp_path)
+
+
+# ------------------------------------------------------------------ type conversion
+@pytest.mark.parametrize("line, field", [
+    ("num_iterations: abc", "num_iterations"),
+    ("num_iterations: 2.5", "num_iterations"),
+    ("num_iterations: true", "num_iterations"),
+    ("use_lora: maybe", "use_lora"),
+    ("use_lora: 2", "use_lora"),
+    ("learning_rate: fast", "learning_rate"),
+    ("kl_coef: [0.1]", "kl_coef"),
+    ("dataset: {a: 1}", "dataset"),
+    ("rewards: 3", "rewards"),
+    ("reward_weights: [1, heavy]", "reward_weights"),
+    ("eval_temperature: hot", "eval_temperature"),
+])
+def test_wrong_types_name_the_field(tmp_path, line, field):
+    path = write(tmp_path, line + "\n")
+    with pytest.raises(ConfigError) as info:
+        RebelConfig.from_yaml(path)
+    message = one_line(info)
+    assert message.startswith(f"{field} in {path} must be"), message
+
+
+def test_integral_float_is_accepted_for_int(tmp_path):
+    assert RebelConfig.from_yaml(write(tmp_path, "num_iterations: 3.0\n")).num_iterations == 3
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("True", True), ("yes", True), ("1", True),
+                                             ("false", False), ("no", False), ("0", False)])
+def test_bool_strings(value, expected):
+    assert RebelConfig().with_overrides({"use_lora": value}).use_lora is expected
+
+
+def test_list_fields_from_comma_strings_and_lists(tmp_path):
+    config = RebelConfig.from_yaml(write(tmp_path, 'rewards: "length,sentiment"\nreward_weights: "1, 2.5"\n'))
+    assert config.rewards == ["length", "sentiment"]
+    assert config.reward_weights == [1.0, 2.5]
+    # Unquoted in YAML this is one string with a space after the comma: items are stripped.
+    config = RebelConfig.from_yaml(write(tmp_path, "rewards: length, sentiment\n"))
+    assert config.rewards == ["length", "sentiment"]
+    config = RebelConfig.from_yaml(write(tmp_path, "rewards:\n  - length\n  - sentiment\nreward_weights: [2, 3]\n"))
+    assert config.rewards == ["length", "sentiment"] and config.reward_weights == [2.0, 3.0]
+    # A single value is a one-item list, from YAML and from the command line alike.
+    assert RebelConfig.from_yaml(write(tmp_path, "rewards: length\n")).rewards == ["length"]
+    assert RebelConfig().with_overrides({"rewards": ["length", "sentiment"]}).rewards == ["length", "sentiment"]
+
+
+@pytest.mark.parametrize("none", ["none", "None", "null", "~"])
+def test_none_for_optional_fields(tmp_path, none):
+    text = f"eval_dataset: {none}\nreward_weights: {none}\neval_temperature: {none}\noutput_dir: {none}\n"
+    config = RebelConfig.from_yaml(write(tmp_path, text))
+    assert config.eval_dataset is None and config.reward_weights is None
+    assert config.eval_temperature is None and config.output_dir is None
+    overridden = RebelConfig(eval_temperature=0.7, eval_dataset="x.jsonl").with_overrides(
+        {"eval_temperature": "none", "eval_dataset": "None"})
+    assert overridden.eval_temperature is None and overridden.eval_dataset is None
+
+
+def test_none_is_a_plain_string_for_required_string_fields():
+    # Only Optional fields take none; elsewhere "none" is an ordinary value (and fails later, loudly).
+    assert RebelConfig().with_overrides({"dataset": "none"}).dataset == "none"
+
+
+# ------------------------------------------------------------------ validation
+def check_invalid(match, **values):
+    with pytest.raises(ConfigError, match=match) as info:
+        RebelConfig(**values).validate()
+    one_line(info)
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"num_generations": 1}, r"num_generations must be >= 2 for REBEL"),
+    ({"num_generations": 0}, r"num_generations must be >= 1"),
+    ({"num_iterations": 0}, r"num_iterations must be >= 1, got 0"),
+    ({"max_new_tokens": -3}, r"max_new_tokens must be >= 1"),
+    ({"prompts_per_iteration": 10, "minibatch_prompts": 4},
+     r"prompts_per_iteration \(10\) must be a multiple of minibatch_prompts \(4\)"),
+    ({"prompts_per_iteration": 12, "minibatch_prompts": 4, "gradient_accumulation_steps": 2},
+     r"gradient_accumulation_steps \(2\) must divide the number of minibatches per epoch \(3"),
+    ({"dtype": "fp32"}, r"dtype must be one of auto, float32, bfloat16, float16; got 'fp32'"),
+    ({"lr_scheduler": "step"}, r"lr_scheduler must be one of linear, cosine, constant; got 'step'"),
+    ({"mixed_precision": "fp8"}, r"mixed_precision must be one of auto, no, bf16, fp16; got 'fp8'"),
+    ({"algorithm": "ppo"}, r"algorithm must be one of rebel; got 'ppo'"),
+    ({"rewards": ["length", "sentiment"], "reward_weights": [1.0]},
+     r"reward_weights has 1 values for 2 rewards"),
+    ({"rewards": []}, r"rewards is empty"),
+    ({"kl_coef": -0.1}, r"kl_coef must be >= 0, got -0.1"),
+    ({"top_p": 0.0}, r"top_p must be in \(0, 1\], got 0.0"),
+    ({"top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
+    ({"top_k": -1}, r"top_k must be >= 0"),
+    ({"temperature": 0.0}, r"temperature must be > 0"),
+    ({"eval_temperature": 0.0}, r"eval_temperature must be > 0"),
+    ({"eta": -1.0}, r"eta must be > 0"),
+    ({"learning_rate": 0.0}, r"learning_rate must be > 0"),
+    ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
+    ({"save_every": -1}, r"save_every must be >= 0"),
+    ({"eval_prompts": -1}, r"eval_prompts must be >= 0"),
+    ({"kl_coef": float("nan")}, r"kl_coef must be a finite number, got nan"),
+    ({"missing_eos_penalty": float("inf")}, r"missing_eos_penalty must be a finite number"),
+    ({"rewards": ["length"], "reward_weights": [float("nan")]}, r"reward_weights must be a finite number"),
+])
+def test_validate_rules(values, match):
+    check_invalid(match, **values)
+
+
+def test_valid_edge_values_pass():
+    RebelConfig(top_p=1.0, kl_coef=0.0, warmup_ratio=0.0, save_every=0, eval_prompts=0, top_k=0,
+                prompts_per_iteration=12, minibatch_prompts=4, gradient_accumulation_steps=3,
+                rewards=["length", "sentiment"], reward_weights=[1.0, -1.0]).validate()
+
+
+def test_empty_rewards_allowed_when_the_api_supplies_callables():
+    RebelConfig(rewards=[]).validate(require_rewards=False)
+
+
+def test_nan_from_yaml_and_command_line_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="kl_coef must be a finite number"):
+        RebelConfig.from_yaml(write(tmp_path, "kl_coef: .nan\n")).validate()
+    with pytest.raises(ConfigError, match="learning_rate must be"):
+        RebelConfig().with_overrides({"learning_rate": "nan"}).validate()
+
+
+def test_validate_keeps_an_explicit_output_dir():
+    assert RebelConfig(output_dir="here").validate().output_dir == "here"
+
+
+# ------------------------------------------------------------------ overrides and round trips
+def test_with_overrides_converts_and_does_not_mutate():
+    base = RebelConfig()
+    changed = base.with_overrides({"num_iterations": "5", "use_lora": "false", "learning_rate": "3e-4",
+                                   "rewards": ["length"], "reward_weights": ["2"], "eval_temperature": "0.5"})
+    assert changed.num_iterations == 5 and changed.use_lora is False and changed.learning_rate == 3e-4
+    assert changed.rewards == ["length"] and changed.reward_weights == [2.0] and changed.eval_temperature == 0.5
+    assert base == RebelConfig()  # the original is untouched
+    assert changed.with_overrides({}) == changed
+    back = changed.with_overrides({k: getattr(base, k) for k in ["num_iterations", "use_lora", "learning_rate",
+                                                                 "rewards", "reward_weights", "eval_temperature"]})
+    assert back == base
+
+
+def test_with_overrides_rejects_unknown_and_bad_values():
+    with pytest.raises(ConfigError, match=r"unknown config key 'bogus_field' in command line"):
+        RebelConfig().with_overrides({"bogus_field": "1"})
+    with pytest.raises(ConfigError, match=r"seed in command line must be int, got 'x'"):
+        RebelConfig().with_overrides({"seed": "x"})
+
+
+def test_save_yaml_round_trip(tmp_path):
+    config = RebelConfig(model_name_or_path="m", use_lora=False, rewards=["length", "a/b.py:fn"],
+                         reward_weights=[0.5, 2.0], eval_temperature=0.7, output_dir=str(tmp_path / "run"),
+                         learning_rate=3e-5, lora_target_modules="q_proj,v_proj", seed=7)
+    path = tmp_path / "saved.yaml"
+    config.save_yaml(path)
+    loaded = RebelConfig.from_yaml(path)
+    assert loaded == config
+    assert yaml.safe_load(path.read_text())["rewards"] == ["length", "a/b.py:fn"]
+    # Every field is written, so the saved file fully describes the run.
+    assert set(yaml.safe_load(path.read_text())) == {f.name for f in fields(RebelConfig)}
+    default_path = tmp_path / "default.yaml"
+    RebelConfig().save_yaml(default_path)
+    assert RebelConfig.from_yaml(default_path) == RebelConfig()
