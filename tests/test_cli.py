@@ -19,7 +19,7 @@ import yaml
 from rebel_rl import RebelConfig
 from rebel_rl.cli import main
 from rebel_rl.training.checkpoint import STATE_FILE, list_checkpoints
-from tiny import save_tiny_causal_lm
+from tiny import save_tiny_causal_lm, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
 FAST = ["--num_iterations", "2", "--prompts_per_iteration", "4", "--minibatch_prompts", "2",
@@ -50,20 +50,6 @@ def fails_second_call(prompts, completions, **kwargs):
 '''
 METRIC_KEYS = {"reward", "reward_std", "kl", "loss", "completions/mean_length", "completions/no_eos_fraction",
                "time/sampling", "time/scoring", "time/logprobs", "time/update", "tokens_per_second", "rewards/length"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and lose a lot when other jobs keep the cores busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from rebel_rl import ConfigError, RebelConfig
 from rebel_rl.training import checkpoint as ckpt
 from rebel_rl.training.loop import RebelTrainer, resume
 from rebel_rl.training.outputs import read_metrics
-from tiny import save_tiny_causal_lm
+from tiny import save_tiny_causal_lm, write_jsonl
 
 TRAIN = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
 HELD_OUT = ["describe a good book", "what a wonderful day", "the food was", "summarize the post"]
@@ -20,20 +20,6 @@ COUNT_E = '''
 def count_e(prompts, completions, **kwargs):
     return [float(c.count("e")) for c in completions]
 '''
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and lose a lot when other jobs keep the cores busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -105,3 +105,11 @@ def save_tiny_gpt2(path: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return Path(path)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    """Write `rows` as a JSON-lines file; return its path as a string (as configs take it)."""
+    import json
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)

@@ -38,10 +38,11 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rebel", description="REBEL reinforcement learning for Hugging Face models.")
+    parser = argparse.ArgumentParser(prog="rebel", description="REBEL reinforcement learning for Hugging Face models.",
+                                     allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser(
-        "train", help="fine-tune a causal LM with REBEL (no arguments: the offline SmolLM2 sentiment demo)",
+        "train", allow_abbrev=False, help="fine-tune a causal LM with REBEL (no arguments: the offline SmolLM2 sentiment demo)",
         description="Fine-tune a causal LM with REBEL. With no arguments, runs the embedded default: LoRA on "
                     "SmolLM2-135M-Instruct (offline), made more positive under a KL penalty.",
     )

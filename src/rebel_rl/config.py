@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import types
 import typing
@@ -113,7 +114,11 @@ class RebelConfig:
         return asdict(self)
 
     def save_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write the config as YAML, atomically (a crash never leaves a half-written config)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
 
     # ------------------------------------------------------------------ validation
     def validate(self, require_rewards: bool = True) -> "RebelConfig":

@@ -1,7 +1,9 @@
 """A Hugging Face causal LM as a policy: sample completions, and compute their sequence log-probs.
 
 log pi(y|x) is the sum of the completion tokens' log-probs up to and including the first EOS, under
-logits divided by the sampling temperature (so it is the log-prob of the distribution we sampled from).
+logits divided by the sampling temperature: the distribution we sample from when top_k=0 and top_p=1
+(the defaults). With top-k/top-p truncation on, log-probs stay those of the full tempered softmax, as in
+TRL, so that they remain defined for every token.
 Prompts are left-padded and completions right-padded; position ids follow the attention mask, exactly
 as `generate` computes them, so a padded batch gives the same numbers as one sequence at a time.
 """
@@ -87,11 +89,16 @@ class CausalLMPolicy:
         return next(self.model.parameters()).device
 
     def encode_prompts(self, prompts: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded prompt ids and mask; a prompt longer than max_prompt_length is a DataError."""
-        texts = [prompt_to_text(p, self.tokenizer) for p in prompts]
+        """Left-padded prompt ids and mask; a prompt longer than the limit is a DataError."""
+        batch = self.tokenizer.pad({"input_ids": self.prompt_token_ids(prompts)}, padding=True, return_tensors="pt")
+        return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+
+    def prompt_token_ids(self, prompts: list, first_index: int = 0) -> list[list[int]]:
+        """Token ids of each prompt (chat template applied); DataError naming the first one too long
+        for max_prompt_length or for the context window minus max_new_tokens."""
         # A chat template already writes the special tokens it wants.
-        add_special = not isinstance(prompts[0], list)
-        encoded = [self.tokenizer(t, add_special_tokens=add_special)["input_ids"] for t in texts]
+        encoded = [self.tokenizer(prompt_to_text(p, self.tokenizer), add_special_tokens=not isinstance(p, list))["input_ids"]
+                   for p in prompts]
         limit = self.max_prompt_length
         context = getattr(self.model.config, "max_position_embeddings", None)
         if context is not None:
@@ -99,12 +106,16 @@ class CausalLMPolicy:
         for index, ids in enumerate(encoded):
             if len(ids) > limit:
                 raise DataError(
-                    f"prompt {index} has {len(ids)} tokens, more than the {limit} allowed "
+                    f"prompt {first_index + index} has {len(ids)} tokens, more than the {limit} allowed "
                     f"(max_prompt_length={self.max_prompt_length}, context window {context}, "
                     f"max_new_tokens={self.max_new_tokens}): shorten it or raise max_prompt_length"
                 )
-        batch = self.tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
-        return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        return encoded
+
+    def check_prompts(self, prompts: list, chunk: int = 512) -> None:
+        """Tokenize every prompt once up front, so a too-long one stops the run before training."""
+        for start in range(0, len(prompts), chunk):
+            self.prompt_token_ids(prompts[start:start + chunk], first_index=start)
 
     @torch.no_grad()
     def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None) -> Rollout:

@@ -55,11 +55,15 @@ class RebelTrainer:
 
         self.accelerator = _make_accelerator(resolve_mixed_precision(config.mixed_precision))
         self.is_main = self.accelerator.is_main_process
-        if not resume and self.is_main:
-            prepare_run_dir(self.run_dir, config.overwrite)
-            config.save_yaml(self.run_dir / CONFIG_FILE)
+        if self.is_main:
+            if not resume:
+                prepare_run_dir(self.run_dir, config.overwrite)
+            config.save_yaml(self.run_dir / CONFIG_FILE)  # on resume: records new overrides (num_iterations)
         set_seed(config.seed + self.accelerator.process_index)
         self.policy = load_causal_lm_policy(config, self.accelerator.device)
+        self.policy.check_prompts(self.train_prompts["prompt"])
+        if self.eval_prompts is not None:
+            self.policy.check_prompts(self.eval_prompts["prompt"])
         extra = list(reward_funcs or [])
         weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
         self.rewards = RewardSet(list(config.rewards) + extra, weights, device=str(self.accelerator.device))

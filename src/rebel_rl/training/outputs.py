@@ -69,10 +69,21 @@ class MetricsLogger:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / METRICS_FILE
+    """The iterations logged in metrics.jsonl."""
+    return _read_jsonl(run_dir / METRICS_FILE)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file; a torn last line (a crash mid-write) is skipped."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def truncate_logs(run_dir: Path, last_iteration: int) -> None:
@@ -81,10 +92,9 @@ def truncate_logs(run_dir: Path, last_iteration: int) -> None:
         path = run_dir / name
         if not path.is_file():
             continue
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["iteration"] <= last_iteration]
+        kept = [r for r in _read_jsonl(path) if r["iteration"] <= last_iteration]
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(tmp, path)
 
 
