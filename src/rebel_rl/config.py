@@ -56,8 +56,8 @@ class RebelConfig:
     # --- sampling ---
     num_generations: int = 2  # n completions per prompt (REBEL compares all pairs)
     prompts_per_iteration: int = 16  # prompts sampled per iteration (per process)
-    max_new_tokens: int = 32  # completion length cap; a completion that reaches it has no EOS
-    temperature: float = 1.0  # the same temperature scales the log-probs
+    max_new_tokens: int = 24  # completion length cap; a completion that reaches it has no EOS
+    temperature: float = 0.7  # the same temperature scales the log-probs
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # nucleus sampling; 1.0 = off
     # --- algorithm and optimisation ---
@@ -67,7 +67,7 @@ class RebelConfig:
     num_epochs: int = 2  # passes over each sampled batch
     minibatch_prompts: int = 8  # prompts (each with its n completions) per optimiser micro-batch
     gradient_accumulation_steps: int = 1  # minibatches per optimiser step
-    learning_rate: float = 1e-4  # AdamW peak learning rate
+    learning_rate: float = 3e-4  # AdamW peak learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_ratio: float = 0.1  # fraction of optimiser steps with linear warmup
     lr_scheduler: str = "linear"  # linear | cosine | constant (all after warmup)
