@@ -7,11 +7,11 @@ from typing import Any
 from .heldout import EvalResult, paired_difference
 
 
-def before_after_markdown(before: EvalResult, after: EvalResult, num_prompts: int) -> str:
-    """A markdown table of held-out reward and KL before and after training, plus side-by-side samples."""
+def before_after_markdown(before: EvalResult, after: EvalResult, label: str) -> str:
+    """A markdown table of reward and KL before and after training on `label` prompts, plus samples."""
     delta, delta_se = paired_difference(before, after)
     lines = [
-        f"Held-out evaluation on {num_prompts} prompts (mean +/- standard error over prompts).",
+        f"Evaluation on {label} (mean +/- standard error over prompts).",
         "",
         "| | reward | KL(pi &#124;&#124; pi_ref) | mean length | no EOS |",
         "|---|---|---|---|---|",
@@ -30,13 +30,13 @@ def before_after_markdown(before: EvalResult, after: EvalResult, num_prompts: in
     return "\n".join(lines) + "\n"
 
 
-def print_before_after(before: EvalResult, after: EvalResult, num_prompts: int) -> None:
+def print_before_after(before: EvalResult, after: EvalResult, label: str) -> None:
     """Print the before/after comparison as rich tables."""
     from rich.console import Console
     from rich.table import Table
 
     delta, delta_se = paired_difference(before, after)
-    table = Table(title=f"Held-out evaluation ({num_prompts} prompts, mean ± s.e.)")
+    table = Table(title=f"Evaluation on {label} (mean ± s.e.)")
     for column in ["", "reward", "KL(pi||pi_ref)", "mean length", "no EOS"]:
         table.add_column(column)
     for name, result in [("before (pi_ref)", before), ("after", after)]:

@@ -37,7 +37,8 @@ class RebelTrainer:
     """Runs REBEL on a causal LM from a `RebelConfig`: `RebelTrainer(config).train()`.
 
     `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config.
-    Every config, data, reward-spec and run-directory problem is raised before any model is loaded.
+    Every config, data, reward-spec and run-directory problem is raised before any model is loaded
+    (prompt lengths are checked right after the tokenizer loads, before any training).
     """
 
     def __init__(self, config: RebelConfig, *, reward_funcs: list | None = None, resume: bool = False) -> None:
@@ -84,6 +85,8 @@ class RebelTrainer:
         if config.eval_prompts == 0:
             return None
         source = config.eval_dataset or config.dataset
+        # A single file has no splits: its "held-out" prompts are training prompts, and reports say so.
+        self.eval_held_out = not (config.eval_dataset is None and Path(config.dataset).is_file())
         dataset = load_prompt_dataset(source, config.eval_split, config.prompt_column)
         return dataset.select(range(min(config.eval_prompts, len(dataset))))
 
@@ -239,6 +242,11 @@ class RebelTrainer:
         return evaluate(self.policy, self.eval_prompts, self.rewards, num_generations=config.num_generations,
                         temperature=config.eval_temperature, batch_size=config.eval_batch_size, reference=reference)
 
+    def _eval_label(self) -> str:
+        if self.eval_held_out:
+            return f"{len(self.eval_prompts)} held-out prompts"
+        return f"{len(self.eval_prompts)} prompts of the training file (pass eval_dataset for a held-out set)"
+
     def save_checkpoint(self) -> None:
         if self.is_main:
             ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy.model, self.policy.tokenizer,
@@ -255,9 +263,9 @@ class RebelTrainer:
             summary.update(before=before.to_dict(), after=after.to_dict())
             if self.is_main:
                 write_json(self.run_dir / "eval.json", {"before": before.to_dict(), "after": after.to_dict()})
-                (self.run_dir / "eval.md").write_text(before_after_markdown(before, after, len(self.eval_prompts)))
+                (self.run_dir / "eval.md").write_text(before_after_markdown(before, after, self._eval_label()))
                 if config.progress:
-                    print_before_after(before, after, len(self.eval_prompts))
+                    print_before_after(before, after, self._eval_label())
         if self.is_main:
             plot_reward_kl(read_metrics(self.run_dir), self.run_dir / "reward_kl.png")
             ckpt.save_pretrained_atomic(self.policy.model, self.policy.tokenizer, self.run_dir / "final")
