@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file
@@ -19,12 +19,14 @@ from ..errors import RunDirError
 STATE_FILE = "trainer_state.pt"
 
 
-def save_pretrained_atomic(model, tokenizer, target: Path, **kwargs: Any) -> None:
-    """`save_pretrained` into a temporary folder, then swap it into `target`."""
+def save_pretrained_atomic(model, tokenizer, target: Path, extra: Callable[[Path], None] | None = None) -> None:
+    """`save_pretrained` (plus `extra(folder)`) into a temporary folder, then swap it into `target`."""
     tmp = target.with_name(f".tmp-{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, **kwargs)
+    model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    if extra is not None:
+        extra(tmp)
     _swap_into_place(tmp, target)
 
 
@@ -32,10 +34,6 @@ def save_checkpoint(folder: Path, iteration: int, model, tokenizer, optimizer, s
                     counters: dict[str, Any], keep: int = 2) -> Path:
     """Write checkpoint `iter-XXXXXX` under `folder` atomically and keep only the last `keep`."""
     target = folder / f"iter-{iteration:06d}"
-    tmp = folder / f".tmp-iter-{iteration:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
     state = {
         "iteration": iteration,
         "optimizer": optimizer.state_dict(),
@@ -44,8 +42,7 @@ def save_checkpoint(folder: Path, iteration: int, model, tokenizer, optimizer, s
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "counters": counters,
     }
-    torch.save(state, tmp / STATE_FILE)
-    _swap_into_place(tmp, target)
+    save_pretrained_atomic(model, tokenizer, target, extra=lambda tmp: torch.save(state, tmp / STATE_FILE))
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
