@@ -141,6 +141,8 @@ def test_list_fields_from_comma_strings_and_lists(tmp_path):
     # A single value is a one-item list, from YAML and from the command line alike.
     assert RebelConfig.from_yaml(write(tmp_path, "rewards: length\n")).rewards == ["length"]
     assert RebelConfig().with_overrides({"rewards": ["length", "sentiment"]}).rewards == ["length", "sentiment"]
+    # `--rewards length,sentiment` arrives from argparse as a one-item list: it is split the same way.
+    assert RebelConfig().with_overrides({"rewards": ["length,sentiment"]}).rewards == ["length", "sentiment"]
 
 
 @pytest.mark.parametrize("none", ["none", "None", "null", "~"])

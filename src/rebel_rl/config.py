@@ -63,8 +63,8 @@ class RebelConfig:
     # --- algorithm and optimisation ---
     algorithm: str = "rebel"  # the loss: rebel
     eta: float = 1.0  # REBEL step size: the exact minimiser is pi_t * exp(eta * r)
-    num_iterations: int = 20  # sample-score-update iterations
-    num_epochs: int = 2  # passes over each sampled batch
+    num_iterations: int = 24  # sample-score-update iterations
+    num_epochs: int = 1  # passes over each sampled batch
     minibatch_prompts: int = 8  # prompts (each with its n completions) per optimiser micro-batch
     gradient_accumulation_steps: int = 1  # minibatches per optimiser step
     learning_rate: float = 3e-4  # AdamW peak learning rate
@@ -215,9 +215,12 @@ def _convert(name: str, value: Any, hint: Any, source: str) -> Any:
         return _convert(name, value, inner[0], source)
     try:
         if origin is list:
-            items = [item.strip() for item in value.split(",")] if isinstance(value, str) else value
-            if not isinstance(items, (list, tuple)):
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, tuple)):
                 raise TypeError
+            # `a,b` and `a b` mean the same list, on the command line and in YAML.
+            items = [part for item in value for part in ([p.strip() for p in item.split(",")] if isinstance(item, str) else [item])]
             return [_convert(name, item, args[0], source) for item in items]
         if hint is bool:
             if isinstance(value, str):
