@@ -219,9 +219,7 @@ def _convert(name: str, value: Any, hint: Any, source: str) -> Any:
                 value = [value]
             if not isinstance(value, (list, tuple)):
                 raise TypeError
-            # `a,b` and `a b` mean the same list, on the command line and in YAML.
-            items = [part for item in value for part in ([p.strip() for p in item.split(",")] if isinstance(item, str) else [item])]
-            return [_convert(name, item, args[0], source) for item in items]
+            return [_convert(name, item, args[0], source) for item in _split_commas(value)]
         if hint is bool:
             if isinstance(value, str):
                 lowered = value.lower()
@@ -249,6 +247,17 @@ def _convert(name: str, value: Any, hint: Any, source: str) -> Any:
         kind = getattr(hint, "__name__", str(hint))
         raise ConfigError(f"{name} in {source} must be {kind}, got {value!r}") from None
     return value
+
+
+def _split_commas(items: list | tuple) -> list:
+    """`a,b` and `a b` mean the same list, on the command line and in YAML."""
+    parts = []
+    for item in items:
+        if isinstance(item, str):
+            parts.extend(part.strip() for part in item.split(","))
+        else:
+            parts.append(item)
+    return parts
 
 
 def config_fields() -> list[dataclasses.Field]:
