@@ -264,3 +264,14 @@ def test_three_generations_with_gradient_accumulation(files, tmp_path):
     assert sizes == [12] and metrics["reward_queries"] == 12
     assert torch.isfinite(torch.tensor([metrics["loss"], metrics["grad_norm"], metrics["reward"]])).all()
     assert metrics["grad_norm"] > 0
+
+
+def test_resume_recovers_a_checkpoint_set_aside_by_a_crash_mid_swap(tmp_path):
+    """Re-saving iter-2 moves the old copy to .old-iter-000002 first; a crash right then must not lose it."""
+    folder = tmp_path / "checkpoints"
+    (folder / "iter-000001").mkdir(parents=True)
+    (folder / "iter-000001" / ckpt.STATE_FILE).write_bytes(b"1")
+    (folder / ".old-iter-000002").mkdir()
+    (folder / ".old-iter-000002" / ckpt.STATE_FILE).write_bytes(b"2")
+    assert ckpt.latest_checkpoint_or_fail(tmp_path) == folder / "iter-000002"
+    assert (folder / "iter-000002" / ckpt.STATE_FILE).read_bytes() == b"2"

@@ -57,7 +57,13 @@ def list_checkpoints(folder: Path) -> list[Path]:
 
 def latest_checkpoint_or_fail(run_dir: Path) -> Path:
     """The newest complete checkpoint of the run in `run_dir`, or a RunDirError saying why there is none."""
-    found = list_checkpoints(run_dir / "checkpoints")
+    folder = run_dir / "checkpoints"
+    for old in folder.glob(".old-iter-*"):
+        # A crash between the two renames of a re-save left the complete old copy aside: put it back.
+        target = folder / old.name.removeprefix(".old-")
+        if not target.exists() and (old / STATE_FILE).is_file():
+            os.replace(old, target)
+    found = list_checkpoints(folder)
     if not found:
         raise RunDirError(f"no checkpoint to resume in {run_dir}: start a new run instead (without --resume)")
     return found[-1]
