@@ -1,7 +1,7 @@
 """The causal-LM policy: EOS masking, padded log-probs against a slow one-sequence reference, sampling."""
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GenerationConfig
+from transformers import GenerationConfig
 
 from rebel_rl import DataError, RebelConfig
 from rebel_rl.policies.causal_lm import first_eos_mask, load_causal_lm_policy, sequence_logps
