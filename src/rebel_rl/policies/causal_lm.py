@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -194,7 +195,7 @@ def resolve_mixed_precision(name: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "no"
     return "bf16" if (" avx512_bf16" in flags or " amx_bf16" in flags) else "no"
