@@ -16,17 +16,18 @@ from .config import RebelConfig, config_fields
 from .errors import RebelError
 
 
-def field_help() -> dict[str, str]:
-    """Each config field's trailing `# comment` in config.py: the one place options are documented."""
-    source = inspect.getsource(RebelConfig)
+def field_help(cls: type = RebelConfig) -> dict[str, str]:
+    """Each config field's trailing `# comment` in its dataclass: the one place options are documented."""
+    source = inspect.getsource(cls)
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)}
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(RebelConfig)
-    helps = field_help()
-    defaults = RebelConfig()
-    for f in config_fields():
+def add_config_options(parser: argparse.ArgumentParser, cls: type = RebelConfig) -> None:
+    """One `--FIELD VALUE` option per field of the config dataclass `cls` (absent = not overridden)."""
+    hints = typing.get_type_hints(cls)
+    helps = field_help(cls)
+    defaults = cls()
+    for f in config_fields(cls):
         hint = hints[f.name]
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "metavar": "VALUE",
                                   "help": f"{helps.get(f.name, '')} (default: {getattr(defaults, f.name)!r})"}
@@ -48,12 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
-    _add_config_options(train)
+    add_config_options(train)
     return parser
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    overrides = stage_overrides(args, "resume")
     from .training.loop import RebelTrainer, resume
 
     if args.resume:
@@ -67,13 +68,29 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def stage_overrides(args: argparse.Namespace, *skip: str) -> dict[str, Any]:
+    """The `--FIELD VALUE` options given on the command line (argparse drops the absent ones)."""
+    return {k: v for k, v in vars(args).items() if k not in ("command", "config", *skip)}
+
+
+def run_stage(args: argparse.Namespace, cls: type, run: Any) -> int:
+    """Build config `cls` from `--config` and the options, validate it, and call `run(config)`."""
+    config = cls.from_yaml(args.config) if args.config else cls()
+    run(config.with_overrides(stage_overrides(args)).validate())
+    return 0
+
+
+# subcommand -> function(args) -> exit code; each stage registers its parser in build_parser.
+RUNNERS: dict[str, Any] = {"train": _run_train}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rebel` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     _quiet_libraries()
     try:
-        return _run_train(args)
+        return RUNNERS[args.command](args)
     except RebelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,8 +24,53 @@ DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 DEFAULT_DATASET = "builtin:positive_sentiment"
 
 
+class ConfigBase:
+    """YAML, dict and command-line construction shared by every stage's config dataclass.
+
+    Subclasses are dataclasses whose field comments are the reference docs; `command` names the CLI
+    subcommand that takes them (for error messages).
+    """
+
+    command = "train"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> Any:
+        """Build a config from a mapping, rejecting unknown keys and converting values to field types."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
+                f"see `rebel {cls.command} --help` for the list of fields"
+            )
+        hints = typing.get_type_hints(cls)
+        converted = {k: _convert(k, v, hints[k], source) for k, v in values.items()}
+        return cls(**converted)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Any:
+        """Load a YAML file of `field: value` pairs."""
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> Any:
+        """Return a copy with some fields replaced (values may be strings from the command line)."""
+        merged = asdict(self)
+        merged.update(overrides)
+        return type(self).from_dict(merged, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save_yaml(self, path: str | Path) -> None:
+        """Write the config as YAML, atomically (a crash never leaves a half-written config)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
+
+
 @dataclass
-class RebelConfig:
+class RebelConfig(ConfigBase):
     """All options of an online RL run (REBEL by default). Field comments are the reference docs."""
 
     # --- model ---
@@ -84,42 +129,6 @@ class RebelConfig:
     log_completions: int = 2  # sample completions written per iteration
     tensorboard: bool = True  # write TensorBoard event files
     progress: bool = True  # show the progress bar and the final tables
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RebelConfig":
-        """Build a config from a mapping, rejecting unknown keys and converting values to field types."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = [k for k in values if k not in known]
-        if unknown:
-            raise ConfigError(
-                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
-                f"see `rebel train --help` for the list of fields"
-            )
-        hints = typing.get_type_hints(cls)
-        converted = {k: _convert(k, v, hints[k], source) for k, v in values.items()}
-        return cls(**converted)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "RebelConfig":
-        """Load a YAML file of `field: value` pairs."""
-        return cls.from_dict(read_yaml(path), source=str(path))
-
-    def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> "RebelConfig":
-        """Return a copy with some fields replaced (values may be strings from the command line)."""
-        merged = asdict(self)
-        merged.update(overrides)
-        return type(self).from_dict(merged, source=source)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save_yaml(self, path: str | Path) -> None:
-        """Write the config as YAML, atomically (a crash never leaves a half-written config)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
-
     # ------------------------------------------------------------------ validation
     def validate(self, require_rewards: bool = True) -> "RebelConfig":
         """Check every value; raise one ConfigError line for the first problem found.
@@ -260,6 +269,6 @@ def _split_commas(items: list | tuple) -> list:
     return parts
 
 
-def config_fields() -> list[dataclasses.Field]:
-    """The fields of RebelConfig, in declaration order (for --help and docs)."""
-    return list(fields(RebelConfig))
+def config_fields(cls: type = None) -> list[dataclasses.Field]:
+    """The fields of a config dataclass (default RebelConfig), in declaration order (for --help and docs)."""
+    return list(fields(cls or RebelConfig))
