@@ -1,4 +1,8 @@
 """Pure loss functions over tensors, one file per algorithm."""
+from .ppo import gae, ppo_policy_loss, ppo_value_loss, token_rewards, whiten
 from .rebel import rebel_loss
+from .reinforce import policy_gradient_loss, update_moving_baseline
+from .rloo import rloo_advantages
 
-__all__ = ["rebel_loss"]
+__all__ = ["rebel_loss", "policy_gradient_loss", "update_moving_baseline", "rloo_advantages", "gae",
+           "ppo_policy_loss", "ppo_value_loss", "token_rewards", "whiten"]
