@@ -22,6 +22,7 @@ from .errors import ConfigError
 # The embedded default run: SmolLM2-135M-Instruct, loaded offline, made more positive with LoRA.
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 DEFAULT_DATASET = "builtin:positive_sentiment"
+ALGORITHM_NAMES = ["rebel", "ppo", "rloo", "reinforce", "iterative_dpo"]
 
 
 class ConfigBase:
@@ -106,8 +107,16 @@ class RebelConfig(ConfigBase):
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # nucleus sampling; 1.0 = off
     # --- algorithm and optimisation ---
-    algorithm: str = "rebel"  # the loss: rebel
+    algorithm: str = "rebel"  # the loss: rebel | ppo | rloo | reinforce | iterative_dpo
     eta: float = 1.0  # REBEL step size: the exact minimiser is pi_t * exp(eta * r)
+    beta: float = 0.1  # iterative_dpo: DPO temperature (against pi_t, on the best and worst sample)
+    baseline_decay: float = 0.9  # reinforce: moving-average baseline b <- decay * b + (1 - decay) * mean reward
+    clip_range: float = 0.2  # ppo: ratio clipping epsilon
+    clip_range_value: float = 0.2  # ppo: value clipping around the old values
+    vf_coef: float = 0.1  # ppo: weight of the value loss
+    gamma: float = 1.0  # ppo: discount over completion tokens
+    lam: float = 0.95  # ppo: GAE lambda
+    value_model: str | None = None  # ppo: value-model init; default: the reward model if one is named, else the policy
     num_iterations: int = 24  # sample-score-update iterations
     num_epochs: int = 1  # passes over each sampled batch
     minibatch_prompts: int = 8  # prompts (each with its n completions) per optimiser micro-batch
@@ -120,7 +129,9 @@ class RebelConfig(ConfigBase):
     seed: int = 0  # seed for prompt order, sampling and initialisation
     # --- evaluation ---
     eval_prompts: int = 64  # held-out prompts scored before and after training (0 = skip)
-    eval_temperature: float | None = None  # default: `temperature`
+    eval_temperature: float | None = None  # scores at this temperature (default `temperature`); KL always at `temperature`
+    eval_rewards: list[str] = field(default_factory=list)  # extra rewards computed only at evaluation (judges)
+    eval_every: int = 0  # iterations between held-out evaluations logged as eval/* (0 = before and after only)
     eval_batch_size: int = 32  # sequences per held-out sampling batch
     # --- outputs ---
     output_dir: str | None = None  # default: runs/rebel-YYYYmmdd-HHMMSS
@@ -150,9 +161,9 @@ class RebelConfig(ConfigBase):
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_generations < 2 and self.algorithm == "rebel":
-            raise ConfigError("num_generations must be >= 2 for REBEL (it regresses reward differences between samples)")
-        for name in ["eta", "temperature", "learning_rate"]:
+        if self.num_generations < 2 and self.algorithm in ("rebel", "rloo", "iterative_dpo"):
+            raise ConfigError(f"num_generations must be >= 2 for {self.algorithm} (it compares samples of a prompt)")
+        for name in ["eta", "temperature", "learning_rate", "beta", "clip_range", "clip_range_value"]:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.eval_temperature is not None and not self.eval_temperature > 0:
@@ -160,9 +171,12 @@ class RebelConfig(ConfigBase):
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         for name in ["top_k", "kl_coef", "weight_decay", "max_grad_norm", "lora_dropout", "save_every",
-                     "log_completions", "eval_prompts"]:
+                     "log_completions", "eval_prompts", "eval_every", "vf_coef"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ["baseline_decay", "gamma", "lam"]:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.prompts_per_iteration % self.minibatch_prompts:
@@ -179,7 +193,7 @@ class RebelConfig(ConfigBase):
         _check_choice("dtype", self.dtype, ["auto", "float32", "bfloat16", "float16"])
         _check_choice("mixed_precision", self.mixed_precision, ["auto", "no", "bf16", "fp16"])
         _check_choice("lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant"])
-        _check_choice("algorithm", self.algorithm, ["rebel"])
+        _check_choice("algorithm", self.algorithm, ALGORITHM_NAMES)
         if not self.rewards and require_rewards:
             raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards sentiment")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):

@@ -30,7 +30,7 @@ def first_eos_mask(completion_ids: torch.Tensor, eos_token_ids: torch.Tensor) ->
     return (eos_strictly_before == 0).long(), is_eos.any(-1)
 
 
-def sequence_logps(
+def token_logps(
     model: torch.nn.Module,
     prompt_ids: torch.Tensor,
     prompt_mask: torch.Tensor,
@@ -38,7 +38,7 @@ def sequence_logps(
     completion_mask: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
-    """Sum over masked completion tokens of log softmax(logits / temperature); shape (N,)."""
+    """Per-token log softmax(logits / temperature) of the completion tokens, 0 outside the mask; (N, C)."""
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
@@ -52,8 +52,12 @@ def sequence_logps(
         use_cache=False,
     ).logits[:, :-1].float() / temperature
     chosen = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    token_logps = chosen - logits.logsumexp(-1)
-    return (token_logps * completion_mask).sum(-1)
+    return (chosen - logits.logsumexp(-1)) * completion_mask
+
+
+def sequence_logps(*args, **kwargs) -> torch.Tensor:
+    """log pi(y|x) per row, shape (N,): `token_logps` (same arguments) summed over the completion."""
+    return token_logps(*args, **kwargs).sum(-1)
 
 
 class CausalLMPolicy:
@@ -144,13 +148,23 @@ class CausalLMPolicy:
 
     def log_probs(self, rollout: Rollout, *, reference: bool = False, temperature: float | None = None) -> torch.Tensor:
         """Sequence log-probs (N,) of the rollout's completions; differentiable unless `reference`."""
+        return self.token_log_probs(rollout, reference=reference, temperature=temperature).sum(-1)
+
+    def token_log_probs(self, rollout: Rollout, *, reference: bool = False, temperature: float | None = None
+                        ) -> torch.Tensor:
+        """Per-token log-probs (N, C) of the completions, 0 after the first EOS; differentiable unless `reference`."""
         temperature = self.temperature if temperature is None else temperature
+        args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask, temperature)
         if reference:
             with torch.no_grad(), self.sampling_model(reference=True) as model, self.autocast():
-                return sequence_logps(model, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
-                                      rollout.completion_mask, temperature)
-        return sequence_logps(self.train_module, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
-                              rollout.completion_mask, temperature)
+                return token_logps(model, *args)
+        return token_logps(self.train_module, *args)
+
+    def save_pretrained(self, path) -> None:
+        """Save the trainable model (the adapter alone under LoRA) and the tokenizer, atomically."""
+        from ..training.checkpoint import save_pretrained_atomic
+
+        save_pretrained_atomic(self.model, self.tokenizer, Path(path))
 
     @contextlib.contextmanager
     def sampling_model(self, reference: bool = False) -> Iterator[torch.nn.Module]:

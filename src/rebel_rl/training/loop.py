@@ -1,9 +1,13 @@
 """The online loop: sample, score, update. One iteration, for a batch of prompts x:
 
-1. sample n completions per prompt from pi_t;
+1. sample n completions per prompt from pi_t (seeded per iteration, so every algorithm sees the same
+   first rollouts for one seed);
 2. compute log pi_t (held fixed for the whole iteration) and log pi_ref, once, right after sampling;
 3. reward = score - missing_eos_penalty * [no EOS] - kl_coef * (log pi_t - log pi_ref);
 4. `num_epochs` passes over minibatches of prompts, each minimising the algorithm's loss.
+
+Algorithms (REBEL, PPO, RLOO, REINFORCE, iterative DPO) differ only in their `Objective`
+(training/objectives.py): how the batch becomes a loss.
 
 Runs on accelerate from the start (one process by default; `accelerate launch` for more).
 """
@@ -19,7 +23,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import get_scheduler
 
-from ..algorithms import rebel_loss
 from ..config import RebelConfig
 from ..data import load_prompt_dataset
 from ..errors import RunDirError
@@ -29,12 +32,13 @@ from ..policies.causal_lm import load_causal_lm_policy, resolve_mixed_precision
 from ..policies.pretrained import check_model_source
 from ..rewards import RewardSet, check_reward_spec
 from . import checkpoint as ckpt
+from .objectives import ALGORITHMS, Batch, Objective
 from .outputs import CONFIG_FILE, MetricsLogger, prepare_run_dir, read_metrics, truncate_logs, write_json
 from .progress import TrainingProgress
 
 
 class RebelTrainer:
-    """Runs REBEL on a causal LM from a `RebelConfig`: `RebelTrainer(config).train()`.
+    """Runs REBEL (or the baseline `config.algorithm` names) on a causal LM: `RebelTrainer(config).train()`.
 
     `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config.
     Every config, data, reward-spec and run-directory problem is raised before any model is loaded
@@ -45,7 +49,7 @@ class RebelTrainer:
         self.config = config.validate(require_rewards=not reward_funcs)
         self.run_dir = Path(config.output_dir)
         check_model_source(config.model_name_or_path)
-        for spec in config.rewards:
+        for spec in [*config.rewards, *config.eval_rewards]:
             check_reward_spec(spec)
         self.train_prompts = load_prompt_dataset(config.dataset, config.dataset_split, config.prompt_column)
         self.eval_prompts = self._load_eval_prompts()
@@ -68,6 +72,8 @@ class RebelTrainer:
         extra = list(reward_funcs or [])
         weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
         self.rewards = RewardSet(list(config.rewards) + extra, weights, device=str(self.accelerator.device))
+        self.eval_rewards = RewardSet(config.eval_rewards, device=str(self.accelerator.device)) if config.eval_rewards else None
+        self.objective = self._make_objective()
         self._build_optimizer()
         self.iteration = 0
         self.reward_queries = 0
@@ -75,6 +81,7 @@ class RebelTrainer:
             state = ckpt.load_checkpoint(self.resume_from, self.policy.model, self.optimizer, self.scheduler)
             self.iteration = state["iteration"]
             self.reward_queries = state["counters"]["reward_queries"]
+            self.objective.load_state_dict(state["counters"].get("objective", {}))
             if self.is_main:
                 truncate_logs(self.run_dir, self.iteration)
         self.logger = MetricsLogger(self.run_dir, config.tensorboard, enabled=self.is_main)
@@ -90,9 +97,23 @@ class RebelTrainer:
         dataset = load_prompt_dataset(source, config.eval_split, config.prompt_column)
         return dataset.select(range(min(config.eval_prompts, len(dataset))))
 
+    def _make_objective(self) -> Objective:
+        """The algorithm's objective; PPO also loads its value model (default: from the reward model)."""
+        config = self.config
+        if config.algorithm != "ppo":
+            return ALGORITHMS[config.algorithm](config)
+        from ..policies.value import load_value_model
+
+        source = config.value_model or _default_value_model(config)
+        model = self.policy.model
+        value_model = load_value_model(source, model.config.vocab_size, next(model.parameters()).dtype,
+                                       self.accelerator.device)
+        return ALGORITHMS["ppo"](config, value_model)
+
     def _build_optimizer(self) -> None:
         config = self.config
-        params = [p for p in self.policy.model.parameters() if p.requires_grad]
+        modules = self.objective.modules()
+        params = [p for m in [self.policy.model, *modules] for p in m.parameters() if p.requires_grad]
         self.trainable_params = params
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         minibatches = config.prompts_per_iteration // config.minibatch_prompts
@@ -101,7 +122,9 @@ class RebelTrainer:
         self.scheduler = get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
                                        num_training_steps=total_steps)
         # The scheduler stays outside accelerate: it steps once per real optimizer step, on every process.
-        self.policy.train_module, self.optimizer = self.accelerator.prepare(self.policy.model, optimizer)
+        self.policy.train_module, *prepared, self.optimizer = self.accelerator.prepare(self.policy.model, *modules,
+                                                                                        optimizer)
+        self.objective.set_train_modules(prepared)
         # Generation and pi_ref passes bypass the prepared module, so they get mixed precision here. One
         # autocast region per call: autocast caches cast weights until its outermost region exits, so a
         # region spanning optimizer steps would keep using stale (pre-update) weights.
@@ -125,6 +148,8 @@ class RebelTrainer:
                 metrics, samples = self.step()
                 self.logger.log(metrics, samples)
                 progress.update(metrics)
+                if config.eval_every and self.iteration % config.eval_every == 0 and self.eval_prompts is not None:
+                    self.logger.log(self._periodic_eval(), [])
                 if config.save_every and self.iteration % config.save_every == 0 and self.iteration < config.num_iterations:
                     self.save_checkpoint()
 
@@ -137,31 +162,39 @@ class RebelTrainer:
 
         timer = _PhaseTimer()
         with timer("sampling"):
+            # Seeded by (seed, iteration, process) alone: algorithms share rollouts as long as policies agree.
+            torch.manual_seed(((config.seed * 1_000_003 + self.iteration) * 1_009 + self.accelerator.process_index))
             rollout = self.policy.sample(rows["prompt"], n)
         with timer("logprobs"), torch.no_grad():
-            old_logps = self.policy.log_probs(rollout)
-            ref_logps = self.policy.log_probs(rollout, reference=True)
+            old_token_logps = self.policy.token_log_probs(rollout)
+            ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
+            old_logps = old_token_logps.sum(-1)
         with timer("scoring"):
             score, named = self.rewards(prompts, rollout.completions, columns)
             score = score.to(old_logps.device) - config.missing_eos_penalty * (~rollout.has_eos).float()
-            kl = old_logps - ref_logps
-            reward = score - config.kl_coef * kl
+            kl = old_logps - ref_token_logps.sum(-1)
+            batch = Batch(rollout, old_logps, score, kl, score - config.kl_coef * kl)
+            if self.objective.token_level:
+                batch.extra.update(old_token_logps=old_token_logps, token_kl=old_token_logps - ref_token_logps)
         with timer("update"):
-            losses, grad_norms = self.update(rollout, old_logps, reward)
+            objective_stats = self.objective.prepare(batch, self.policy)
+            losses, grad_norms, loss_stats = self.update(batch)
 
         self.iteration += 1
         self.reward_queries += len(rollout) * self.accelerator.num_processes
-        metrics = self._metrics(rollout, score, named, kl, reward, losses, grad_norms, timer.seconds)
+        metrics = self._metrics(rollout, score, named, kl, batch.reward, losses, grad_norms, timer.seconds)
+        metrics.update(objective_stats)
+        metrics.update(loss_stats)
         samples = [{"prompt": str(prompts[i]), "completion": rollout.completions[i], "reward": float(score[i])}
                    for i in range(min(config.log_completions, len(rollout)))]
         return metrics, samples
 
-    def update(self, rollout, old_logps: torch.Tensor, reward: torch.Tensor) -> tuple[list[float], list[float]]:
+    def update(self, batch: Batch) -> tuple[list[float], list[float], dict[str, float]]:
         """`num_epochs` passes over minibatches of prompts (with their n samples), one loss each."""
         config, n = self.config, self.config.num_generations
-        num_prompts = len(rollout) // n
+        num_prompts = len(batch.rollout) // n
         accumulate = config.gradient_accumulation_steps
-        losses, grad_norms = [], []
+        losses, grad_norms, stats = [], [], {}
         for _ in range(config.num_epochs):
             order = torch.randperm(num_prompts)
             for k, prompt_index in enumerate(order.split(config.minibatch_prompts)):
@@ -169,21 +202,18 @@ class RebelTrainer:
                 sync = (k + 1) % accumulate == 0
                 no_sync = contextlib.nullcontext() if sync else self.accelerator.no_sync(self.policy.train_module)
                 with no_sync:
-                    logps = self.policy.log_probs(rollout.select(rows)).view(-1, n)
-                    loss = self.loss(logps, old_logps[rows].view(-1, n), reward[rows].view(-1, n))
+                    loss, step_stats = self.objective.loss(batch.select(rows), self.policy)
                     self.accelerator.backward(loss / accumulate)
                 losses.append(loss.item())
+                for key, value in step_stats.items():
+                    stats.setdefault(key, []).append(value)
                 if sync:
                     norm = self.accelerator.clip_grad_norm_(self.trainable_params, config.max_grad_norm)
                     grad_norms.append(float(norm))
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
-        return losses, grad_norms
-
-    def loss(self, logps: torch.Tensor, old_logps: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-        """How a minibatch becomes a loss: the only algorithm-specific part of the loop."""
-        return rebel_loss(logps, old_logps, reward, self.config.eta)
+        return losses, grad_norms, {key: sum(v) / len(v) for key, v in stats.items()}
 
     # ------------------------------------------------------------------ helpers
     def _prompt_indices(self, iteration: int) -> list[int]:
@@ -239,8 +269,15 @@ class RebelTrainer:
 
     def _evaluate(self, reference: bool) -> EvalResult:
         config = self.config
-        return evaluate(self.policy, self.eval_prompts, self.rewards, num_generations=config.num_generations,
-                        temperature=config.eval_temperature, batch_size=config.eval_batch_size, reference=reference)
+        return evaluate(self.policy, self.eval_prompts, self.rewards, eval_reward_set=self.eval_rewards,
+                        num_generations=config.num_generations, temperature=config.eval_temperature,
+                        batch_size=config.eval_batch_size, reference=reference, seed=config.seed)
+
+    def _periodic_eval(self) -> dict[str, Any]:
+        """Held-out metrics for learning curves, against the number of reward queries so far."""
+        result = self._evaluate(reference=False)
+        return {"iteration": self.iteration, "reward_queries": self.reward_queries, "eval/reward": result.reward,
+                "eval/kl": result.kl, **{f"eval/{name}": value for name, value in result.rewards.items()}}
 
     def _eval_label(self) -> str:
         if self.eval_held_out:
@@ -250,7 +287,8 @@ class RebelTrainer:
     def save_checkpoint(self) -> None:
         if self.is_main:
             ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy.model, self.policy.tokenizer,
-                                 self.optimizer, self.scheduler, {"reward_queries": self.reward_queries})
+                                 self.optimizer, self.scheduler,
+                                 {"reward_queries": self.reward_queries, "objective": self.objective.state_dict()})
         self.accelerator.wait_for_everyone()
 
     def _finish(self, before: EvalResult | None) -> dict[str, Any]:
@@ -275,6 +313,14 @@ class RebelTrainer:
                 ckpt.save_pretrained_atomic(merged, self.policy.tokenizer, self.run_dir / "final" / "merged")
         self.accelerator.wait_for_everyone()
         return summary
+
+
+def _default_value_model(config: RebelConfig) -> str:
+    """PPO's value model starts from the reward model when exactly one is named (as in common RLHF
+    PPO), else from the policy's own checkpoint."""
+    models = [spec.removeprefix("model:") for spec in config.rewards
+              if spec.startswith("model:") or (Path(spec) / "config.json").is_file()]
+    return models[0] if len(models) == 1 else config.model_name_or_path
 
 
 def _make_accelerator(mixed_precision: str) -> Accelerator:

@@ -1,0 +1,93 @@
+"""Every algorithm through the one online loop: learning, PPO's ratio and clipping, shared rollouts."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import rebel_rl
+from rebel_rl import RebelConfig
+from rebel_rl.training import objectives
+from rebel_rl.training.loop import RebelTrainer
+from tiny import save_tiny_causal_lm, write_jsonl
+
+TRAIN = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
+HELD_OUT = ["describe a good book", "what a wonderful day", "the food was", "summarize the post"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("algorithms")
+    return {
+        "model": str(save_tiny_causal_lm(root / "tiny")),
+        "train": write_jsonl(root / "train.jsonl", [{"prompt": p} for p in TRAIN]),
+        "held_out": write_jsonl(root / "held_out.jsonl", [{"prompt": p} for p in HELD_OUT]),
+    }
+
+
+def count_e(prompts, completions, **kwargs):
+    return [float(c.count("e")) for c in completions]
+
+
+def make_config(files, run_dir: Path, **overrides) -> RebelConfig:
+    values = dict(model_name_or_path=files["model"], dataset=files["train"], eval_dataset=files["held_out"], rewards=[],
+                  num_iterations=8, prompts_per_iteration=4, minibatch_prompts=4, num_generations=4, max_new_tokens=8,
+                  num_epochs=1, top_k=2, kl_coef=0.0, eval_prompts=4, eval_batch_size=16, lora_r=4,
+                  learning_rate=1e-2, warmup_ratio=0.0, lr_scheduler="constant", mixed_precision="no",
+                  progress=False, tensorboard=False, save_every=0, seed=0, output_dir=str(run_dir))
+    values.update(overrides)
+    return RebelConfig(**values)
+
+
+@pytest.mark.parametrize("algorithm", ["rebel", "ppo", "rloo", "reinforce", "iterative_dpo"])
+def test_every_algorithm_raises_the_reward(files, tmp_path, algorithm):
+    """Reward = count of 'e'; with top_k=2 every algorithm climbs from about 2 to 6-10 in 8 iterations
+    (a flipped sign or advantage drives it towards 0 instead)."""
+    summary = rebel_rl.train(make_config(files, tmp_path / "run", algorithm=algorithm), reward_funcs=[count_e])
+    assert summary["after"]["reward"] > summary["before"]["reward"] + 2.0, summary
+
+
+def test_ppo_ratio_is_exactly_one_on_the_first_minibatch_of_each_iteration(files, tmp_path, monkeypatch):
+    seen = []
+    original = objectives.ppo_policy_loss
+
+    def spy(logps, old_logps, advantages, mask, clip_range):
+        loss, ratio, clipped = original(logps, old_logps, advantages, mask, clip_range)
+        seen.append((ratio.detach()[mask.bool()] - 1).abs().max().item())
+        return loss, ratio, clipped
+
+    monkeypatch.setattr(objectives, "ppo_policy_loss", spy)
+    config = make_config(files, tmp_path / "run", algorithm="ppo", num_iterations=2, num_epochs=2, minibatch_prompts=2,
+                         eval_prompts=0)
+    rebel_rl.train(config, reward_funcs=[count_e])
+    per_iteration = 2 * 2  # epochs x minibatches
+    assert len(seen) == 2 * per_iteration
+    for first in (0, per_iteration):
+        assert seen[first] < 1e-5, seen
+    # after an optimizer step the ratio moves (so the check above is not vacuous)
+    assert max(seen[1:per_iteration]) > 1e-3, seen
+
+
+def test_rebel_and_ppo_see_identical_rollouts_for_one_seed(files, tmp_path):
+    rollouts = {}
+    for algorithm in ("rebel", "ppo", "rloo"):
+        trainer = RebelTrainer(make_config(files, tmp_path / algorithm, algorithm=algorithm, eval_prompts=0).validate(
+            require_rewards=False), reward_funcs=[count_e])
+        sample = trainer.policy.sample
+        captured = []
+        trainer.policy.sample = lambda *a, **k: captured.append(sample(*a, **k)) or captured[-1]
+        trainer.step()
+        rollouts[algorithm] = captured[0]
+    for other in ("ppo", "rloo"):
+        assert torch.equal(rollouts["rebel"].completion_ids, rollouts[other].completion_ids)
+        assert rollouts["rebel"].completions == rollouts[other].completions
+
+
+def test_reinforce_baseline_comes_from_earlier_iterations(files, tmp_path):
+    trainer = RebelTrainer(make_config(files, tmp_path / "run", algorithm="reinforce", eval_prompts=0,
+                                       baseline_decay=0.5).validate(require_rewards=False), reward_funcs=[count_e])
+    first, _ = trainer.step()
+    second, _ = trainer.step()
+    # iteration 1 uses its own mean; iteration 2 the average of that and iteration 1's mean reward
+    assert first["baseline"] == pytest.approx(first["rlhf_reward"], abs=1e-5)
+    assert second["baseline"] == pytest.approx(first["rlhf_reward"], abs=1e-5)
+    assert trainer.objective.baseline == pytest.approx(0.5 * first["rlhf_reward"] + 0.5 * second["rlhf_reward"], abs=1e-5)
