@@ -6,11 +6,16 @@ from typing import Callable
 import datasets
 
 from rebel_rl.errors import DataError
-from rebel_rl.tasks import positive_sentiment
+from rebel_rl.tasks import positive_sentiment, summarization
 
 # name -> (loader(split) -> Dataset, available splits)
 BUILTIN_TASKS: dict[str, tuple[Callable[[str], datasets.Dataset], tuple[str, ...]]] = {
     "positive_sentiment": (positive_sentiment.load, tuple(positive_sentiment.SPLITS)),
+    # A TL;DR-like summarization task (docs/summarization_task.md): posts with references and judge facts,
+    # SFT pairs (prompt, completion), and judge-labelled preference pairs (prompt, chosen, rejected).
+    "tldr": (summarization.load_tldr, summarization.SPLITS),
+    "tldr_sft": (summarization.load_tldr_sft, summarization.SFT_SPLITS),
+    "tldr_preferences": (summarization.load_tldr_preferences, summarization.SPLITS),
 }
 
 
