@@ -14,6 +14,14 @@ from typing import Any
 
 from .config import RebelConfig, config_fields
 from .errors import RebelError
+from .stage_configs import DPOConfig, RewardModelConfig, SFTConfig
+
+# The stages before and beside RL (docs/pipeline.md): subcommand -> (config class, one-line help).
+STAGES: dict[str, tuple[type, str]] = {
+    "sft": (SFTConfig, "supervised fine-tuning on prompt-completion data (from a checkpoint or scratch:small)"),
+    "reward-model": (RewardModelConfig, "train a Bradley-Terry reward model on preference pairs"),
+    "dpo": (DPOConfig, "offline DPO on preference pairs against a frozen reference"),
+}
 
 
 def field_help(cls: type = RebelConfig) -> dict[str, str]:
@@ -50,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     add_config_options(train)
+    for name, (cls, summary) in STAGES.items():
+        stage = commands.add_parser(name, allow_abbrev=False, help=summary,
+                                    description=summary[0].upper() + summary[1:] + ".")
+        stage.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines")
+        add_config_options(stage, cls)
     return parser
 
 
@@ -80,8 +93,31 @@ def run_stage(args: argparse.Namespace, cls: type, run: Any) -> int:
     return 0
 
 
+def _run_sft(args: argparse.Namespace) -> int:
+    from .training.sft import sft
+
+    return run_stage(args, SFTConfig, sft)
+
+
+def _run_reward_model(args: argparse.Namespace) -> int:
+    from .training.reward_model import train_reward_model
+
+    return run_stage(args, RewardModelConfig, train_reward_model)
+
+
+def _run_dpo(args: argparse.Namespace) -> int:
+    from .training.offline_dpo import dpo
+
+    return run_stage(args, DPOConfig, dpo)
+
+
 # subcommand -> function(args) -> exit code; each stage registers its parser in build_parser.
-RUNNERS: dict[str, Any] = {"train": _run_train}
+RUNNERS: dict[str, Any] = {
+    "train": _run_train,
+    "sft": _run_sft,
+    "reward-model": _run_reward_model,
+    "dpo": _run_dpo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
