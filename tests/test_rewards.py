@@ -200,7 +200,7 @@ def test_weight_count_mismatch_and_no_rewards():
 
 
 def test_unknown_spec_lists_builtins():
-    with pytest.raises(RewardError, match="use a builtin \\(length, sentiment\\)"):
+    with pytest.raises(RewardError, match="use a builtin \\(length, sentiment, tldr_judge, tldr_win_rate\\)"):
         RewardSet(["happiness"])
 
 

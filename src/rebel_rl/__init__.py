@@ -1,15 +1,19 @@
 """rebel-rl: REBEL (REgression to RElative REward Based RL) for Hugging Face models."""
-from .algorithms import rebel_loss
+from .algorithms import dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss, rloo_advantages
 from .config import RebelConfig
 from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
+from .compare.config import CompareConfig
+from .evaluation.model_eval import EvaluateConfig
 from .stage_configs import DPOConfig, RewardModelConfig, SFTConfig
 
-__all__ = ["rebel_loss", "RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError",
+__all__ = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError",
            "RewardError", "RunDirError", "train", "RebelTrainer", "SFTConfig", "RewardModelConfig", "DPOConfig",
-           "sft", "train_reward_model", "dpo"]
+           "sft", "train_reward_model", "dpo", "EvaluateConfig", "evaluate_model", "CompareConfig", "compare",
+           "rebel_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss"]
 __version__ = "0.1.0"
 # The offline stages (docs/pipeline.md), imported on first use like the trainer.
-_STAGE_MODULES = {"sft": ".training.sft", "train_reward_model": ".training.reward_model", "dpo": ".training.offline_dpo"}
+_STAGE_MODULES = {"sft": ".training.sft", "train_reward_model": ".training.reward_model", "dpo": ".training.offline_dpo",
+                  "evaluate_model": ".evaluation.model_eval", "compare": ".compare.grid"}
 
 
 def __getattr__(name: str):

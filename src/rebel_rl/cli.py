@@ -1,6 +1,7 @@
-"""The `rebel` command line: `rebel train [--config x.yaml] [--FIELD VALUE ...] [--resume RUN_DIR]`.
+"""The `rebel` command line: `rebel train [--config x.yaml] [--FIELD VALUE ...] [--resume RUN_DIR]`, and the
+stages around it: `rebel sft`, `rebel reward-model`, `rebel dpo`, `rebel evaluate`, `rebel compare`.
 
-Every field of `RebelConfig` is a `--FIELD` option; values given on the command line override the YAML
+Every field of a stage's config dataclass is a `--FIELD` option; values given on the command line override the YAML
 file, which overrides the defaults. Bad input prints one `error:` line and exits with code 2.
 """
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from .config import RebelConfig, config_fields
 from .errors import RebelError
+from .compare.config import CompareConfig
+from .evaluation.model_eval import EvaluateConfig
 from .stage_configs import DPOConfig, RewardModelConfig, SFTConfig
 
 # The stages before and beside RL (docs/pipeline.md): subcommand -> (config class, one-line help).
@@ -21,6 +24,8 @@ STAGES: dict[str, tuple[type, str]] = {
     "sft": (SFTConfig, "supervised fine-tuning on prompt-completion data (from a checkpoint or scratch:small)"),
     "reward-model": (RewardModelConfig, "train a Bradley-Terry reward model on preference pairs"),
     "dpo": (DPOConfig, "offline DPO on preference pairs against a frozen reference"),
+    "evaluate": (EvaluateConfig, "win rate, reward and KL(pi || pi_ref) of a saved policy, with standard errors"),
+    "compare": (CompareConfig, "the paper's TL;DR table: every algorithm x seeds on the built-in task"),
 }
 
 
@@ -111,12 +116,32 @@ def _run_dpo(args: argparse.Namespace) -> int:
     return run_stage(args, DPOConfig, dpo)
 
 
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.model_eval import evaluate_model, result_lines
+
+    def run(config: EvaluateConfig) -> None:
+        print("\n".join(result_lines(evaluate_model(config))))
+
+    return run_stage(args, EvaluateConfig, run)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    def run(config: CompareConfig) -> None:
+        print(f"report: {compare(config)['report']}")
+
+    return run_stage(args, CompareConfig, run)
+
+
 # subcommand -> function(args) -> exit code; each stage registers its parser in build_parser.
 RUNNERS: dict[str, Any] = {
     "train": _run_train,
     "sft": _run_sft,
     "reward-model": _run_reward_model,
     "dpo": _run_dpo,
+    "evaluate": _run_evaluate,
+    "compare": _run_compare,
 }
 
 

@@ -23,3 +23,9 @@ class ModelError(RebelError):
 
 class RunDirError(RebelError):
     """An output directory already holds a run, or a run to resume is missing or incomplete."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none): for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -61,6 +61,7 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metrics = [m for m in metrics if "reward" in m]  # training iterations, not the periodic eval/* records
     if not metrics:
         return
     steps = [m["iteration"] for m in metrics]

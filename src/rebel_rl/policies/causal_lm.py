@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
 from ..data import prompt_to_text
-from ..errors import DataError, ModelError
+from ..errors import DataError, ModelError, first_line
 from .base import Rollout
 from .pretrained import resolve_model_path
 
@@ -223,8 +223,7 @@ def load_causal_lm_policy(config, device: torch.device) -> CausalLMPolicy:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load model {config.model_name_or_path!r}: {first_line}") from None
+        raise ModelError(f"cannot load model {config.model_name_or_path!r}: {first_line(exc)}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForTokenClassification
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, first_line
 from .base import Rollout
 from .pretrained import resolve_model_path
 
@@ -25,8 +25,7 @@ def load_value_model(source: str, vocab_size: int, dtype: torch.dtype, device: t
     try:
         model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=dtype)
     except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load value model {source!r}: {first_line}") from None
+        raise ModelError(f"cannot load value model {source!r}: {first_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     if model.config.vocab_size != vocab_size:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..algorithms import (gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss, rloo_advantages,
+from ..algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss, rloo_advantages,
                           token_rewards, update_moving_baseline, whiten)
 from ..policies.base import Rollout
 
@@ -116,8 +116,6 @@ class IterativeDpo(Objective):
         return {}
 
     def loss(self, batch, policy):
-        from ..algorithms.dpo import dpo_loss
-
         logps = policy.log_probs(batch.rollout).view(-1, self.n)
         old = batch.old_logps.view(-1, self.n)
         chosen = batch.extra["chosen"].view(-1, self.n)[:, :1]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..data.pairs import PREFERENCE_COLUMNS, judge_labels, load_train_eval
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..policies.causal_lm import resolve_dtype
 from ..policies.pretrained import resolve_model_path
 from ..rewards.reward_model import RewardModel
@@ -66,8 +66,7 @@ def init_reward_model(name: str, folder: Path, dtype: str, device: torch.device)
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
                                                                    dtype=resolve_dtype(dtype, device))
     except (OSError, ValueError, KeyError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load {name!r} as a reward model: {first_line[:200]}") from None
+        raise ModelError(f"cannot load {name!r} as a reward model: {first_line(exc)[:200]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -1,0 +1,71 @@
+"""Options of `rebel compare`: which algorithms, seeds and model size; the shared RL budget."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..config import ConfigBase, _check_choice
+from ..errors import ConfigError
+
+METHODS = ["sft", "dpo", "iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]
+ONLINE = ["iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]
+
+
+@dataclass
+class CompareConfig(ConfigBase):
+    """Options of `rebel compare`. Field comments are the reference docs."""
+
+    command = "compare"
+
+    model_size: str = "small"  # scratch model trained by SFT: small | medium
+    algorithms: list[str] = field(default_factory=lambda: list(METHODS))  # rows of the table (sft, dpo and online algorithms)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one run per algorithm and seed (SFT and the reward model are shared)
+    workers: int = 2  # runs in parallel, each in its own process with cores / workers threads
+    output_dir: str | None = None  # runs, logs and results; default runs/compare-SIZE
+    report_dir: str | None = None  # where results.md and its plots go (default: output_dir); the committed table uses docs
+    sft_model: str | None = None  # use this SFT checkpoint instead of training one (it must share the reward model's tokenizer)
+    reward_model: str | None = None  # use this reward-model folder instead of training one from the SFT model
+    sweep: bool = False  # instead of the grid: the learning-rate sweep on the validation split (writes tuning.md)
+    # --- the shared budget of every online algorithm ---
+    num_iterations: int = 40  # iterations per run (equal reward queries: same prompts and samples per iteration)
+    prompts_per_iteration: int = 32  # prompts per iteration
+    num_generations: int = 2  # samples per prompt (REBEL, RLOO and iterative DPO compare them; PPO and REINFORCE use each)
+    temperature: float = 1.0  # training sampling temperature (KL is measured at it)
+    kl_coef: float = 0.05  # reward = RM score - kl_coef * KL(pi_t || pi_sft)
+    max_new_tokens: int = 24  # summary length cap (a summary without EOS gets missing_eos_penalty)
+    missing_eos_penalty: float = 1.0  # subtracted from the reward of a summary that never ends
+    # --- evaluation ---
+    eval_every: int = 5  # iterations between validation evaluations (the learning curves)
+    eval_prompts: int = 64  # validation prompts per curve point
+    test_prompts: int = 200  # posts of the final evaluation (test split; the sweep uses validation)
+    eval_samples: int = 4  # summaries per post in the final evaluation (the 0.01-temperature one uses 1)
+    eval_temperature: float = 1.0  # temperature of the scored summaries (the training one; see docs/results.md)
+    paper_temperature: float = 0.01  # the test table also reports win rate at this temperature (the paper's 0.01)
+
+    def validate(self) -> "CompareConfig":
+        if self.output_dir is None:
+            self.output_dir = f"runs/compare-{self.model_size}"
+        if self.report_dir is None:
+            self.report_dir = self.output_dir
+        _check_choice("model_size", self.model_size, ["small", "medium"])
+        unknown = [a for a in self.algorithms if a not in METHODS]
+        if unknown or not self.algorithms:
+            raise ConfigError(f"algorithms must be among {', '.join(METHODS)}; got {', '.join(unknown) or 'none'}")
+        if not self.seeds:
+            raise ConfigError("seeds is empty: give at least one seed, e.g. --seeds 0")
+        for name in ["workers", "num_iterations", "prompts_per_iteration", "max_new_tokens", "eval_every",
+                     "eval_prompts", "test_prompts", "eval_samples"]:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ConfigError("num_generations must be >= 2: REBEL, RLOO and iterative DPO compare samples")
+        for name in ["temperature", "eval_temperature", "paper_temperature"]:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.kl_coef < 0 or self.missing_eos_penalty < 0:
+            raise ConfigError("kl_coef and missing_eos_penalty must be >= 0")
+        return self
+
+
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M")

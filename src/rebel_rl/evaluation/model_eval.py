@@ -1,0 +1,127 @@
+"""`rebel evaluate`: score a saved policy on a prompt split, as the paper's tables do.
+
+Reports, each with a standard error over prompts: every reward and evaluation-only reward (for the
+built-in TL;DR task, the judge's win rate against the reference summaries and the reward-model score),
+and KL(pi || pi_ref) estimated from samples. Scores are taken at `temperature` (the paper used 0.01);
+the KL samples are drawn at `kl_temperature`, the temperature the policy was trained at.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigBase
+from ..errors import ConfigError, ModelError, first_line
+
+
+@dataclass
+class EvaluateConfig(ConfigBase):
+    """Options of `rebel evaluate`. Field comments are the reference docs."""
+
+    command = "evaluate"
+
+    model_name_or_path: str = ""  # the policy: a saved model folder (full model or LoRA adapter) or hub id
+    reference_model: str | None = None  # pi_ref for KL (e.g. the SFT model); default: the adapter's base model
+    dataset: str = "builtin:tldr"  # prompts: file, save_to_disk folder, hub id or builtin:NAME
+    split: str = "test"  # split of `dataset`
+    prompt_column: str = "prompt"  # column holding the prompts
+    num_prompts: int = 0  # evaluate the first N prompts (0 = all)
+    rewards: list[str] = field(default_factory=lambda: ["tldr_judge"])  # rewards whose weighted sum is `reward`
+    eval_rewards: list[str] = field(default_factory=lambda: ["tldr_win_rate"])  # further rewards reported alone
+    num_generations: int = 1  # samples per prompt
+    temperature: float = 0.01  # sampling temperature of the scored completions (the paper: 0.01)
+    kl_temperature: float = 1.0  # temperature of the samples for KL(pi || pi_ref): the training temperature
+    max_new_tokens: int = 24  # completion length cap
+    max_prompt_length: int = 512  # longer prompts are an error
+    batch_size: int = 64  # sequences per sampling batch
+    seed: int = 0  # sampling seed
+    output: str | None = None  # write the result as JSON here (default: print only)
+
+    def validate(self) -> "EvaluateConfig":
+        if not self.model_name_or_path:
+            raise ConfigError("model_name_or_path is required: the folder of the model to evaluate")
+        for name in ["num_generations", "max_new_tokens", "batch_size", "max_prompt_length"]:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ["temperature", "kl_temperature"]:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.num_prompts < 0:
+            raise ConfigError(f"num_prompts must be >= 0, got {self.num_prompts}")
+        if not self.rewards:
+            raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards tldr_judge")
+        return self
+
+
+def load_eval_policy(model: str, reference: str | None, *, temperature: float, max_new_tokens: int,
+                     max_prompt_length: int, device: str = "cpu"):
+    """A `CausalLMPolicy` for a saved model (a full model, or a LoRA adapter whose base is the default
+    reference) with pi_ref loaded from `reference`; ModelError when either cannot be loaded."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..policies.causal_lm import CausalLMPolicy
+    from ..policies.pretrained import resolve_model_path
+
+    path = resolve_model_path(model)
+    is_adapter = (Path(path) / "adapter_config.json").is_file()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if is_adapter:
+            from peft import AutoPeftModelForCausalLM
+
+            policy_model = AutoPeftModelForCausalLM.from_pretrained(path)
+        else:
+            policy_model = AutoModelForCausalLM.from_pretrained(path)
+        reference_model = None
+        if reference is not None:
+            reference_model = AutoModelForCausalLM.from_pretrained(resolve_model_path(reference))
+        elif not is_adapter:
+            raise ModelError(f"{model} is a full model: give reference_model (e.g. the SFT model) for the KL term")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load {model!r} or its reference: {first_line(exc)}") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    for m in (policy_model, reference_model):
+        if m is not None:
+            m.to(device).eval().requires_grad_(False)
+    return CausalLMPolicy(policy_model, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature,
+                          max_prompt_length=max_prompt_length, reference_model=reference_model)
+
+
+def evaluate_model(config: EvaluateConfig) -> dict[str, Any]:
+    """Evaluate `config.model_name_or_path` as `EvaluateConfig` says; return the result as a dict."""
+    from ..data import load_prompt_dataset
+    from ..rewards import RewardSet, check_reward_spec
+    from .heldout import evaluate
+    from ..training.outputs import write_json
+
+    config = config.validate()
+    for spec in [*config.rewards, *config.eval_rewards]:
+        check_reward_spec(spec)
+    dataset = load_prompt_dataset(config.dataset, config.split, config.prompt_column)
+    if config.num_prompts:
+        dataset = dataset.select(range(min(config.num_prompts, len(dataset))))
+    policy = load_eval_policy(config.model_name_or_path, config.reference_model, temperature=config.kl_temperature,
+                              max_new_tokens=config.max_new_tokens, max_prompt_length=config.max_prompt_length)
+    policy.check_prompts(dataset["prompt"])
+    result = evaluate(policy, dataset, RewardSet(config.rewards),
+                      eval_reward_set=RewardSet(config.eval_rewards) if config.eval_rewards else None,
+                      num_generations=config.num_generations, temperature=config.temperature,
+                      batch_size=config.batch_size, seed=config.seed)
+    summary = {"model": config.model_name_or_path, "dataset": config.dataset, "split": config.split,
+               "num_prompts": len(dataset), **result.to_dict()}
+    if config.output:
+        Path(config.output).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(config.output), summary)
+    return summary
+
+
+def result_lines(data: dict[str, Any]) -> list[str]:
+    """One line per metric of an `evaluate_model` result, `name: mean +/- s.e.`, for printing."""
+    lines = [f"reward: {data['reward']:+.4f} +/- {data['reward_se']:.4f}",
+             f"kl: {data['kl']:.4f} +/- {data['kl_se']:.4f}"]
+    lines += [f"{name}: {value:+.4f} +/- {data['rewards_se'].get(name, 0.0):.4f}" for name, value in data["rewards"].items()]
+    lines += [f"mean_length: {data['mean_length']:.2f}", f"no_eos_fraction: {data['no_eos_fraction']:.3f}"]
+    return lines

@@ -1,0 +1,90 @@
+"""`rebel compare` and `rebel evaluate` end to end on tiny models (the SFT and reward models given)."""
+import json
+import os
+
+import pytest
+
+from rebel_rl.cli import main
+from rebel_rl.compare import CompareConfig, compare
+from rebel_rl.compare.jobs import method_job
+from rebel_rl.errors import ConfigError
+from tiny import save_tiny_causal_lm, save_tiny_reward_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    return {"sft": str(save_tiny_causal_lm(root / "sft", max_position_embeddings=1024)),
+            "rm": str(save_tiny_reward_model(root / "rm"))}
+
+
+def tiny_compare(models, out, **overrides) -> CompareConfig:
+    values = dict(algorithms=["sft", "rebel"], seeds=[0, 1], workers=2, output_dir=str(out), sft_model=models["sft"],
+                  reward_model=models["rm"], num_iterations=2, prompts_per_iteration=2, max_new_tokens=4,
+                  eval_every=1, eval_prompts=2, test_prompts=2, eval_samples=2)
+    values.update(overrides)
+    return CompareConfig(**values)
+
+
+def test_compare_grid_writes_the_table_and_plots_and_reuses_finished_jobs(models, tmp_path):
+    summary = compare(tiny_compare(models, tmp_path / "grid"))
+    report = (tmp_path / "grid" / "results.md").read_text()
+    assert summary["results"] == 4
+    rows = [line for line in report.splitlines() if line.startswith("| SFT") or line.startswith("| REBEL")]
+    assert len(rows) == 2
+    # two methods ranked: one best (bold) and one second (underlined) in the win-rate and RM columns
+    assert report.count("**") >= 4 and "<u>" in report
+    assert (tmp_path / "grid" / "learning_curves.png").stat().st_size > 0
+    assert (tmp_path / "grid" / "reward_vs_kl.png").stat().st_size > 0
+    results = [json.loads((tmp_path / "grid" / "runs" / f"{m}-seed{s}" / "result.json").read_text())
+               for m in ("sft", "rebel") for s in (0, 1)]
+    assert [r["reward_queries"] for r in results] == [0, 0, 2 * 2 * 2, 2 * 2 * 2]
+    assert all(r["peak_memory_mb"] > 50 and r["evaluation"]["num_prompts"] == 2 for r in results)
+    # both evaluations: the comparison's temperature, and the paper's 0.01
+    assert [r["extra_evaluations"][0]["temperature"] for r in results] == [0.01] * 4
+    # a second invocation reuses every finished job (same spec) instead of running it again
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid" / "runs").glob("*/result.json")}
+    compare(tiny_compare(models, tmp_path / "grid"))
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_every_online_method_gets_the_same_budget_reward_and_kl_term(models, tmp_path):
+    config = tiny_compare(models, tmp_path).validate()
+    shared = ["rewards", "kl_coef", "missing_eos_penalty", "num_generations", "prompts_per_iteration",
+              "num_iterations", "max_new_tokens", "temperature", "model_name_or_path", "dataset"]
+    jobs = [method_job(config, m, 0)["config"] for m in ["iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]]
+    for name in shared:
+        assert len({json.dumps(job[name]) for job in jobs}) == 1, name
+
+
+def test_compare_rejects_an_unknown_algorithm(models, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="algorithms must be among"):
+        tiny_compare(models, tmp_path, algorithms=["rebel", "a2c"]).validate()
+    assert main(["compare", "--algorithms", "rebel", "a2c", "--output_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: algorithms must be among")
+
+
+def test_evaluate_command_reports_win_rate_rm_score_and_kl(models, tmp_path):
+    output = tmp_path / "eval.json"
+    code = main(["evaluate", "--model_name_or_path", models["sft"], "--reference_model", models["sft"],
+                 "--split", "validation", "--num_prompts", "3", "--rewards", f"model:{models['rm']}",
+                 "--eval_rewards", "tldr_win_rate,tldr_judge", "--max_new_tokens", "4", "--output", str(output)])
+    assert code == 0
+    result = json.loads(output.read_text())
+    assert result["num_prompts"] == 3 and set(result["rewards"]) == {"reward_model", "tldr_win_rate", "tldr_judge"}
+    assert 0.0 <= result["rewards"]["tldr_win_rate"] <= 1.0
+    # the policy is its own reference: KL is exactly zero
+    assert result["kl"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_evaluate_without_a_reference_for_a_full_model_is_a_one_line_error(models, capsys):
+    assert main(["evaluate", "--model_name_or_path", models["sft"], "--num_prompts", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "reference_model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_worker_failure_names_the_job_and_its_log(models, tmp_path):
+    config = tiny_compare(models, tmp_path / "bad", algorithms=["rebel"], seeds=[0], reward_model=str(tmp_path))
+    with pytest.raises(Exception, match=r"rebel-seed0 .*job.log"):
+        compare(config)
+    assert os.path.isfile(tmp_path / "bad" / "runs" / "rebel-seed0" / "job.log")
