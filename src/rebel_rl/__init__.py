@@ -8,12 +8,13 @@ from .stage_configs import DPOConfig, RewardModelConfig, SFTConfig
 
 __all__ = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError",
            "RewardError", "RunDirError", "train", "RebelTrainer", "SFTConfig", "RewardModelConfig", "DPOConfig",
-           "sft", "train_reward_model", "dpo", "EvaluateConfig", "evaluate_model", "CompareConfig", "compare",
+           "sft", "train_reward_model", "dpo", "EvaluateConfig", "evaluate_model", "CompareConfig",
            "rebel_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss"]
 __version__ = "0.1.0"
 # The offline stages (docs/pipeline.md), imported on first use like the trainer.
 _STAGE_MODULES = {"sft": ".training.sft", "train_reward_model": ".training.reward_model", "dpo": ".training.offline_dpo",
-                  "evaluate_model": ".evaluation.model_eval", "compare": ".compare.grid"}
+                  "evaluate_model": ".evaluation.model_eval"}
+# `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare, CompareConfig`.
 
 
 def __getattr__(name: str):
