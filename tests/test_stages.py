@@ -247,3 +247,11 @@ def test_stage_config_validation(config, message):
 def test_learning_rate_default_depends_on_the_start():
     assert SFTConfig(dataset="d").validate().learning_rate == 3e-3
     assert SFTConfig(dataset="d", model_name_or_path="some/model").validate().learning_rate == 5e-5
+
+
+def test_sft_medium_size_builds_the_larger_model(data, tmp_path):
+    """Both comparison sizes train: scratch:medium is the 4-layer, 128-wide Llama."""
+    run = sft(SFTConfig(model_name_or_path="scratch:medium", dataset=data["sft"], num_epochs=1, batch_size=8,
+                        output_dir=str(tmp_path / "medium"), **QUIET))
+    config = AutoModelForCausalLM.from_pretrained(run["final"]).config
+    assert (config.num_hidden_layers, config.hidden_size) == (4, 128)
