@@ -200,9 +200,12 @@ def write_sweep_report(config: CompareConfig, results: list[dict[str, Any]]) -> 
             rows.append(f"| {LABELS[method]} | {cell} | {100 * _metric(run, 'tldr_win_rate'):.1f} | "
                         f"{_metric(run, 'reward_model'):.3f} | {run['evaluation']['kl']:.2f} |")
     text = ["# Learning-rate sweep on the validation split", "",
-            f"`rebel compare --sweep true` ({config.model_size} model, seed {config.seeds[0]}, {config.eval_prompts} "
-            f"validation posts, {timestamp()}). Bold: the rate with the best validation win rate, used in "
-            "src/rebel_rl/compare/tuned.py.", "", *rows, ""]
+            f"`rebel compare --sweep true` ({config.model_size} model, seed {config.seeds[0]}, the same budget as the "
+            f"table; evaluated on {config.test_prompts} validation posts x {config.eval_samples} summaries at "
+            f"temperature {config.eval_temperature:g}, {timestamp()}). Bold: the rate with the best validation win "
+            "rate, used in src/rebel_rl/compare/tuned.py. Only the learning rate is swept; the other settings "
+            "there are fixed by hand (PPO and REBEL 2 epochs, the policy gradients 1, 2 minibatches each).",
+            "", *rows, ""]
     path = folder / "tuning.md"
     path.write_text("\n".join(text))
     return path

@@ -8,9 +8,9 @@ TUNED: dict[str, dict] = {
     "sft_stage": {"num_epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "mixed_precision": "no", "seed": 0},
     "reward_model_stage": {"num_epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "mixed_precision": "no", "seed": 0},
     "dpo": {"learning_rate": 1e-4, "beta": 0.1, "num_epochs": 1},
-    "iterative_dpo": {"learning_rate": 1e-4, "beta": 0.1, "num_epochs": 1, "minibatches": 2},
+    "iterative_dpo": {"learning_rate": 3e-4, "beta": 0.1, "num_epochs": 1, "minibatches": 2},
     "ppo": {"learning_rate": 1e-4, "num_epochs": 2, "minibatches": 2},
-    "reinforce": {"learning_rate": 1e-4, "num_epochs": 1, "minibatches": 2},
+    "reinforce": {"learning_rate": 3e-4, "num_epochs": 1, "minibatches": 2},
     "rloo": {"learning_rate": 1e-4, "num_epochs": 1, "minibatches": 2},
     "rebel": {"learning_rate": 1e-4, "eta": 1.0, "num_epochs": 2, "minibatches": 2},
 }
