@@ -1,18 +1,20 @@
 """rebel-rl: REBEL (REgression to RElative REward Based RL) for Hugging Face models."""
-from .algorithms import dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss, rloo_advantages
+from .algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss,
+                         rebel_preference_loss, rloo_advantages)
 from .config import RebelConfig
 from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
-from .stage_configs import DPOConfig, RewardModelConfig, SFTConfig
+from .stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig
 
 __all__ = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError",
            "RewardError", "RunDirError", "train", "RebelTrainer", "SFTConfig", "RewardModelConfig", "DPOConfig",
-           "sft", "train_reward_model", "dpo", "EvaluateConfig", "evaluate_model", "CompareConfig",
-           "rebel_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss"]
+           "sft", "train_reward_model", "dpo", "PreferenceModelConfig", "train_preference_model", "EvaluateConfig", "evaluate_model", "CompareConfig",
+           "rebel_loss", "rebel_preference_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss"]
 __version__ = "0.1.0"
 # The offline stages (docs/pipeline.md), imported on first use like the trainer.
 _STAGE_MODULES = {"sft": ".training.sft", "train_reward_model": ".training.reward_model", "dpo": ".training.offline_dpo",
+                  "train_preference_model": ".training.preference_model",
                   "evaluate_model": ".evaluation.model_eval"}
 # `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare, CompareConfig`.
 

@@ -1,5 +1,6 @@
 """The `rebel` command line: `rebel train [--config x.yaml] [--FIELD VALUE ...] [--resume RUN_DIR]`, and the
-stages around it: `rebel sft`, `rebel reward-model`, `rebel dpo`, `rebel evaluate`, `rebel compare`.
+stages around it: `rebel sft`, `rebel reward-model`, `rebel preference-model`, `rebel dpo`, `rebel evaluate`,
+`rebel compare`.
 
 Every field of a stage's config dataclass is a `--FIELD` option; values given on the command line override the YAML
 file, which overrides the defaults. Bad input prints one `error:` line and exits with code 2.
@@ -7,6 +8,7 @@ file, which overrides the defaults. Bad input prints one `error:` line and exits
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import re
 import sys
@@ -17,12 +19,13 @@ from .config import RebelConfig, config_fields
 from .errors import RebelError
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
-from .stage_configs import DPOConfig, RewardModelConfig, SFTConfig
+from .stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig
 
 # The stages before and beside RL (docs/pipeline.md): subcommand -> (config class, one-line help).
 STAGES: dict[str, tuple[type, str]] = {
     "sft": (SFTConfig, "supervised fine-tuning on prompt-completion data (from a checkpoint or scratch:small)"),
     "reward-model": (RewardModelConfig, "train a Bradley-Terry reward model on preference pairs"),
+    "preference-model": (PreferenceModelConfig, "train a pairwise preference model P(a > b | x) on preference pairs"),
     "dpo": (DPOConfig, "offline DPO on preference pairs against a frozen reference"),
     "evaluate": (EvaluateConfig, "win rate, reward and KL(pi || pi_ref) of a saved policy, with standard errors"),
     "compare": (CompareConfig, "the paper's TL;DR table: every algorithm x seeds on the built-in task"),
@@ -30,9 +33,15 @@ STAGES: dict[str, tuple[type, str]] = {
 
 
 def field_help(cls: type = RebelConfig) -> dict[str, str]:
-    """Each config field's trailing `# comment` in its dataclass: the one place options are documented."""
-    source = inspect.getsource(cls)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)}
+    """Each config field's trailing `# comment` in its dataclass (or the dataclass it inherits the field
+    from; a subclass's comment wins): the one place options are documented."""
+    helps: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            source = inspect.getsource(klass)
+            helps.update({m.group(1): m.group(2).strip()
+                          for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)})
+    return helps
 
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type = RebelConfig) -> None:
@@ -110,6 +119,12 @@ def _run_reward_model(args: argparse.Namespace) -> int:
     return run_stage(args, RewardModelConfig, train_reward_model)
 
 
+def _run_preference_model(args: argparse.Namespace) -> int:
+    from .training.preference_model import train_preference_model
+
+    return run_stage(args, PreferenceModelConfig, train_preference_model)
+
+
 def _run_dpo(args: argparse.Namespace) -> int:
     from .training.offline_dpo import dpo
 
@@ -139,6 +154,7 @@ RUNNERS: dict[str, Any] = {
     "train": _run_train,
     "sft": _run_sft,
     "reward-model": _run_reward_model,
+    "preference-model": _run_preference_model,
     "dpo": _run_dpo,
     "evaluate": _run_evaluate,
     "compare": _run_compare,

@@ -106,6 +106,12 @@ class RebelConfig(ConfigBase):
     temperature: float = 0.7  # the same temperature scales the log-probs
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # nucleus sampling; 1.0 = off
+    # --- pairs and preferences (REBEL's extensions, docs/extensions/) ---
+    pair_source: str = "online"  # rebel: online (n samples) | hybrid (n-k samples + k dataset completions) | offline (all n from the dataset)
+    completion_columns: list[str] | None = None  # the k dataset columns of written completions; default: completion (hybrid), chosen,rejected (offline)
+    pairing: str = "all"  # rebel: all (every pair i < j of a prompt's n) | best_worst (highest- vs lowest-reward of n)
+    reward_normalization: str = "none"  # none (as in the paper) | prompt (per-prompt mean/std) | batch (batch mean/std); not ppo
+    preference: str | None = None  # rebel: regress on P(y > y'|x) - 1/2 instead of rewards: builtin, module:fn, file.py:fn, model:PATH
     # --- algorithm and optimisation ---
     algorithm: str = "rebel"  # the loss: rebel | ppo | rloo | reinforce | iterative_dpo
     eta: float = 1.0  # REBEL step size: the exact minimiser is pi_t * exp(eta * r)
@@ -194,13 +200,49 @@ class RebelConfig(ConfigBase):
         _check_choice("mixed_precision", self.mixed_precision, ["auto", "no", "bf16", "fp16"])
         _check_choice("lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant"])
         _check_choice("algorithm", self.algorithm, ALGORITHM_NAMES)
-        if not self.rewards and require_rewards:
+        _check_pairs(self)
+        if not self.rewards and require_rewards and self.preference is None:
             raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards sentiment")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ConfigError(
                 f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards: give one weight per reward"
             )
         return self
+
+
+def _check_pairs(config: RebelConfig) -> None:
+    """The extensions' fields: where pairs come from, how they are chosen and normalised, preferences."""
+    _check_choice("pair_source", config.pair_source, ["online", "hybrid", "offline"])
+    _check_choice("pairing", config.pairing, ["all", "best_worst"])
+    _check_choice("reward_normalization", config.reward_normalization, ["none", "prompt", "batch"])
+    rebel_only = {"pair_source": config.pair_source != "online", "pairing": config.pairing != "all",
+                  "preference": config.preference is not None}
+    for name, used in rebel_only.items():
+        if used and config.algorithm != "rebel":
+            raise ConfigError(f"{name} {getattr(config, name)!r} needs algorithm rebel, got {config.algorithm!r}")
+    if config.reward_normalization != "none" and (config.algorithm == "ppo" or config.preference is not None):
+        what = "ppo (it whitens its advantages)" if config.algorithm == "ppo" else "a preference (its target is P - 1/2)"
+        raise ConfigError(f"reward_normalization {config.reward_normalization!r} does not apply to {what}: use none")
+    if config.pairing == "best_worst" and config.preference is not None:
+        raise ConfigError("pairing best_worst ranks samples by reward: use pairing all with a preference")
+    columns = completion_columns(config)
+    if config.pair_source == "online" and config.completion_columns:
+        raise ConfigError("completion_columns is read only with pair_source hybrid or offline")
+    if config.pair_source == "hybrid" and len(columns) >= config.num_generations:
+        raise ConfigError(f"pair_source hybrid samples num_generations - {len(columns)} completion(s) per prompt: "
+                          f"num_generations ({config.num_generations}) must exceed the {len(columns)} completion_columns")
+    if config.pair_source == "offline" and len(columns) != config.num_generations:
+        raise ConfigError(f"pair_source offline takes all num_generations ({config.num_generations}) completions "
+                          f"from completion_columns, which has {len(columns)}: make them equal")
+
+
+def completion_columns(config: RebelConfig) -> list[str]:
+    """The dataset columns whose completions fill the last slots of each prompt's n (empty when online)."""
+    if config.pair_source == "online":
+        return []
+    if config.completion_columns:
+        return list(config.completion_columns)
+    return ["completion"] if config.pair_source == "hybrid" else ["chosen", "rejected"]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

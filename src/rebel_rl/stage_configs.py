@@ -1,4 +1,5 @@
-"""Configs of the stages before and beside RL: `rebel sft`, `rebel reward-model`, `rebel dpo`.
+"""Configs of the stages before and beside RL: `rebel sft`, `rebel reward-model`, `rebel preference-model`,
+`rebel dpo`.
 
 The TL;DR pipeline of the REBEL paper: supervised fine-tuning on reference completions, a Bradley-Terry
 reward model initialised from the SFT model, then RL (`rebel train`) from the SFT model against that
@@ -101,6 +102,21 @@ class RewardModelConfig(ConfigBase):
         if self.center_rewards_coefficient < 0:
             raise ConfigError(f"center_rewards_coefficient must be >= 0, got {self.center_rewards_coefficient}")
         return _validate_stage(self, "reward-model")
+
+
+@dataclass
+class PreferenceModelConfig(RewardModelConfig):
+    """A pairwise preference model P(a > b | x) on preference data in both orders (`rebel preference-model`);
+    every other option is the reward model's."""
+
+    command = "preference-model"
+    center_rewards_coefficient: float = 0.01  # loss += c * mean((f(x,a,b) + f(x,b,a))^2): the two orders' logits sum to 0
+    output_dir: str | None = None  # default: runs/preference-model-YYYYmmdd-HHMMSS
+
+    def validate(self) -> "PreferenceModelConfig":
+        if self.output_dir is None:
+            self.output_dir = time.strftime("runs/preference-model-%Y%m%d-%H%M%S")
+        return super().validate()
 
 
 @dataclass

@@ -35,3 +35,24 @@ class Rollout:
     @property
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(-1)
+
+
+def concat_rollouts(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
+    """The rows of several rollouts, in order, in one Rollout: prompts left-padded and completions
+    right-padded (with `pad_token_id`, mask 0) to the widest, so every completion still starts at the
+    same column and log-probs are those of each part on its own (masks and position ids ignore padding)."""
+    prompt_width = max(r.prompt_ids.shape[1] for r in rollouts)
+    completion_width = max(r.completion_ids.shape[1] for r in rollouts)
+
+    def pad(t: torch.Tensor, width: int, value: int, left: bool) -> torch.Tensor:
+        extra = t.new_full((t.shape[0], width - t.shape[1]), value)
+        return torch.cat([extra, t] if left else [t, extra], dim=1)
+
+    return Rollout(
+        prompt_ids=torch.cat([pad(r.prompt_ids, prompt_width, pad_token_id, True) for r in rollouts]),
+        prompt_mask=torch.cat([pad(r.prompt_mask, prompt_width, 0, True) for r in rollouts]),
+        completion_ids=torch.cat([pad(r.completion_ids, completion_width, pad_token_id, False) for r in rollouts]),
+        completion_mask=torch.cat([pad(r.completion_mask, completion_width, 0, False) for r in rollouts]),
+        has_eos=torch.cat([r.has_eos for r in rollouts]),
+        completions=[text for r in rollouts for text in r.completions],
+    )

@@ -1,7 +1,7 @@
 """The online loop: sample, score, update. One iteration, for a batch of prompts x:
 
 1. sample n completions per prompt from pi_t (seeded per iteration, so every algorithm sees the same
-   first rollouts for one seed);
+   first rollouts for one seed), or take some or all of them from the dataset (training/pairs.py);
 2. compute log pi_t (held fixed for the whole iteration) and log pi_ref, once, right after sampling;
 3. reward = score - missing_eos_penalty * [no EOS] - kl_coef * (log pi_t - log pi_ref);
 4. `num_epochs` passes over minibatches of prompts, each minimising the algorithm's loss.
@@ -31,8 +31,10 @@ from ..evaluation.report import before_after_markdown, plot_reward_kl, print_bef
 from ..policies.causal_lm import load_causal_lm_policy, resolve_mixed_precision
 from ..policies.pretrained import check_model_source
 from ..rewards import RewardSet, check_reward_spec
+from ..rewards.preferences import NoRewards, Preference, check_preference_spec
 from . import checkpoint as ckpt
-from .objectives import ALGORITHMS, Batch, Objective
+from .objectives import ALGORITHMS, Batch, Objective, RebelPreference
+from .pairs import check_completion_columns, collect_rollout, normalize_rewards, queries_per_iteration
 from .outputs import CONFIG_FILE, MetricsLogger, prepare_run_dir, read_metrics, truncate_logs, write_json
 from .progress import TrainingProgress
 
@@ -40,18 +42,24 @@ from .progress import TrainingProgress
 class RebelTrainer:
     """Runs REBEL (or the baseline `config.algorithm` names) on a causal LM: `RebelTrainer(config).train()`.
 
-    `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config.
+    `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config;
+    `preference_func` (`f(prompts, completions_a, completions_b, **columns) -> list[float]` in [0, 1])
+    takes the place of `config.preference` (REBEL's general-preference variant).
     Every config, data, reward-spec and run-directory problem is raised before any model is loaded
     (prompt lengths are checked right after the tokenizer loads, before any training).
     """
 
-    def __init__(self, config: RebelConfig, *, reward_funcs: list | None = None, resume: bool = False) -> None:
-        self.config = config.validate(require_rewards=not reward_funcs)
+    def __init__(self, config: RebelConfig, *, reward_funcs: list | None = None, preference_func=None,
+                 resume: bool = False) -> None:
+        self.config = config.validate(require_rewards=not (reward_funcs or preference_func))
         self.run_dir = Path(config.output_dir)
         check_model_source(config.model_name_or_path)
         for spec in [*config.rewards, *config.eval_rewards]:
             check_reward_spec(spec)
+        if config.preference is not None and preference_func is None:
+            check_preference_spec(config.preference)
         self.train_prompts = load_prompt_dataset(config.dataset, config.dataset_split, config.prompt_column)
+        check_completion_columns(self.train_prompts, config)
         self.eval_prompts = self._load_eval_prompts()
         if resume:
             self.resume_from = ckpt.latest_checkpoint_or_fail(self.run_dir)
@@ -71,7 +79,10 @@ class RebelTrainer:
             self.policy.check_prompts(self.eval_prompts["prompt"])
         extra = list(reward_funcs or [])
         weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
-        self.rewards = RewardSet(list(config.rewards) + extra, weights, device=str(self.accelerator.device))
+        specs, device = list(config.rewards) + extra, str(self.accelerator.device)
+        self.rewards = RewardSet(specs, weights, device=device) if specs else NoRewards()
+        source = preference_func or config.preference
+        self.preference = Preference(source, device=device) if source is not None else None
         self.eval_rewards = RewardSet(config.eval_rewards, device=str(self.accelerator.device)) if config.eval_rewards else None
         self.objective = self._make_objective()
         self._build_optimizer()
@@ -100,6 +111,8 @@ class RebelTrainer:
     def _make_objective(self) -> Objective:
         """The algorithm's objective; PPO also loads its value model (default: from the reward model)."""
         config = self.config
+        if self.preference is not None:
+            return RebelPreference(config)
         if config.algorithm != "ppo":
             return ALGORITHMS[config.algorithm](config)
         from ..policies.value import load_value_model
@@ -164,7 +177,7 @@ class RebelTrainer:
         with timer("sampling"):
             # Seeded by (seed, iteration, process) alone: algorithms share rollouts as long as policies agree.
             torch.manual_seed(((config.seed * 1_000_003 + self.iteration) * 1_009 + self.accelerator.process_index))
-            rollout = self.policy.sample(rows["prompt"], n)
+            rollout = collect_rollout(self.policy, rows, config)  # pairs.py: online, hybrid or offline
         with timer("logprobs"), torch.no_grad():
             old_token_logps = self.policy.token_log_probs(rollout)
             ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
@@ -173,7 +186,11 @@ class RebelTrainer:
             score, named = self.rewards(prompts, rollout.completions, columns)
             score = score.to(old_logps.device) - config.missing_eos_penalty * (~rollout.has_eos).float()
             kl = old_logps - ref_token_logps.sum(-1)
-            batch = Batch(rollout, old_logps, score, kl, score - config.kl_coef * kl)
+            shaped = score - config.kl_coef * kl
+            batch = Batch(rollout, old_logps, score, kl, normalize_rewards(shaped, n, config.reward_normalization))
+            if self.preference is not None:
+                preference = self.preference.matrix(prompts, rollout.completions, columns, n)
+                batch.extra["preference"] = preference.to(old_logps.device)
             if self.objective.token_level:
                 batch.extra.update(old_token_logps=old_token_logps, token_kl=old_token_logps - ref_token_logps)
         with timer("update"):
@@ -181,8 +198,9 @@ class RebelTrainer:
             losses, grad_norms, loss_stats = self.update(batch)
 
         self.iteration += 1
-        self.reward_queries += len(rollout) * self.accelerator.num_processes
-        metrics = self._metrics(rollout, score, named, kl, batch.reward, losses, grad_norms, timer.seconds)
+        queries = queries_per_iteration(config, len(rollout), self.preference is not None)
+        self.reward_queries += queries * self.accelerator.num_processes
+        metrics = self._metrics(rollout, score, named, kl, shaped, losses, grad_norms, timer.seconds)
         metrics.update(objective_stats)
         metrics.update(loss_stats)
         samples = [{"prompt": str(prompts[i]), "completion": rollout.completions[i], "reward": float(score[i])}
@@ -346,18 +364,21 @@ class _PhaseTimer:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
-def train(config: RebelConfig, *, reward_funcs: list | None = None) -> dict[str, Any]:
-    """Train with REBEL as `config` says; return a summary (run dir, held-out before/after)."""
-    return RebelTrainer(config, reward_funcs=reward_funcs).train()
+def train(config: RebelConfig, *, reward_funcs: list | None = None, preference_func=None) -> dict[str, Any]:
+    """Train with REBEL as `config` says; return a summary (run dir, held-out before/after).
+    `reward_funcs` and `preference_func` as for `RebelTrainer`."""
+    return RebelTrainer(config, reward_funcs=reward_funcs, preference_func=preference_func).train()
 
 
-def resume(run_dir: str | Path, *, reward_funcs: list | None = None, **overrides: Any) -> dict[str, Any]:
+def resume(run_dir: str | Path, *, reward_funcs: list | None = None, preference_func=None,
+           **overrides: Any) -> dict[str, Any]:
     """Continue the run in `run_dir` from its latest checkpoint (optionally with more iterations).
 
-    A run started with Python `reward_funcs` needs the same callables again: they are not in config.yaml.
+    A run started with Python `reward_funcs` (or `preference_func`) needs the same callables again: they
+    are not in config.yaml.
     """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(f"nothing to resume in {run_dir}: it has no {CONFIG_FILE}")
     config = RebelConfig.from_yaml(run_dir / CONFIG_FILE).with_overrides({**overrides, "output_dir": str(run_dir)})
-    return RebelTrainer(config, reward_funcs=reward_funcs, resume=True).train()
+    return RebelTrainer(config, reward_funcs=reward_funcs, preference_func=preference_func, resume=True).train()

@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 
-from ..algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss, rloo_advantages,
-                          token_rewards, update_moving_baseline, whiten)
+from ..algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss,
+                          rebel_preference_loss, rloo_advantages, token_rewards, update_moving_baseline, whiten)
 from ..policies.base import Rollout
+from .pairs import best_worst_rows
 
 
 @dataclass
@@ -68,11 +69,29 @@ class Objective:
 
 
 class Rebel(Objective):
-    """REBEL: regress (1/eta) * (difference of log-ratios) onto the reward difference, over all pairs."""
+    """REBEL: regress (1/eta) * (difference of log-ratios) onto the reward difference, over all pairs
+    (`pairing: all`) or over each prompt's best and worst completion (`pairing: best_worst`, whose other
+    completions are not even scored by the policy)."""
 
     def loss(self, batch, policy):
-        logps = policy.log_probs(batch.rollout).view(-1, self.n)
-        return rebel_loss(logps, batch.old_logps.view(-1, self.n), batch.reward.view(-1, self.n), self.config.eta), {}
+        n = self.n
+        if self.config.pairing == "best_worst":
+            batch, n = batch.select(best_worst_rows(batch.reward, n)), 2
+        logps = policy.log_probs(batch.rollout).view(-1, n)
+        return rebel_loss(logps, batch.old_logps.view(-1, n), batch.reward.view(-1, n), self.config.eta), {}
+
+
+class RebelPreference(Objective):
+    """REBEL for general preferences: regress (1/eta) * (difference of log-ratios) onto
+    P(y_i > y_j|x) - 1/2 - kl_coef * (KL_i - KL_j), over all pairs; the loop puts each row's preferences
+    against its prompt's other completions in `batch.extra["preference"]` (N, n)."""
+
+    def loss(self, batch, policy):
+        n = self.n
+        logps = policy.log_probs(batch.rollout).view(-1, n)
+        loss = rebel_preference_loss(logps, batch.old_logps.view(-1, n), batch.extra["preference"].view(-1, n, n),
+                                     self.config.eta, kl=batch.kl.view(-1, n), kl_coef=self.config.kl_coef)
+        return loss, {}
 
 
 class Reinforce(Objective):

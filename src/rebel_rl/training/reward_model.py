@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import datasets
 import torch
@@ -36,18 +36,26 @@ def train_reward_model(config: RewardModelConfig) -> dict[str, Any]:
     """Train a reward model as `config` says; return a summary: output_dir, final model folder, held-out
     accuracies (also in OUTPUT/eval.json), training seconds. Every config, data and model problem is
     raised before the run directory is written."""
+    return train_pair_scorer(config, "Reward model", RewardModel, _Pairs)
+
+
+def train_pair_scorer(config: RewardModelConfig, title: str, scorer_class: Callable[..., RewardModel],
+                      pairs_class: type["_Pairs"], init: Callable[..., str] | None = None) -> dict[str, Any]:
+    """The stage behind `rebel reward-model` and `rebel preference-model`: a one-logit classifier built by
+    `init` (default `init_reward_model`) from the checkpoint, loaded as `scorer_class`, trained on the
+    preference rows as `pairs_class` encodes them and defines their loss, evaluated on held-out pairs."""
     config = config.validate()
     train_rows, eval_rows = load_train_eval(config.dataset, config.dataset_split, config.eval_dataset,
                                             config.eval_split, config.eval_fraction, config.seed, PREFERENCE_COLUMNS)
     judge = judge_labels(eval_rows) if eval_rows is not None else None
-    trainer = SupervisedTrainer(config, "Reward model")
-    with tempfile.TemporaryDirectory(prefix="rebel-rm-init-") as init:
-        rm = RewardModel(init_reward_model(config.model_name_or_path, Path(init), config.dtype, trainer.device),
-                         device=str(trainer.device), dtype=resolve_dtype(config.dtype, trainer.device),
-                         batch_size=2 * config.batch_size)
-        train = _Pairs(rm, train_rows)
+    trainer = SupervisedTrainer(config, title)
+    with tempfile.TemporaryDirectory(prefix="rebel-rm-init-") as folder:
+        path = (init or init_reward_model)(config.model_name_or_path, Path(folder), config.dtype, trainer.device)
+        rm = scorer_class(path, device=str(trainer.device), dtype=resolve_dtype(config.dtype, trainer.device),
+                          batch_size=2 * config.batch_size)
+        train = pairs_class(rm, train_rows)
         module = trainer.prepare(rm.model, len(train))
-        held_out = _Pairs(rm, eval_rows) if eval_rows is not None else None
+        held_out = pairs_class(rm, eval_rows) if eval_rows is not None else None
         result = trainer.fit(lambda rows: train.loss(module, rows, config.center_rewards_coefficient),
                              (lambda: preference_accuracy(held_out.margins(), judge)) if held_out else None)
         results = {"num_pairs": len(held_out) if held_out else 0,
