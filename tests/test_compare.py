@@ -1,4 +1,5 @@
 """`rebel compare` and `rebel evaluate` end to end on tiny models (the SFT and reward models given)."""
+import dataclasses
 import json
 import os
 
@@ -88,3 +89,81 @@ def test_compare_worker_failure_names_the_job_and_its_log(models, tmp_path):
     with pytest.raises(Exception, match=r"rebel-seed0 .*job.log"):
         compare(config)
     assert os.path.isfile(tmp_path / "bad" / "runs" / "rebel-seed0" / "job.log")
+
+
+def test_extension_jobs_keep_the_budget_and_leave_the_rebel_job_unchanged(models, tmp_path):
+    """Each extension is REBEL plus its overrides with the same reward queries per iteration; n = 4 halves the
+    prompts (and keeps two minibatches); naming extensions changes nothing in the main grid's REBEL job."""
+    from rebel_rl.compare.extensions import EXTENSIONS
+    from rebel_rl.compare.jobs import check_job
+
+    config = tiny_compare(models, tmp_path, prompts_per_iteration=8).validate()
+    rebel = method_job(config, "rebel", 0)["config"]
+    assert not {"pair_source", "pairing", "preference", "completion_columns"} & set(rebel)
+    for name in EXTENSIONS:
+        job = method_job(config, name, 0)
+        check_job(job)
+        run = job["config"]
+        assert run["algorithm"] == "rebel" and job["method"] == name and job["dir"].endswith(f"{name}-seed0")
+        assert run["prompts_per_iteration"] * run["num_generations"] == 8 * 2, name
+        assert run["learning_rate"] == rebel["learning_rate"] and run["eta"] == rebel["eta"]
+    n4 = method_job(config, "rebel_n4", 0)["config"]
+    assert (n4["num_generations"], n4["prompts_per_iteration"], n4["minibatch_prompts"]) == (4, 4, 2)
+    assert method_job(config, "rebel_best_worst4", 0)["config"]["pairing"] == "best_worst"
+    hybrid = method_job(config, "rebel_hybrid", 0)["config"]
+    assert (hybrid["pair_source"], hybrid["dataset"], hybrid["eval_dataset"]) == ("hybrid", "builtin:tldr_sft", "builtin:tldr")
+    judge = method_job(config, "rebel_judge_preference", 0)["config"]
+    assert judge["rewards"] == [] and f"model:{models['rm']}" in judge["eval_rewards"]
+
+
+@pytest.mark.parametrize("name", ["rebel_hybrid", "rebel_offline", "rebel_judge_preference"])
+def test_extension_runs_train_on_the_builtin_task(models, tmp_path, name):
+    """One iteration of each extension's own config (its datasets, preference and evaluation rewards)."""
+    from rebel_rl import RebelConfig
+    from rebel_rl.training.loop import RebelTrainer
+
+    config = tiny_compare(models, tmp_path, prompts_per_iteration=2, num_iterations=1).validate()
+    run = method_job(config, name, 0)["config"]
+    summary = RebelTrainer(RebelConfig.from_dict({**run, "eval_prompts": 2, "eval_every": 1}).validate()).train()
+    assert summary["reward_queries"] == 4
+    assert {"tldr_win_rate", "reward_model"} <= set(summary["after"]["rewards"])
+
+
+def fake_result(tmp_path, method, seed, win):
+    """A finished job's result.json content, with the files the learning curves read."""
+    folder = tmp_path / "runs" / f"{method}-seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "eval_before.json").write_text(json.dumps({"rewards": {"tldr_win_rate": 0.3, "reward_model": 0.0}}))
+    (folder / "metrics.jsonl").write_text(json.dumps({"reward_queries": 64, "eval/tldr_win_rate": win,
+                                                      "eval/reward_model": win, "eval/kl": 1.0}) + "\n")
+    evaluation = {"rewards": {"tldr_win_rate": win, "reward_model": 1.0, "tldr_judge": 2.0}, "kl": 1.5}
+    return {"job": {"method": method, "dir": str(folder)}, "evaluation": evaluation,
+            "extra_evaluations": [evaluation], "reward_queries": 64, "train_seconds": 10.0, "wall_seconds": 12.0,
+            "peak_memory_mb": 500.0}
+
+
+def test_report_sections_replace_only_their_own_part_of_results_md(models, tmp_path):
+    from rebel_rl.compare.report import write_report
+    from rebel_rl.compare.sections import read_section
+
+    path = tmp_path / "results.md"
+    path.write_text("# TL;DR-style comparison\n\nthe main table, written before sections existed\n")
+    results = [fake_result(tmp_path, m, s, w) for m, w in [("rebel", 0.5), ("rebel_hybrid", 0.6)] for s in (0, 1)]
+    config = tiny_compare(models, tmp_path, report_dir=str(tmp_path), report_section="extensions").validate()
+    write_report(config, results, [[None], [None]], 60.0)
+    text = path.read_text()
+    assert text.startswith("<!-- compare:main -->\n# TL;DR-style comparison")
+    assert "the main table, written before sections existed" in read_section(path, "main")
+    extensions = read_section(path, "extensions")
+    assert "| REBEL hybrid | **60.0 ± 0.0** |" in extensions and "| REBEL | <u>50.0 ± 0.0</u> |" in extensions
+    assert (tmp_path / "extensions_learning_curves.png").stat().st_size > 0
+    # the main grid rewrites its own section and keeps the extensions'
+    main = dataclasses.replace(config, report_section="main")
+    write_report(main, results[:2], [[None], [None]], 60.0)
+    assert "written before sections existed" not in path.read_text()
+    assert read_section(path, "extensions") == extensions
+    assert read_section(path, "main").startswith("# TL;DR-style comparison (built-in task)")
+    # and an extensions rerun replaces only its section
+    write_report(config, results[2:], [[None], [None]], 60.0)
+    assert "| REBEL hybrid |" in read_section(path, "extensions") and "| REBEL |" not in read_section(path, "extensions")
+    assert path.read_text().count("<!-- compare:main -->") == 1

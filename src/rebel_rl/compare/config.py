@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from ..config import ConfigBase, _check_choice
 from ..errors import ConfigError
+from .extensions import EXTENSIONS
 
 METHODS = ["sft", "dpo", "iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]
 ONLINE = ["iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]
+ALL_METHODS = METHODS + list(EXTENSIONS)  # REBEL's extensions (extensions.py) run only when named
 
 
 @dataclass
@@ -18,11 +20,12 @@ class CompareConfig(ConfigBase):
     command = "compare"
 
     model_size: str = "small"  # scratch model trained by SFT: small | medium
-    algorithms: list[str] = field(default_factory=lambda: list(METHODS))  # rows of the table (sft, dpo and online algorithms)
+    algorithms: list[str] = field(default_factory=lambda: list(METHODS))  # rows of the table (sft, dpo and online algorithms; REBEL's extensions rebel_hybrid etc.: compare/extensions.py)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one run per algorithm and seed (SFT and the reward model are shared)
     workers: int = 2  # runs in parallel, each in its own process with cores / workers threads
     output_dir: str | None = None  # runs, logs and results; default runs/compare-SIZE
     report_dir: str | None = None  # where results.md and its plots go (default: output_dir); the committed table uses docs
+    report_section: str = "main"  # the section of results.md this invocation writes (between <!-- compare:NAME --> markers); others are kept
     sft_model: str | None = None  # use this SFT checkpoint instead of training one (it must share the reward model's tokenizer)
     reward_model: str | None = None  # use this reward-model folder instead of training one from the SFT model
     sweep: bool = False  # instead of the grid: the learning-rate sweep on the validation split (writes tuning.md)
@@ -48,9 +51,11 @@ class CompareConfig(ConfigBase):
         if self.report_dir is None:
             self.report_dir = self.output_dir
         _check_choice("model_size", self.model_size, ["small", "medium"])
-        unknown = [a for a in self.algorithms if a not in METHODS]
+        unknown = [a for a in self.algorithms if a not in ALL_METHODS]
         if unknown or not self.algorithms:
-            raise ConfigError(f"algorithms must be among {', '.join(METHODS)}; got {', '.join(unknown) or 'none'}")
+            raise ConfigError(f"algorithms must be among {', '.join(ALL_METHODS)}; got {', '.join(unknown) or 'none'}")
+        if not self.report_section.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"report_section must be a name of letters, digits, - and _; got {self.report_section!r}")
         if not self.seeds:
             raise ConfigError("seeds is empty: give at least one seed, e.g. --seeds 0")
         for name in ["workers", "num_iterations", "prompts_per_iteration", "max_new_tokens", "eval_every",

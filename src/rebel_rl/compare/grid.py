@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RebelError
-from .config import METHODS, CompareConfig
+from .config import ALL_METHODS, CompareConfig
 from .jobs import check_job, method_job, reward_model_job, sft_job
 from .tuned import SWEEP_LEARNING_RATES
 
@@ -33,7 +33,7 @@ def compare(config: CompareConfig) -> dict[str, Any]:
         jobs = sweep_jobs(config)
         results = run_jobs(jobs, config)
         return {"report": str(write_sweep_report(config, results)), "results": len(results)}
-    jobs = [method_job(config, m, s) for m in sorted(config.algorithms, key=METHODS.index) for s in config.seeds]
+    jobs = [method_job(config, m, s) for m in sorted(config.algorithms, key=ALL_METHODS.index) for s in config.seeds]
     results = run_jobs(jobs, config)
     report = write_report(config, results, stages, time.perf_counter() - start)
     return {"report": str(report), "results": len(results)}

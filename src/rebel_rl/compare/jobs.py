@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CompareConfig
+from .extensions import EXTENSIONS, extension_settings
 from .tuned import TUNED
 
 TASK = "builtin:tldr"
@@ -61,7 +62,8 @@ def method_job(config: CompareConfig, method: str, seed: int, *, split: str = "t
     sft_final, reward_model = stage_paths(config)
     name = name or f"{method}-seed{seed}"
     run_dir = out / "runs" / name
-    settings = {**TUNED.get(method, {}), **(overrides or {})}
+    tuned = extension_settings(method, TUNED, config, reward_model) if method in EXTENSIONS else TUNED.get(method, {})
+    settings = {**tuned, **(overrides or {})}
     job: dict[str, Any] = {"kind": method if method in ("sft", "dpo") else "online", "name": name, "method": method,
                            "seed": seed, "dir": str(run_dir)}
     if method == "dpo":
@@ -85,8 +87,9 @@ def online_config(config: CompareConfig, method: str, seed: int, run_dir: Path, 
     """The `RebelConfig` of one online run: the same budget, reward, KL term and EOS penalty for every method."""
     settings = dict(settings)
     minibatches = settings.pop("minibatches", 1)
-    minibatch_prompts = max(1, config.prompts_per_iteration // minibatches)
-    while config.prompts_per_iteration % minibatch_prompts:
+    prompts = settings.get("prompts_per_iteration", config.prompts_per_iteration)  # extensions may change it
+    minibatch_prompts = max(1, prompts // minibatches)
+    while prompts % minibatch_prompts:
         minibatch_prompts -= 1
     return {
         "algorithm": method, "model_name_or_path": sft_final, "use_lora": False, "dtype": "float32",

@@ -6,10 +6,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .config import METHODS, CompareConfig, timestamp
+from .config import ALL_METHODS, CompareConfig, timestamp
+from .extensions import LABELS as EXTENSION_LABELS
+from .sections import write_section
 
 LABELS = {"sft": "SFT", "dpo": "DPO", "iterative_dpo": "Iterative DPO", "ppo": "PPO", "reinforce": "REINFORCE",
-          "rloo": "RLOO", "rebel": "REBEL"}
+          "rloo": "RLOO", "rebel": "REBEL", **EXTENSION_LABELS}
 # column -> (how to read it from a result, higher is better?, format)
 COLUMNS = {
     "Win rate (%)": (lambda r: 100 * _metric(r, "tldr_win_rate"), True, "{:.1f}"),
@@ -26,7 +28,7 @@ def _by_method(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     grouped: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         grouped.setdefault(result["job"]["method"], []).append(result)
-    return dict(sorted(grouped.items(), key=lambda kv: METHODS.index(kv[0])))
+    return dict(sorted(grouped.items(), key=lambda kv: ALL_METHODS.index(kv[0])))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -151,9 +153,15 @@ def stage_lines(stages: list[list[dict[str, Any]]]) -> list[str]:
 
 def write_report(config: CompareConfig, results: list[dict[str, Any]], stages: list[list[dict[str, Any]]],
                  wall_seconds: float) -> Path:
-    """results.md plus learning_curves.png and reward_vs_kl.png in `config.report_dir`."""
+    """results.md plus learning_curves.png and reward_vs_kl.png in `config.report_dir`. Only the section
+    `config.report_section` of results.md is (re)written (sections.py); another section than the main table
+    holds this invocation's methods (extension_report.py)."""
     folder = Path(config.report_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    if config.report_section != "main":
+        from .extension_report import section_lines
+
+        return write_section(folder / "results.md", config.report_section, section_lines(config, results, wall_seconds))
     data = curves(results)
     if data:
         plot_learning_curves(data, folder / "learning_curves.png")
@@ -182,9 +190,7 @@ def write_report(config: CompareConfig, results: list[dict[str, Any]], stages: l
                   "Validation (64 posts) win rate and RM score against reward queries; mean over seeds, band ± std.", "",
                   "![reward vs KL](reward_vs_kl.png)", "",
                   "Every validation point of every run and seed, binned by KL(π‖π_sft) (equal-count bins).", ""]
-    path = folder / "results.md"
-    path.write_text("\n".join(lines))
-    return path
+    return write_section(folder / "results.md", "main", lines)
 
 
 def write_sweep_report(config: CompareConfig, results: list[dict[str, Any]]) -> Path:
