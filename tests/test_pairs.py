@@ -122,6 +122,8 @@ def test_missing_completion_column_and_bad_settings_are_one_line_errors(files, t
         RebelConfig(pair_source="hybrid", completion_columns=["a", "b"]).validate()
     with pytest.raises(ConfigError, match="needs algorithm rebel"):
         RebelConfig(pair_source="offline", algorithm="rloo").validate()
+    # a preference alone needs no reward: `--rewards none` on the command line is an empty list
+    assert RebelConfig().with_overrides({"rewards": ["none"], "preference": "tldr_judge_preference"}).validate().rewards == []
 
 
 def test_best_worst_rows_pick_within_each_prompt_best_first():

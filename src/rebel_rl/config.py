@@ -284,6 +284,8 @@ def _convert(name: str, value: Any, hint: Any, source: str) -> Any:
                 value = [value]
             if not isinstance(value, (list, tuple)):
                 raise TypeError
+            if [str(item).lower() for item in value] in (["none"], ["[]"]):  # `--rewards none`: an empty list
+                return []
             return [_convert(name, item, args[0], source) for item in _split_commas(value)]
         if hint is bool:
             if isinstance(value, str):
