@@ -1,19 +1,17 @@
 """Diffusion policies: the per-step Gaussian log-density, samplers against diffusers, recorded vs recomputed
 log-probs, the LoRA reference, image rewards, the latent (Stable Diffusion / LCM) policy and the aesthetic
 reward on tiny random components, and a few manual REBEL steps that raise JPEG compressibility."""
-import string
 
 import pytest
 import torch
 from diffusers import (
-    AutoencoderKL,
     DDIMScheduler,
     DDPMScheduler,
     LCMScheduler,
-    UNet2DConditionModel,
     UNet2DModel,
 )
 from diffusers.utils.torch_utils import randn_tensor
+from tiny_diffusion import save_tiny_clip, save_tiny_pipeline
 
 from rebel_rl.algorithms.rebel import rebel_loss
 from rebel_rl.errors import DataError, RewardError
@@ -287,43 +285,11 @@ def test_digit_quality_trains_caches_and_prefers_the_prompted_digit(tmp_path, mo
 
 # --- the latent-diffusion (GPU) setup on tiny random components ------------------------------------------
 
-def tiny_tokenizer():
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in string.ascii_lowercase + string.digits + ",.-'":
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault(char + "</w>", len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
-
-
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory):
     """Two diffusers checkpoint folders of tiny random components: an LCM with a guidance embedding
     (time_cond_proj_dim) and a plain Stable-Diffusion-like UNet, sharing the VAE and text encoder."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8, 16), latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=4, sample_size=16)
-    roots = {}
-    for name, extra in {"lcm": {"time_cond_proj_dim": 16}, "sd": {}}.items():
-        unet = UNet2DConditionModel(
-            sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32, norm_num_groups=8, attention_head_dim=4, **extra)
-        root = tmp_path_factory.mktemp(name)
-        for part, module in {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer}.items():
-            module.save_pretrained(str(root / part))
-        scheduler = LCMScheduler if name == "lcm" else DDIMScheduler
-        scheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_pretrained(str(root / "scheduler"))
-        roots[name] = root
-    return roots
+    return {kind: save_tiny_pipeline(tmp_path_factory.mktemp(kind), kind) for kind in ("lcm", "sd")}
 
 
 @pytest.mark.parametrize("kind, sampler, guidance_scale", [("lcm", "lcm", 4.0), ("sd", "ddim", 3.0)])
@@ -347,24 +313,16 @@ def test_latent_diffusion_policy_end_to_end(tiny_checkpoints, kind, sampler, gui
     policy.save_pretrained(tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "adapter_model.safetensors").is_file()
 
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
     from rebel_rl.rewards.aesthetic import AestheticMLP, AestheticReward
 
-    torch.manual_seed(0)
-    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                                          num_attention_heads=4, image_size=32, patch_size=8,
-                                                          projection_dim=768))
-    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    clip.save_pretrained(tmp_path / "clip")
-    processor.save_pretrained(tmp_path / "clip")
+    clip_dir, head_file = save_tiny_clip(tmp_path)
+    clip = CLIPVisionModelWithProjection.from_pretrained(clip_dir)
+    processor = CLIPImageProcessor.from_pretrained(clip_dir)
     head = AestheticMLP()
-    torch.save(head.state_dict(), tmp_path / "head.pth")
-    reward = AestheticReward.from_pretrained(str(tmp_path / "clip"), head=str(tmp_path / "head.pth"))
+    head.load_state_dict(torch.load(head_file, weights_only=True))
+    reward = AestheticReward.from_pretrained(str(clip_dir), head=str(head_file))
     scores = reward(["a red cat"] * 4, rollout.completions)
     assert len(scores) == 4 and all(isinstance(s, float) for s in scores)
     pixels = processor(images=[image_rewards.to_pil(i) for i in rollout.completions], return_tensors="pt")["pixel_values"]
@@ -373,7 +331,7 @@ def test_latent_diffusion_policy_end_to_end(tiny_checkpoints, kind, sampler, gui
         expected = head.eval()(embeds / embeds.norm(dim=-1, keepdim=True)).squeeze(-1)
     torch.testing.assert_close(torch.tensor(scores), expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(RewardError, match="not found"):
-        AestheticReward.from_pretrained(str(tmp_path / "clip"), head=str(tmp_path / "missing.pth"))
+        AestheticReward.from_pretrained(str(clip_dir), head=str(tmp_path / "missing.pth"))
 
 
 # --- REBEL moves the reward ----------------------------------------------------------------------------

@@ -200,7 +200,8 @@ def test_weight_count_mismatch_and_no_rewards():
 
 
 def test_unknown_spec_lists_builtins():
-    with pytest.raises(RewardError, match="use a builtin \\(length, sentiment, tldr_judge, tldr_win_rate\\)"):
+    builtins = "aesthetic, digit_quality, jpeg_compressibility, jpeg_incompressibility, length, sentiment, tldr_judge, tldr_win_rate"
+    with pytest.raises(RewardError, match=f"use a builtin \\({builtins}\\)"):
         RewardSet(["happiness"])
 
 

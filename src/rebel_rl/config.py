@@ -22,7 +22,7 @@ from .errors import ConfigError
 # The embedded default run: SmolLM2-135M-Instruct, loaded offline, made more positive with LoRA.
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 DEFAULT_DATASET = "builtin:positive_sentiment"
-ALGORITHM_NAMES = ["rebel", "ppo", "rloo", "reinforce", "iterative_dpo"]
+ALGORITHM_NAMES = ["rebel", "ppo", "rloo", "reinforce", "iterative_dpo", "ddpo"]
 
 
 class ConfigBase:
@@ -75,7 +75,7 @@ class RebelConfig(ConfigBase):
     """All options of an online RL run (REBEL by default). Field comments are the reference docs."""
 
     # --- model ---
-    model_name_or_path: str = DEFAULT_MODEL  # local path, hub id, or builtin:smollm2-135m-instruct
+    model_name_or_path: str = DEFAULT_MODEL  # local path, hub id, builtin:smollm2-135m-instruct, or builtin:digits-denoiser (images)
     dtype: str = "auto"  # weights: auto (fp32 on CPU, bf16 on GPUs that support it) | float32 | bfloat16 | float16
     mixed_precision: str = "auto"  # autocast: auto (bf16 where the CPU/GPU computes it natively) | no | bf16 | fp16
     use_lora: bool = True  # LoRA through peft; pi_ref = the model with the adapter disabled
@@ -103,7 +103,7 @@ class RebelConfig(ConfigBase):
     num_generations: int = 2  # n completions per prompt (REBEL compares all pairs)
     prompts_per_iteration: int = 16  # prompts sampled per iteration (per process)
     max_new_tokens: int = 24  # completion length cap; a completion that reaches it has no EOS
-    temperature: float = 0.7  # the same temperature scales the log-probs
+    temperature: float = 0.7  # the same temperature scales the log-probs (diffusion: multiplies the noise std; use 1.0)
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # nucleus sampling; 1.0 = off
     # --- pairs and preferences (REBEL's extensions, docs/extensions/) ---
@@ -113,11 +113,11 @@ class RebelConfig(ConfigBase):
     reward_normalization: str = "none"  # none (as in the paper) | prompt (per-prompt mean/std) | batch (batch mean/std); not ppo
     preference: str | None = None  # rebel: regress on P(y > y'|x) - 1/2 instead of rewards: builtin, module:fn, file.py:fn, model:PATH
     # --- algorithm and optimisation ---
-    algorithm: str = "rebel"  # the loss: rebel | ppo | rloo | reinforce | iterative_dpo
+    algorithm: str = "rebel"  # the loss: rebel | ppo | rloo | reinforce | iterative_dpo | ddpo (diffusion)
     eta: float = 1.0  # REBEL step size: the exact minimiser is pi_t * exp(eta * r)
     beta: float = 0.1  # iterative_dpo: DPO temperature (against pi_t, on the best and worst sample)
     baseline_decay: float = 0.9  # reinforce: moving-average baseline b <- decay * b + (1 - decay) * mean reward
-    clip_range: float = 0.2  # ppo: ratio clipping epsilon
+    clip_range: float = 0.2  # ppo, ddpo: ratio clipping epsilon
     clip_range_value: float = 0.2  # ppo: value clipping around the old values
     vf_coef: float = 0.1  # ppo: weight of the value loss
     gamma: float = 1.0  # ppo: discount over completion tokens
@@ -139,6 +139,7 @@ class RebelConfig(ConfigBase):
     eval_rewards: list[str] = field(default_factory=list)  # extra rewards computed only at evaluation (judges)
     eval_every: int = 0  # iterations between held-out evaluations logged as eval/* (0 = before and after only)
     eval_batch_size: int = 32  # sequences per held-out sampling batch
+    eval_generations: int | None = None  # samples per held-out prompt (default num_generations)
     # --- outputs ---
     output_dir: str | None = None  # default: runs/rebel-YYYYmmdd-HHMMSS
     overwrite: bool = False  # allow replacing a run already in output_dir
@@ -146,6 +147,16 @@ class RebelConfig(ConfigBase):
     log_completions: int = 2  # sample completions written per iteration
     tensorboard: bool = True  # write TensorBoard event files
     progress: bool = True  # show the progress bar and the final tables
+    # --- diffusion policies (images, docs/images.md) ---
+    model_type: str = "auto"  # auto (diffusion for builtin:digits-denoiser and diffusers folders) | causal_lm | diffusion (a pipeline hub id)
+    sampler: str = "ddim"  # diffusion: ddim (stochastic DDIM) | lcm (multi-step consistency sampling, for LCM checkpoints)
+    num_inference_steps: int = 10  # diffusion: denoising steps per image (each step is one action)
+    ddim_eta: float = 1.0  # diffusion, ddim: noise level (1 = ancestral sampling); must be > 0 for log-probs
+    guidance_scale: float = 2.0  # diffusion: classifier-free guidance scale (LCM: its guidance embedding); 1 = off
+    image_size: int = 512  # latent diffusion: image height and width in pixels (the digits model is 16x16)
+    ddpo_buffer_size: int = 16  # ddpo: rewards kept per prompt for its mean and std (DDPO's per-prompt stat tracking)
+    ddpo_min_count: int = 16  # ddpo: a prompt with fewer kept rewards is normalised by the batch mean and std
+    ddpo_adv_clip: float = 5.0  # ddpo: advantages are clipped to [-ddpo_adv_clip, ddpo_adv_clip]
     # ------------------------------------------------------------------ validation
     def validate(self, require_rewards: bool = True) -> "RebelConfig":
         """Check every value; raise one ConfigError line for the first problem found.
@@ -200,6 +211,7 @@ class RebelConfig(ConfigBase):
         _check_choice("mixed_precision", self.mixed_precision, ["auto", "no", "bf16", "fp16"])
         _check_choice("lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant"])
         _check_choice("algorithm", self.algorithm, ALGORITHM_NAMES)
+        _check_diffusion(self)
         _check_pairs(self)
         if not self.rewards and require_rewards and self.preference is None:
             raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards sentiment")
@@ -208,6 +220,22 @@ class RebelConfig(ConfigBase):
                 f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards: give one weight per reward"
             )
         return self
+
+
+def _check_diffusion(config: RebelConfig) -> None:
+    """The diffusion-policy and ddpo fields (which policy a source names is checked when the run starts)."""
+    _check_choice("model_type", config.model_type, ["auto", "causal_lm", "diffusion"])
+    _check_choice("sampler", config.sampler, ["ddim", "lcm"])
+    for name in ["num_inference_steps", "image_size", "ddpo_buffer_size", "ddpo_min_count"]:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}")
+    for name in ["ddim_eta", "guidance_scale", "ddpo_adv_clip"]:
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{name} must be > 0, got {getattr(config, name)}")
+    if config.eval_generations is not None and config.eval_generations < 1:
+        raise ConfigError(f"eval_generations must be >= 1, got {config.eval_generations}")
+    if config.algorithm == "ddpo" and config.reward_normalization != "none":
+        raise ConfigError("ddpo normalises rewards per prompt itself: use reward_normalization none")
 
 
 def _check_pairs(config: RebelConfig) -> None:
@@ -245,9 +273,20 @@ def completion_columns(config: RebelConfig) -> list[str]:
     return ["completion"] if config.pair_source == "hybrid" else ["chosen", "rejected"]
 
 
+def packaged_config(name: str) -> Path:
+    """The YAML recipe `name` shipped in rebel_rl/configs/ (`images_digits`, `lcm_aesthetic`, ...)."""
+    folder = Path(__file__).resolve().parent / "configs"
+    path = folder / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if not path.is_file():
+        known = ", ".join(f"builtin:{p.stem}" for p in sorted(folder.glob("*.yaml")))
+        raise ConfigError(f"no packaged config {name!r}: use one of {known}")
+    return path
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every I/O or syntax problem into one ConfigError line."""
-    path = Path(path)
+    """Read a YAML mapping (`builtin:NAME` is a packaged recipe), turning every I/O or syntax problem into
+    one ConfigError line."""
+    path = packaged_config(str(path).removeprefix("builtin:")) if str(path).startswith("builtin:") else Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -101,7 +101,7 @@ def evaluate(
                 per_reward.setdefault(name, []).append(values.float().cpu())
             for i in range(0, len(rollout), num_generations):
                 if len(samples) < num_samples_kept:
-                    samples.append({"prompt": _prompt_text(repeated[i]), "completion": rollout.completions[i],
+                    samples.append({"prompt": _prompt_text(repeated[i]), "completion": _describe(rollout.completions[i]),
                                     "reward": float(total[i])})
     per_prompt = lambda chunks: torch.cat(chunks).view(-1, num_generations).mean(-1)  # noqa: E731
     score, kl = per_prompt(scores), per_prompt(kls)
@@ -133,6 +133,13 @@ def paired_difference(before: EvalResult, after: EvalResult) -> tuple[float, flo
     """Mean and standard error of the per-prompt reward change (same prompts before and after)."""
     diff = torch.tensor(after.per_prompt_reward) - torch.tensor(before.per_prompt_reward)
     return float(diff.mean()), standard_error(diff)
+
+
+def _describe(completion: Any) -> Any:
+    """A completion as kept in the result (JSON): text as it is, an image as `image CxHxW`."""
+    if isinstance(completion, torch.Tensor):
+        return "image " + "x".join(str(s) for s in completion.shape)
+    return completion
 
 
 def _prompt_text(prompt: Any) -> str:

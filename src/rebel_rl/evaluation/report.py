@@ -21,6 +21,8 @@ def before_after_markdown(before: EvalResult, after: EvalResult, label: str) -> 
         f"Reward change (paired over prompts): {delta:+.3f} +/- {delta_se:.3f}"
         + (f" ({delta / delta_se:.1f} standard errors)" if delta_se > 0 else ""),
         "",
+        *[f"- {line}" for line in per_reward_lines(before, after)],
+        "",
         "| prompt | before | after |",
         "|---|---|---|",
     ]
@@ -28,6 +30,13 @@ def before_after_markdown(before: EvalResult, after: EvalResult, label: str) -> 
         lines.append(f"| {_cell(b['prompt'])} | {_cell(b['completion'])} ({b['reward']:+.2f}) "
                      f"| {_cell(a['completion'])} ({a['reward']:+.2f}) |")
     return "\n".join(lines) + "\n"
+
+
+def per_reward_lines(before: EvalResult, after: EvalResult) -> list[str]:
+    """One line per named reward (training and evaluation-only): before -> after, mean +/- s.e."""
+    return [f"{name}: {before.rewards[name]:+.4f} +/- {before.rewards_se.get(name, 0):.4f} -> "
+            f"{after.rewards[name]:+.4f} +/- {after.rewards_se.get(name, 0):.4f}"
+            for name in after.rewards if name in before.rewards]
 
 
 def print_before_after(before: EvalResult, after: EvalResult, label: str) -> None:
@@ -51,6 +60,8 @@ def print_before_after(before: EvalResult, after: EvalResult, label: str) -> Non
     console.print(table)
     ratio = f" = {delta / delta_se:.1f} s.e." if delta_se > 0 else ""
     console.print(f"reward change (paired): {delta:+.3f} ± {delta_se:.3f}{ratio}")
+    for line in per_reward_lines(before, after):
+        console.print(f"  {line}")
     console.print(samples)
 
 

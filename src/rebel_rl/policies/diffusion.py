@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -79,6 +80,12 @@ class DiffusionRollout:
     def sampled_log_probs(self) -> torch.Tensor:
         """log pi_t of each trajectory (N,) as recorded while sampling."""
         return self.step_log_probs.sum(-1)
+
+    def prompt_keys(self) -> list[str]:
+        """One string per row naming what the model conditions on (equal for rows of the same prompt,
+        and for different prompts the model cannot tell apart, e.g. two phrasings of one digit)."""
+        rows = self.conditioning.detach().cpu().contiguous()
+        return [hashlib.sha1(row.numpy().tobytes()).hexdigest()[:16] for row in rows]
 
 
 def concat_diffusion_rollouts(rollouts: list[DiffusionRollout]) -> DiffusionRollout:
@@ -233,10 +240,11 @@ class DiffusionPolicy:
             with self.model.disable_adapter():
                 yield self.model
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Save the denoiser (the LoRA adapter only when peft-wrapped) and the sampler's scheduler."""
+    def save_pretrained(self, path: str | Path, model: torch.nn.Module | None = None) -> None:
+        """Save the denoiser (the LoRA adapter only when peft-wrapped; `model` instead, e.g. a merged
+        one) and the sampler's scheduler."""
         path = Path(path)
-        self.model.save_pretrained(str(path))
+        (model or self.model).save_pretrained(str(path))
         self.sampler.scheduler.save_pretrained(str(path / "scheduler"))
 
 

@@ -8,6 +8,7 @@ through the checkpoint's `CLIPImageProcessor` as 8-bit RGB, as in DDPO.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -105,3 +106,12 @@ class AestheticReward:
 
     def __call__(self, prompts: list, completions: list[torch.Tensor], **columns) -> list[float]:
         return self.scores(completions).tolist()
+
+
+@functools.lru_cache(maxsize=1)
+def default_aesthetic_reward() -> AestheticReward:
+    """The `aesthetic` builtin: CLIP ViT-L/14 and the LAION head from the hub (or the local hub cache),
+    loaded once, on the GPU when there is one."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    return AestheticReward.from_pretrained(DEFAULT_CLIP, DEFAULT_HEAD, device=device, dtype=dtype)

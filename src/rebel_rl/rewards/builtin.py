@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rebel_rl.errors import RewardError
+from rebel_rl.rewards.images import digit_quality, jpeg_compressibility, jpeg_incompressibility
 
 # Created on first use: building the VADER lexicon takes a moment and most runs never need it.
 _ANALYZER = None
@@ -83,9 +84,22 @@ def tldr_win_rate(prompts: list, completions: list, **columns: Any) -> list[floa
     ]
 
 
+def aesthetic(prompts: list, completions: list, **columns: Any) -> list[float]:
+    """The LAION aesthetic predictor's score of each image (CLIP ViT-L/14 + MLP head, fetched from the hub
+    on first use and kept; on a GPU when there is one): the REBEL paper's image reward."""
+    from rebel_rl.rewards.aesthetic import default_aesthetic_reward
+
+    return default_aesthetic_reward()(prompts, completions, **columns)
+
+
 BUILTIN_REWARDS: dict[str, Callable[..., list[float]]] = {
     "sentiment": sentiment,
     "length": length,
     "tldr_judge": tldr_judge,
     "tldr_win_rate": tldr_win_rate,
+    # Images (a diffusion policy's completions are (C, H, W) tensors in [0, 1]; docs/images.md).
+    "jpeg_compressibility": jpeg_compressibility,
+    "jpeg_incompressibility": jpeg_incompressibility,
+    "digit_quality": digit_quality,
+    "aesthetic": aesthetic,
 }

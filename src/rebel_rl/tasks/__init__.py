@@ -6,7 +6,7 @@ from typing import Callable
 import datasets
 
 from rebel_rl.errors import DataError
-from rebel_rl.tasks import positive_sentiment, summarization
+from rebel_rl.tasks import animals, digits, positive_sentiment, summarization
 
 # name -> (loader(split) -> Dataset, available splits)
 BUILTIN_TASKS: dict[str, tuple[Callable[[str], datasets.Dataset], tuple[str, ...]]] = {
@@ -16,6 +16,9 @@ BUILTIN_TASKS: dict[str, tuple[Callable[[str], datasets.Dataset], tuple[str, ...
     "tldr": (summarization.load_tldr, summarization.SPLITS),
     "tldr_sft": (summarization.load_tldr_sft, summarization.SFT_SPLITS),
     "tldr_preferences": (summarization.load_tldr_preferences, summarization.SPLITS),
+    # Images (docs/images.md): prompts naming a digit for builtin:digits-denoiser, and DDPO's animals.
+    "digits": (digits.load_digit_prompts, tuple(digits.SPLITS)),
+    "animals": (animals.load_animal_prompts, animals.SPLITS),
 }
 
 

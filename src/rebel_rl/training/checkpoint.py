@@ -1,7 +1,8 @@
 """Resumable checkpoints, written atomically: a crash never leaves a half-written one in place.
 
 A checkpoint folder holds the model as `save_pretrained` writes it (the LoRA adapter alone when LoRA is
-on), the tokenizer, and `trainer_state.pt` (optimizer, scheduler, RNG, counters). It is written under a
+on), the tokenizer (a diffusion policy: its scheduler/ instead), and `trainer_state.pt` (optimizer,
+scheduler, RNG, counters). It is written under a
 temporary name and renamed into place only when complete, so `latest_checkpoint` never sees a partial one.
 """
 from __future__ import annotations
@@ -21,16 +22,40 @@ STATE_FILE = "trainer_state.pt"
 
 def save_pretrained_atomic(model, tokenizer, target: Path, extra: Callable[[Path], None] | None = None) -> None:
     """`save_pretrained` (plus `extra(folder)`) into a temporary folder, then swap it into `target`."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    save_folder_atomic(write, target, extra)
+
+
+def save_policy_atomic(policy, target: Path, model=None, extra: Callable[[Path], None] | None = None) -> None:
+    """A policy's files, atomically: the model (`model` instead, e.g. a merged one) and the tokenizer, or
+    for a diffusion policy (it has a `sampler`) its own `save_pretrained`: the denoiser and scheduler/."""
+
+    def write(tmp: Path) -> None:
+        if hasattr(policy, "sampler"):
+            policy.save_pretrained(tmp, model=model)
+        else:
+            (model or policy.model).save_pretrained(tmp)
+            policy.tokenizer.save_pretrained(tmp)
+
+    save_folder_atomic(write, target, extra)
+
+
+def save_folder_atomic(write: Callable[[Path], None], target: Path, extra: Callable[[Path], None] | None = None) -> None:
+    """`write(folder)` (plus `extra(folder)`) into a temporary folder, then swap it into `target`."""
     tmp = target.with_name(f".tmp-{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
     if extra is not None:
         extra(tmp)
     _swap_into_place(tmp, target)
 
 
-def save_checkpoint(folder: Path, iteration: int, model, tokenizer, optimizer, scheduler,
+def save_checkpoint(folder: Path, iteration: int, policy, optimizer, scheduler,
                     counters: dict[str, Any], keep: int = 2) -> Path:
     """Write checkpoint `iter-XXXXXX` under `folder` atomically and keep only the last `keep`."""
     target = folder / f"iter-{iteration:06d}"
@@ -42,7 +67,7 @@ def save_checkpoint(folder: Path, iteration: int, model, tokenizer, optimizer, s
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "counters": counters,
     }
-    save_pretrained_atomic(model, tokenizer, target, extra=lambda tmp: torch.save(state, tmp / STATE_FILE))
+    save_policy_atomic(policy, target, extra=lambda tmp: torch.save(state, tmp / STATE_FILE))
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -79,6 +104,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
         unexpected = getattr(result, "unexpected_keys", [])
     else:
         weights = path / "model.safetensors"
+        if not weights.is_file():  # diffusers' name for a UNet trained without LoRA
+            weights = path / "diffusion_pytorch_model.safetensors"
         if not weights.is_file():
             raise RunDirError(f"checkpoint {path} has no model weights: delete it and resume from an earlier one")
         # Tied weights (lm_head = embeddings) are saved once; strict=False lets them stay tied.

@@ -28,8 +28,8 @@ from ..data import load_prompt_dataset
 from ..errors import RunDirError
 from ..evaluation.heldout import EvalResult, evaluate
 from ..evaluation.report import before_after_markdown, plot_reward_kl, print_before_after
-from ..policies.causal_lm import load_causal_lm_policy, resolve_mixed_precision
-from ..policies.pretrained import check_model_source
+from ..policies.causal_lm import resolve_mixed_precision
+from ..policies.factory import check_policy_source, is_image_policy, load_policy
 from ..rewards import RewardSet, check_reward_spec
 from ..rewards.preferences import NoRewards, Preference, check_preference_spec
 from . import checkpoint as ckpt
@@ -40,7 +40,8 @@ from .progress import TrainingProgress
 
 
 class RebelTrainer:
-    """Runs REBEL (or the baseline `config.algorithm` names) on a causal LM: `RebelTrainer(config).train()`.
+    """Runs REBEL (or the baseline `config.algorithm` names) on a causal LM or a diffusion model (the policy
+    factory, policies/factory.py, picks it from config): `RebelTrainer(config).train()`.
 
     `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config;
     `preference_func` (`f(prompts, completions_a, completions_b, **columns) -> list[float]` in [0, 1])
@@ -53,7 +54,7 @@ class RebelTrainer:
                  resume: bool = False) -> None:
         self.config = config.validate(require_rewards=not (reward_funcs or preference_func))
         self.run_dir = Path(config.output_dir)
-        check_model_source(config.model_name_or_path)
+        check_policy_source(config)  # a causal LM or a diffusion policy (policies/factory.py)
         for spec in [*config.rewards, *config.eval_rewards]:
             check_reward_spec(spec)
         if config.preference is not None and preference_func is None:
@@ -73,7 +74,7 @@ class RebelTrainer:
                 prepare_run_dir(self.run_dir, config.overwrite)
             config.save_yaml(self.run_dir / CONFIG_FILE)  # on resume: records new overrides (num_iterations)
         set_seed(config.seed + self.accelerator.process_index)
-        self.policy = load_causal_lm_policy(config, self.accelerator.device)
+        self.policy = load_policy(config, self.accelerator.device)
         self.policy.check_prompts(self.train_prompts["prompt"])
         if self.eval_prompts is not None:
             self.policy.check_prompts(self.eval_prompts["prompt"])
@@ -179,7 +180,9 @@ class RebelTrainer:
             torch.manual_seed(((config.seed * 1_000_003 + self.iteration) * 1_009 + self.accelerator.process_index))
             rollout = collect_rollout(self.policy, rows, config)  # pairs.py: online, hybrid or offline
         with timer("logprobs"), torch.no_grad():
-            old_token_logps = self.policy.token_log_probs(rollout)
+            old_token_logps = getattr(rollout, "step_log_probs", None)  # diffusion rollouts record them
+            if old_token_logps is None:
+                old_token_logps = self.policy.token_log_probs(rollout)
             ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
             old_logps = old_token_logps.sum(-1)
         with timer("scoring"):
@@ -288,8 +291,9 @@ class RebelTrainer:
     def _evaluate(self, reference: bool) -> EvalResult:
         config = self.config
         return evaluate(self.policy, self.eval_prompts, self.rewards, eval_reward_set=self.eval_rewards,
-                        num_generations=config.num_generations, temperature=config.eval_temperature,
-                        batch_size=config.eval_batch_size, reference=reference, seed=config.seed)
+                        num_generations=config.eval_generations or config.num_generations,
+                        temperature=config.eval_temperature, batch_size=config.eval_batch_size, reference=reference,
+                        seed=config.seed)
 
     def _periodic_eval(self) -> dict[str, Any]:
         """Held-out metrics for learning curves, against the number of reward queries so far."""
@@ -304,8 +308,8 @@ class RebelTrainer:
 
     def save_checkpoint(self) -> None:
         if self.is_main:
-            ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy.model, self.policy.tokenizer,
-                                 self.optimizer, self.scheduler,
+            ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy, self.optimizer,
+                                 self.scheduler,
                                  {"reward_queries": self.reward_queries, "objective": self.objective.state_dict()})
         self.accelerator.wait_for_everyone()
 
@@ -324,11 +328,16 @@ class RebelTrainer:
                     print_before_after(before, after, self._eval_label())
         if self.is_main:
             plot_reward_kl(read_metrics(self.run_dir), self.run_dir / "reward_kl.png")
-            ckpt.save_pretrained_atomic(self.policy.model, self.policy.tokenizer, self.run_dir / "final")
+            if is_image_policy(self.policy):  # before/after grid on the same noise, per-reward curves
+                from .image_outputs import write_run_images
+
+                prompts = (self.eval_prompts or self.train_prompts)["prompt"]
+                write_run_images(self.policy, prompts, self.run_dir, read_metrics(self.run_dir), config.seed)
+            ckpt.save_policy_atomic(self.policy, self.run_dir / "final")
             if config.merge_adapter and config.use_lora:
                 # Last step: merging folds the adapter into the base weights, so pi_ref is gone after it.
                 merged = self.policy.model.merge_and_unload()
-                ckpt.save_pretrained_atomic(merged, self.policy.tokenizer, self.run_dir / "final" / "merged")
+                ckpt.save_policy_atomic(self.policy, self.run_dir / "final" / "merged", model=merged)
         self.accelerator.wait_for_everyone()
         return summary
 

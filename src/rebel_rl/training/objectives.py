@@ -196,4 +196,38 @@ class Ppo(Objective):
             self.value_model.load_state_dict(state["value_model"])
 
 
-ALGORITHMS = {"rebel": Rebel, "ppo": Ppo, "reinforce": Reinforce, "rloo": Rloo, "iterative_dpo": IterativeDpo}
+class Ddpo(Objective):
+    """DDPO (algorithms/ddpo.py): PPO over a diffusion policy's denoising steps, advantages = rewards
+    normalised per prompt (what the model conditions on) over a history of rewards; no value model."""
+
+    token_level = True
+
+    def __init__(self, config) -> None:
+        from ..algorithms.ddpo import PromptStatTracker
+
+        super().__init__(config)
+        self.tracker = PromptStatTracker(config.ddpo_buffer_size, config.ddpo_min_count)
+
+    def prepare(self, batch, policy):
+        keys = batch.rollout.prompt_keys()
+        clip = self.config.ddpo_adv_clip
+        batch.extra["advantages"] = self.tracker.advantages(keys, batch.reward).clamp(-clip, clip)
+        return {"ddpo/advantage_abs_mean": float(batch.extra["advantages"].abs().mean())}
+
+    def loss(self, batch, policy):
+        from ..algorithms.ddpo import ddpo_loss
+
+        logps = policy.token_log_probs(batch.rollout)
+        loss, ratio, clipped = ddpo_loss(logps, batch.extra["old_token_logps"], batch.extra["advantages"],
+                                         self.config.clip_range)
+        return loss, {"ppo/clip_fraction": clipped.item(), "ppo/ratio_max_deviation": (ratio.detach() - 1).abs().max().item()}
+
+    def state_dict(self):
+        return {"prompt_stats": self.tracker.buffers}
+
+    def load_state_dict(self, state):
+        self.tracker.buffers = {k: list(v) for k, v in state.get("prompt_stats", {}).items()}
+
+
+ALGORITHMS = {"rebel": Rebel, "ppo": Ppo, "reinforce": Reinforce, "rloo": Rloo, "iterative_dpo": IterativeDpo,
+              "ddpo": Ddpo}

@@ -15,7 +15,8 @@ METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
 # What a run writes; --overwrite removes exactly these, never other files the user keeps there.
 RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "checkpoints", "final",
-                 "eval_before.json", "eval.json", "eval.md", "reward_kl.png"]
+                 "eval_before.json", "eval.json", "eval.md", "reward_kl.png",
+                 "samples", "samples_before_after.png", "reward_curves.png"]  # the last three: image runs
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> None:
@@ -55,6 +56,10 @@ class MetricsLogger:
             return
         step = int(metrics["iteration"])
         _append_jsonl(self.run_dir / METRICS_FILE, metrics)
+        if any(not isinstance(r.get("completion"), (str, list, dict)) for r in completions or []):
+            from .image_outputs import image_records  # images go to samples/*.png, their names to the jsonl
+
+            completions = image_records(self.run_dir, step, completions)
         for record in completions or []:
             _append_jsonl(self.run_dir / COMPLETIONS_FILE, {"iteration": step, **record})
         if self.writer is not None:
