@@ -26,7 +26,8 @@ def compare(config: CompareConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config.save_yaml(out / "compare.yaml")
+    section = "" if config.report_section == "main" else f"-{config.report_section}"
+    config.save_yaml(out / f"compare{section}.yaml")  # each report section keeps its own record
     stages = [[None] if config.sft_model else run_jobs([sft_job(config)], config),
               [None] if config.reward_model else run_jobs([reward_model_job(config)], config)]
     if config.sweep:
