@@ -272,7 +272,8 @@ def test_digit_quality_trains_caches_and_prefers_the_prompted_digit(tmp_path, mo
     train = image_rewards.train_digit_classifier
     monkeypatch.setattr(image_rewards, "train_digit_classifier", lambda: train(epochs=3))
     images, labels = load_digit_images()
-    right = image_rewards.digit_quality([f"a digit {d}" for d in labels[:40].tolist()], list(images[:40]))
+    with torch.no_grad():  # the first call trains the classifier, even inside an evaluation's no_grad
+        right = image_rewards.digit_quality([f"a digit {d}" for d in labels[:40].tolist()], list(images[:40]))
     wrong = image_rewards.digit_quality(["x"] * 40, list(images[:40]), digit=((labels[:40] + 1) % 10).tolist())
     assert len(right) == 40 and all(0 <= p <= 1 for p in right)
     assert sum(right) / 40 > 0.6 and sum(right) / 40 > 3 * sum(wrong) / 40

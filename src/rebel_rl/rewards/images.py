@@ -74,6 +74,7 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (shifted + 0.05 * torch.randn(shifted.shape, generator=generator)).clamp(0, 1)
 
 
+@torch.enable_grad()  # the first reward call trains it, possibly inside an evaluation's no_grad
 def train_digit_classifier(*, epochs: int = 15, batch_size: int = 64, seed: int = 0) -> tuple[nn.Sequential, dict]:
     """Train the classifier on 90% of the scikit-learn digits; return it (eval mode) and its held-out accuracy."""
     from rebel_rl.tasks.digits import load_digit_images

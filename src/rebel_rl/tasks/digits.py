@@ -128,6 +128,7 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+@torch.enable_grad()  # first use may come from inside a caller's no_grad
 def pretrain_denoiser(*, steps: int = PRETRAIN_STEPS, batch_size: int = 64, lr: float = 3e-3,
                       label_dropout: float = 0.1, seed: int = 0, log: Callable[[str], None] = _log):
     """Train the digits UNet by denoising score matching (epsilon loss) with an EMA of its weights.

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -100,27 +101,38 @@ def write_before_after_grid(policy, prompts: list, path: Path, *, per_prompt: in
     return path
 
 
-def plot_reward_curves(metrics: list[dict[str, Any]], path: Path) -> Path | None:
-    """One panel per named reward: training-batch means and held-out `eval/` values against reward queries."""
+def plot_reward_curves(metrics: list[dict[str, Any]], path: Path, before: dict | None = None,
+                       after: dict | None = None) -> Path | None:
+    """One panel per named reward against reward queries: training-batch means (and their moving average
+    over 5 iterations), and the held-out evaluations (`before` at 0, the `eval/` records of `eval_every`,
+    `after` at the end: EvalResult dicts or None)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train = [m for m in metrics if "reward" in m]
-    evals = [m for m in metrics if "eval/reward" in m]
     names = sorted({k.removeprefix("rewards/") for m in train for k in m if k.startswith("rewards/")})
     if not train or not names:
         return None
+    if before is not None and after is not None:
+        names += [n for n in after["rewards"] if n not in names]  # evaluation-only rewards
+    end = train[-1]["reward_queries"]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):
-        ax.plot([m["reward_queries"] for m in train], [m[f"rewards/{name}"] for m in train], color="tab:blue",
-                alpha=0.6, label="training batch")
-        points = [(m["reward_queries"], m[f"eval/{name}"]) for m in evals if f"eval/{name}" in m]
+        points = [(m["reward_queries"], m[f"rewards/{name}"]) for m in train if f"rewards/{name}" in m]
         if points:
-            ax.plot(*zip(*points), "o-", color="tab:orange", label="held-out (fixed noise)")
+            queries, values = zip(*points)
+            smooth = [sum(values[max(0, i - 4):i + 1]) / len(values[max(0, i - 4):i + 1]) for i in range(len(values))]
+            ax.plot(queries, values, color="tab:blue", alpha=0.3, label="training batch")
+            ax.plot(queries, smooth, color="tab:blue", label="training batch, 5-iteration mean")
+        held = [(m["reward_queries"], m[f"eval/{name}"]) for m in metrics if f"eval/{name}" in m]
+        if before is not None and after is not None and name in after["rewards"]:
+            held = [(0, before["rewards"][name]), *[h for h in held if h[0] < end], (end, after["rewards"][name])]
+        if held:
+            ax.plot(*zip(*held), "o-", color="tab:orange", label="held-out prompts (fixed noise)")
         ax.set(xlabel="reward queries", title=name)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -128,6 +140,8 @@ def plot_reward_curves(metrics: list[dict[str, Any]], path: Path) -> Path | None
 
 
 def write_run_images(policy, prompts: list, run_dir: Path, metrics: list[dict[str, Any]], seed: int) -> None:
-    """The image run's final outputs: the before/after grid (held-out prompts) and the reward curves."""
+    """The image run's final outputs: the before/after grid (held-out prompts) and the reward curves (with
+    the held-out evaluation before and after from eval.json when the run wrote one)."""
     write_before_after_grid(policy, spread_prompts(list(prompts), 10), run_dir / BEFORE_AFTER_GRID, seed=seed)
-    plot_reward_curves(metrics, run_dir / REWARD_CURVES)
+    evaluation = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").is_file() else {}
+    plot_reward_curves(metrics, run_dir / REWARD_CURVES, evaluation.get("before"), evaluation.get("after"))
