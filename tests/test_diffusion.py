@@ -337,13 +337,14 @@ def test_latent_diffusion_policy_end_to_end(tiny_checkpoints, kind, sampler, gui
 
 # --- REBEL moves the reward ----------------------------------------------------------------------------
 
-def test_a_few_rebel_steps_raise_jpeg_compressibility():
-    """Manual REBEL iterations (2 samples per prompt, AdamW on the LoRA weights) on a tiny random UNet.
+def compressibility_gain(training_seed: int, iterations: int = 20) -> float:
+    """Manual REBEL iterations (2 samples per prompt, AdamW on the LoRA weights) on a tiny random UNet;
+    the change of mean JPEG compressibility (kB) on fixed noise.
 
     JPEG sizes of 16x16 images vary by a few bytes, so eta is large (300): the regression asks for
     log-ratio differences of eta * (r - r'), a few nats. LoRA sits on the output convolution only, which
-    keeps the likelihood-ratio gradient's noise low enough for 30 iterations of 32 pairs; the policy
-    learns to flatten its images (pushing pixels into saturation). Before/after use the same noise.
+    keeps the likelihood-ratio gradient's noise low enough for 32 pairs per iteration; the policy learns
+    to flatten its images (pushing pixels into saturation).
     """
     policy = tiny_policy(size=16, steps=4, seed=0, targets=["conv_out"])
     optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=3e-2)
@@ -353,14 +354,21 @@ def test_a_few_rebel_steps_raise_jpeg_compressibility():
         rollout = policy.sample(prompts, 2, generator=torch.Generator().manual_seed(99))
         return sum(image_rewards.jpeg_compressibility(prompts, rollout.completions)) / len(rollout)
 
-    torch.manual_seed(0)
+    torch.manual_seed(training_seed)
     before = mean_reward()
-    for _ in range(30):
+    for _ in range(iterations):
         rollout = policy.sample(prompts, 2)
         rewards = torch.tensor(image_rewards.jpeg_compressibility(prompts, rollout.completions)).view(-1, 2)
         loss = rebel_loss(policy.log_probs(rollout).view(-1, 2), rollout.sampled_log_probs.view(-1, 2), rewards, 300.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    after = mean_reward()
-    assert after > before + 0.01, (before, after)  # measured: -0.603 -> -0.571 (kB)
+    return mean_reward() - before
+
+
+def test_a_few_rebel_steps_raise_jpeg_compressibility():
+    # One run is chaotic in the last bits of the arithmetic (a reward is a JPEG size in bytes): the same
+    # seed gained +0.032 kB on one CPU and +0.003 on another. Three seeds, gains measured here: +0.002,
+    # +0.064, +0.255 (mean +0.107).
+    gains = [compressibility_gain(seed) for seed in range(3)]
+    assert sum(gains) / len(gains) > 0.02, gains

@@ -42,6 +42,10 @@ def test_the_factory_tells_diffusion_models_from_causal_lms(denoiser, tmp_path):
              for name in ["builtin:digits-denoiser", denoiser, pipeline, lm, "builtin:smollm2-135m-instruct", "org/model"]}
     assert list(kinds.values()) == [True, True, True, False, False, False]
     assert is_diffusion(RebelConfig(model_name_or_path="org/model", model_type="diffusion"))
+    # Unset temperature: the diffusion sampler as defined (noise scale 1.0); a causal LM samples at 0.7.
+    assert RebelConfig(model_name_or_path=denoiser, output_dir="x").validate().temperature == 1.0
+    assert RebelConfig(model_name_or_path=lm, output_dir="x").validate().temperature == 0.7
+    assert RebelConfig(model_name_or_path=denoiser, temperature=0.5, output_dir="x").validate().temperature == 0.5
     with pytest.raises(ConfigError, match="use ddpo"):
         check_policy_source(RebelConfig(model_name_or_path=denoiser, algorithm="ppo"))
     with pytest.raises(ConfigError, match="for a causal LM use ppo"):
@@ -108,8 +112,15 @@ def test_ddpo_runs_in_the_loop_with_prompt_keys_from_the_conditioning(denoiser, 
 
 def test_rebel_in_the_loop_raises_jpeg_compressibility_and_writes_image_outputs(denoiser, tmp_path):
     run = tmp_path / "run"
-    summary = RebelTrainer(tiny_config(denoiser, run, num_iterations=8, prompts_per_iteration=32,
-                                       minibatch_prompts=32, eval_prompts=10, eval_every=4)).train()
+    trainer = RebelTrainer(tiny_config(denoiser, run, num_iterations=8, prompts_per_iteration=32,
+                                       minibatch_prompts=32, eval_prompts=10, eval_every=4))
+    evaluations, evaluate = [], trainer._evaluate
+    trainer._evaluate = lambda reference: evaluations.append(reference) or evaluate(reference)
+    summary = trainer.train()
+    # Before, then iterations 4 and 8; the final evaluation is the one of iteration 8, not run again.
+    assert evaluations == [True, False, False]
+    final_eval = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert final_eval["iteration"] == 8 and final_eval["eval/reward"] == summary["after"]["reward"]
     before, after = summary["before"]["rewards"], summary["after"]["rewards"]
     assert after["jpeg_compressibility"] > before["jpeg_compressibility"] + 0.01, (before, after)
     assert summary["after"]["kl"] > 0 == summary["before"]["kl"]

@@ -103,7 +103,7 @@ class RebelConfig(ConfigBase):
     num_generations: int = 2  # n completions per prompt (REBEL compares all pairs)
     prompts_per_iteration: int = 16  # prompts sampled per iteration (per process)
     max_new_tokens: int = 24  # completion length cap; a completion that reaches it has no EOS
-    temperature: float = 0.7  # the same temperature scales the log-probs (diffusion: multiplies the noise std; use 1.0)
+    temperature: float | None = None  # scales the log-probs too; None: 0.7 for a causal LM, 1.0 for a diffusion policy (multiplies its noise std)
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # nucleus sampling; 1.0 = off
     # --- pairs and preferences (REBEL's extensions, docs/extensions/) ---
@@ -167,6 +167,10 @@ class RebelConfig(ConfigBase):
         """
         if self.output_dir is None:
             self.output_dir = time.strftime("runs/rebel-%Y%m%d-%H%M%S")
+        if self.temperature is None:  # a diffusion sampler is defined at noise scale 1.0
+            from .policies.factory import is_diffusion
+
+            self.temperature = 1.0 if is_diffusion(self) else 0.7
         for f in fields(self):  # YAML `.nan`/`.inf` and "nan" on the command line parse as floats
             value = getattr(self, f.name)
             for item in value if isinstance(value, list) else [value]:

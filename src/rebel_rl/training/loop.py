@@ -89,6 +89,7 @@ class RebelTrainer:
         self._build_optimizer()
         self.iteration = 0
         self.reward_queries = 0
+        self._latest_eval: tuple[int, EvalResult] | None = None  # a periodic eval at the last iteration is final
         if self.resume_from is not None:
             state = ckpt.load_checkpoint(self.resume_from, self.policy.model, self.optimizer, self.scheduler)
             self.iteration = state["iteration"]
@@ -298,6 +299,7 @@ class RebelTrainer:
     def _periodic_eval(self) -> dict[str, Any]:
         """Held-out metrics for learning curves, against the number of reward queries so far."""
         result = self._evaluate(reference=False)
+        self._latest_eval = (self.iteration, result)
         return {"iteration": self.iteration, "reward_queries": self.reward_queries, "eval/reward": result.reward,
                 "eval/kl": result.kl, **{f"eval/{name}": value for name, value in result.rewards.items()}}
 
@@ -319,7 +321,9 @@ class RebelTrainer:
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "iterations": self.iteration,
                                    "reward_queries": self.reward_queries}
         if before is not None:
-            after = self._evaluate(reference=False)
+            latest = self._latest_eval
+            # Same policy, prompts and seed: a periodic eval at this iteration already is the final one.
+            after = latest[1] if latest and latest[0] == self.iteration else self._evaluate(reference=False)
             summary.update(before=before.to_dict(), after=after.to_dict())
             if self.is_main:
                 write_json(self.run_dir / "eval.json", {"before": before.to_dict(), "after": after.to_dict()})
