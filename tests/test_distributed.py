@@ -1,27 +1,121 @@
-"""Two CPU processes (DDP over gloo, as accelerate sets it up): the same loop, no rewrite."""
+"""Two CPU processes, as accelerate sets them up: DDP over gloo, and FSDP2 (parameters sharded as
+DTensors; tests/fsdp_on_cpu.py). The same loop, no rewrite."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+import torch
+from safetensors.torch import load_file
+from accelerate.utils import DistributedType
+from transformers import GenerationConfig
+
+from rebel_rl import RebelConfig
+from rebel_rl.errors import ConfigError
+from rebel_rl.sharding import check_sharding
 from tiny import save_tiny_causal_lm
 
+TESTS = Path(__file__).resolve().parent
+ARGS = ["--rewards", "length", "--prompts_per_iteration", "2", "--minibatch_prompts", "1", "--max_new_tokens", "6",
+        "--eval_prompts", "2", "--progress", "false", "--mixed_precision", "no", "--tensorboard", "false",
+        "--lr_scheduler", "constant", "--warmup_ratio", "0"]  # the same rate at every step, however many steps
 
-def test_two_process_run_through_accelerate_launch(tmp_path):
-    model = save_tiny_causal_lm(tmp_path / "tiny")
-    run_dir = tmp_path / "run"
-    # torchrun starts the processes; ACCELERATE_USE_CPU makes accelerate join them over gloo on the CPU.
+
+def launch(*args: str, fsdp: bool = False) -> None:
+    """`rebel train ...` on two processes: torchrun starts them, ACCELERATE_USE_CPU joins them over gloo."""
     launcher = Path(sys.executable).with_name("torchrun")
-    command = [str(launcher), "--nproc_per_node", "2", "-m", "rebel_rl.cli", "train",
-               "--model_name_or_path", str(model), "--rewards", "length", "--num_iterations", "2",
-               "--prompts_per_iteration", "2", "--minibatch_prompts", "1", "--max_new_tokens", "6",
-               "--eval_prompts", "2", "--output_dir", str(run_dir), "--progress", "false", "--mixed_precision", "no"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    entry = [str(TESTS / "fsdp_on_cpu.py")] if fsdp else ["-m", "rebel_rl.cli"]
+    command = [str(launcher), "--nproc_per_node", "2", *entry, "train", *ARGS, *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(TESTS)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=150, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("sharded: FSDP2" in result.stdout) == fsdp
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny model with a quarter of its vocabulary counted as EOS, so completions end at different
+    lengths, and the two processes of a run stop generating at different steps."""
+    path = save_tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "model")
+    generation = GenerationConfig.from_pretrained(path)
+    generation.eos_token_id = [generation.eos_token_id, *range(100, 200)]
+    generation.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(model, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ddp") / "run"
+    launch("--model_name_or_path", model, "--num_iterations", "2", "--output_dir", str(run_dir))
+    return run_dir
+
+
+def test_two_process_run_through_accelerate_launch(ddp_run):
+    found = metrics(ddp_run)
     # Written once (by the main process), counting both processes' samples: 2 processes x 2 prompts x 2.
-    assert [m["iteration"] for m in metrics] == [1, 2]
-    assert [m["reward_queries"] for m in metrics] == [8, 16]
-    assert (run_dir / "final" / "adapter_model.safetensors").is_file()
+    assert [m["iteration"] for m in found] == [1, 2]
+    assert [m["reward_queries"] for m in found] == [8, 16]
+    assert min(m["completions/min_length"] for m in found) < max(m["completions/max_length"] for m in found)
+    assert (ddp_run / "final" / "adapter_model.safetensors").is_file()
+
+
+def test_fsdp2_matches_ddp_and_saves_and_resumes_whole_weights(model, ddp_run, tmp_path):
+    run_dir = tmp_path / "fsdp"
+    launch("--model_name_or_path", model, "--num_iterations", "1", "--save_every", "1", "--output_dir", str(run_dir),
+           fsdp=True)
+    launch("--model_name_or_path", model, "--num_iterations", "2", "--resume", str(run_dir), fsdp=True)
+    ddp, fsdp = metrics(ddp_run), metrics(run_dir)
+    # Same seeds, same starting weights: sampling on the sharded model draws the same completions, and one
+    # update (gradients reduce-scattered, not all-reduced) plus a resume gives the same second iteration.
+    for key in ["reward", "kl", "loss", "grad_norm", "completions/mean_length"]:
+        assert [m[key] for m in fsdp] == pytest.approx([m[key] for m in ddp], rel=1e-4, abs=1e-6), key
+    # The saved adapter holds whole tensors (gathered from the shards), equal to DDP's up to reduction order.
+    ddp_adapter, fsdp_adapter = (load_file(r / "final" / "adapter_model.safetensors") for r in (ddp_run, run_dir))
+    assert ddp_adapter.keys() == fsdp_adapter.keys()
+    for name, weight in ddp_adapter.items():
+        assert torch.allclose(fsdp_adapter[name], weight, atol=1e-5), name
+    assert json.loads((run_dir / "eval.json").read_text())["after"]["reward"] > -1e9
+
+
+def test_fsdp2_full_finetuning_saves_the_same_whole_weights_as_ddp(model, tmp_path):
+    runs = {}
+    for fsdp in (False, True):
+        runs[fsdp] = tmp_path / ("fsdp" if fsdp else "ddp")
+        launch("--model_name_or_path", model, "--num_iterations", "1", "--use_lora", "false",
+               "--learning_rate", "1e-4", "--eval_prompts", "0", "--output_dir", str(runs[fsdp]), fsdp=fsdp)
+    ddp, fsdp = (load_file(runs[f] / "final" / "model.safetensors") for f in (False, True))
+    start = load_file(Path(model) / "model.safetensors")
+    assert ddp.keys() == fsdp.keys() == start.keys()
+    assert any(not torch.equal(ddp[name], start[name]) for name in start)  # it trained
+    for name, weight in ddp.items():
+        assert torch.allclose(fsdp[name], weight, atol=1e-6), name
+
+
+class FakeState(SimpleNamespace):
+    """The parts of accelerate's state that `check_sharding` reads."""
+
+
+@pytest.mark.parametrize("state, overrides, message", [
+    (FakeState(distributed_type=DistributedType.FSDP, fsdp_plugin=SimpleNamespace(fsdp_version=1)), {},
+     "FSDP1 is not supported: use FSDP2"),
+    (FakeState(distributed_type=DistributedType.DEEPSPEED, deepspeed_plugin=SimpleNamespace(zero_stage=3)), {},
+     "DeepSpeed ZeRO-3 is not supported"),
+    (FakeState(distributed_type=DistributedType.FSDP, fsdp_plugin=SimpleNamespace(fsdp_version=2)),
+     {"algorithm": "ppo"}, "algorithm ppo is not supported under FSDP yet"),
+    (FakeState(distributed_type=DistributedType.FSDP, fsdp_plugin=SimpleNamespace(fsdp_version=2)),
+     {"merge_adapter": True}, "merge_adapter is not supported under FSDP yet.*merge the saved final/"),
+])
+def test_unsupported_sharding_is_refused_with_the_fix(state, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check_sharding(SimpleNamespace(state=state), RebelConfig(**overrides), diffusion=False)
+    fine = FakeState(distributed_type=DistributedType.FSDP, fsdp_plugin=SimpleNamespace(fsdp_version=2))
+    check_sharding(SimpleNamespace(state=fine), RebelConfig(), diffusion=False)
+    with pytest.raises(ConfigError, match="a diffusion policy is not supported under FSDP"):
+        check_sharding(SimpleNamespace(state=fine), RebelConfig(), diffusion=True)

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 
 from ..data import prompt_to_text
 from ..errors import DataError, ModelError, first_line
+from ..sharding import ready_to_generate
 from .base import Rollout
 from .pretrained import resolve_model_path
 
@@ -138,8 +139,9 @@ class CausalLMPolicy:
             eos_token_id=self.eos_token_ids.tolist(),
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        with self.sampling_model(reference) as model, self.autocast():
-            output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+        with self.sampling_model(reference) as model, ready_to_generate(model) as extra, self.autocast():
+            output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config,
+                                    **extra)
         completion_ids = output[:, prompt_ids.shape[1]:]
         completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)
         kept = [ids[: int(length)] for ids, length in zip(completion_ids, completion_mask.sum(-1))]

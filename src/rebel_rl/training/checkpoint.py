@@ -30,15 +30,17 @@ def save_pretrained_atomic(model, tokenizer, target: Path, extra: Callable[[Path
     save_folder_atomic(write, target, extra)
 
 
-def save_policy_atomic(policy, target: Path, model=None, extra: Callable[[Path], None] | None = None) -> None:
-    """A policy's files, atomically: the model (`model` instead, e.g. a merged one) and the tokenizer, or
-    for a diffusion policy (it has a `sampler`) its own `save_pretrained`: the denoiser and scheduler/."""
+def save_policy_atomic(policy, target: Path, model=None, extra: Callable[[Path], None] | None = None,
+                       state_dict: dict | None = None) -> None:
+    """A policy's files, atomically: the model (`model` instead, e.g. a merged one; its weights from
+    `state_dict` when given, e.g. gathered from FSDP shards) and the tokenizer, or for a diffusion policy
+    (it has a `sampler`) its own `save_pretrained`: the denoiser and scheduler/."""
 
     def write(tmp: Path) -> None:
         if hasattr(policy, "sampler"):
             policy.save_pretrained(tmp, model=model)
         else:
-            (model or policy.model).save_pretrained(tmp)
+            (model or policy.model).save_pretrained(tmp, **({} if state_dict is None else {"state_dict": state_dict}))
             policy.tokenizer.save_pretrained(tmp)
 
     save_folder_atomic(write, target, extra)
@@ -55,19 +57,20 @@ def save_folder_atomic(write: Callable[[Path], None], target: Path, extra: Calla
     _swap_into_place(tmp, target)
 
 
-def save_checkpoint(folder: Path, iteration: int, policy, optimizer, scheduler,
-                    counters: dict[str, Any], keep: int = 2) -> Path:
-    """Write checkpoint `iter-XXXXXX` under `folder` atomically and keep only the last `keep`."""
+def save_checkpoint(folder: Path, iteration: int, policy, optimizer_state: dict, scheduler,
+                    counters: dict[str, Any], keep: int = 2, model_state: dict | None = None) -> Path:
+    """Write checkpoint `iter-XXXXXX` under `folder` atomically and keep only the last `keep`.
+    `model_state`: whole weights gathered from shards (else the model saves its own)."""
     target = folder / f"iter-{iteration:06d}"
     state = {
         "iteration": iteration,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "counters": counters,
     }
-    save_policy_atomic(policy, target, extra=lambda tmp: torch.save(state, tmp / STATE_FILE))
+    save_policy_atomic(policy, target, extra=lambda tmp: torch.save(state, tmp / STATE_FILE), state_dict=model_state)
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -94,8 +97,9 @@ def latest_checkpoint_or_fail(run_dir: Path) -> Path:
     return found[-1]
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    """Restore model weights, optimizer, scheduler and RNG from `path`; return the saved state."""
+def load_model_weights(path: Path, model) -> None:
+    """Restore the model weights (the adapter under LoRA) of checkpoint `path`, before the model is
+    prepared (wrapped or sharded) for training."""
     adapter = path / "adapter_model.safetensors"
     if adapter.is_file():
         from peft import set_peft_model_state_dict
@@ -113,8 +117,12 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
     if unexpected:
         raise RunDirError(f"checkpoint {path} does not match the model ({len(unexpected)} unknown weights): "
                           "resume with the config the run was started with")
+
+
+def load_trainer_state(path: Path, scheduler) -> dict[str, Any]:
+    """Restore the scheduler and RNG of checkpoint `path`; return its state (the optimizer's included,
+    for the caller to load into the prepared optimizer)."""
     state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     if state.get("cuda_rng") is not None and torch.cuda.is_available():

@@ -32,6 +32,7 @@ from ..policies.causal_lm import resolve_mixed_precision
 from ..policies.factory import check_policy_source, is_image_policy, load_policy
 from ..rewards import RewardSet, check_reward_spec
 from ..rewards.preferences import NoRewards, Preference, check_preference_spec
+from ..sharding import check_sharding, gathered_model_state, gathered_optimizer_state, load_optimizer_state
 from . import checkpoint as ckpt
 from .objectives import ALGORITHMS, Batch, Objective, RebelPreference
 from .pairs import check_completion_columns, collect_rollout, normalize_rewards, queries_per_iteration
@@ -73,8 +74,12 @@ class RebelTrainer:
             if not resume:
                 prepare_run_dir(self.run_dir, config.overwrite)
             config.save_yaml(self.run_dir / CONFIG_FILE)  # on resume: records new overrides (num_iterations)
-        set_seed(config.seed + self.accelerator.process_index)
+        # The same initial weights (LoRA's random A) on every process: DDP would broadcast rank 0's, but
+        # FSDP2 shards each process's own, so differing inits would stitch one matrix from several.
+        set_seed(config.seed)
         self.policy = load_policy(config, self.accelerator.device)
+        if self.accelerator.process_index:
+            set_seed(config.seed + self.accelerator.process_index)
         self.policy.check_prompts(self.train_prompts["prompt"])
         if self.eval_prompts is not None:
             self.policy.check_prompts(self.eval_prompts["prompt"])
@@ -85,13 +90,17 @@ class RebelTrainer:
         source = preference_func or config.preference
         self.preference = Preference(source, device=device) if source is not None else None
         self.eval_rewards = RewardSet(config.eval_rewards, device=str(self.accelerator.device)) if config.eval_rewards else None
+        check_sharding(self.accelerator, config, diffusion=is_image_policy(self.policy))
+        if self.resume_from is not None:  # whole weights, before accelerate wraps or shards the model
+            ckpt.load_model_weights(self.resume_from, self.policy.model)
         self.objective = self._make_objective()
         self._build_optimizer()
         self.iteration = 0
         self.reward_queries = 0
         self._latest_eval: tuple[int, EvalResult] | None = None  # a periodic eval at the last iteration is final
         if self.resume_from is not None:
-            state = ckpt.load_checkpoint(self.resume_from, self.policy.model, self.optimizer, self.scheduler)
+            state = ckpt.load_trainer_state(self.resume_from, self.scheduler)
+            load_optimizer_state(self.policy.model, self.optimizer, state["optimizer"])
             self.iteration = state["iteration"]
             self.reward_queries = state["counters"]["reward_queries"]
             self.objective.load_state_dict(state["counters"].get("objective", {}))
@@ -129,7 +138,6 @@ class RebelTrainer:
         config = self.config
         modules = self.objective.modules()
         params = [p for m in [self.policy.model, *modules] for p in m.parameters() if p.requires_grad]
-        self.trainable_params = params
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         minibatches = config.prompts_per_iteration // config.minibatch_prompts
         total_steps = config.num_iterations * config.num_epochs * (minibatches // config.gradient_accumulation_steps)
@@ -140,6 +148,8 @@ class RebelTrainer:
         self.policy.train_module, *prepared, self.optimizer = self.accelerator.prepare(self.policy.model, *modules,
                                                                                         optimizer)
         self.objective.set_train_modules(prepared)
+        # After prepare: FSDP2 replaces the parameters by sharded ones (and points the optimizer at them).
+        self.trainable_params = [p for group in self.optimizer.param_groups for p in group["params"]]
         # Generation and pi_ref passes bypass the prepared module, so they get mixed precision here. One
         # autocast region per call: autocast caches cast weights until its outermost region exits, so a
         # region spanning optimizer steps would keep using stale (pre-update) weights.
@@ -309,10 +319,14 @@ class RebelTrainer:
         return f"{len(self.eval_prompts)} prompts of the training file (pass eval_dataset for a held-out set)"
 
     def save_checkpoint(self) -> None:
+        # Collectives under FSDP2: every process gathers, the main one writes.
+        model_state = gathered_model_state(self.policy.model)
+        optimizer_state = gathered_optimizer_state(self.policy.model, self.optimizer)
         if self.is_main:
-            ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy, self.optimizer,
+            ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy, optimizer_state,
                                  self.scheduler,
-                                 {"reward_queries": self.reward_queries, "objective": self.objective.state_dict()})
+                                 {"reward_queries": self.reward_queries, "objective": self.objective.state_dict()},
+                                 model_state=model_state)
         self.accelerator.wait_for_everyone()
 
     def _finish(self, before: EvalResult | None) -> dict[str, Any]:
@@ -330,6 +344,7 @@ class RebelTrainer:
                 (self.run_dir / "eval.md").write_text(before_after_markdown(before, after, self._eval_label()))
                 if config.progress:
                     print_before_after(before, after, self._eval_label())
+        model_state = gathered_model_state(self.policy.model)  # every process (a collective under FSDP2)
         if self.is_main:
             plot_reward_kl(read_metrics(self.run_dir), self.run_dir / "reward_kl.png")
             if is_image_policy(self.policy):  # before/after grid on the same noise, per-reward curves
@@ -337,7 +352,7 @@ class RebelTrainer:
 
                 prompts = (self.eval_prompts or self.train_prompts)["prompt"]
                 write_run_images(self.policy, prompts, self.run_dir, read_metrics(self.run_dir), config.seed)
-            ckpt.save_policy_atomic(self.policy, self.run_dir / "final")
+            ckpt.save_policy_atomic(self.policy, self.run_dir / "final", state_dict=model_state)
             if config.merge_adapter and config.use_lora:
                 # Last step: merging folds the adapter into the base weights, so pi_ref is gone after it.
                 merged = self.policy.model.merge_and_unload()
