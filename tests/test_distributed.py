@@ -1,5 +1,5 @@
 """Two CPU processes, as accelerate sets them up: DDP over gloo, and FSDP2 (parameters sharded as
-DTensors; tests/fsdp_on_cpu.py). The same loop, no rewrite."""
+DTensors; tests/fsdp_on_cpu.py). The same loop, no rewrite, for language and diffusion policies."""
 import json
 import os
 import subprocess
@@ -9,20 +9,22 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from accelerate.utils import DistributedType
+from safetensors.torch import load_file
 from transformers import GenerationConfig
 
 from rebel_rl import RebelConfig
+from rebel_rl.data import load_prompt_dataset
 from rebel_rl.errors import ConfigError
 from rebel_rl.sharding import check_sharding
 from tiny import save_tiny_causal_lm
+from tiny_diffusion import save_tiny_denoiser
 
 TESTS = Path(__file__).resolve().parent
 ARGS = ["--rewards", "length", "--prompts_per_iteration", "2", "--minibatch_prompts", "1", "--max_new_tokens", "6",
-        "--eval_prompts", "2", "--progress", "false", "--mixed_precision", "no", "--tensorboard", "false",
+        "--eval_prompts", "3", "--eval_batch_size", "2",  # 3 batches of 1 prompt: one process runs 2, the other 1
+        "--progress", "false", "--mixed_precision", "no", "--tensorboard", "false",
         "--lr_scheduler", "constant", "--warmup_ratio", "0"]  # the same rate at every step, however many steps
-
 
 def launch(*args: str, fsdp: bool = False) -> None:
     """`rebel train ...` on two processes: torchrun starts them, ACCELERATE_USE_CPU joins them over gloo."""
@@ -34,10 +36,8 @@ def launch(*args: str, fsdp: bool = False) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert ("sharded: FSDP2" in result.stdout) == fsdp
 
-
 def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
@@ -49,13 +49,11 @@ def model(tmp_path_factory):
     generation.save_pretrained(path)
     return str(path)
 
-
 @pytest.fixture(scope="module")
 def ddp_run(model, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ddp") / "run"
     launch("--model_name_or_path", model, "--num_iterations", "2", "--output_dir", str(run_dir))
     return run_dir
-
 
 def test_two_process_run_through_accelerate_launch(ddp_run):
     found = metrics(ddp_run)
@@ -63,8 +61,13 @@ def test_two_process_run_through_accelerate_launch(ddp_run):
     assert [m["iteration"] for m in found] == [1, 2]
     assert [m["reward_queries"] for m in found] == [8, 16]
     assert min(m["completions/min_length"] for m in found) < max(m["completions/max_length"] for m in found)
+    # The processes split the held-out batches; the result covers each prompt once, in dataset order.
+    config = RebelConfig()
+    prompts = load_prompt_dataset(config.dataset, config.eval_split, config.prompt_column)["prompt"][:3]
+    for result in json.loads((ddp_run / "eval.json").read_text()).values():
+        assert len(result["per_prompt_reward"]) == 3
+        assert [s["prompt"] for s in result["samples"]] == [p[-1]["content"] for p in prompts]
     assert (ddp_run / "final" / "adapter_model.safetensors").is_file()
-
 
 def test_fsdp2_matches_ddp_and_saves_and_resumes_whole_weights(model, ddp_run, tmp_path):
     run_dir = tmp_path / "fsdp"
@@ -83,7 +86,6 @@ def test_fsdp2_matches_ddp_and_saves_and_resumes_whole_weights(model, ddp_run, t
         assert torch.allclose(fsdp_adapter[name], weight, atol=1e-5), name
     assert json.loads((run_dir / "eval.json").read_text())["after"]["reward"] > -1e9
 
-
 def test_fsdp2_full_finetuning_saves_the_same_whole_weights_as_ddp(model, tmp_path):
     runs = {}
     for fsdp in (False, True):
@@ -97,10 +99,8 @@ def test_fsdp2_full_finetuning_saves_the_same_whole_weights_as_ddp(model, tmp_pa
     for name, weight in ddp.items():
         assert torch.allclose(fsdp[name], weight, atol=1e-6), name
 
-
 class FakeState(SimpleNamespace):
     """The parts of accelerate's state that `check_sharding` reads."""
-
 
 @pytest.mark.parametrize("state, overrides, message", [
     (FakeState(distributed_type=DistributedType.FSDP, fsdp_plugin=SimpleNamespace(fsdp_version=1)), {},
@@ -119,3 +119,15 @@ def test_unsupported_sharding_is_refused_with_the_fix(state, overrides, message)
     check_sharding(SimpleNamespace(state=fine), RebelConfig(), diffusion=False)
     with pytest.raises(ConfigError, match="a diffusion policy is not supported under FSDP"):
         check_sharding(SimpleNamespace(state=fine), RebelConfig(), diffusion=True)
+
+def test_a_diffusion_policy_trains_over_ddp(tmp_path):
+    denoiser = save_tiny_denoiser(tmp_path / "unet")
+    run_dir = tmp_path / "run"
+    launch("--model_name_or_path", str(denoiser), "--dataset", "builtin:digits", "--rewards", "jpeg_compressibility",
+           "--num_inference_steps", "4", "--guidance_scale", "1.0", "--lora_target_modules", "conv_out",
+           "--lora_r", "4", "--eta", "300", "--kl_coef", "0", "--num_iterations", "2", "--output_dir", str(run_dir))
+    found = metrics(run_dir)
+    assert [m["reward_queries"] for m in found] == [8, 16] and all(m["grad_norm"] > 0 for m in found)
+    assert len(json.loads((run_dir / "eval.json").read_text())["after"]["per_prompt_reward"]) == 3
+    for name in ["final/adapter_model.safetensors", "samples_before_after.png", "samples/iter-000002-0.png"]:
+        assert (run_dir / name).is_file(), name

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -54,6 +54,16 @@ def seeded(seed: int | None):
         yield
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a multi-process evaluation: batches `index`, `index + count`, ...; `gather`
+    concatenates a list of picklable objects from every process (accelerate's `gather_object`)."""
+
+    index: int
+    count: int
+    gather: Callable[[list], list]
+
+
 @torch.no_grad()
 def evaluate(
     policy: CausalLMPolicy,
@@ -67,6 +77,7 @@ def evaluate(
     reference: bool = False,
     num_samples_kept: int = 4,
     seed: int | None = 0,
+    shard: Shard | None = None,
 ) -> EvalResult:
     """Sample `num_generations` completions per held-out prompt from the policy (or pi_ref) and score them.
 
@@ -75,37 +86,58 @@ def evaluate(
     Monte-Carlo estimate mean[log pi(y) - log pi_ref(y)], y ~ pi at the policy's own sampling temperature,
     from separate samples when `temperature` differs (a near-greedy temperature has no useful KL).
     Standard errors are over prompts (each prompt's samples averaged first), so they stay honest when
-    samples of a prompt are correlated. A fixed `seed` gives every evaluation the same random numbers.
+    samples of a prompt are correlated. A fixed `seed` gives every evaluation the same random numbers
+    (for a given number of processes). With a `shard`, each process evaluates every count-th batch and
+    all processes return the whole result.
     """
     temperature = policy.temperature if temperature is None else temperature
-    separate_kl = abs(temperature - policy.temperature) > 1e-12
-    scores, kls, lengths, no_eos, per_reward, samples = [], [], [], [], {}, []
-    columns = [c for c in dataset.column_names if c != "prompt"]
     prompts_per_batch = max(1, batch_size // num_generations)
-    with seeded(seed):
-        for start in range(0, len(dataset), prompts_per_batch):
+    starts = list(range(0, len(dataset), prompts_per_batch))
+    index, count = (shard.index, shard.count) if shard else (0, 1)
+    batches = []
+    with seeded(None if seed is None else seed + index):
+        # Every process runs the same number of batches (a sharded model's passes are collectives);
+        # one that has run out repeats its first batch and drops the result.
+        for position in range(index, math.ceil(len(starts) / count) * count, count):
+            start = starts[position] if position < len(starts) else starts[index % len(starts)]
             rows = dataset[start:start + prompts_per_batch]
-            prompts = rows["prompt"]
-            rollout = policy.sample(prompts, num_generations, reference=reference, temperature=temperature)
-            repeated = [p for p in prompts for _ in range(num_generations)]
-            extra = {c: [v for v in rows[c] for _ in range(num_generations)] for c in columns}
-            total, named = reward_set(repeated, rollout.completions, extra)
-            if eval_reward_set is not None:
-                named = {**named, **eval_reward_set(repeated, rollout.completions, extra)[1]}
-            kl_rollout = policy.sample(prompts, num_generations, reference=reference) if separate_kl else rollout
-            kls.append(_kl(policy, kl_rollout, reference).float().cpu())
-            scores.append(total.cpu())
-            lengths.append(rollout.lengths.float().cpu())
-            no_eos.append((~rollout.has_eos).float().cpu())
-            for name, values in named.items():
-                per_reward.setdefault(name, []).append(values.float().cpu())
-            for i in range(0, len(rollout), num_generations):
-                if len(samples) < num_samples_kept:
-                    samples.append({"prompt": _prompt_text(repeated[i]), "completion": _describe(rollout.completions[i]),
-                                    "reward": float(total[i])})
-    per_prompt = lambda chunks: torch.cat(chunks).view(-1, num_generations).mean(-1)  # noqa: E731
-    score, kl = per_prompt(scores), per_prompt(kls)
-    named_per_prompt = {name: per_prompt(v) for name, v in per_reward.items()}
+            result = _evaluate_batch(policy, rows, reward_set, eval_reward_set, num_generations, temperature,
+                                     reference, num_samples_kept)
+            if position < len(starts):
+                batches.append((position, result))
+    if shard:
+        batches = sorted(shard.gather(batches), key=lambda item: item[0])
+    return _aggregate([result for _, result in batches], num_generations, num_samples_kept, temperature,
+                      policy.temperature)
+
+
+def _evaluate_batch(policy, rows, reward_set, eval_reward_set, num_generations: int, temperature: float,
+                    reference: bool, num_samples_kept: int) -> dict[str, Any]:
+    """One batch's per-sample scores, KLs, lengths and a few samples (on the CPU, picklable)."""
+    prompts = rows["prompt"]
+    rollout = policy.sample(prompts, num_generations, reference=reference, temperature=temperature)
+    repeated = [p for p in prompts for _ in range(num_generations)]
+    extra = {c: [v for v in values for _ in range(num_generations)] for c, values in rows.items() if c != "prompt"}
+    total, named = reward_set(repeated, rollout.completions, extra)
+    if eval_reward_set is not None:
+        named = {**named, **eval_reward_set(repeated, rollout.completions, extra)[1]}
+    separate_kl = abs(temperature - policy.temperature) > 1e-12
+    kl_rollout = policy.sample(prompts, num_generations, reference=reference) if separate_kl else rollout
+    samples = [{"prompt": _prompt_text(repeated[i]), "completion": _describe(rollout.completions[i]),
+                "reward": float(total[i])} for i in range(0, len(rollout), num_generations)]
+    return {"score": total.cpu(), "kl": _kl(policy, kl_rollout, reference).float().cpu(),
+            "length": rollout.lengths.float().cpu(), "no_eos": (~rollout.has_eos).float().cpu(),
+            "named": {name: values.float().cpu() for name, values in named.items()},
+            "samples": samples[:num_samples_kept]}
+
+
+def _aggregate(batches: list[dict[str, Any]], num_generations: int, num_samples_kept: int, temperature: float,
+               kl_temperature: float) -> EvalResult:
+    """Batches (in dataset order) into means and standard errors over prompts."""
+    per_prompt = lambda key: torch.cat([b[key] for b in batches]).view(-1, num_generations).mean(-1)  # noqa: E731
+    score, kl = per_prompt("score"), per_prompt("kl")
+    named_per_prompt = {name: torch.cat([b["named"][name] for b in batches]).view(-1, num_generations).mean(-1)
+                        for name in batches[0]["named"]}
     return EvalResult(
         reward=float(score.mean()),
         reward_se=standard_error(score),
@@ -113,12 +145,12 @@ def evaluate(
         kl_se=standard_error(kl),
         rewards={name: float(v.mean()) for name, v in named_per_prompt.items()},
         rewards_se={name: standard_error(v) for name, v in named_per_prompt.items()},
-        mean_length=float(torch.cat(lengths).mean()),
-        no_eos_fraction=float(torch.cat(no_eos).mean()),
+        mean_length=float(torch.cat([b["length"] for b in batches]).mean()),
+        no_eos_fraction=float(torch.cat([b["no_eos"] for b in batches]).mean()),
         per_prompt_reward=score.tolist(),
-        samples=samples,
+        samples=[sample for b in batches for sample in b["samples"]][:num_samples_kept],
         temperature=temperature,
-        kl_temperature=policy.temperature,
+        kl_temperature=kl_temperature,
     )
 
 

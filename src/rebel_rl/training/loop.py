@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from transformers import get_scheduler
 
 from ..config import RebelConfig
 from ..data import load_prompt_dataset
 from ..errors import RunDirError
-from ..evaluation.heldout import EvalResult, evaluate
+from ..evaluation.heldout import EvalResult, Shard, evaluate
 from ..evaluation.report import before_after_markdown, plot_reward_kl, print_before_after
 from ..policies.causal_lm import resolve_mixed_precision
 from ..policies.factory import check_policy_source, is_image_policy, load_policy
@@ -304,7 +304,14 @@ class RebelTrainer:
         return evaluate(self.policy, self.eval_prompts, self.rewards, eval_reward_set=self.eval_rewards,
                         num_generations=config.eval_generations or config.num_generations,
                         temperature=config.eval_temperature, batch_size=config.eval_batch_size, reference=reference,
-                        seed=config.seed)
+                        seed=config.seed, shard=self._eval_shard())
+
+    def _eval_shard(self) -> Shard | None:
+        """Processes split the held-out batches between them (all get the whole result)."""
+        accelerator = self.accelerator
+        if accelerator.num_processes == 1:
+            return None
+        return Shard(accelerator.process_index, accelerator.num_processes, gather_object)
 
     def _periodic_eval(self) -> dict[str, Any]:
         """Held-out metrics for learning curves, against the number of reward queries so far."""
