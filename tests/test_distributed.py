@@ -26,15 +26,19 @@ ARGS = ["--rewards", "length", "--prompts_per_iteration", "2", "--minibatch_prom
         "--progress", "false", "--mixed_precision", "no", "--tensorboard", "false",
         "--lr_scheduler", "constant", "--warmup_ratio", "0"]  # the same rate at every step, however many steps
 
-def launch(*args: str, fsdp: bool = False) -> None:
+def launch(*args: str, fsdp: bool = False, expect_error: bool = False) -> subprocess.CompletedProcess:
     """`rebel train ...` on two processes: torchrun starts them, ACCELERATE_USE_CPU joins them over gloo."""
     launcher = Path(sys.executable).with_name("torchrun")
     entry = [str(TESTS / "fsdp_on_cpu.py")] if fsdp else ["-m", "rebel_rl.cli"]
     command = [str(launcher), "--nproc_per_node", "2", *entry, "train", *ARGS, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(TESTS)}
     result = subprocess.run(command, capture_output=True, text=True, timeout=150, env=env)
+    if expect_error:
+        assert result.returncode != 0
+        return result
     assert result.returncode == 0, result.stderr[-3000:]
     assert ("sharded: FSDP2" in result.stdout) == fsdp
+    return result
 
 def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -98,6 +102,14 @@ def test_fsdp2_full_finetuning_saves_the_same_whole_weights_as_ddp(model, tmp_pa
     assert any(not torch.equal(ddp[name], start[name]) for name in start)  # it trained
     for name, weight in ddp.items():
         assert torch.allclose(fsdp[name], weight, atol=1e-6), name
+
+def test_a_set_up_refused_under_fsdp2_writes_nothing(model, tmp_path):
+    run_dir = tmp_path / "run"
+    result = launch("--model_name_or_path", model, "--algorithm", "ppo", "--num_iterations", "1",
+                    "--output_dir", str(run_dir), fsdp=True, expect_error=True)
+    assert "error: algorithm ppo is not supported under FSDP yet" in result.stderr
+    assert not run_dir.exists()
+
 
 class FakeState(SimpleNamespace):
     """The parts of accelerate's state that `check_sharding` reads."""

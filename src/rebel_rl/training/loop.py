@@ -29,7 +29,7 @@ from ..errors import RunDirError
 from ..evaluation.heldout import EvalResult, Shard, evaluate
 from ..evaluation.report import before_after_markdown, plot_reward_kl, print_before_after
 from ..policies.causal_lm import resolve_mixed_precision
-from ..policies.factory import check_policy_source, is_image_policy, load_policy
+from ..policies.factory import check_policy_source, is_diffusion, is_image_policy, load_policy
 from ..rewards import RewardSet, check_reward_spec
 from ..rewards.preferences import NoRewards, Preference, check_preference_spec
 from ..sharding import check_sharding, gathered_model_state, gathered_optimizer_state, load_optimizer_state
@@ -70,6 +70,7 @@ class RebelTrainer:
 
         self.accelerator = _make_accelerator(resolve_mixed_precision(config.mixed_precision))
         self.is_main = self.accelerator.is_main_process
+        check_sharding(self.accelerator, config, diffusion=is_diffusion(config))  # before anything is written
         if self.is_main:
             if not resume:
                 prepare_run_dir(self.run_dir, config.overwrite)
@@ -90,7 +91,6 @@ class RebelTrainer:
         source = preference_func or config.preference
         self.preference = Preference(source, device=device) if source is not None else None
         self.eval_rewards = RewardSet(config.eval_rewards, device=str(self.accelerator.device)) if config.eval_rewards else None
-        check_sharding(self.accelerator, config, diffusion=is_image_policy(self.policy))
         if self.resume_from is not None:  # whole weights, before accelerate wraps or shards the model
             ckpt.load_model_weights(self.resume_from, self.policy.model)
         self.objective = self._make_objective()
