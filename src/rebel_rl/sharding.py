@@ -104,7 +104,7 @@ def gathered_optimizer_state(model: torch.nn.Module, optimizer) -> dict:
 
 
 def load_optimizer_state(model: torch.nn.Module, optimizer, state: dict) -> None:
-    """Restore an optimizer state saved by `gathered_states`, re-sharding it under FSDP2."""
+    """Restore an optimizer state saved by `gathered_optimizer_state`, re-sharding it under FSDP2."""
     if not is_fsdp(model):
         optimizer.load_state_dict(state)
         return

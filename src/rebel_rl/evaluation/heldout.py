@@ -97,7 +97,7 @@ def evaluate(
     batches = []
     with seeded(None if seed is None else seed + index):
         # Every process runs the same number of batches (a sharded model's passes are collectives);
-        # one that has run out repeats its first batch and drops the result.
+        # one that has run out repeats one of its batches and drops the result.
         for position in range(index, math.ceil(len(starts) / count) * count, count):
             start = starts[position] if position < len(starts) else starts[index % len(starts)]
             rows = dataset[start:start + prompts_per_batch]
@@ -134,10 +134,9 @@ def _evaluate_batch(policy, rows, reward_set, eval_reward_set, num_generations: 
 def _aggregate(batches: list[dict[str, Any]], num_generations: int, num_samples_kept: int, temperature: float,
                kl_temperature: float) -> EvalResult:
     """Batches (in dataset order) into means and standard errors over prompts."""
-    per_prompt = lambda key: torch.cat([b[key] for b in batches]).view(-1, num_generations).mean(-1)  # noqa: E731
-    score, kl = per_prompt("score"), per_prompt("kl")
-    named_per_prompt = {name: torch.cat([b["named"][name] for b in batches]).view(-1, num_generations).mean(-1)
-                        for name in batches[0]["named"]}
+    per_prompt = lambda chunks: torch.cat(list(chunks)).view(-1, num_generations).mean(-1)  # noqa: E731
+    score, kl = per_prompt(b["score"] for b in batches), per_prompt(b["kl"] for b in batches)
+    named_per_prompt = {name: per_prompt(b["named"][name] for b in batches) for name in batches[0]["named"]}
     return EvalResult(
         reward=float(score.mean()),
         reward_se=standard_error(score),

@@ -160,8 +160,7 @@ class RebelTrainer:
         """Run the remaining iterations, evaluating on held-out prompts before and after."""
         before = self._evaluate_before()
         self._train_loop()
-        self.save_checkpoint()
-        summary = self._finish(before)
+        summary = self._finish(before, self.save_checkpoint())
         self.logger.close()
         return summary
 
@@ -325,8 +324,9 @@ class RebelTrainer:
             return f"{len(self.eval_prompts)} held-out prompts"
         return f"{len(self.eval_prompts)} prompts of the training file (pass eval_dataset for a held-out set)"
 
-    def save_checkpoint(self) -> None:
-        # Collectives under FSDP2: every process gathers, the main one writes.
+    def save_checkpoint(self) -> dict | None:
+        """Write a checkpoint; return the gathered model state (None unless sharded) for reuse.
+        Collectives under FSDP2: every process gathers, the main one writes."""
         model_state = gathered_model_state(self.policy.model)
         optimizer_state = gathered_optimizer_state(self.policy.model, self.optimizer)
         if self.is_main:
@@ -335,9 +335,11 @@ class RebelTrainer:
                                  {"reward_queries": self.reward_queries, "objective": self.objective.state_dict()},
                                  model_state=model_state)
         self.accelerator.wait_for_everyone()
+        return model_state
 
-    def _finish(self, before: EvalResult | None) -> dict[str, Any]:
-        """Held-out evaluation, table and plot; then the final model (and a merged one on request)."""
+    def _finish(self, before: EvalResult | None, model_state: dict | None) -> dict[str, Any]:
+        """Held-out evaluation, table and plot; then the final model (and a merged one on request).
+        `model_state`: the weights gathered for the last checkpoint (None unless sharded), saved again."""
         config = self.config
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "iterations": self.iteration,
                                    "reward_queries": self.reward_queries}
@@ -351,7 +353,6 @@ class RebelTrainer:
                 (self.run_dir / "eval.md").write_text(before_after_markdown(before, after, self._eval_label()))
                 if config.progress:
                     print_before_after(before, after, self._eval_label())
-        model_state = gathered_model_state(self.policy.model)  # every process (a collective under FSDP2)
         if self.is_main:
             plot_reward_kl(read_metrics(self.run_dir), self.run_dir / "reward_kl.png")
             if is_image_policy(self.policy):  # before/after grid on the same noise, per-reward curves
