@@ -1,6 +1,4 @@
 """rebel-rl: REBEL (REgression to RElative REward Based RL) for Hugging Face models."""
-from .algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss,
-                         rebel_preference_loss, rloo_advantages)
 from .config import RebelConfig
 from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
 from .compare.config import CompareConfig
@@ -16,15 +14,22 @@ __version__ = "0.1.0"
 _STAGE_MODULES = {"sft": ".training.sft", "train_reward_model": ".training.reward_model", "dpo": ".training.offline_dpo",
                   "train_preference_model": ".training.preference_model",
                   "evaluate_model": ".evaluation.model_eval"}
+# The pure losses need torch: imported on first use too, so `import rebel_rl` (and `rebel --help`) stays light.
+_ALGORITHM_NAMES = {"dpo_loss", "gae", "policy_gradient_loss", "ppo_policy_loss", "ppo_value_loss", "rebel_loss",
+                    "rebel_preference_loss", "rloo_advantages"}
 # `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare, CompareConfig`.
 
 
 def __getattr__(name: str):
-    # The trainer pulls in transformers; import it lazily so `import rebel_rl` stays fast.
+    # torch, transformers, datasets and diffusers load only when a trainer, stage or loss is first used.
     if name in ("train", "RebelTrainer"):
         from .training import loop
 
         return getattr(loop, name)
+    if name in _ALGORITHM_NAMES:
+        from . import algorithms
+
+        return getattr(algorithms, name)
     if name in _STAGE_MODULES:
         import importlib
 

@@ -63,6 +63,14 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type = RebelConfig,
         parser.add_argument(f"--{f.name}", **kwargs)
 
 
+def add_new_schedule_option(parser: argparse.ArgumentParser) -> None:
+    """`--new_lr_schedule`: with --resume, accept the learning-rate schedule of changed options."""
+    parser.add_argument("--new_lr_schedule", action="store_true",
+                        help="with --resume and options that change the learning-rate schedule (num_iterations, "
+                             "lr_scheduler, warmup_ratio, learning_rate): continue on the schedule the new options "
+                             "define (as if the run had started with them) instead of refusing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rebel", description="REBEL reinforcement learning for Hugging Face models.",
                                      allow_abbrev=False)
@@ -74,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    add_new_schedule_option(train)
     add_config_options(train)
     images = commands.add_parser(
         "train-images", allow_abbrev=False,
@@ -85,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines, over the demo's")
     images.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    add_new_schedule_option(images)
     add_config_options(images, defaults=image_demo_config())
     for name, (cls, summary) in STAGES.items():
         stage = commands.add_parser(name, allow_abbrev=False, help=summary,
@@ -95,16 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    overrides = stage_overrides(args, "resume")
-    from .training.loop import RebelTrainer, resume
-
+    overrides = stage_overrides(args, "resume", "new_lr_schedule")
+    if args.new_lr_schedule and not args.resume:
+        raise RebelError("--new_lr_schedule goes with --resume RUN_DIR: a new run starts on its own schedule")
     if args.resume:
         if args.config:
             raise RebelError("--resume takes the config saved in the run directory: drop --config")
-        resume(args.resume, **overrides)
+        args.run_dir = args.resume
+        start_work()
+        from .training.loop import resume
+
+        resume(args.resume, new_lr_schedule=args.new_lr_schedule, **overrides)
         return 0
     config = RebelConfig.from_yaml(args.config) if args.config else RebelConfig()
-    config = config.with_overrides(overrides).validate()
+    return _train(args, config.with_overrides(overrides).validate())
+
+
+def _train(args: argparse.Namespace, config: RebelConfig) -> int:
+    """Train the validated `config`; the heavy libraries load only now (config errors came first)."""
+    args.run_dir = config.output_dir
+    from .policies.factory import check_policy_source
+
+    check_policy_source(config)  # a missing model path, before seconds of imports
+    start_work()
+    from .training.loop import RebelTrainer
+
     RebelTrainer(config).train()
     return 0
 
@@ -115,16 +140,13 @@ def image_demo_config() -> RebelConfig:
 
 
 def _run_train_images(args: argparse.Namespace) -> int:
-    overrides = stage_overrides(args, "resume")
+    overrides = stage_overrides(args, "resume", "new_lr_schedule")
     if args.resume:
         return _run_train(args)
     config = image_demo_config()
     if args.config:
         config = config.with_overrides(read_yaml(args.config), source=args.config)  # only the keys it sets
-    from .training.loop import RebelTrainer
-
-    RebelTrainer(config.with_overrides(overrides).validate()).train()
-    return 0
+    return _train(args, config.with_overrides(overrides).validate())
 
 
 def stage_overrides(args: argparse.Namespace, *skip: str) -> dict[str, Any]:
@@ -135,32 +157,34 @@ def stage_overrides(args: argparse.Namespace, *skip: str) -> dict[str, Any]:
 def run_stage(args: argparse.Namespace, cls: type, run: Any) -> int:
     """Build config `cls` from `--config` and the options, validate it, and call `run(config)`."""
     config = cls.from_yaml(args.config) if args.config else cls()
-    run(config.with_overrides(stage_overrides(args)).validate())
+    config = config.with_overrides(stage_overrides(args)).validate()
+    args.run_dir = getattr(config, "output_dir", None)
+    start_work()
+    run(config)
     return 0
 
 
 def _run_sft(args: argparse.Namespace) -> int:
-    from .training.sft import sft
-
-    return run_stage(args, SFTConfig, sft)
+    return run_stage(args, SFTConfig, lambda config: _stage_function(".training.sft", "sft")(config))
 
 
 def _run_reward_model(args: argparse.Namespace) -> int:
-    from .training.reward_model import train_reward_model
-
-    return run_stage(args, RewardModelConfig, train_reward_model)
+    return run_stage(args, RewardModelConfig, lambda config: _stage_function(".training.reward_model", "train_reward_model")(config))
 
 
 def _run_preference_model(args: argparse.Namespace) -> int:
-    from .training.preference_model import train_preference_model
-
-    return run_stage(args, PreferenceModelConfig, train_preference_model)
+    return run_stage(args, PreferenceModelConfig, lambda config: _stage_function(".training.preference_model", "train_preference_model")(config))
 
 
 def _run_dpo(args: argparse.Namespace) -> int:
-    from .training.offline_dpo import dpo
+    return run_stage(args, DPOConfig, lambda config: _stage_function(".training.offline_dpo", "dpo")(config))
 
-    return run_stage(args, DPOConfig, dpo)
+
+def _stage_function(module: str, name: str) -> Any:
+    """Function `name` of stage module `module`, imported when the stage starts (after its config is checked)."""
+    import importlib
+
+    return getattr(importlib.import_module(module, __package__), name)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -198,15 +222,31 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rebel` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    _quiet_libraries()
     try:
         return RUNNERS[args.command](args)
     except RebelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the last complete checkpoint is kept; continue with --resume RUN_DIR", file=sys.stderr)
+        print(interrupted_line(args), file=sys.stderr)
         return 130
+
+
+def interrupted_line(args: argparse.Namespace) -> str:
+    """What Ctrl-C prints: where the run is and how to continue it (train), or what was kept (stages)."""
+    run_dir = getattr(args, "run_dir", None)
+    if args.command not in ("train", "train-images"):
+        return f"interrupted: {run_dir} may be incomplete" if run_dir else "interrupted"
+    if run_dir is None:
+        return "interrupted before the run started: nothing was written"
+    return (f"interrupted: {run_dir} keeps its last complete checkpoint; continue with "
+            f"rebel {args.command} --resume {run_dir}")
+
+
+def start_work() -> None:
+    """Called once the command line and config are checked, right before the heavy libraries load: quiet
+    them (their warnings and progress bars would crowd the terminal and the one `error:` line)."""
+    _quiet_libraries()
 
 
 def _quiet_libraries() -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from ..errors import ConfigError, ModelError
 
 DIGITS_DENOISER = "builtin:digits-denoiser"
@@ -99,6 +97,8 @@ def load_diffusion_policy(config, device: torch.device):
     from .diffusion_pipeline import ATTENTION_TARGETS, load_latent_diffusion_policy
 
     lora_targets = ATTENTION_TARGETS if targets == "all-linear" else _split(targets)
+    import torch
+
     dtype = resolve_dtype(config.dtype, torch.device(device))
     try:
         return load_latent_diffusion_policy(name, dtype=dtype, device=device, height=config.image_size,

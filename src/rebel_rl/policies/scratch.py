@@ -9,12 +9,12 @@ as in its training data.
 """
 from __future__ import annotations
 
-from typing import Iterable
-
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from typing import TYPE_CHECKING, Iterable
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:  # the stage configs check `scratch:` names without loading transformers
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 SCRATCH_PREFIX = "scratch:"
 # Llama shapes; tied input/output embeddings keep the (word-level, so large) vocabulary cheap.
@@ -56,6 +56,9 @@ def corpus_text(prompt, completion: str) -> str:
 def train_word_tokenizer(texts: Iterable[str], vocab_size: int, context_length: int) -> PreTrainedTokenizerFast:
     """A word-level tokenizer with pad/unk/bos/eos and a chat template, trained on `texts`; it prepends
     BOS to every text encoded with special tokens (a fixed first token steadies tiny models' attention)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -74,6 +77,8 @@ def train_word_tokenizer(texts: Iterable[str], vocab_size: int, context_length: 
 def build_scratch_model(size: str, tokenizer: PreTrainedTokenizerFast, context_length: int) -> LlamaForCausalLM:
     """A randomly initialised Llama of the given size for `tokenizer`, with a generation config that
     names its EOS and pad tokens (what `rebel train` and `generate` read)."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
     shape = SCRATCH_SIZES[size]
     config = LlamaConfig(
         vocab_size=len(tokenizer),
