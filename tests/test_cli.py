@@ -148,6 +148,7 @@ def config_error_cases(files, tmp):
     has_config = tmp / "started"
     has_config.mkdir()
     RebelConfig(model_name_or_path=files["model"], dataset=files["prompts"]).save_yaml(has_config / "config.yaml")
+    (has_config / "metrics.jsonl").write_text('{"iteration": 1, "reward": 0.5}\n')  # ran, but saved no checkpoint
     model = ["--model_name_or_path", files["model"]]
     data = ["--dataset", files["prompts"]]
     return {
@@ -172,7 +173,7 @@ def config_error_cases(files, tmp):
         "model folder without config": (["--model_name_or_path", str(no_config), *data, "--rewards", "length"],
                                         ["has no config.json"]),
         "resume without a run": (["--resume", str(tmp)], ["nothing to resume", "config.yaml"]),
-        "resume without checkpoints": (["--resume", str(has_config)], ["no checkpoint to resume"]),
+        "resume without checkpoints": (["--resume", str(has_config)], ["no checkpoint to resume", "--overwrite"]),
         "resume with config": (["--resume", str(has_config), "--config", str(unknown_key)], ["drop --config"]),
     }
 
@@ -320,7 +321,8 @@ def test_resume_from_the_command_line(finished_run, tmp_path, capfd):
     assert first.returncode == 0
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    code, _, err = run_main(capfd, "train", "--resume", str(copy), "--num_iterations", "3", "--progress", "false")
+    code, _, err = run_main(capfd, "train", "--resume", str(copy), "--num_iterations", "3", "--progress", "false",
+                            "--new_lr_schedule")
     assert code == 0, err
     assert [json.loads(line)["iteration"] for line in (copy / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert list_checkpoints(copy / "checkpoints")[-1].name == "iter-000003"

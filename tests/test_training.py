@@ -270,8 +270,8 @@ def test_resume_recovers_a_checkpoint_set_aside_by_a_crash_mid_swap(tmp_path):
     """Re-saving iter-2 moves the old copy to .old-iter-000002 first; a crash right then must not lose it."""
     folder = tmp_path / "checkpoints"
     (folder / "iter-000001").mkdir(parents=True)
-    (folder / "iter-000001" / ckpt.STATE_FILE).write_bytes(b"1")
+    torch.save({"iteration": 1, "scheduler": {}}, folder / "iter-000001" / ckpt.STATE_FILE)
     (folder / ".old-iter-000002").mkdir()
-    (folder / ".old-iter-000002" / ckpt.STATE_FILE).write_bytes(b"2")
+    torch.save({"iteration": 2, "scheduler": {}}, folder / ".old-iter-000002" / ckpt.STATE_FILE)
     assert ckpt.latest_checkpoint_or_fail(tmp_path) == folder / "iter-000002"
-    assert (folder / "iter-000002" / ckpt.STATE_FILE).read_bytes() == b"2"
+    assert torch.load(folder / "iter-000002" / ckpt.STATE_FILE)["iteration"] == 2

@@ -52,7 +52,7 @@ class RebelTrainer:
     """
 
     def __init__(self, config: RebelConfig, *, reward_funcs: list | None = None, preference_func=None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, new_lr_schedule: bool = False) -> None:
         self.config = config.validate(require_rewards=not (reward_funcs or preference_func))
         self.run_dir = Path(config.output_dir)
         check_policy_source(config)  # a causal LM or a diffusion policy (policies/factory.py)
@@ -64,7 +64,7 @@ class RebelTrainer:
         check_completion_columns(self.train_prompts, config)
         self.eval_prompts = self._load_eval_prompts()
         if resume:
-            self.resume_from = ckpt.latest_checkpoint_or_fail(self.run_dir)
+            self.resume_from = ckpt.checkpoint_to_resume(self.run_dir)  # None: nothing to resume, start anew
         else:
             self.resume_from = None
 
@@ -72,8 +72,8 @@ class RebelTrainer:
         self.is_main = self.accelerator.is_main_process
         check_sharding(self.accelerator, config, diffusion=is_diffusion(config))  # before anything is written
         if self.is_main:
-            if not resume:
-                prepare_run_dir(self.run_dir, config.overwrite)
+            if self.resume_from is None:  # resuming a folder that holds no run yet: it starts over (noted)
+                prepare_run_dir(self.run_dir, config.overwrite or resume)
             config.save_yaml(self.run_dir / CONFIG_FILE)  # on resume: records new overrides (num_iterations)
         # The same initial weights (LoRA's random A) on every process: DDP would broadcast rank 0's, but
         # FSDP2 shards each process's own, so differing inits would stitch one matrix from several.
@@ -99,7 +99,7 @@ class RebelTrainer:
         self.reward_queries = 0
         self._latest_eval: tuple[int, EvalResult] | None = None  # a periodic eval at the last iteration is final
         if self.resume_from is not None:
-            state = ckpt.load_trainer_state(self.resume_from, self.scheduler)
+            state = ckpt.load_trainer_state(self.resume_from, self.scheduler, new_schedule=new_lr_schedule)
             load_optimizer_state(self.policy.model, self.optimizer, state["optimizer"])
             self.iteration = state["iteration"]
             self.reward_queries = state["counters"]["reward_queries"]
@@ -407,14 +407,19 @@ def train(config: RebelConfig, *, reward_funcs: list | None = None, preference_f
 
 
 def resume(run_dir: str | Path, *, reward_funcs: list | None = None, preference_func=None,
-           **overrides: Any) -> dict[str, Any]:
-    """Continue the run in `run_dir` from its latest checkpoint (optionally with more iterations).
+           new_lr_schedule: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Continue the run in `run_dir` from its latest checkpoint that loads (optionally with more iterations).
 
-    A run started with Python `reward_funcs` (or `preference_func`) needs the same callables again: they
-    are not in config.yaml.
+    Options that change the learning-rate schedule (a larger num_iterations re-stretches a decayed one) are
+    refused unless `new_lr_schedule`, which continues on the new options' schedule. A folder with no
+    checkpoint and no completed iteration starts from the beginning. A run started with Python
+    `reward_funcs` (or `preference_func`) needs the same callables again: they are not in config.yaml.
     """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(f"nothing to resume in {run_dir}: it has no {CONFIG_FILE}")
     config = RebelConfig.from_yaml(run_dir / CONFIG_FILE).with_overrides({**overrides, "output_dir": str(run_dir)})
-    return RebelTrainer(config, reward_funcs=reward_funcs, preference_func=preference_func, resume=True).train()
+    with ckpt.config_restored_on_error(run_dir / CONFIG_FILE):  # a refused resume leaves the run as it was
+        trainer = RebelTrainer(config, reward_funcs=reward_funcs, preference_func=preference_func, resume=True,
+                               new_lr_schedule=new_lr_schedule)
+    return trainer.train()

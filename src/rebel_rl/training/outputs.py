@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +21,55 @@ RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "ch
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> None:
-    """Create the run directory; refuse to reuse one that holds a run unless `overwrite`."""
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"output_dir {path} is a file: choose a folder")
-    holds_run = (path / CONFIG_FILE).exists() or (path / METRICS_FILE).exists()
-    if holds_run and not overwrite:
+    """Create the run directory; refuse to reuse one that holds a run unless `overwrite`.
+
+    A folder holds a run once it has a checkpoint, a final model or a completed iteration in metrics.jsonl.
+    What a start that failed earlier left (config.yaml, eval_before.json, ...) is no run: it is replaced
+    without --overwrite, with a one-line note. Files that are not run artifacts are always kept."""
+    _check_creatable(path)
+    if holds_run(path) and not overwrite:
         raise RunDirError(
             f"output_dir {path} already holds a run: pass --overwrite to replace it, "
             f"--resume {path} to continue it, or choose another --output_dir"
         )
-    if holds_run:
-        for name in RUN_ARTIFACTS:
-            target = path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    path.mkdir(parents=True, exist_ok=True)
+    leftovers = [name for name in RUN_ARTIFACTS if (path / name).exists()]
+    if leftovers and not overwrite:
+        print(f"note: reusing {path}: it holds no checkpoint and no completed iteration, only what an earlier "
+              f"start left ({', '.join(leftovers)}), which is replaced", file=sys.stderr)
+    for name in leftovers:
+        target = path / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot create output_dir {path} ({type(exc).__name__}: {exc.strerror or exc}): "
+                          "choose another --output_dir") from None
+
+
+def holds_run(path: Path) -> bool:
+    """Whether `path` holds a run that only --overwrite may replace: a checkpoint (not a partial .tmp- one),
+    a final model, or a completed iteration in metrics.jsonl."""
+    checkpoints = path / "checkpoints"
+    return (any(checkpoints.glob("iter-*")) or any(checkpoints.glob(".old-iter-*")) or (path / "final").exists()
+            or has_completed_iteration(path))
+
+
+def has_completed_iteration(run_dir: Path) -> bool:
+    """Whether metrics.jsonl records anything complete (an iteration, an evaluation, a stage's step)."""
+    return bool(read_metrics(run_dir))
+
+
+def _check_creatable(path: Path) -> None:
+    """RunDirError when `path` or one of its parents is a file (the folder could never be created)."""
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"is under {folder}, which is a file"
+                raise RunDirError(f"output_dir {path} {where}: choose a folder")
+            return
 
 
 class MetricsLogger:
