@@ -232,3 +232,77 @@ def test_a_failed_start_does_not_trap_the_corrected_command(files, tmp_path, cap
     # once it holds a run, the protection is back
     code, _, err = run_main(capfd, *base)
     assert_one_error_line(code, err, "already holds a run", "--overwrite")
+
+
+# ------------------------------------------------------------------ item 2: a truncated weights file, at every loader
+def truncated_copy(folder: str, tmp_path: Path, weights: str) -> str:
+    import shutil
+
+    copy = tmp_path / "truncated"
+    shutil.copytree(folder, copy)
+    truncate(copy / weights)
+    return str(copy)
+
+
+def test_truncated_policy_weights_are_one_line(files, tmp_path, capfd):
+    model = truncated_copy(files["model"], tmp_path, "model.safetensors")
+    args = train_args(files, tmp_path / "run")
+    args[args.index(files["model"])] = model
+    code, _, err = run_main(capfd, *args)
+    assert_one_error_line(code, err, f"cannot load model '{model}'", "incomplete metadata")
+
+
+def test_truncated_value_model_is_one_line(files, tmp_path, capfd):
+    value = truncated_copy(files["model"], tmp_path, "model.safetensors")
+    code, _, err = run_main(capfd, *train_args(files, tmp_path / "run", "--algorithm", "ppo", "--value_model", value))
+    assert_one_error_line(code, err, f"cannot load value model '{value}'")
+
+
+def test_truncated_reward_model_is_one_line(files, tmp_path, capfd):
+    from tiny import save_tiny_reward_model
+
+    reward = truncated_copy(str(save_tiny_reward_model(tmp_path / "rm")), tmp_path, "model.safetensors")
+    args = train_args(files, tmp_path / "run")
+    args[args.index("length")] = f"model:{reward}"
+    code, _, err = run_main(capfd, *args)
+    assert_one_error_line(code, err, "cannot load reward model", "SafetensorError")
+
+
+def test_truncated_denoiser_is_one_line(tmp_path, capfd):
+    from test_images import save_tiny_denoiser
+
+    denoiser = truncated_copy(str(save_tiny_denoiser(tmp_path / "unet")), tmp_path, "diffusion_pytorch_model.safetensors")
+    code, _, err = run_main(capfd, "train-images", "--model_name_or_path", denoiser, "--output_dir",
+                            str(tmp_path / "run"), "--num_iterations", "1", "--progress", "false")
+    assert_one_error_line(code, err, "cannot load the denoiser")
+
+
+def test_truncated_diffusion_pipeline_is_one_line(tmp_path, capfd):
+    from tiny_diffusion import save_tiny_pipeline
+
+    pipeline = save_tiny_pipeline(tmp_path / "pipe")
+    truncate(pipeline / "unet" / "diffusion_pytorch_model.safetensors")
+    code, _, err = run_main(capfd, "train-images", "--model_name_or_path", str(pipeline), "--output_dir",
+                            str(tmp_path / "run"), "--num_iterations", "1", "--progress", "false",
+                            "--dataset", "builtin:animals", "--rewards", "jpeg_compressibility", "--reward_weights", "1")
+    assert_one_error_line(code, err, "cannot load diffusion checkpoint")
+
+
+# ------------------------------------------------------------------ items 2 and 8: `rebel evaluate`
+def evaluate_args(model: str, files) -> list[str]:
+    return ["evaluate", "--model_name_or_path", model, "--dataset", files["prompts"], "--split", "train",
+            "--rewards", "length", "--eval_rewards", "length", "--num_prompts", "2", "--max_new_tokens", "4"]
+
+
+def test_evaluate_takes_the_lora_adapter_rebel_train_writes(saved_run, files, capfd):
+    adapter = saved_run / "final"
+    assert (adapter / "adapter_config.json").is_file() and not (adapter / "config.json").exists()
+    code, out, err = run_main(capfd, *evaluate_args(str(adapter), files))
+    assert code == 0, err
+    assert out.startswith("reward: ") and "kl: " in out
+
+
+def test_evaluate_with_a_truncated_adapter_is_one_line(saved_run, files, tmp_path, capfd):
+    adapter = truncated_copy(str(saved_run / "final"), tmp_path, "adapter_model.safetensors")
+    code, _, err = run_main(capfd, *evaluate_args(adapter, files))
+    assert_one_error_line(code, err, f"cannot load '{adapter}'")

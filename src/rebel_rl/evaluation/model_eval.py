@@ -61,10 +61,11 @@ def load_eval_policy(model: str, reference: str | None, *, temperature: float, m
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..policies.causal_lm import CausalLMPolicy
-    from ..policies.pretrained import resolve_model_path
+    from ..policies.pretrained import model_load_errors, resolve_model_path
 
-    path = resolve_model_path(model)
-    is_adapter = (Path(path) / "adapter_config.json").is_file()
+    # A LoRA adapter (what `rebel train` writes to final/ by default) has adapter_config.json, no config.json.
+    is_adapter = (Path(model).expanduser() / "adapter_config.json").is_file()
+    path = str(Path(model).expanduser()) if is_adapter else resolve_model_path(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         if is_adapter:
@@ -78,7 +79,7 @@ def load_eval_policy(model: str, reference: str | None, *, temperature: float, m
             reference_model = AutoModelForCausalLM.from_pretrained(resolve_model_path(reference))
         elif not is_adapter:
             raise ModelError(f"{model} is a full model: give reference_model (e.g. the SFT model) for the KL term")
-    except (OSError, ValueError) as exc:
+    except model_load_errors() as exc:
         raise ModelError(f"cannot load {model!r} or its reference: {first_line(exc)}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:

@@ -21,7 +21,7 @@ from ..data import prompt_to_text
 from ..errors import DataError, ModelError, first_line
 from ..sharding import ready_to_generate
 from .base import Rollout
-from .pretrained import resolve_model_path
+from .pretrained import model_load_errors, resolve_model_path
 
 
 def first_eos_mask(completion_ids: torch.Tensor, eos_token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,7 +224,7 @@ def load_causal_lm_policy(config, device: torch.device) -> CausalLMPolicy:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as exc:
+    except model_load_errors() as exc:
         raise ModelError(f"cannot load model {config.model_name_or_path!r}: {first_line(exc)}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, first_line
+from .pretrained import model_load_errors
 
 DIGITS_DENOISER = "builtin:digits-denoiser"
 
@@ -90,7 +91,10 @@ def load_diffusion_policy(config, device: torch.device):
         if name != DIGITS_DENOISER:
             from diffusers import UNet2DModel
 
-            denoiser = UNet2DModel.from_pretrained(str(path))
+            try:
+                denoiser = UNet2DModel.from_pretrained(str(path))
+            except model_load_errors() as exc:
+                raise ModelError(f"cannot load the denoiser in {name!r}: {first_line(exc)}") from None
         return digits.load_digits_policy(**sampling, lora_targets=tuple(lora_targets), denoiser=denoiser,
                                          device=device)
     from .causal_lm import resolve_dtype

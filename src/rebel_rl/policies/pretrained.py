@@ -47,6 +47,18 @@ def check_model_source(name: str) -> None:
         raise ModelError(f"model folder {name} has no config.json: give a folder written by save_pretrained")
 
 
+def model_load_errors() -> tuple[type[BaseException], ...]:
+    """What loading a model folder raises when a file in it is missing, truncated or malformed: OSError and
+    ValueError (transformers, diffusers, peft), safetensors' SafetensorError, pickle's errors and EOFError
+    (.bin weights), RuntimeError (torch: a corrupt archive, or weights of the wrong shape). Catch these at
+    a loader and raise a one-line ModelError or RewardError."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError)
+
+
 def resolve_model_path(name: str) -> str:
     """Turn a built-in name into a local checkpoint folder (converting once); pass others through."""
     check_model_source(name)

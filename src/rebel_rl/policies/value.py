@@ -12,7 +12,7 @@ from transformers import AutoModelForTokenClassification
 
 from ..errors import ConfigError, ModelError, first_line
 from .base import Rollout
-from .pretrained import resolve_model_path
+from .pretrained import model_load_errors, resolve_model_path
 
 
 def load_value_model(source: str, vocab_size: int, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
@@ -24,7 +24,7 @@ def load_value_model(source: str, vocab_size: int, dtype: torch.dtype, device: t
     hf_logging.set_verbosity_error()  # the head is new by design: no "newly initialized" report
     try:
         model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=dtype)
-    except (OSError, ValueError) as exc:
+    except model_load_errors() as exc:
         raise ModelError(f"cannot load value model {source!r}: {first_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -26,7 +26,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from ..data.pairs import PREFERENCE_COLUMNS, judge_labels, load_train_eval
 from ..errors import ModelError, first_line
 from ..policies.causal_lm import resolve_dtype
-from ..policies.pretrained import resolve_model_path
+from ..policies.pretrained import model_load_errors, resolve_model_path
 from ..rewards.reward_model import RewardModel
 from ..stage_configs import RewardModelConfig
 from .supervised import SupervisedTrainer, batches, preference_accuracy
@@ -73,7 +73,7 @@ def init_reward_model(name: str, folder: Path, dtype: str, device: torch.device)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
                                                                    dtype=resolve_dtype(dtype, device))
-    except (OSError, ValueError, KeyError) as exc:
+    except (*model_load_errors(), KeyError) as exc:
         raise ModelError(f"cannot load {name!r} as a reward model: {first_line(exc)[:200]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
