@@ -306,3 +306,75 @@ def test_evaluate_with_a_truncated_adapter_is_one_line(saved_run, files, tmp_pat
     adapter = truncated_copy(str(saved_run / "final"), tmp_path, "adapter_model.safetensors")
     code, _, err = run_main(capfd, *evaluate_args(adapter, files))
     assert_one_error_line(code, err, f"cannot load '{adapter}'")
+
+
+# ------------------------------------------------------------------ item 4: empty and malformed data files
+@pytest.mark.parametrize("name, text, fragments", [
+    ("empty.jsonl", "", ["dataset file empty.jsonl has no rows"]),
+    ("blank.jsonl", "\n\n", ["dataset file blank.jsonl has no rows"]),
+    ("torn.jsonl", '{"prompt": "a"}\n{"prompt": "b"\n{"prompt": "c"}\n',
+     ["dataset file torn.jsonl line 2 is not valid JSON", "fix or remove that line"]),
+    ("list.jsonl", '{"prompt": "a"}\n[1, 2]\n', ["dataset file list.jsonl line 2 is not a JSON object"]),
+    ("empty.csv", "", ["dataset file empty.csv has no rows"]),
+])
+def test_empty_or_malformed_data_file_is_one_line(name, text, fragments, files, tmp_path, capfd):
+    data = tmp_path / name
+    data.write_text(text)
+    args = train_args(files, tmp_path / "run")
+    args[args.index(files["prompts"])] = str(data)
+    code, _, err = run_main(capfd, *args)
+    line = assert_one_error_line(code, err, *fragments)
+    assert "StopIteration" not in line
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ item 5: hub ids while offline
+@pytest.mark.parametrize("option, value, fragments", [
+    ("--dataset", "someorg/no-such-dataset", ["cannot load dataset 'someorg/no-such-dataset'", "HF_HUB_OFFLINE"]),
+    ("--model_name_or_path", "someorg/no-such-model", ["cannot load model 'someorg/no-such-model'", "HF_HUB_OFFLINE"]),
+])
+def test_hub_id_while_offline_fails_at_once_in_one_line(option, value, fragments, files, tmp_path, capfd,
+                                                        monkeypatch):
+    from rebel_rl import hub
+
+    monkeypatch.setattr(hub, "_probe", [])  # no earlier probe's result: HF_HUB_OFFLINE is the reason
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: the id cannot be there
+    args = train_args(files, tmp_path / "run")
+    args[args.index(option) + 1] = value
+    code, _, err = run_main(capfd, *args)
+    assert_one_error_line(code, err, *fragments, "local cache")
+    assert "Retrying" not in err and not (tmp_path / "run").exists()
+
+
+def test_no_network_is_found_once_and_switches_the_libraries_offline(monkeypatch, tmp_path):
+    from rebel_rl import hub
+
+    calls = []
+
+    def no_network(*args, **kwargs):
+        calls.append(args)
+        raise OSError("Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(hub, "_probe", [])
+    monkeypatch.setattr(hub.socket, "create_connection", no_network)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    import datasets.config
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setattr(datasets.config, name, getattr(datasets.config, name))  # restored afterwards
+    from rebel_rl.errors import ModelError
+
+    for _ in range(2):
+        with pytest.raises(ModelError, match="no network"):
+            hub.check_hub_id("someorg/model", "model", ModelError, "give a folder")
+    assert len(calls) == 1  # probed once
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and huggingface_hub.constants.HF_HUB_OFFLINE is True
+    (tmp_path / "hf" / "hub" / "models--someorg--model").mkdir(parents=True)
+    hub.check_hub_id("someorg/model", "model", ModelError, "give a folder")  # cached: the library loads it offline

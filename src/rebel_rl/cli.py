@@ -264,7 +264,7 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     # datasets draws "Generating train split" bars on stderr, which must hold only the `error:` line.
     datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity_error()
+    datasets.utils.logging.set_verbosity(datasets.logging.CRITICAL)  # its "Failed to load JSON" error lines too
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ are kept: they are passed to reward functions as keyword arguments.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import datasets
 
+from rebel_rl.hub import check_hub_id
 from rebel_rl.errors import DataError, ModelError
 from rebel_rl.tasks import load_builtin_prompts
 
@@ -102,6 +104,7 @@ def _load_file(path: Path) -> datasets.Dataset:
         raise DataError(
             f"unsupported dataset file type '{path.suffix}' for {path}: use .jsonl, .json, .csv or .parquet"
         )
+    check_data_file(path)
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps parser errors; report the innermost one
@@ -109,6 +112,31 @@ def _load_file(path: Path) -> datasets.Dataset:
         if "corresponds to no data" in reason:  # how datasets reports a file without rows
             raise DataError(f"dataset file {path.name} has no rows: give at least one prompt") from None
         raise DataError(f"cannot read dataset file {path.name}: {reason}") from None
+
+
+def check_data_file(path: Path) -> None:
+    """DataError, naming the file (and for JSON Lines the line), for an empty file or a line that is not a
+    JSON object: found here in one pass, before datasets reports it in its own words."""
+    if path.stat().st_size == 0:
+        raise DataError(f"dataset file {path.name} has no rows: give at least one prompt")
+    if path.suffix.lower() != ".jsonl":
+        return
+    rows = 0
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.strip())
+            except json.JSONDecodeError as exc:
+                raise DataError(f"dataset file {path.name} line {number} is not valid JSON ({exc.msg}, column "
+                                f"{exc.colno}): fix or remove that line") from None
+            if not isinstance(row, dict):
+                raise DataError(f"dataset file {path.name} line {number} is not a JSON object: write one "
+                                '{"prompt": ...} object per line')
+            rows += 1
+    if not rows:
+        raise DataError(f"dataset file {path.name} has no rows: give at least one prompt")
 
 
 def _load_from_disk(path: Path, split: str) -> datasets.Dataset:
@@ -131,6 +159,7 @@ def _load_from_disk(path: Path, split: str) -> datasets.Dataset:
 
 def _load_hub(source: str, split: str) -> datasets.Dataset:
     """Load `split` of hub dataset `source`; any failure (offline, not found, bad split) is a DataError."""
+    check_hub_id(source, "dataset", DataError, HUB_HINT)  # at once when the hub cannot be reached
     try:
         return datasets.load_dataset(source, split=split)
     except Exception as exc:

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..hub import check_hub_id
 from ..errors import ModelError
 
 BUILTIN_PREFIX = "builtin:"
@@ -45,6 +46,8 @@ def check_model_source(name: str) -> None:
         raise ModelError(f"model path does not exist: {name}")
     if Path(name).expanduser().is_dir() and not (Path(name).expanduser() / "config.json").is_file():
         raise ModelError(f"model folder {name} has no config.json: give a folder written by save_pretrained")
+    if not Path(name).expanduser().exists():  # a hub id: at once when the hub cannot be reached
+        check_hub_id(name, "model", ModelError, f"give a local model folder or {BUILTIN_PREFIX}{SMOLLM2}")
 
 
 def model_load_errors() -> tuple[type[BaseException], ...]:

@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from rebel_rl.data.prompts import clean_messages, is_conversational
 from rebel_rl.errors import RewardError
+from rebel_rl.hub import check_hub_id
 from rebel_rl.rewards.builtin import completion_text
 
 DEFAULT_MAX_LENGTH = 1024
@@ -86,6 +87,8 @@ def _load(path: str, dtype: torch.dtype) -> tuple[Any, Any]:
     """Load tokenizer and model, checking num_labels from the config before reading any weights."""
     if not Path(path).expanduser().exists() and _looks_local(path):
         raise RewardError(f"reward model folder not found: {path} (check the path)")
+    if not Path(path).expanduser().exists():  # a hub id: at once when the hub cannot be reached
+        check_hub_id(path, "model", RewardError, "give a local reward model folder")
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as exc:
