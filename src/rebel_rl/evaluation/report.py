@@ -85,6 +85,10 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
     ax_reward.set(xlabel="iteration", ylabel="reward (batch mean ± std)", title="reward")
     ax_kl.plot(steps, [m["kl"] for m in metrics], color="tab:red")
     ax_kl.set(xlabel="iteration", ylabel="log pi_t - log pi_ref", title="KL to reference")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_reward, ax_kl):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are whole numbers
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

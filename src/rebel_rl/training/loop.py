@@ -216,7 +216,7 @@ class RebelTrainer:
         metrics = self._metrics(rollout, score, named, kl, shaped, losses, grad_norms, timer.seconds)
         metrics.update(objective_stats)
         metrics.update(loss_stats)
-        samples = [{"prompt": str(prompts[i]), "completion": rollout.completions[i], "reward": float(score[i])}
+        samples = [{"prompt": prompts[i], "completion": rollout.completions[i], "reward": float(score[i])}
                    for i in range(min(config.log_completions, len(rollout)))]
         return metrics, samples
 
