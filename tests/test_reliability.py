@@ -347,6 +347,18 @@ def test_hub_id_while_offline_fails_at_once_in_one_line(option, value, fragments
     assert "Retrying" not in err and not (tmp_path / "run").exists()
 
 
+def test_diffusion_hub_id_while_offline_is_one_line(tmp_path, capfd, monkeypatch):
+    from rebel_rl import hub
+
+    monkeypatch.setattr(hub, "_probe", [])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    code, _, err = run_main(capfd, "train-images", "--model_name_or_path", "someorg/no-such-pipeline",
+                            "--model_type", "diffusion", "--output_dir", str(tmp_path / "run"))
+    assert_one_error_line(code, err, "cannot load model 'someorg/no-such-pipeline'", "HF_HUB_OFFLINE")
+    assert not (tmp_path / "run").exists()
+
+
 def test_no_network_is_found_once_and_switches_the_libraries_offline(monkeypatch, tmp_path):
     from rebel_rl import hub
 

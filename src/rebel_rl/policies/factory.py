@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError, ModelError, first_line
+from ..hub import check_hub_id
 from .pretrained import model_load_errors
 
 DIGITS_DENOISER = "builtin:digits-denoiser"
@@ -63,6 +64,8 @@ def check_policy_source(config) -> None:
     if path.is_dir() and not ((path / "unet").is_dir() or _unet_class(path) is not None):
         raise ModelError(f"diffusion model folder {name} has neither unet/ (a diffusers pipeline) nor a UNet "
                          "config.json (a saved denoiser)")
+    if not path.exists() and name != DIGITS_DENOISER:  # a hub id: at once when the hub cannot be reached
+        check_hub_id(name, "model", ModelError, f"give a local diffusers folder or {DIGITS_DENOISER}")
 
 
 def load_policy(config, device: torch.device):
