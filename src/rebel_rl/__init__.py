@@ -2,6 +2,7 @@
 from .algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss,
                          rebel_preference_loss, rloo_advantages)
 from .config import RebelConfig
+from .training import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
 from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig

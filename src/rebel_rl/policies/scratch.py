@@ -15,8 +15,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from ..errors import ConfigError
+from ..stage_configs import SCRATCH_PREFIX, is_scratch, scratch_size  # noqa: F401 (re-exported)
 
-SCRATCH_PREFIX = "scratch:"
 # Llama shapes; tied input/output embeddings keep the (word-level, so large) vocabulary cheap.
 SCRATCH_SIZES: dict[str, dict[str, int]] = {
     "small": {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4},
@@ -28,20 +28,6 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<bos>{{ m['role'] }}\n{{ m['content'] }}<eos>\n{% endfor %}"
     "{% if add_generation_prompt %}<bos>assistant\n{% endif %}"
 )
-
-
-def is_scratch(name: str) -> bool:
-    """Whether a model name asks for a new model trained from scratch."""
-    return name.startswith(SCRATCH_PREFIX)
-
-
-def scratch_size(name: str) -> str:
-    """The size in `scratch:SIZE`; ConfigError for an unknown one."""
-    size = name.removeprefix(SCRATCH_PREFIX)
-    if size not in SCRATCH_SIZES:
-        raise ConfigError(f"unknown scratch model size {size!r} in {name!r}: use "
-                          + " or ".join(f"{SCRATCH_PREFIX}{s}" for s in SCRATCH_SIZES))
-    return size
 
 
 def corpus_text(prompt, completion: str) -> str:
