@@ -45,7 +45,7 @@ def _policy(tiny_path, **overrides):
     values = dict(model_name_or_path=str(tiny_path), max_new_tokens=12, temperature=0.7, use_lora=True, lora_r=4)
     values.update(overrides)
     config = RebelConfig(**values)
-    return load_policy(config.model, config.sampling, torch.device("cpu"))
+    return load_policy(config.model, config.sampling, torch.device("cpu"), config.max_prompt_length)
 
 
 PROMPTS = [
