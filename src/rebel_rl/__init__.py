@@ -3,6 +3,9 @@ from .algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, p
                          rebel_preference_loss, rloo_advantages)
 from .config import RebelConfig
 from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
+# The built-in tasks register their prompt sets, rewards and models into the registries of data/, rewards/ and
+# policies/ (light: no torch or datasets); importing them here registers them before any lookup.
+from . import tasks  # noqa: F401
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
 from .stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig

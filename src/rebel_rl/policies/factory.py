@@ -78,7 +78,7 @@ def load_policy(config, device: torch.device):
 def load_diffusion_policy(config, device: torch.device):
     """A diffusion policy from config: the built-in digits denoiser, a saved class-conditional UNet
     (prompts name a digit), or a Stable Diffusion / LCM pipeline (folder or hub id)."""
-    from ..tasks import digits
+    from .builtin import builtin_model
 
     sampling = dict(sampler=config.sampler, num_steps=config.num_inference_steps, eta=config.ddim_eta,
                     guidance_scale=config.guidance_scale, temperature=config.temperature,
@@ -87,14 +87,14 @@ def load_diffusion_policy(config, device: torch.device):
     name = config.model_name_or_path
     path = Path(name).expanduser()
     if name == DIGITS_DENOISER or (path.is_dir() and _unet_class(path) is not None):
-        lora_targets = digits.LORA_TARGETS if targets == "all-linear" else _split(targets)
+        digits = builtin_model(DIGITS_DENOISER)  # a saved UNet is a fine-tuned digits denoiser
+        lora_targets = digits.lora_targets if targets == "all-linear" else _split(targets)
         denoiser = None
         if name != DIGITS_DENOISER:
             from diffusers import UNet2DModel
 
             denoiser = UNet2DModel.from_pretrained(str(path))
-        return digits.load_digits_policy(**sampling, lora_targets=tuple(lora_targets), denoiser=denoiser,
-                                         device=device)
+        return digits.build(**sampling, lora_targets=tuple(lora_targets), denoiser=denoiser, device=device)
     from .causal_lm import resolve_dtype
     from .diffusion_pipeline import ATTENTION_TARGETS, load_latent_diffusion_policy
 

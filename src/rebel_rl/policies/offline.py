@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DataError
-from ..rewards.builtin import completion_text
+from ..data.formats import completion_text
 from .base import Rollout
 from .causal_lm import CausalLMPolicy, first_eos_mask
 
