@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import RebelConfig, read_yaml
 from .errors import RebelError
+from .logs import quiet_libraries
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
 from .stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rebel` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return RUNNERS[args.command](args)
     except RebelError as exc:
@@ -208,24 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last complete checkpoint is kept; continue with --resume RUN_DIR", file=sys.stderr)
         return 130
-
-
-def _quiet_libraries() -> None:
-    """Keep the terminal for our progress bar: library warnings at error level only."""
-    import os
-    import warnings
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    # datasets draws "Generating train split" bars on stderr, which must hold only the `error:` line.
-    datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity_error()
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def load_diffusion_policy(model, sampling, device: torch.device, max_prompt_leng
     """A diffusion policy from its config groups (`model`: weights and LoRA; `sampling`: the sampler): the
     built-in digits denoiser, a saved class-conditional UNet (prompts name a digit), or a Stable Diffusion /
     LCM pipeline (folder or hub id). Prompts are not tokenized, so `max_prompt_length` is not read."""
-    from ..tasks import digits
+    from .builtin import builtin_model
 
     settings = dict(sampler=sampling.sampler, num_steps=sampling.num_inference_steps, eta=sampling.ddim_eta,
                     guidance_scale=sampling.guidance_scale, temperature=sampling.temperature,
@@ -63,14 +63,14 @@ def load_diffusion_policy(model, sampling, device: torch.device, max_prompt_leng
     name = model.model_name_or_path
     path = Path(name).expanduser()
     if name == DIGITS_DENOISER or (path.is_dir() and _unet_class(path) is not None):
-        lora_targets = digits.LORA_TARGETS if targets == "all-linear" else _split(targets)
+        digits = builtin_model(DIGITS_DENOISER)  # a saved UNet is a fine-tuned digits denoiser
+        lora_targets = digits.lora_targets if targets == "all-linear" else _split(targets)
         denoiser = None
         if name != DIGITS_DENOISER:
             from diffusers import UNet2DModel
 
             denoiser = UNet2DModel.from_pretrained(str(path))
-        return digits.load_digits_policy(**settings, lora_targets=tuple(lora_targets), denoiser=denoiser,
-                                         device=device)
+        return digits.build(**settings, lora_targets=tuple(lora_targets), denoiser=denoiser, device=device)
     from .causal_lm import resolve_dtype
     from .diffusion_pipeline import ATTENTION_TARGETS, load_latent_diffusion_policy
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DataError
-from ..rewards.builtin import completion_text
+from ..data.formats import completion_text
 from .text import TextRollout, first_eos_mask
 
 
