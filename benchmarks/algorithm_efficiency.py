@@ -111,9 +111,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
-        from rebel_rl.cli import _quiet_libraries
+        from rebel_rl.logs import quiet_libraries
 
-        _quiet_libraries()
+        quiet_libraries()
         print(json.dumps(measure(args.child, args)))
         return
     results: dict[str, list[dict[str, float]]] = {a: [] for a in ALGORITHMS}

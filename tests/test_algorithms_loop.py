@@ -38,7 +38,7 @@ def make_config(files, run_dir: Path, **overrides) -> RebelConfig:
     return RebelConfig(**values)
 
 
-@pytest.mark.parametrize("algorithm", ["rebel", "ppo", "rloo", "reinforce", "iterative_dpo"])
+@pytest.mark.parametrize("algorithm", ["rebel", "ppo", "rloo", "reinforce", "iterative_dpo", "grpo"])
 def test_every_algorithm_raises_the_reward(files, tmp_path, algorithm):
     """Reward = count of 'e'; with top_k=2 every algorithm climbs from about 2 to 6-10 in 8 iterations
     (a flipped sign or advantage drives it towards 0 instead)."""

@@ -4,7 +4,8 @@ import torch
 from transformers import GenerationConfig
 
 from rebel_rl import DataError, RebelConfig
-from rebel_rl.policies.causal_lm import first_eos_mask, load_causal_lm_policy, sequence_logps
+from rebel_rl.policies.causal_lm import first_eos_mask, sequence_logps
+from rebel_rl.policies.factory import load_policy
 from tiny import save_tiny_causal_lm, save_tiny_gpt2
 
 EOS = 2
@@ -43,7 +44,8 @@ def any_tiny_path(request, tmp_path_factory):
 def _policy(tiny_path, **overrides):
     values = dict(model_name_or_path=str(tiny_path), max_new_tokens=12, temperature=0.7, use_lora=True, lora_r=4)
     values.update(overrides)
-    return load_causal_lm_policy(RebelConfig(**values), torch.device("cpu"))
+    config = RebelConfig(**values)
+    return load_policy(config.model, config.sampling, torch.device("cpu"), config.max_prompt_length)
 
 
 PROMPTS = [

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from rebel_rl import ConfigError, RebelConfig
+from rebel_rl.config import config_fields
 
 
 def write(tmp_path, text, name="run.yaml"):
@@ -180,7 +181,7 @@ def check_invalid(match, **values):
     ({"dtype": "fp32"}, r"dtype must be one of auto, float32, bfloat16, float16; got 'fp32'"),
     ({"lr_scheduler": "step"}, r"lr_scheduler must be one of linear, cosine, constant; got 'step'"),
     ({"mixed_precision": "fp8"}, r"mixed_precision must be one of auto, no, bf16, fp16; got 'fp8'"),
-    ({"algorithm": "dpo"}, r"algorithm must be one of rebel, ppo, rloo, reinforce, iterative_dpo, ddpo; got 'dpo'"),
+    ({"algorithm": "dpo"}, r"algorithm must be one of rebel, ppo, rloo, reinforce, iterative_dpo, ddpo, grpo; got 'dpo'"),
     ({"rewards": ["length", "sentiment"], "reward_weights": [1.0]},
      r"reward_weights has 1 values for 2 rewards"),
     ({"rewards": []}, r"rewards is empty"),
@@ -253,9 +254,57 @@ def test_save_yaml_round_trip(tmp_path):
     config.save_yaml(path)
     loaded = RebelConfig.from_yaml(path)
     assert loaded == config
-    assert yaml.safe_load(path.read_text())["rewards"] == ["length", "a/b.py:fn"]
+    saved = yaml.safe_load(path.read_text())  # grouped by layer
+    assert saved["reward"]["rewards"] == ["length", "a/b.py:fn"]
     # Every field is written, so the saved file fully describes the run.
-    assert set(yaml.safe_load(path.read_text())) == {f.name for f in fields(RebelConfig)}
+    assert {name for group in saved.values() for name in group} == {f.name for f in config_fields()}
     default_path = tmp_path / "default.yaml"
     RebelConfig().save_yaml(default_path)
     assert RebelConfig.from_yaml(default_path) == RebelConfig()
+
+
+# ------------------------------------------------------------------ groups
+def test_flat_names_reach_their_group_and_each_group_validates_itself():
+    config = RebelConfig(eta=0.5, clip_range=0.3, learning_rate=1e-4, max_new_tokens=8)
+    assert (config.rebel.eta, config.ppo.clip_range, config.training.learning_rate) == (0.5, 0.3, 1e-4)
+    assert config.eta == 0.5 and config.sampling.max_new_tokens == 8
+    config.sampling.top_p = 0.0  # a group alone reports its own problem
+    with pytest.raises(ConfigError, match=r"top_p must be in \(0, 1\]"):
+        config.sampling.validate()
+
+
+def test_old_flat_yaml_nested_yaml_and_dotted_keys_load_the_same(tmp_path):
+    flat = RebelConfig.from_yaml(write(tmp_path, "eta: 2.0\nseed: 3\nrewards: [length]\n"))
+    nested = RebelConfig.from_yaml(write(tmp_path, "rebel: {eta: 2.0}\ntraining: {seed: 3}\nreward: {rewards: [length]}\n"))
+    dotted = RebelConfig().with_overrides({"rebel.eta": "2", "training.seed": "3", "reward.rewards": "length"})
+    assert flat == nested == dotted
+    assert flat.eta == 2.0 and flat.seed == 3 and flat.rewards == ["length"]
+    with pytest.raises(ConfigError, match="unknown config key 'ppo.eta'"):
+        RebelConfig().with_overrides({"ppo.eta": 1})
+
+
+def test_a_name_in_two_groups_must_name_its_group():
+    from dataclasses import dataclass
+
+    from rebel_rl.config import GroupedConfig
+
+    @dataclass
+    class First:
+        clip: float = 0.1  # one
+
+    @dataclass
+    class Second:
+        clip: float = 0.2  # two
+        other: int = 0  # three
+
+    class Toy(GroupedConfig):
+        @classmethod
+        def groups(cls):
+            return {"first": First, "second": Second}
+
+    with pytest.raises(ConfigError, match=r"clip in command line exists in groups first and second: write "
+                                          r"first.clip or second.clip") as info:
+        Toy().with_overrides({"clip": "0.5"})
+    one_line(info)
+    toy = Toy().with_overrides({"second.clip": "0.5", "other": "4"})
+    assert (toy.first.clip, toy.second.clip, toy.other) == (0.1, 0.5, 4)

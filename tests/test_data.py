@@ -6,7 +6,7 @@ import pytest
 
 from rebel_rl.data import is_conversational, load_prompt_dataset, prompt_to_text
 from rebel_rl.errors import DataError, ModelError
-from rebel_rl.tasks import BUILTIN_TASKS
+from rebel_rl.data.builtin import BUILTIN_PROMPTS
 from tiny import tiny_tokenizer
 
 STANDARD = [{"prompt": "Tell me a joke.", "label": 1}, {"prompt": "Describe the sea.", "label": 0}]
@@ -75,7 +75,7 @@ def test_unknown_builtin_lists_known_names():
         load_prompt_dataset("builtin:nope")
     with pytest.raises(DataError, match="no split 'dev'"):
         load_prompt_dataset("builtin:positive_sentiment", split="dev")
-    assert "positive_sentiment" in BUILTIN_TASKS
+    assert "positive_sentiment" in BUILTIN_PROMPTS
 
 
 def test_missing_column_lists_columns_and_flag(tmp_path):

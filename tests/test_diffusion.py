@@ -28,7 +28,9 @@ from rebel_rl.policies.diffusion_sampling import (
     make_sampler,
 )
 from rebel_rl.rewards import images as image_rewards
-from rebel_rl.tasks.digits import digit_of_prompt, load_digit_images, load_digit_prompts
+from rebel_rl.tasks.digits import quality as digit_rewards
+from rebel_rl.tasks.digits.images import load_digit_images
+from rebel_rl.tasks.digits.prompts import digit_of_prompt, load_digit_prompts
 
 SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "clip_sample": True}
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]
@@ -268,20 +270,20 @@ def test_jpeg_rewards_shapes_and_a_flat_image_beats_noise():
 
 def test_digit_quality_trains_caches_and_prefers_the_prompted_digit(tmp_path, monkeypatch):
     monkeypatch.setenv("REBEL_RL_CACHE", str(tmp_path))
-    image_rewards.load_digit_classifier.cache_clear()
-    train = image_rewards.train_digit_classifier
-    monkeypatch.setattr(image_rewards, "train_digit_classifier", lambda: train(epochs=3))
+    digit_rewards.load_digit_classifier.cache_clear()
+    train = digit_rewards.train_digit_classifier
+    monkeypatch.setattr(digit_rewards, "train_digit_classifier", lambda: train(epochs=3))
     images, labels = load_digit_images()
     with torch.no_grad():  # the first call trains the classifier, even inside an evaluation's no_grad
-        right = image_rewards.digit_quality([f"a digit {d}" for d in labels[:40].tolist()], list(images[:40]))
-    wrong = image_rewards.digit_quality(["x"] * 40, list(images[:40]), digit=((labels[:40] + 1) % 10).tolist())
+        right = digit_rewards.digit_quality([f"a digit {d}" for d in labels[:40].tolist()], list(images[:40]))
+    wrong = digit_rewards.digit_quality(["x"] * 40, list(images[:40]), digit=((labels[:40] + 1) % 10).tolist())
     assert len(right) == 40 and all(0 <= p <= 1 for p in right)
     assert sum(right) / 40 > 0.6 and sum(right) / 40 > 3 * sum(wrong) / 40
     assert (tmp_path / "digit-classifier" / "model.safetensors").is_file()
-    image_rewards.load_digit_classifier.cache_clear()
-    monkeypatch.setattr(image_rewards, "train_digit_classifier", lambda: pytest.fail("retrained"))
-    assert image_rewards.digit_quality(["a 3"], [torch.zeros(3, 32, 32)])[0] >= 0  # cached; resized RGB input
-    image_rewards.load_digit_classifier.cache_clear()
+    digit_rewards.load_digit_classifier.cache_clear()
+    monkeypatch.setattr(digit_rewards, "train_digit_classifier", lambda: pytest.fail("retrained"))
+    assert digit_rewards.digit_quality(["a 3"], [torch.zeros(3, 32, 32)])[0] >= 0  # cached; resized RGB input
+    digit_rewards.load_digit_classifier.cache_clear()
 
 
 # --- the latent-diffusion (GPU) setup on tiny random components ------------------------------------------

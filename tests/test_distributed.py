@@ -16,7 +16,10 @@ from transformers import GenerationConfig
 from rebel_rl import RebelConfig
 from rebel_rl.data import load_prompt_dataset
 from rebel_rl.errors import ConfigError
+from rebel_rl.policies.causal_lm import CausalLMPolicy
+from rebel_rl.policies.diffusion import DiffusionPolicy
 from rebel_rl.sharding import check_sharding
+from rebel_rl.training.loop import sharding_needs
 from tiny import save_tiny_causal_lm
 from tiny_diffusion import save_tiny_denoiser
 
@@ -126,11 +129,11 @@ class FakeState(SimpleNamespace):
 ])
 def test_unsupported_sharding_is_refused_with_the_fix(state, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        check_sharding(SimpleNamespace(state=state), RebelConfig(**overrides), diffusion=False)
+        check_sharding(SimpleNamespace(state=state), sharding_needs(RebelConfig(**overrides), CausalLMPolicy.supports))
     fine = FakeState(distributed_type=DistributedType.FSDP, fsdp_plugin=SimpleNamespace(fsdp_version=2))
-    check_sharding(SimpleNamespace(state=fine), RebelConfig(), diffusion=False)
+    check_sharding(SimpleNamespace(state=fine), sharding_needs(RebelConfig(), CausalLMPolicy.supports))
     with pytest.raises(ConfigError, match="a diffusion policy is not supported under FSDP"):
-        check_sharding(SimpleNamespace(state=fine), RebelConfig(), diffusion=True)
+        check_sharding(SimpleNamespace(state=fine), sharding_needs(RebelConfig(), DiffusionPolicy.supports))
 
 def test_a_diffusion_policy_trains_over_ddp(tmp_path):
     denoiser = save_tiny_denoiser(tmp_path / "unet")

@@ -11,7 +11,8 @@ from rebel_rl import RebelConfig
 from rebel_rl.algorithms.ddpo import PromptStatTracker, ddpo_loss
 from rebel_rl.cli import main
 from rebel_rl.errors import ConfigError, ModelError
-from rebel_rl.policies.factory import check_policy_source, is_diffusion
+from rebel_rl.config import algorithm_spec
+from rebel_rl.policies.factory import check_policy_source, is_diffusion, policy_kind
 from rebel_rl.training.loop import RebelTrainer
 from tiny import save_tiny_causal_lm
 from tiny_diffusion import save_tiny_clip, save_tiny_denoiser, save_tiny_pipeline
@@ -43,17 +44,26 @@ def test_the_factory_tells_diffusion_models_from_causal_lms(denoiser, tmp_path):
     assert list(kinds.values()) == [True, True, True, False, False, False]
     assert is_diffusion(RebelConfig(model_name_or_path="org/model", model_type="diffusion"))
     # Unset temperature: the diffusion sampler as defined (noise scale 1.0); a causal LM samples at 0.7.
-    assert RebelConfig(model_name_or_path=denoiser, output_dir="x").validate().temperature == 1.0
-    assert RebelConfig(model_name_or_path=lm, output_dir="x").validate().temperature == 0.7
-    assert RebelConfig(model_name_or_path=denoiser, temperature=0.5, output_dir="x").validate().temperature == 0.5
+    assert default_temperature(RebelConfig(model_name_or_path=denoiser, output_dir="x")) == 1.0
+    assert default_temperature(RebelConfig(model_name_or_path=lm, output_dir="x")) == 0.7
+    assert default_temperature(RebelConfig(model_name_or_path=denoiser, temperature=0.5, output_dir="x")) == 0.5
     with pytest.raises(ConfigError, match="use ddpo"):
-        check_policy_source(RebelConfig(model_name_or_path=denoiser, algorithm="ppo"))
+        check_source(RebelConfig(model_name_or_path=denoiser, algorithm="ppo"))
     with pytest.raises(ConfigError, match="for a causal LM use ppo"):
-        check_policy_source(RebelConfig(model_name_or_path=lm, algorithm="ddpo"))
+        check_source(RebelConfig(model_name_or_path=lm, algorithm="ddpo"))
     with pytest.raises(ModelError, match="unknown built-in diffusion model"):
-        check_policy_source(RebelConfig(model_name_or_path="builtin:cats", model_type="diffusion"))
+        check_source(RebelConfig(model_name_or_path="builtin:cats", model_type="diffusion"))
     with pytest.raises(ModelError, match="neither unet/"):
-        check_policy_source(RebelConfig(model_name_or_path=lm, model_type="diffusion"))
+        check_source(RebelConfig(model_name_or_path=lm, model_type="diffusion"))
+
+
+def check_source(config: RebelConfig):
+    return check_policy_source(config.model, algorithm_spec(config.algorithm), config.pair_source)
+
+
+def default_temperature(config: RebelConfig) -> float:
+    """The temperature a run samples at: the config's, else the policy kind's own (the trainer fills it in)."""
+    return config.validate().temperature or policy_kind(config.model).supports.default_temperature
 
 
 # --- DDPO ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rebel_rl"
 
 # From the ground up (../shared/ARCHITECTURE.md); a module's layer is that of its first path component.
 LAYERS = [
-    {"errors", "hub", "algorithms"},
+    {"errors", "algorithms", "registry", "logs", "hub"},
     {"config", "stage_configs"},
     {"data", "sharding"},
     {"policies"},

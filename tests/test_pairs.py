@@ -103,7 +103,7 @@ def test_concatenated_rollouts_keep_each_rows_log_probs(files, tmp_path):
     long = rollout_from_text(policy, ["write one sentence about the sea", "describe a good book"],
                              [" the sea was great and i loved it", " good"])
     assert short.prompt_ids.shape[1] < long.prompt_ids.shape[1]
-    merged = rebel_rl.policies.base.concat_rollouts([short, long], policy.tokenizer.pad_token_id)
+    merged = policy.concat([short, long])
     with torch.no_grad():
         parts = torch.cat([policy.log_probs(short), policy.log_probs(long)])
         assert torch.allclose(policy.log_probs(merged), parts, atol=1e-4)
@@ -140,13 +140,13 @@ def test_rebel_best_worst_loss_regresses_only_the_best_and_worst_pair():
             return -0.1 * rollout.completion_ids[:, 0].float()
 
     n, rows = 4, 8
-    rollout = rebel_rl.policies.base.Rollout(torch.zeros(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
+    rollout = rebel_rl.policies.text.TextRollout(torch.zeros(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
                                              torch.arange(rows)[:, None] * 3 % 7, torch.ones(rows, 1, dtype=torch.long),
                                              torch.ones(rows, dtype=torch.bool), [""] * rows)
     reward = torch.tensor([0.3, 2.0, -1.0, 0.5, 1.0, 0.0, 4.0, 2.0])
     batch = Batch(rollout, torch.zeros(rows), reward, torch.zeros(rows), reward)
     config = RebelConfig(num_generations=n, pairing="best_worst", eta=0.5)
-    loss, _ = Rebel(config).loss(batch, RowPolicy())
+    loss, _ = Rebel(config.rebel, n, config.pairing).loss(batch, RowPolicy())
     logps = RowPolicy().log_probs(rollout)
     pick = torch.tensor([[1, 2], [6, 5]])  # (best, worst) of each prompt
     assert loss.item() == pytest.approx(rebel_loss(logps[pick], torch.zeros(2, 2), reward[pick], 0.5).item())

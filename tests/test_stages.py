@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rebel_rl import ConfigError, DPOConfig, RewardModelConfig, SFTConfig, dpo, sft, train_reward_model
 from rebel_rl.cli import field_help, main
+from rebel_rl.config import config_fields
 from rebel_rl.policies.causal_lm import CausalLMPolicy
 from rebel_rl.policies.offline import rollout_from_text
 from rebel_rl.policies.scratch import build_scratch_model, train_word_tokenizer
@@ -227,7 +228,7 @@ def test_cli_bad_input_is_one_error_line_and_nothing_written(argv, message, data
 @pytest.mark.parametrize("cls", [SFTConfig, RewardModelConfig, DPOConfig])
 def test_every_stage_field_is_documented(cls):
     helps = field_help(cls)
-    assert [f.name for f in dataclasses.fields(cls) if not helps.get(f.name)] == []
+    assert [f.name for f in config_fields(cls) if not helps.get(f.name)] == []
 
 
 @pytest.mark.parametrize("config, message", [

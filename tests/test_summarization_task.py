@@ -7,7 +7,7 @@ import pytest
 
 from rebel_rl.errors import DataError, RewardError
 from rebel_rl.rewards import BUILTIN_REWARDS, RewardSet
-from rebel_rl.tasks import load_builtin_prompts
+from rebel_rl.data.builtin import load_builtin_prompts
 from rebel_rl.tasks import summarization as task
 from rebel_rl.tasks.summarization_judge import LENGTH_BUDGET, fact_lexicon, judge_breakdown, tokenize
 

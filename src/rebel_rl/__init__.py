@@ -1,6 +1,10 @@
 """rebel-rl: REBEL (REgression to RElative REward Based RL) for Hugging Face models."""
 from .config import RebelConfig
+from .training import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
 from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
+# The built-in tasks register their prompt sets, rewards and models into the registries of data/, rewards/ and
+# policies/ (light: no torch or datasets); importing them here registers them before any lookup.
+from . import tasks  # noqa: F401
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
 from .stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig

@@ -8,15 +8,14 @@ file, which overrides the defaults. Bad input prints one `error:` line and exits
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
-import re
 import sys
 import typing
+from collections import Counter
 from typing import Any
 
-from .config import RebelConfig, config_fields, read_yaml
+from .config import RebelConfig, read_yaml
 from .errors import RebelError
+from .logs import quiet_libraries
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
 from .stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig
@@ -35,32 +34,35 @@ STAGES: dict[str, tuple[type, str]] = {
 
 
 def field_help(cls: type = RebelConfig) -> dict[str, str]:
-    """Each config field's trailing `# comment` in its dataclass (or the dataclass it inherits the field
-    from; a subclass's comment wins): the one place options are documented."""
-    helps: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if dataclasses.is_dataclass(klass):
-            source = inspect.getsource(klass)
-            helps.update({m.group(1): m.group(2).strip()
-                          for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)})
-    return helps
+    """Each config option's trailing `# comment` in its dataclass (config/base.py): the one place options
+    are documented."""
+    return cls.field_comments()
 
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type = RebelConfig, defaults: Any = None) -> None:
-    """One `--FIELD VALUE` option per field of the config dataclass `cls` (absent = not overridden);
-    `defaults` (a `cls` instance) is what --help shows as defaults."""
-    hints = typing.get_type_hints(cls)
+    """One `--FIELD VALUE` option per option of the config class `cls` (absent = not overridden); a name
+    that two groups of a grouped config share is `--group.FIELD` instead. `defaults` (a `cls` instance)
+    is what --help shows as defaults."""
     helps = field_help(cls)
     defaults = cls() if defaults is None else defaults
-    for f in config_fields(cls):
-        hint = hints[f.name]
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "metavar": "VALUE",
-                                  "help": f"{helps.get(f.name, '')} (default: {getattr(defaults, f.name)!r})"}
+    options = cls.option_fields()
+    counts = Counter(name for name, _, _ in options)
+    for name, f, owner in options:
+        hint = typing.get_type_hints(owner)[name]
+        flag = name if counts[name] == 1 else f"{_group_of(cls, owner)}.{name}"
+        default = getattr(defaults, name) if counts[name] == 1 else getattr(getattr(defaults, flag.split(".")[0]), name)
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "metavar": "VALUE", "dest": flag,
+                                  "help": f"{helps.get(name, '')} (default: {default!r})"}
         if hint is bool:
             kwargs.update(nargs="?", const="true")
         elif typing.get_origin(hint) is list or list in [typing.get_origin(a) for a in typing.get_args(hint)]:
             kwargs.update(nargs="+")
-        parser.add_argument(f"--{f.name}", **kwargs)
+        parser.add_argument(f"--{flag}", **kwargs)
+
+
+def _group_of(cls: type, owner: type) -> str:
+    """The name of the group of grouped config `cls` whose dataclass is `owner`."""
+    return next(name for name, group in cls.groups().items() if group is owner)
 
 
 def add_new_schedule_option(parser: argparse.ArgumentParser) -> None:
@@ -124,14 +126,25 @@ def _run_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, config: RebelConfig) -> int:
     """Train the validated `config`; the heavy libraries load only now (config errors came first)."""
     args.run_dir = config.output_dir
-    from .policies.factory import check_policy_source
-
-    check_policy_source(config)  # a missing model path, before seconds of imports
+    _check_missing_model(config)
     start_work()
     from .training.loop import RebelTrainer
 
     RebelTrainer(config).train()
     return 0
+
+
+def _check_missing_model(config: RebelConfig) -> None:
+    """A model source that is neither a file nor built in can only be a causal LM (a diffusion hub id needs
+    model_type diffusion): its missing path or unreachable hub id is reported before seconds of imports.
+    The trainer checks every source again (policies/factory.py)."""
+    from pathlib import Path
+
+    from .policies.pretrained import check_model_source
+
+    name = config.model_name_or_path
+    if config.model_type != "diffusion" and not name.startswith("builtin:") and not Path(name).expanduser().exists():
+        check_model_source(name)
 
 
 def image_demo_config() -> RebelConfig:
@@ -246,25 +259,7 @@ def interrupted_line(args: argparse.Namespace) -> str:
 def start_work() -> None:
     """Called once the command line and config are checked, right before the heavy libraries load: quiet
     them (their warnings and progress bars would crowd the terminal and the one `error:` line)."""
-    _quiet_libraries()
-
-
-def _quiet_libraries() -> None:
-    """Keep the terminal for our progress bar: library warnings at error level only."""
-    import os
-    import warnings
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    # datasets draws "Generating train split" bars on stderr, which must hold only the `error:` line.
-    datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity(datasets.logging.CRITICAL)  # its "Failed to load JSON" error lines too
+    quiet_libraries()
 
 
 if __name__ == "__main__":

@@ -32,8 +32,10 @@ def is_fsdp(module: torch.nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
-def check_sharding(accelerator, config, diffusion: bool) -> None:
-    """Refuse set-ups the loop does not support, with the fix, before any model is prepared."""
+def check_sharding(accelerator, unsupported: dict[str, bool]) -> None:
+    """Refuse set-ups the loop does not support, with the fix, before any model is prepared.
+    `unsupported`: what the run uses (as an error names it) -> whether it cannot train under FSDP2, as
+    the policy kind and the algorithm registry declare."""
     from accelerate.utils import DistributedType
 
     state = accelerator.state
@@ -48,8 +50,6 @@ def check_sharding(accelerator, config, diffusion: bool) -> None:
     if state.fsdp_plugin.fsdp_version != 2:
         raise ConfigError("FSDP1 is not supported: use FSDP2 (fsdp_version: 2 in the accelerate config, or "
                           "accelerate launch --fsdp_version 2)")
-    unsupported = {"a diffusion policy": diffusion, "algorithm ppo": config.algorithm == "ppo",
-                   "merge_adapter": config.merge_adapter and config.use_lora}
     for what, used in unsupported.items():
         if used:
             raise ConfigError(f"{what} is not supported under FSDP yet: run it with DDP (accelerate launch "

@@ -7,12 +7,11 @@ from typing import Any
 
 from .config import CompareConfig, timestamp
 from .extensions import EXTENSIONS
+from .results import LABELS, curves, plot_learning_curves, plot_reward_vs_kl, results_table
 
 
 def section_lines(config: CompareConfig, results: list[dict[str, Any]], wall_seconds: float) -> list[str]:
     """The markdown lines of section `config.report_section`, writing its plots beside results.md."""
-    from .report import LABELS, curves, plot_learning_curves, plot_reward_vs_kl, results_table
-
     folder, name = Path(config.report_dir), config.report_section
     data = curves(results)
     if data:

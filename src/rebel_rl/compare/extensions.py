@@ -9,10 +9,17 @@ Every variant starts from REBEL's tuned settings (tuned.py) and changes only wha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
-if TYPE_CHECKING:
-    from .config import CompareConfig
+from .task import JUDGE, PREFERENCES, SFT_DATA, TASK
+
+
+class Budget(Protocol):
+    """What an extension reads of the CompareConfig, the shared budget per iteration (config.py imports this
+    module to list the extensions, so the CompareConfig is not imported here)."""
+
+    num_generations: int
+    prompts_per_iteration: int
 
 
 @dataclass(frozen=True)
@@ -22,34 +29,28 @@ class Extension:
     algorithm: str
     label: str
     description: str
-    overrides: Callable[["CompareConfig", str], dict[str, Any]]  # (config, reward-model folder) -> overrides
+    overrides: Callable[[Budget, str], dict[str, Any]]  # (config, reward-model folder) -> overrides
 
 
-def _hybrid(config: "CompareConfig", reward_model: str) -> dict[str, Any]:
+def _hybrid(config: Budget, reward_model: str) -> dict[str, Any]:
     # builtin:tldr_sft holds the same training posts in the same order as builtin:tldr, with the reference
     # summary as a TRL completion (leading space: tokenized exactly as the SFT model learnt it).
-    from .jobs import SFT_DATA, TASK
-
     return {"pair_source": "hybrid", "completion_columns": ["completion"], "dataset": SFT_DATA, "eval_dataset": TASK}
 
 
-def _offline(config: "CompareConfig", reward_model: str) -> dict[str, Any]:
-    from .jobs import PREFERENCES, TASK
-
+def _offline(config: Budget, reward_model: str) -> dict[str, Any]:
     return {"pair_source": "offline", "completion_columns": ["chosen", "rejected"], "dataset": PREFERENCES,
             "eval_dataset": TASK}
 
 
-def _judge_preference(config: "CompareConfig", reward_model: str) -> dict[str, Any]:
+def _judge_preference(config: Budget, reward_model: str) -> dict[str, Any]:
     # No reward model in training: the judge's pairwise verdict is the signal. The RM is scored only at
     # evaluation (eval_rewards), so the learning curves still show it.
-    from .jobs import JUDGE
-
     return {"preference": "tldr_judge_preference", "rewards": [], "eval_rewards": [*JUDGE, f"model:{reward_model}"]}
 
 
-def _more_samples(pairing: str) -> Callable[["CompareConfig", str], dict[str, Any]]:
-    def overrides(config: "CompareConfig", reward_model: str) -> dict[str, Any]:
+def _more_samples(pairing: str) -> Callable[[Budget, str], dict[str, Any]]:
+    def overrides(config: Budget, reward_model: str) -> dict[str, Any]:
         # twice the samples per prompt on half the prompts: the same reward queries per iteration
         return {"num_generations": 2 * config.num_generations, "prompts_per_iteration": config.prompts_per_iteration // 2,
                 "pairing": pairing}
@@ -72,7 +73,7 @@ EXTENSIONS: dict[str, Extension] = {
 LABELS = {name: extension.label for name, extension in EXTENSIONS.items()}
 
 
-def extension_settings(name: str, tuned: dict[str, dict], config: "CompareConfig", reward_model: str) -> dict[str, Any]:
+def extension_settings(name: str, tuned: dict[str, dict], config: Budget, reward_model: str) -> dict[str, Any]:
     """The settings of extension `name`: its algorithm's tuned settings, the algorithm itself, its overrides."""
     extension = EXTENSIONS[name]
     return {**tuned.get(extension.algorithm, {}), "algorithm": extension.algorithm,

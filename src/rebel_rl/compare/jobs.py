@@ -11,12 +11,8 @@ from typing import Any
 
 from .config import CompareConfig
 from .extensions import EXTENSIONS, extension_settings
+from .task import JUDGE, PREFERENCES, SFT_DATA, TASK
 from .tuned import TUNED
-
-TASK = "builtin:tldr"
-SFT_DATA = "builtin:tldr_sft"
-PREFERENCES = "builtin:tldr_preferences"
-JUDGE = ["tldr_win_rate", "tldr_judge"]
 
 
 def check_job(job: dict[str, Any]) -> None:

@@ -63,9 +63,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(int(sys.argv[2]))
-    from ..cli import _quiet_libraries
+    from ..logs import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     result = run_job(job)
     target = Path(job["dir"]) / "result.json"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import datasets
 
 from rebel_rl.hub import check_hub_id
 from rebel_rl.errors import DataError, ModelError
-from rebel_rl.tasks import load_builtin_prompts
+from rebel_rl.data.builtin import load_builtin_prompts
 
 # File suffix -> datasets builder name.
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..policies.causal_lm import CausalLMPolicy
+from ..policies.base import Policy
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Shard:
 
 @torch.no_grad()
 def evaluate(
-    policy: CausalLMPolicy,
+    policy: Policy,
     dataset,
     reward_set,
     *,
@@ -123,7 +123,7 @@ def _evaluate_batch(policy, rows, reward_set, eval_reward_set, num_generations: 
         named = {**named, **eval_reward_set(repeated, rollout.completions, extra)[1]}
     separate_kl = abs(temperature - policy.temperature) > 1e-12
     kl_rollout = policy.sample(prompts, num_generations, reference=reference) if separate_kl else rollout
-    samples = [{"prompt": _prompt_text(repeated[i]), "completion": _describe(rollout.completions[i]),
+    samples = [{"prompt": _prompt_text(repeated[i]), "completion": policy.describe(rollout.completions[i]),
                 "reward": float(total[i])} for i in range(0, len(rollout), num_generations)]
     return {"score": total.cpu(), "kl": _kl(policy, kl_rollout, reference).float().cpu(),
             "length": rollout.lengths.float().cpu(), "no_eos": (~rollout.has_eos).float().cpu(),
@@ -153,7 +153,7 @@ def _aggregate(batches: list[dict[str, Any]], num_generations: int, num_samples_
     )
 
 
-def _kl(policy: CausalLMPolicy, rollout, reference: bool) -> torch.Tensor:
+def _kl(policy: Policy, rollout, reference: bool) -> torch.Tensor:
     """log pi(y) - log pi_ref(y) per sample (zero for pi_ref itself)."""
     if reference:
         return torch.zeros(len(rollout))
@@ -164,13 +164,6 @@ def paired_difference(before: EvalResult, after: EvalResult) -> tuple[float, flo
     """Mean and standard error of the per-prompt reward change (same prompts before and after)."""
     diff = torch.tensor(after.per_prompt_reward) - torch.tensor(before.per_prompt_reward)
     return float(diff.mean()), standard_error(diff)
-
-
-def _describe(completion: Any) -> Any:
-    """A completion as kept in the result (JSON): text as it is, an image as `image CxHxW`."""
-    if isinstance(completion, torch.Tensor):
-        return "image " + "x".join(str(s) for s in completion.shape)
-    return completion
 
 
 def _prompt_text(prompt: Any) -> str:

@@ -1,9 +1,13 @@
 """Trainable policies behind one interface: sample with log-probs; recompute log-probs."""
+from __future__ import annotations
+
+from typing import Any
+
 __all__ = ["Rollout"]
 
 
-def __getattr__(name: str):
-    # Lazy, so the light helpers here (factory.is_diffusion, pretrained) import without torch.
+def __getattr__(name: str) -> Any:
+    # base.py imports torch; load it on first use so the registry (builtin.py) stays light.
     if name == "Rollout":
         from .base import Rollout
 

@@ -1,28 +1,49 @@
-"""What every policy hands to the online loop: a Rollout of sampled sequences."""
+"""The policy contract: what the online loop, checkpoints, outputs and evaluation may ask of a policy.
+
+A policy samples a batch with log-probs (`sample`), recomputes per-token (per-step) log-probs of stored
+samples under itself or under the reference pi_ref (`token_log_probs`), saves and loads its weights,
+describes a sample for logs and reports, and declares what it supports (`supports`). Both kinds here, a
+causal LM (causal_lm.py) and a diffusion model (diffusion.py), implement `Policy`; their samples are
+`Rollout`s. Nothing outside policies/ asks which kind it holds: it asks `supports`.
+"""
 from __future__ import annotations
 
+import abc
+import contextlib
+import hashlib
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
+from ..errors import RunDirError
 
-@dataclass
-class Rollout:
-    """Sampled completions, `n` consecutive rows per prompt.
 
-    Prompts are left-padded and completions right-padded, so every completion starts at the same
-    column. `completion_mask` is 1 on completion tokens up to and including the first EOS, 0 after.
+@dataclass(frozen=True)
+class PolicySupports:
+    """What a kind of policy can do, for the loop, the algorithm registry and the sharding checks."""
+
+    description: str  # how errors name the kind: "a causal LM", "a diffusion policy"
+    default_temperature: float  # the sampling temperature when the config leaves it unset
+    sharding: bool  # trains under FSDP2
+    dataset_completions: bool  # written completions from a dataset can become rollout rows (hybrid/offline pairs)
+    images: bool  # samples are images: logs save them as PNGs, reports draw before/after grids
+
+
+class Rollout(abc.ABC):
+    """Sampled completions, `n` consecutive rows per prompt (a dataclass in each policy kind).
+
+    Every kind has `completion_mask` (N, T) over its actions (tokens up to and including the first EOS,
+    or denoising steps), `has_eos` (N,), and `completions` (what rewards receive: text or images).
     """
 
-    prompt_ids: torch.Tensor  # (N, P)
-    prompt_mask: torch.Tensor  # (N, P)
-    completion_ids: torch.Tensor  # (N, C)
-    completion_mask: torch.Tensor  # (N, C)
-    has_eos: torch.Tensor  # (N,) bool: the completion emitted EOS before max_new_tokens
-    completions: list[str]  # decoded text, up to (not including) the first EOS
+    completion_mask: torch.Tensor
+    has_eos: torch.Tensor
+    completions: list
 
     def __len__(self) -> int:
-        return self.completion_ids.shape[0]
+        return self.completion_mask.shape[0]
 
     def select(self, index: torch.Tensor) -> "Rollout":
         """The rows `index` (a 1-D long tensor) of every field."""
@@ -30,29 +51,148 @@ class Rollout:
         for f in fields(self):
             value = getattr(self, f.name)
             values[f.name] = [value[i] for i in index.tolist()] if isinstance(value, list) else value[index.to(value.device)]
-        return Rollout(**values)
+        return type(self)(**values)
 
     @property
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(-1)
 
+    @property
+    def recorded_token_log_probs(self) -> torch.Tensor | None:
+        """Per-action log pi_t recorded while sampling, exactly as `token_log_probs` would recompute them;
+        None when the kind does not record them."""
+        return None
 
-def concat_rollouts(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
-    """The rows of several rollouts, in order, in one Rollout: prompts left-padded and completions
-    right-padded (with `pad_token_id`, mask 0) to the widest, so every completion still starts at the
-    same column and log-probs are those of each part on its own (masks and position ids ignore padding)."""
-    prompt_width = max(r.prompt_ids.shape[1] for r in rollouts)
-    completion_width = max(r.completion_ids.shape[1] for r in rollouts)
+    @abc.abstractmethod
+    def conditioning_rows(self) -> torch.Tensor:
+        """One row per sample of what the policy conditions on (equal rows for samples of one prompt)."""
 
-    def pad(t: torch.Tensor, width: int, value: int, left: bool) -> torch.Tensor:
-        extra = t.new_full((t.shape[0], width - t.shape[1]), value)
-        return torch.cat([extra, t] if left else [t, extra], dim=1)
+    def prompt_keys(self) -> list[str]:
+        """One string per row naming what the model conditions on (equal for rows of the same prompt,
+        and for different prompts the model cannot tell apart)."""
+        rows = self.conditioning_rows().detach().cpu().contiguous()
+        return [hashlib.sha1(row.numpy().tobytes()).hexdigest()[:16] for row in rows]
 
-    return Rollout(
-        prompt_ids=torch.cat([pad(r.prompt_ids, prompt_width, pad_token_id, True) for r in rollouts]),
-        prompt_mask=torch.cat([pad(r.prompt_mask, prompt_width, 0, True) for r in rollouts]),
-        completion_ids=torch.cat([pad(r.completion_ids, completion_width, pad_token_id, False) for r in rollouts]),
-        completion_mask=torch.cat([pad(r.completion_mask, completion_width, 0, False) for r in rollouts]),
-        has_eos=torch.cat([r.has_eos for r in rollouts]),
-        completions=[text for r in rollouts for text in r.completions],
-    )
+
+class Policy(abc.ABC):
+    """A trainable model with a reference pi_ref (the LoRA adapter disabled, or a frozen copy).
+
+    `model` is the plain trainable module (saved, gathered and checkpointed); `train_module` is what
+    gradients flow through, the accelerate-wrapped (DDP/FSDP) module once `prepare_training` has run.
+    """
+
+    supports: ClassVar[PolicySupports]
+
+    def __init__(self, model: torch.nn.Module, *, temperature: float,
+                 reference_model: torch.nn.Module | None = None) -> None:
+        self.model = model
+        self.train_module: torch.nn.Module = model
+        self.temperature = temperature
+        self.reference_model = reference_model
+        # Mixed precision for the passes that do not go through `train_module`.
+        self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+    # --- sampling and log-probs ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None
+               ) -> Rollout:
+        """Sample `n` completions per prompt (rows grouped by prompt) from the policy or from pi_ref."""
+
+    @abc.abstractmethod
+    def token_log_probs(self, rollout: Rollout, *, reference: bool = False) -> torch.Tensor:
+        """Per-action log-probs (N, T) of the rollout's samples, 0 outside `completion_mask`, at the
+        policy's temperature; differentiable through `train_module` unless `reference`."""
+
+    def log_probs(self, rollout: Rollout, *, reference: bool = False) -> torch.Tensor:
+        """Sequence log-probs (N,): the sum of `token_log_probs`."""
+        return self.token_log_probs(rollout, reference=reference).sum(-1)
+
+    def sampling_token_log_probs(self, rollout: Rollout) -> torch.Tensor:
+        """log pi_t per action (N, T), fixed for the iteration: as recorded while sampling, or recomputed
+        without gradients."""
+        recorded = rollout.recorded_token_log_probs
+        if recorded is not None:
+            return recorded
+        with torch.no_grad():
+            return self.token_log_probs(rollout)
+
+    @abc.abstractmethod
+    def check_prompts(self, prompts: list) -> None:
+        """Raise DataError for the first prompt the policy cannot take, before any training."""
+
+    def rollout_from_text(self, prompts: list, completions: list) -> Rollout:
+        """Written completions (one per prompt) as rollout rows; only where `supports.dataset_completions`."""
+        raise NotImplementedError(f"{self.supports.description} cannot score written completions")
+
+    def concat(self, rollouts: list[Rollout]) -> Rollout:
+        """The rows of several rollouts of this policy, in order, in one Rollout."""
+        raise NotImplementedError(f"{self.supports.description} cannot concatenate rollouts")
+
+    def describe(self, completion: Any) -> Any:
+        """A completion as logs and reports keep it (JSON): text as it is; kinds with other samples override."""
+        return completion
+
+    # --- training ----------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prepare_training(self, train_module: torch.nn.Module,
+                         autocast: Callable[[], contextlib.AbstractContextManager]) -> None:
+        """Take the accelerate-wrapped module that gradients flow through, and the autocast context for
+        the passes that bypass it (sampling, pi_ref): one region per call, since autocast caches cast
+        weights until its outermost region exits and a region spanning updates would use stale ones."""
+        self.train_module = train_module
+        self.autocast = autocast
+
+    @contextlib.contextmanager
+    def sampling_model(self, reference: bool = False) -> Iterator[torch.nn.Module]:
+        """The plain model to run without gradients: the policy, or pi_ref when `reference`."""
+        if not reference:
+            yield self.model
+        elif self.reference_model is not None:
+            yield self.reference_model
+        else:
+            with self.model.disable_adapter():
+                yield self.model
+
+    # --- weights -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def save_pretrained(self, path: str | Path, model: torch.nn.Module | None = None,
+                        state_dict: dict | None = None) -> None:
+        """Save the trainable model (the adapter alone under LoRA; `model` instead, e.g. a merged one;
+        its weights from `state_dict` when given, e.g. gathered from shards) and what loads it back."""
+
+    def load_weights(self, path: Path) -> None:
+        """Restore the weights (the adapter under LoRA) saved by `save_pretrained` in `path`, before the
+        model is prepared (wrapped or sharded) for training."""
+        load_saved_weights(path, self.model)
+
+    def merged_model(self) -> torch.nn.Module:
+        """The model with its LoRA adapter folded in (pi_ref is gone after this: call it last)."""
+        return self.model.merge_and_unload()
+
+
+WEIGHT_FILES = ["model.safetensors", "diffusion_pytorch_model.safetensors"]  # transformers', diffusers' names
+
+
+def load_saved_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load `save_pretrained` weights from `path` into `model`: the adapter alone when the folder holds
+    one (a peft model), else the whole state dict; RunDirError when nothing or something else is there."""
+    from safetensors.torch import load_file
+
+    adapter = path / "adapter_model.safetensors"
+    if adapter.is_file():
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(model, load_file(adapter))
+        unexpected = getattr(result, "unexpected_keys", [])
+    else:
+        weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
+        if weights is None:
+            raise RunDirError(f"checkpoint {path} has no model weights: delete it and resume from an earlier one")
+        # Tied weights (lm_head = embeddings) are saved once; strict=False lets them stay tied.
+        unexpected = model.load_state_dict(load_file(weights), strict=False).unexpected_keys
+    if unexpected:
+        raise RunDirError(f"checkpoint {path} does not match the model ({len(unexpected)} unknown weights): "
+                          "resume with the config the run was started with")

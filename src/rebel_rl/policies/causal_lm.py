@@ -9,10 +9,8 @@ as `generate` computes them, so a padded batch gives the same numbers as one seq
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
@@ -20,15 +18,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from ..data import prompt_to_text
 from ..errors import DataError, ModelError, first_line
 from ..sharding import ready_to_generate
-from .base import Rollout
+from .base import Policy, PolicySupports
+from .offline import rollout_from_text
 from .pretrained import model_load_errors, resolve_model_path
-
-
-def first_eos_mask(completion_ids: torch.Tensor, eos_token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask of tokens up to and including the first EOS of each row, and whether the row has one."""
-    is_eos = torch.isin(completion_ids, eos_token_ids.to(completion_ids.device))
-    eos_strictly_before = is_eos.long().cumsum(-1) - is_eos.long()
-    return (eos_strictly_before == 0).long(), is_eos.any(-1)
+from .text import TextRollout, concat_rollouts, first_eos_mask
 
 
 def token_logps(
@@ -61,8 +54,11 @@ def sequence_logps(*args, **kwargs) -> torch.Tensor:
     return token_logps(*args, **kwargs).sum(-1)
 
 
-class CausalLMPolicy:
+class CausalLMPolicy(Policy):
     """A causal LM with its tokenizer and a reference (the adapter disabled, or a frozen copy)."""
+
+    supports = PolicySupports(description="a causal LM", default_temperature=0.7, sharding=True,
+                              dataset_completions=True, images=False)
 
     def __init__(
         self,
@@ -76,23 +72,13 @@ class CausalLMPolicy:
         max_prompt_length: int = 256,
         reference_model: torch.nn.Module | None = None,
     ) -> None:
-        self.model = model
-        # What gradients flow through: the trainer swaps in the accelerate-wrapped (DDP/FSDP) module.
-        self.train_module: torch.nn.Module = model
+        super().__init__(model, temperature=temperature, reference_model=reference_model)
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
         self.top_k = top_k
         self.top_p = top_p
         self.max_prompt_length = max_prompt_length
-        self.reference_model = reference_model
-        # Mixed precision for the passes that do not go through `train_module` (set by the trainer).
-        self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
         self.eos_token_ids = torch.tensor(sorted(_eos_token_ids(self.model, tokenizer)))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     def encode_prompts(self, prompts: list) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded prompt ids and mask; a prompt longer than the limit is a DataError."""
@@ -124,7 +110,7 @@ class CausalLMPolicy:
             self.prompt_token_ids(prompts[start:start + chunk], first_index=start)
 
     @torch.no_grad()
-    def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None) -> Rollout:
+    def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None) -> TextRollout:
         """Sample `n` completions per prompt (rows grouped by prompt) from the policy or the reference."""
         temperature = self.temperature if temperature is None else temperature
         prompt_ids, prompt_mask = self.encode_prompts(prompts)
@@ -146,13 +132,14 @@ class CausalLMPolicy:
         completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)
         kept = [ids[: int(length)] for ids, length in zip(completion_ids, completion_mask.sum(-1))]
         texts = self.tokenizer.batch_decode(kept, skip_special_tokens=True)
-        return Rollout(prompt_ids, prompt_mask, completion_ids, completion_mask, has_eos, texts)
+        return TextRollout(prompt_ids, prompt_mask, completion_ids, completion_mask, has_eos, texts)
 
-    def log_probs(self, rollout: Rollout, *, reference: bool = False, temperature: float | None = None) -> torch.Tensor:
+    def log_probs(self, rollout: TextRollout, *, reference: bool = False, temperature: float | None = None
+                  ) -> torch.Tensor:
         """Sequence log-probs (N,) of the rollout's completions; differentiable unless `reference`."""
         return self.token_log_probs(rollout, reference=reference, temperature=temperature).sum(-1)
 
-    def token_log_probs(self, rollout: Rollout, *, reference: bool = False, temperature: float | None = None
+    def token_log_probs(self, rollout: TextRollout, *, reference: bool = False, temperature: float | None = None
                         ) -> torch.Tensor:
         """Per-token log-probs (N, C) of the completions, 0 after the first EOS; differentiable unless `reference`."""
         temperature = self.temperature if temperature is None else temperature
@@ -162,22 +149,17 @@ class CausalLMPolicy:
                 return token_logps(model, *args)
         return token_logps(self.train_module, *args)
 
-    def save_pretrained(self, path) -> None:
-        """Save the trainable model (the adapter alone under LoRA) and the tokenizer, atomically."""
-        from ..training.checkpoint import save_pretrained_atomic
+    def rollout_from_text(self, prompts: list, completions: list) -> TextRollout:
+        return rollout_from_text(self, prompts, completions)
 
-        save_pretrained_atomic(self.model, self.tokenizer, Path(path))
+    def concat(self, rollouts: list[TextRollout]) -> TextRollout:
+        return concat_rollouts(rollouts, self.tokenizer.pad_token_id)
 
-    @contextlib.contextmanager
-    def sampling_model(self, reference: bool = False) -> Iterator[torch.nn.Module]:
-        """The plain model to run without gradients: the policy, or pi_ref when `reference`."""
-        if not reference:
-            yield self.model
-        elif self.reference_model is not None:
-            yield self.reference_model
-        else:
-            with self.model.disable_adapter():
-                yield self.model
+    def save_pretrained(self, path, model: torch.nn.Module | None = None, state_dict: dict | None = None) -> None:
+        """Save the trainable model (the adapter alone under LoRA; `model` instead; weights from
+        `state_dict` when given) and the tokenizer into `path`."""
+        (model or self.model).save_pretrained(path, **({} if state_dict is None else {"state_dict": state_dict}))
+        self.tokenizer.save_pretrained(path)
 
 
 def _eos_token_ids(model: PreTrainedModel, tokenizer) -> set[int]:
@@ -217,43 +199,45 @@ def resolve_mixed_precision(name: str) -> str:
     return "bf16" if (" avx512_bf16" in flags or " amx_bf16" in flags) else "no"
 
 
-def load_causal_lm_policy(config, device: torch.device) -> CausalLMPolicy:
-    """Load model and tokenizer from `config.model_name_or_path`, add LoRA or a frozen reference copy."""
-    path = resolve_model_path(config.model_name_or_path)
-    dtype = resolve_dtype(config.dtype, device)
+def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
+                          max_prompt_length: int = 256) -> CausalLMPolicy:
+    """Load model and tokenizer from `weights` (a WeightsConfig: path, dtype), add the LoRA adapter `lora`
+    (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says."""
+    path = resolve_model_path(weights.model_name_or_path)
+    dtype = resolve_dtype(weights.dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except model_load_errors() as exc:
-        raise ModelError(f"cannot load model {config.model_name_or_path!r}: {first_line(exc)}") from None
+        raise ModelError(f"cannot load model {weights.model_name_or_path!r}: {first_line(exc)}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device)
     model.eval()  # dropout off during RL: log-probs must be those of the policy that samples
     reference_model = None
-    if config.use_lora:
+    if lora is not None:
         from peft import LoraConfig, get_peft_model
 
-        targets = config.lora_target_modules
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
+        targets = lora.lora_target_modules
+        adapter = LoraConfig(
+            r=lora.lora_r,
+            lora_alpha=lora.lora_alpha,
+            lora_dropout=lora.lora_dropout,
             target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lora)
+        model = get_peft_model(model, adapter)
         model.eval()
     else:
         reference_model = copy.deepcopy(model).requires_grad_(False).eval()
     return CausalLMPolicy(
         model,
         tokenizer,
-        max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_k=config.top_k,
-        top_p=config.top_p,
-        max_prompt_length=config.max_prompt_length,
+        max_new_tokens=sampling.max_new_tokens,
+        temperature=sampling.temperature,
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
+        max_prompt_length=max_prompt_length,
         reference_model=reference_model,
     )

@@ -13,16 +13,15 @@ denoiser is called, and how final latents become images: `ClassConditionalDiffus
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
 from ..errors import DataError
+from .base import Policy, PolicySupports, Rollout
 from .diffusion_sampling import (
     DDIMSampler,
     LCMSampler,
@@ -32,8 +31,8 @@ from .diffusion_sampling import (
 
 
 @dataclass
-class DiffusionRollout:
-    """Sampled trajectories, `n` consecutive rows per prompt; the duck-typed twin of `Rollout`.
+class DiffusionRollout(Rollout):
+    """Sampled trajectories, `n` consecutive rows per prompt.
 
     `latents[:, 0]` is the initial noise x_T and `latents[:, -1]` the final sample x_0; step i goes from
     `latents[:, i]` at `timesteps[:, i]` to `latents[:, i + 1]` at `prev_timesteps[:, i]` (-1: final).
@@ -46,17 +45,6 @@ class DiffusionRollout:
     step_log_probs: torch.Tensor  # (N, T) float64, recorded at sampling; 0 on deterministic steps
     noise_scale: torch.Tensor  # (N,) the temperature the noise std was multiplied by
     completions: list[torch.Tensor]  # N images (C, H, W) in [0, 1] on the CPU: what rewards receive
-
-    def __len__(self) -> int:
-        return self.latents.shape[0]
-
-    def select(self, index: torch.Tensor) -> DiffusionRollout:
-        """The rows `index` (a 1-D long tensor) of every field."""
-        values = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            values[f.name] = [value[i] for i in index.tolist()] if isinstance(value, list) else value[index.to(value.device)]
-        return DiffusionRollout(**values)
 
     @property
     def num_steps(self) -> int:
@@ -73,19 +61,19 @@ class DiffusionRollout:
         return torch.ones(len(self), dtype=torch.bool, device=self.timesteps.device)
 
     @property
-    def lengths(self) -> torch.Tensor:
-        return self.completion_mask.sum(-1)
-
-    @property
     def sampled_log_probs(self) -> torch.Tensor:
         """log pi_t of each trajectory (N,) as recorded while sampling."""
         return self.step_log_probs.sum(-1)
 
-    def prompt_keys(self) -> list[str]:
-        """One string per row naming what the model conditions on (equal for rows of the same prompt,
-        and for different prompts the model cannot tell apart, e.g. two phrasings of one digit)."""
-        rows = self.conditioning.detach().cpu().contiguous()
-        return [hashlib.sha1(row.numpy().tobytes()).hexdigest()[:16] for row in rows]
+    @property
+    def recorded_token_log_probs(self) -> torch.Tensor:
+        """log pi_t of each step (N, T), recorded while sampling (the same numbers a recomputation gives)."""
+        return self.step_log_probs
+
+    def conditioning_rows(self) -> torch.Tensor:
+        """What each row conditions on: equal for rows of the same prompt, and for different prompts the
+        model cannot tell apart (e.g. two phrasings of one digit)."""
+        return self.conditioning
 
 
 def concat_diffusion_rollouts(rollouts: list[DiffusionRollout]) -> DiffusionRollout:
@@ -97,7 +85,7 @@ def concat_diffusion_rollouts(rollouts: list[DiffusionRollout]) -> DiffusionRoll
     return DiffusionRollout(**values)
 
 
-class DiffusionPolicy:
+class DiffusionPolicy(Policy):
     """A denoiser, a stochastic sampler, classifier-free guidance, and a reference for the KL term.
 
     Subclasses implement `encode_prompts`, `null_conditioning`, `denoise` and `decode`. The reference is
@@ -105,6 +93,9 @@ class DiffusionPolicy:
     `guidance_scale` > 1 runs each step on [conditional; unconditional] and combines them as
     u + g (c - u); `temperature` multiplies every step's noise std (1.0 = the sampler as defined).
     """
+
+    supports = PolicySupports(description="a diffusion policy", default_temperature=1.0, sharding=False,
+                              dataset_completions=False, images=True)
 
     def __init__(
         self,
@@ -118,16 +109,10 @@ class DiffusionPolicy:
     ) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.model = model
-        # What gradients flow through: the trainer swaps in the accelerate-wrapped (DDP/FSDP) module.
-        self.train_module: torch.nn.Module = model
+        super().__init__(model, temperature=temperature, reference_model=reference_model)
         self.sampler = sampler
         self.latent_shape = tuple(latent_shape)
         self.guidance_scale = guidance_scale
-        self.temperature = temperature
-        self.reference_model = reference_model
-        # Mixed precision for the passes that do not go through `train_module` (set by the trainer).
-        self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     # --- what a subclass provides -------------------------------------------------------------
     def encode_prompts(self, prompts: list) -> torch.Tensor:
@@ -148,10 +133,6 @@ class DiffusionPolicy:
         raise NotImplementedError
 
     # --- generic machinery ----------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
     @property
     def uses_guidance(self) -> bool:
         return self.guidance_scale != 1.0
@@ -212,10 +193,6 @@ class DiffusionPolicy:
                 return self._step_log_probs(module, rollout, steps)
         return self._step_log_probs(self.train_module, rollout, steps)
 
-    def log_probs(self, rollout: DiffusionRollout, *, reference: bool = False) -> torch.Tensor:
-        """Trajectory log-probs (N,) = the sum of `token_log_probs`; differentiable unless `reference`."""
-        return self.token_log_probs(rollout, reference=reference).sum(-1)
-
     def _step_log_probs(self, module: torch.nn.Module, rollout: DiffusionRollout, steps) -> torch.Tensor:
         index = torch.arange(rollout.num_steps, device=rollout.timesteps.device)
         index = index if steps is None else index[steps]
@@ -229,20 +206,17 @@ class DiffusionPolicy:
         std = std * rollout.noise_scale.repeat_interleave(count).to(std.device)
         return gaussian_log_density(x_next, mean, std).view(rows, count)
 
-    @contextlib.contextmanager
-    def sampling_model(self, reference: bool = False) -> Iterator[torch.nn.Module]:
-        """The plain model to run without gradients: the policy, or pi_ref when `reference`."""
-        if not reference:
-            yield self.model
-        elif self.reference_model is not None:
-            yield self.reference_model
-        else:
-            with self.model.disable_adapter():
-                yield self.model
+    def concat(self, rollouts: list[DiffusionRollout]) -> DiffusionRollout:
+        return concat_diffusion_rollouts(rollouts)
 
-    def save_pretrained(self, path: str | Path, model: torch.nn.Module | None = None) -> None:
+    def describe(self, completion: torch.Tensor) -> str:
+        """An image as logs keep it: `image CxHxW`."""
+        return "image " + "x".join(str(s) for s in completion.shape)
+
+    def save_pretrained(self, path: str | Path, model: torch.nn.Module | None = None,
+                        state_dict: dict | None = None) -> None:
         """Save the denoiser (the LoRA adapter only when peft-wrapped; `model` instead, e.g. a merged
-        one) and the sampler's scheduler."""
+        one) and the sampler's scheduler. `state_dict` is not taken: diffusion policies do not shard."""
         path = Path(path)
         (model or self.model).save_pretrained(str(path))
         self.sampler.scheduler.save_pretrained(str(path / "scheduler"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError, ModelError
+from ..errors import DataError, ModelError, first_line
 from .diffusion import DiffusionPolicy, _unet_config, add_lora, frozen_copy
 from .diffusion_sampling import DDIMSampler, LCMSampler, make_sampler
 from .pretrained import model_load_errors
@@ -131,8 +131,7 @@ def load_latent_diffusion_policy(name_or_path: str = "SimianLuo/LCM_Dreamshaper_
         tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
         scheduler_config = DDIMScheduler.load_config(source, subfolder="scheduler")
     except model_load_errors() as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load diffusion checkpoint {name_or_path!r}: {first_line}") from None
+        raise ModelError(f"cannot load diffusion checkpoint {name_or_path!r}: {first_line(exc)}") from None
     policy = build_latent_diffusion_policy(unet.to(device), vae.to(device), text_encoder.to(device), tokenizer,
                                            scheduler_config, **options)
     return policy

@@ -1,123 +1,94 @@
-"""Which policy a run trains: a causal LM or a diffusion model, picked from the config.
+"""Which kind of policy a run trains, picked from its model config: the registry of policy kinds.
 
-`model_type: auto` (the default) reads the source: `builtin:digits-denoiser`, a diffusers pipeline folder
-(model_index.json or unet/) and a saved UNet folder are diffusion models; everything else (a hub id, a
-transformers folder, `builtin:smollm2-135m-instruct`) is a causal LM. A hub id of a diffusion pipeline
-(e.g. SimianLuo/LCM_Dreamshaper_v7) needs `model_type: diffusion`: nothing is fetched to find out.
+A kind says how to recognise its sources (`detect`), cheap checks before anything loads (`check`), how
+to load a policy from the model and sampling config groups (`load`), and what its policies support
+(the policy class's `supports`).
+`model_type: auto` (the default) asks each kind's `detect` in registration order; the causal LM, which
+takes every hub id and transformers folder, comes last. Adding a kind: its module, and one
+`register_policy_kind` line at the bottom of this file.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import copy
+from dataclasses import dataclass
+from typing import Callable
 
-from ..errors import ConfigError, ModelError, first_line
-from ..hub import check_hub_id
-from .pretrained import model_load_errors
+import torch
 
-DIGITS_DENOISER = "builtin:digits-denoiser"
+from ..config import AlgorithmSpec
+from ..errors import ConfigError
+from .base import Policy, PolicySupports
+from .causal_lm import CausalLMPolicy, load_causal_lm_policy
+from .diffusion import DiffusionPolicy
+from .diffusion_kind import check_diffusion_source, load_diffusion_policy, looks_like_diffusion
+from .pretrained import check_model_source
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """One kind of policy (the `model_type` value that names it) and how to build it."""
+
+    name: str
+    supports: PolicySupports
+    detect: Callable  # (ModelConfig) -> bool: whether `model_type: auto` means this kind
+    check: Callable  # (ModelConfig) -> None: ModelError for a source that cannot be this kind
+    load: Callable  # (ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy
+
+
+_KINDS: dict[str, PolicyKind] = {}
+
+
+def register_policy_kind(kind: PolicyKind) -> None:
+    _KINDS[kind.name] = kind
+
+
+def policy_kind(model) -> PolicyKind:
+    """The kind of policy the ModelConfig `model` names (explicitly by `model_type`, else detected)."""
+    if model.model_type != "auto":
+        return _KINDS[model.model_type]
+    return next(kind for kind in _KINDS.values() if kind.detect(model))
 
 
 def is_diffusion(config) -> bool:
-    """Whether `config` names a diffusion policy (see the module docstring for `model_type: auto`)."""
-    if config.model_type != "auto":
-        return config.model_type == "diffusion"
-    name = config.model_name_or_path
-    if name == DIGITS_DENOISER:
-        return True
-    path = Path(name).expanduser()
-    return path.is_dir() and ((path / "model_index.json").is_file() or (path / "unet").is_dir()
-                              or _unet_class(path) is not None)
+    """Whether a RebelConfig names a diffusion policy (see policies/diffusion_kind.py)."""
+    return policy_kind(config.model).name == "diffusion"
 
 
-def _unet_class(path: Path) -> str | None:
-    """The diffusers class of a saved UNet folder (its config.json `_class_name`), else None."""
-    try:
-        name = json.loads((path / "config.json").read_text()).get("_class_name", "")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return name if name.startswith("UNet2D") else None
+def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "online") -> PolicyKind:
+    """Cheap checks before anything loads: the algorithm and pair source suit the kind of policy, and the
+    model source exists. ConfigError or ModelError, one line. Returns the kind."""
+    kind = policy_kind(model)
+    if kind.name not in algorithm.policy_kinds:
+        raise ConfigError(algorithm.other_kind_hint or f"algorithm {algorithm.name} does not train "
+                                                       f"{kind.supports.description}")
+    if pair_source != "online" and not kind.supports.dataset_completions:
+        raise ConfigError(f"pair_source hybrid/offline reads written text completions: {kind.supports.description} "
+                          "samples all of its images (use pair_source online)")
+    kind.check(model)
+    return kind
 
 
-def check_policy_source(config) -> None:
-    """Cheap checks before anything loads: the model source exists, and the algorithm and pair source
-    suit the kind of policy. ModelError or ConfigError, one line."""
-    if not is_diffusion(config):
-        if config.algorithm == "ddpo":
-            raise ConfigError("algorithm ddpo is PPO for diffusion policies: for a causal LM use ppo")
-        from .pretrained import check_model_source
-
-        check_model_source(config.model_name_or_path)
-        return
-    if config.algorithm == "ppo":
-        raise ConfigError("algorithm ppo is token-level PPO with a value model for causal LMs: for a diffusion "
-                          "policy use ddpo (DDPO-style PPO, no value model)")
-    if getattr(config, "pair_source", "online") != "online":
-        raise ConfigError("pair_source hybrid/offline reads written text completions: a diffusion policy samples "
-                          "all of its images (use pair_source online)")
-    name = config.model_name_or_path
-    if name.startswith("builtin:") and name != DIGITS_DENOISER:
-        raise ModelError(f"unknown built-in diffusion model {name!r}: the built-in one is {DIGITS_DENOISER}")
-    path = Path(name).expanduser()
-    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
-    if looks_like_path and not path.exists():
-        raise ModelError(f"model path does not exist: {name}")
-    if path.is_dir() and not ((path / "unet").is_dir() or _unet_class(path) is not None):
-        raise ModelError(f"diffusion model folder {name} has neither unet/ (a diffusers pipeline) nor a UNet "
-                         "config.json (a saved denoiser)")
-    if not path.exists() and name != DIGITS_DENOISER:  # a hub id: at once when the hub cannot be reached
-        check_hub_id(name, "model", ModelError, f"give a local diffusers folder or {DIGITS_DENOISER}")
+def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 256) -> Policy:
+    """The policy the ModelConfig `model` names, on `device`, sampling as the SamplingConfig `sampling`
+    says (an unset temperature is the kind's own), with LoRA (pi_ref = adapter disabled) or a frozen copy."""
+    kind = policy_kind(model)
+    if sampling.temperature is None:
+        sampling = copy.copy(sampling)
+        sampling.temperature = kind.supports.default_temperature
+    return kind.load(model, sampling, device, max_prompt_length)
 
 
-def load_policy(config, device: torch.device):
-    """The policy `config` names, on `device`, with LoRA (reference = adapter disabled) or a frozen copy."""
-    if not is_diffusion(config):
-        from .causal_lm import load_causal_lm_policy
-
-        return load_causal_lm_policy(config, device)
-    return load_diffusion_policy(config, device)
+def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
+    return load_causal_lm_policy(model, sampling, device, lora=model if model.use_lora else None,
+                                 max_prompt_length=max_prompt_length)
 
 
-def load_diffusion_policy(config, device: torch.device):
-    """A diffusion policy from config: the built-in digits denoiser, a saved class-conditional UNet
-    (prompts name a digit), or a Stable Diffusion / LCM pipeline (folder or hub id)."""
-    from ..tasks import digits
-
-    sampling = dict(sampler=config.sampler, num_steps=config.num_inference_steps, eta=config.ddim_eta,
-                    guidance_scale=config.guidance_scale, temperature=config.temperature,
-                    use_lora=config.use_lora, lora_r=config.lora_r, lora_alpha=config.lora_alpha)
-    targets = config.lora_target_modules
-    name = config.model_name_or_path
-    path = Path(name).expanduser()
-    if name == DIGITS_DENOISER or (path.is_dir() and _unet_class(path) is not None):
-        lora_targets = digits.LORA_TARGETS if targets == "all-linear" else _split(targets)
-        denoiser = None
-        if name != DIGITS_DENOISER:
-            from diffusers import UNet2DModel
-
-            try:
-                denoiser = UNet2DModel.from_pretrained(str(path))
-            except model_load_errors() as exc:
-                raise ModelError(f"cannot load the denoiser in {name!r}: {first_line(exc)}") from None
-        return digits.load_digits_policy(**sampling, lora_targets=tuple(lora_targets), denoiser=denoiser,
-                                         device=device)
-    from .causal_lm import resolve_dtype
-    from .diffusion_pipeline import ATTENTION_TARGETS, load_latent_diffusion_policy
-
-    lora_targets = ATTENTION_TARGETS if targets == "all-linear" else _split(targets)
-    import torch
-
-    dtype = resolve_dtype(config.dtype, torch.device(device))
-    try:
-        return load_latent_diffusion_policy(name, dtype=dtype, device=device, height=config.image_size,
-                                            width=config.image_size, lora_targets=tuple(lora_targets), **sampling)
-    except ValueError as exc:  # e.g. a size the VAE cannot decode
-        raise ModelError(f"cannot build the diffusion policy from {name!r}: {exc}") from None
+def _check_causal_lm(model) -> None:
+    check_model_source(model.model_name_or_path)
 
 
-def _split(targets: str) -> list[str]:
-    return [t.strip() for t in targets.split(",") if t.strip()]
-
-
-def is_image_policy(policy) -> bool:
-    """Whether `policy` samples images (a DiffusionPolicy) rather than text."""
-    return hasattr(policy, "sampler") and hasattr(policy, "latent_shape")
+# The registration lines: detection order is registration order, and a causal LM takes any other source.
+register_policy_kind(PolicyKind("diffusion", DiffusionPolicy.supports, looks_like_diffusion, check_diffusion_source,
+                                load_diffusion_policy))
+register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
+                                _load_causal_lm))

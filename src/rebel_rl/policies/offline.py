@@ -1,5 +1,5 @@
-"""Dataset completions as rollouts: log pi(y|x) of a written (prompt, completion) pair, computed exactly
-as for a sampled one.
+"""Dataset completions as rollouts of a causal LM (a `CausalLMPolicy`, passed in as `policy`): log pi(y|x)
+of a written (prompt, completion) pair, computed exactly as for a sampled one.
 
 `CausalLMPolicy.sample` tokenizes the prompt on its own (left-padded) and generates completion tokens
 after it, ending with EOS. Here the completion text is tokenized on its own too (no special tokens added)
@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import DataError
-from ..rewards.builtin import completion_text
-from .base import Rollout
-from .causal_lm import CausalLMPolicy, first_eos_mask
+from ..data.formats import completion_text
+from .text import TextRollout, first_eos_mask
 
 
 def completion_token_ids(policy: CausalLMPolicy, completions: list) -> list[list[int]]:
@@ -27,7 +26,7 @@ def completion_token_ids(policy: CausalLMPolicy, completions: list) -> list[list
 
 
 def rollout_from_ids(policy: CausalLMPolicy, prompt_ids: list[list[int]], completion_ids: list[list[int]],
-                     texts: list[str] | None = None) -> Rollout:
+                     texts: list[str] | None = None) -> TextRollout:
     """Pad token ids into a Rollout shaped like a sampled one: prompts left-padded (as `encode_prompts`
     does), completions right-padded, `completion_mask` up to and including the first EOS."""
     prompts = policy.tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt",
@@ -39,11 +38,11 @@ def rollout_from_ids(policy: CausalLMPolicy, prompt_ids: list[list[int]], comple
     device = policy.device
     if texts is None:
         texts = policy.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-    return Rollout(prompts["input_ids"].to(device), prompts["attention_mask"].to(device), completions.to(device),
+    return TextRollout(prompts["input_ids"].to(device), prompts["attention_mask"].to(device), completions.to(device),
                    mask.to(device), has_eos.to(device), list(texts))
 
 
-def rollout_from_text(policy: CausalLMPolicy, prompts: list, completions: list[str]) -> Rollout:
+def rollout_from_text(policy: CausalLMPolicy, prompts: list, completions: list[str]) -> TextRollout:
     """A Rollout of dataset completions, so that `policy.log_probs(rollout)` is log pi(y + EOS | x)
     computed exactly as for sampled completions. Prompts longer than the policy allows raise DataError."""
     if len(prompts) != len(completions):

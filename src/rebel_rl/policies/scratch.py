@@ -9,14 +9,14 @@ as in its training data.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from ..errors import ConfigError
+from ..stage_configs import SCRATCH_PREFIX, is_scratch, scratch_size  # noqa: F401 (re-exported)
 
-if TYPE_CHECKING:  # the stage configs check `scratch:` names without loading transformers
-    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
-
-SCRATCH_PREFIX = "scratch:"
 # Llama shapes; tied input/output embeddings keep the (word-level, so large) vocabulary cheap.
 SCRATCH_SIZES: dict[str, dict[str, int]] = {
     "small": {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4},
@@ -28,20 +28,6 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<bos>{{ m['role'] }}\n{{ m['content'] }}<eos>\n{% endfor %}"
     "{% if add_generation_prompt %}<bos>assistant\n{% endif %}"
 )
-
-
-def is_scratch(name: str) -> bool:
-    """Whether a model name asks for a new model trained from scratch."""
-    return name.startswith(SCRATCH_PREFIX)
-
-
-def scratch_size(name: str) -> str:
-    """The size in `scratch:SIZE`; ConfigError for an unknown one."""
-    size = name.removeprefix(SCRATCH_PREFIX)
-    if size not in SCRATCH_SIZES:
-        raise ConfigError(f"unknown scratch model size {size!r} in {name!r}: use "
-                          + " or ".join(f"{SCRATCH_PREFIX}{s}" for s in SCRATCH_SIZES))
-    return size
 
 
 def corpus_text(prompt, completion: str) -> str:
@@ -56,9 +42,6 @@ def corpus_text(prompt, completion: str) -> str:
 def train_word_tokenizer(texts: Iterable[str], vocab_size: int, context_length: int) -> PreTrainedTokenizerFast:
     """A word-level tokenizer with pad/unk/bos/eos and a chat template, trained on `texts`; it prepends
     BOS to every text encoded with special tokens (a fixed first token steadies tiny models' attention)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -77,8 +60,6 @@ def train_word_tokenizer(texts: Iterable[str], vocab_size: int, context_length: 
 def build_scratch_model(size: str, tokenizer: PreTrainedTokenizerFast, context_length: int) -> LlamaForCausalLM:
     """A randomly initialised Llama of the given size for `tokenizer`, with a generation config that
     names its EOS and pad tokens (what `rebel train` and `generate` read)."""
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
     shape = SCRATCH_SIZES[size]
     config = LlamaConfig(
         vocab_size=len(tokenizer),

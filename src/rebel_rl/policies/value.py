@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from ..errors import ConfigError, ModelError, first_line
-from .base import Rollout
+from .text import TextRollout
 from .pretrained import model_load_errors, resolve_model_path
 
 
@@ -35,7 +35,7 @@ def load_value_model(source: str, vocab_size: int, dtype: torch.dtype, device: t
     return model.to(device).eval()  # eval: no dropout, so old and new values agree on the first minibatch
 
 
-def token_values(model: torch.nn.Module, rollout: Rollout) -> torch.Tensor:
+def token_values(model: torch.nn.Module, rollout: TextRollout) -> torch.Tensor:
     """V(s_t) for every completion token t (N, C): the value of the state just before token t is chosen."""
     input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
     attention_mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)

@@ -1,219 +1,25 @@
 """Rewards: built-ins, user functions and reward models, resolved from specs and combined with weights.
 
-All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`.
+All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`. The names
+below are imported on first use (reward_set.py pulls in torch and transformers), so the registries in
+builtin.py stay cheap to import.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from pathlib import Path
+import importlib
 from typing import Any
 
-import torch
-
-from rebel_rl.data.prompts import is_conversational
-from rebel_rl.errors import ConfigError, RewardError
-from rebel_rl.rewards.builtin import BUILTIN_REWARDS, completion_text, length, sentiment
-from rebel_rl.rewards.functions import load_reward_function
-from rebel_rl.rewards.reward_model import RewardModel
-
-SPEC_FORMS = (
-    "a builtin ({builtins}), 'module.sub:function', 'path/to/file.py:function', "
-    "'model:PATH' or a reward-model folder"
-)
+# name -> the module of this package that defines it
+_EXPORTS = {
+    "BUILTIN_REWARDS": "builtin", "completion_text": "builtin", "length": "builtin", "sentiment": "builtin",
+    "RewardModel": "reward_model", "load_reward_function": "functions",
+    "RewardSet": "reward_set", "check_reward_spec": "reward_set", "format_completion": "reward_set",
+    "resolve_reward": "reward_set",
+}
+__all__ = sorted(_EXPORTS)
 
 
-def _unknown(spec: str) -> RewardError:
-    """The one-line error for a spec that matches none of the accepted forms."""
-    forms = SPEC_FORMS.format(builtins=", ".join(sorted(BUILTIN_REWARDS)))
-    return RewardError(f"unknown reward '{spec}': use {forms}")
-
-
-def _is_model_dir(spec: str) -> bool:
-    """Whether `spec` is an existing folder holding a config.json (a saved reward model)."""
-    path = Path(spec).expanduser()
-    return path.is_dir() and (path / "config.json").is_file()
-
-
-def resolve_reward(spec: str, device: str = "cpu") -> tuple[str, Callable]:
-    """Turn a reward spec into (name for logging, callable), loading any model it names.
-
-    Accepted: a builtin name, `model:PATH`, `module.sub:function`, `path/to/file.py:function`, or
-    an existing folder with a config.json (a reward model). RewardError for anything else.
-    """
-    if spec in BUILTIN_REWARDS:
-        return spec, BUILTIN_REWARDS[spec]
-    if spec.startswith("model:"):
-        return "reward_model", RewardModel(spec.removeprefix("model:"), device=device)
-    if _is_model_dir(spec):  # before the ':' test, so Windows paths like C:\rm work
-        return "reward_model", RewardModel(spec, device=device)
-    if ":" in spec:
-        function = load_reward_function(spec)
-        return getattr(function, "__name__", type(function).__name__), function
-    raise _unknown(spec)
-
-
-def check_reward_spec(spec: str) -> None:
-    """Validate a reward spec cheaply, without loading model weights; RewardError if it is invalid.
-
-    Builtins must exist, functions must import and be callable, and reward-model folders must
-    hold a config.json with num_labels=1; a non-local `model:` target must look like a hub id.
-    """
-    if spec in BUILTIN_REWARDS:
-        return
-    if spec.startswith("model:"):
-        _check_model_target(spec.removeprefix("model:"))
-    elif _is_model_dir(spec):
-        _check_model_target(spec)
-    elif ":" in spec:
-        load_reward_function(spec)
-    else:
-        raise _unknown(spec)
-
-
-def _check_model_target(target: str) -> None:
-    """Check a reward-model folder (config.json, num_labels) or the shape of a hub id."""
-    path = Path(target).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise RewardError(f"reward model folder {target} has no config.json: give a saved model folder")
-        from transformers import AutoConfig
-
-        labels = AutoConfig.from_pretrained(str(path)).num_labels
-        if labels != 1:
-            raise RewardError(f"reward model '{target}' has num_labels={labels}: it must output one score")
-        return
-    parts = target.split("/")
-    if path.exists() or len(parts) > 2 or not all(parts) or target.startswith((".", "~")):
-        raise RewardError(f"reward model folder not found: {target} (check the path)")
-
-
-class RewardSet:
-    """Several reward specs with weights; calling it scores completions with each and sums them."""
-
-    def __init__(
-        self, specs: list[str | Callable], weights: list[float] | None = None, device: str = "cpu"
-    ) -> None:
-        """Resolve every spec (loading reward models on `device`); a callable is used as it is.
-
-        Weights default to 1.0 each.
-        """
-        if not specs:
-            raise ConfigError("no reward given: set at least one reward (e.g. reward: sentiment)")
-        weights = [1.0] * len(specs) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(specs):
-            raise ConfigError(
-                f"{len(weights)} reward weights for {len(specs)} rewards: give one weight per reward"
-            )
-        resolved = [
-            (getattr(spec, "__name__", type(spec).__name__), spec) if callable(spec) else resolve_reward(spec, device)
-            for spec in specs
-        ]
-        self._names = _deduplicate([name for name, _ in resolved])
-        self.functions = [function for _, function in resolved]
-        self.weights = weights
-
-    @property
-    def names(self) -> list[str]:
-        """Unique logging names, one per reward, in spec order."""
-        return list(self._names)
-
-    def __call__(
-        self, prompts: list, completions: list[str], columns: dict[str, list] | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Score completions: return the weighted total (float32, shape (N,)) and each raw reward.
-
-        Plain completion strings are passed to rewards as strings for string prompts and as
-        `[{"role": "assistant", "content": text}]` for conversational prompts; `columns` (other
-        dataset columns, aligned with the completions) are passed as keyword arguments.
-        """
-        formatted = [format_completion(p, c) for p, c in zip(prompts, completions, strict=True)]
-        per_reward = {
-            name: _call_reward(name, function, prompts, formatted, columns or {})
-            for name, function in zip(self._names, self.functions)
-        }
-        total = torch.zeros(len(completions), dtype=torch.float32)
-        for weight, values in zip(self.weights, per_reward.values()):
-            total += weight * values
-        return total, per_reward
-
-
-def format_completion(prompt: Any, completion: str) -> str | list[dict]:
-    """A completion in the TRL format matching its prompt: str, or a one-message assistant list."""
-    if is_conversational(prompt):
-        return [{"role": "assistant", "content": completion}]
-    return completion
-
-
-def _call_reward(
-    name: str, function: Callable, prompts: list, completions: list, columns: dict[str, list]
-) -> torch.Tensor:
-    """Call one reward and check it returned one finite number per completion."""
-    try:
-        output = function(prompts, completions, **columns)
-    except RewardError:
-        raise
-    except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise RewardError(f"reward '{name}' raised {type(exc).__name__}: {message}") from None
-    values = _as_floats(name, output)
-    if len(values) != len(completions):
-        raise RewardError(
-            f"reward '{name}' returned {len(values)} values for {len(completions)} completions"
-        )
-    return torch.tensor(values, dtype=torch.float32)
-
-
-def _as_floats(name: str, output: Any) -> list[float]:
-    """Convert a reward's output to a list of finite floats, naming the first bad entry."""
-    if isinstance(output, torch.Tensor):
-        output = output.detach().cpu().reshape(-1).tolist()
-    if isinstance(output, (str, bytes, dict)) or not hasattr(output, "__len__"):
-        raise RewardError(
-            f"reward '{name}' returned {type(output).__name__}: it must return a list of floats"
-        )
-    values = []
-    for index, value in enumerate(output):
-        number = _as_float(value)
-        if number is None or not math.isfinite(number):
-            raise RewardError(
-                f"reward '{name}' returned {value!r:.40} at index {index}: rewards must be finite numbers"
-            )
-        values.append(number)
-    return values
-
-
-def _as_float(value: Any) -> float | None:
-    """`value` as a float if it is a number (bools count as 0/1), else None (str, None, objects)."""
-    if value is None or isinstance(value, (str, bytes)):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _deduplicate(names: list[str]) -> list[str]:
-    """Make names unique by suffixing repeats: sentiment, sentiment_2, sentiment_3."""
-    unique: list[str] = []
-    for name in names:
-        candidate, count = name, 1
-        while candidate in unique:
-            count += 1
-            candidate = f"{name}_{count}"
-        unique.append(candidate)
-    return unique
-
-
-__all__ = [
-    "BUILTIN_REWARDS",
-    "RewardModel",
-    "RewardSet",
-    "check_reward_spec",
-    "completion_text",
-    "format_completion",
-    "length",
-    "load_reward_function",
-    "resolve_reward",
-    "sentiment",
-]
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(name)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import RewardError
+from ..errors import RewardError, first_line
 from .images import to_pil
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
@@ -81,14 +81,13 @@ class AestheticReward:
             model = CLIPVisionModelWithProjection.from_pretrained(clip, dtype=dtype)
             processor = CLIPImageProcessor.from_pretrained(clip)
         except (OSError, ValueError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RewardError(f"cannot load CLIP model {clip!r}: {first_line}") from None
+            raise RewardError(f"cannot load CLIP model {clip!r}: {first_line(exc)}") from None
         mlp = AestheticMLP(model.config.projection_dim)
         try:
             mlp.load_state_dict(load_head_state_dict(head))
         except RuntimeError as exc:
             raise RewardError(f"aesthetic head {head} does not fit the 768-1024-128-64-16-1 MLP: "
-                              f"{str(exc).splitlines()[0]}") from None
+                              f"{first_line(exc)}") from None
         return cls(model, processor, mlp.to(dtype), device=device)
 
     @torch.no_grad()

@@ -3,7 +3,8 @@
 A preference is called as `f(prompts, completions_a, completions_b, **columns) -> list[float]`, one value
 in [0, 1] per row: the probability that completion a is preferred to completion b for that prompt
 (TRL's reward-function convention with a second list of completions). Specs, as for rewards:
-- a builtin: `tldr_judge_preference` (the gold judge of builtin:tldr: 1 / 0.5 / 0, needs `facts`);
+- a builtin (builtin.BUILTIN_PREFERENCES): `tldr_judge_preference` (the gold judge of builtin:tldr: 1 / 0.5 / 0,
+  needs `facts`; registered by tasks/summarization_rewards.py);
 - `module.sub:function` or `path/to/file.py:function`;
 - `model:PATH` (or a folder): a pairwise classifier trained by `rebel preference-model`.
 """
@@ -11,32 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from rebel_rl.errors import RewardError
-from rebel_rl.rewards import _call_reward, format_completion
-from rebel_rl.rewards.builtin import _tldr_columns, completion_text
+from rebel_rl.rewards.builtin import BUILTIN_PREFERENCES
 from rebel_rl.rewards.functions import load_reward_function
+from rebel_rl.rewards.reward_set import _call_reward, format_completion
 
 SPEC_FORMS = "a builtin ({builtins}), 'module.sub:function', 'path/to/file.py:function' or 'model:PATH'"
-
-
-def tldr_judge_preference(prompts: list, completions_a: list, completions_b: list, **columns: Any) -> list[float]:
-    """The builtin:tldr gold judge as a preference: 1.0 if a scores higher than b, 0.5 on a tie, else 0.0.
-
-    Training on it uses the evaluation judge itself (the paper's GPT-4 role), so a win rate measured by
-    the same judge afterwards is not a held-out measurement.
-    """
-    from rebel_rl.tasks.summarization_judge import judge_compare
-
-    (facts,) = _tldr_columns("tldr_judge_preference", completions_a, columns, ("facts",))
-    return [judge_compare(f, completion_text(a), completion_text(b))
-            for f, a, b in zip(facts, completions_a, completions_b, strict=True)]
-
-
-BUILTIN_PREFERENCES: dict[str, Callable[..., list[float]]] = {"tldr_judge_preference": tldr_judge_preference}
 
 
 def _model_target(spec: str) -> str | None:

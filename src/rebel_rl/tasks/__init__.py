@@ -1,38 +1,34 @@
-"""Built-in prompt sets, reachable as `builtin:NAME` wherever a dataset source is accepted."""
+"""The built-in tasks. Each registers its prompt sets, rewards and models into the registries that the
+lower layers own (data/builtin.py, rewards/builtin.py, policies/builtin.py); `rebel_rl/__init__.py`
+imports this package, so every lookup there sees them. Registering is cheap: the task modules imported
+here need neither torch nor `datasets` at import time, and heavier entries are "module:function"
+references, imported on first use.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from rebel_rl.data.builtin import register_prompts
+from rebel_rl.policies.builtin import register_model
+from rebel_rl.rewards.builtin import register_preference, register_reward
+from rebel_rl.tasks import animals, positive_sentiment, summarization
+from rebel_rl.tasks.digits import policy as digits_policy
+from rebel_rl.tasks.digits import prompts as digits_prompts
 
-import datasets
+register_prompts("positive_sentiment", positive_sentiment.load, tuple(positive_sentiment.SPLITS))
 
-from rebel_rl.errors import DataError
-from rebel_rl.tasks import animals, digits, positive_sentiment, summarization
+# A TL;DR-like summarization task (docs/summarization_task.md): posts with references and judge facts,
+# SFT pairs (prompt, completion), and judge-labelled preference pairs (prompt, chosen, rejected); the
+# gold judge as rewards (evaluation) and as a preference.
+register_prompts("tldr", summarization.load_tldr, summarization.SPLITS)
+register_prompts("tldr_sft", summarization.load_tldr_sft, summarization.SFT_SPLITS)
+register_prompts("tldr_preferences", summarization.load_tldr_preferences, summarization.SPLITS)
+register_reward("tldr_judge", "rebel_rl.tasks.summarization_rewards:tldr_judge")
+register_reward("tldr_win_rate", "rebel_rl.tasks.summarization_rewards:tldr_win_rate")
+register_preference("tldr_judge_preference", "rebel_rl.tasks.summarization_rewards:tldr_judge_preference")
 
-# name -> (loader(split) -> Dataset, available splits)
-BUILTIN_TASKS: dict[str, tuple[Callable[[str], datasets.Dataset], tuple[str, ...]]] = {
-    "positive_sentiment": (positive_sentiment.load, tuple(positive_sentiment.SPLITS)),
-    # A TL;DR-like summarization task (docs/summarization_task.md): posts with references and judge facts,
-    # SFT pairs (prompt, completion), and judge-labelled preference pairs (prompt, chosen, rejected).
-    "tldr": (summarization.load_tldr, summarization.SPLITS),
-    "tldr_sft": (summarization.load_tldr_sft, summarization.SFT_SPLITS),
-    "tldr_preferences": (summarization.load_tldr_preferences, summarization.SPLITS),
-    # Images (docs/images.md): prompts naming a digit for builtin:digits-denoiser, and DDPO's animals.
-    "digits": (digits.load_digit_prompts, tuple(digits.SPLITS)),
-    "animals": (animals.load_animal_prompts, animals.SPLITS),
-}
-
-
-def load_builtin_prompts(name: str, split: str = "train") -> datasets.Dataset:
-    """Return split `split` of built-in prompt set `name`; DataError for an unknown name or split."""
-    if name not in BUILTIN_TASKS:
-        known = ", ".join(f"builtin:{n}" for n in sorted(BUILTIN_TASKS))
-        raise DataError(f"unknown built-in dataset 'builtin:{name}': use one of {known}")
-    loader, splits = BUILTIN_TASKS[name]
-    if split not in splits:
-        raise DataError(
-            f"built-in dataset 'builtin:{name}' has no split '{split}': use one of {', '.join(splits)}"
-        )
-    return loader(split)
-
-
-__all__ = ["BUILTIN_TASKS", "load_builtin_prompts"]
+# Images (docs/images.md): prompts naming a digit, the digits denoiser and its digit_quality reward;
+# DDPO's animals for text-to-image pipelines.
+register_prompts("digits", digits_prompts.load_digit_prompts, tuple(digits_prompts.SPLITS))
+register_reward("digit_quality", "rebel_rl.tasks.digits.quality:digit_quality")
+register_model("digits-denoiser", "rebel_rl.tasks.digits.policy:load_digits_policy",
+               lora_targets=digits_policy.LORA_TARGETS)
+register_prompts("animals", animals.load_animal_prompts, animals.SPLITS)

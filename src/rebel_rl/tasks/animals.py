@@ -4,9 +4,12 @@ aesthetic-score experiments (prompts such as "cat", "dog", ...). For text-to-ima
 """
 from __future__ import annotations
 
-import datasets
+from typing import TYPE_CHECKING
 
 from rebel_rl.errors import DataError
+
+if TYPE_CHECKING:  # `datasets` is imported by the loader: registering the task stays light
+    import datasets
 
 ANIMALS = (
     "cat", "dog", "horse", "monkey", "rabbit", "zebra", "spider", "bird", "sheep", "deer", "cow", "goat",
@@ -22,5 +25,7 @@ def load_animal_prompts(split: str = "train") -> datasets.Dataset:
     """`train`: the animals above minus the test ones (39); `test`: 9 held-out animals. Column `prompt`."""
     if split not in SPLITS:
         raise DataError(f"the animals task has no split '{split}': use one of {', '.join(SPLITS)}")
+    import datasets
+
     names = [a for a in ANIMALS if a not in TEST_ANIMALS] if split == "train" else list(TEST_ANIMALS)
     return datasets.Dataset.from_dict({"prompt": names})

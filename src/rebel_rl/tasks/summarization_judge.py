@@ -20,10 +20,11 @@ import functools
 import itertools
 import json
 import re
-import statistics
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
+
+from rebel_rl.tasks import summarization_tables as tables
 
 LENGTH_BUDGET = 16  # tokens (words and punctuation marks); every oracle summary fits in 14
 W_HALLUCINATION, W_DISTRACTOR, W_REPEAT, W_DISFLUENT, W_OVER_LENGTH = 1.0, 0.5, 0.5, 0.75, 0.25
@@ -49,21 +50,18 @@ def fact_lexicon() -> frozenset[str]:
     """Every word that names a fact somewhere in the task: roles, problem/ask/detail key words, names.
 
     A summary that uses one of these words although the post does not contain that fact is
-    hallucinating. The lexicon is read from the generator's tables (imported here, at first use, so
-    the generator can import the judge at module level without a cycle).
+    hallucinating. The lexicon is read from the task's tables (summarization_tables.py).
     """
-    from rebel_rl.tasks import summarization as task
-
-    words: set[str] = set(task.NAMES) | set(task.PET_NAMES)
-    for sub in task.SUBREDDITS.values():
+    words: set[str] = set(tables.NAMES) | set(tables.PET_NAMES)
+    for sub in tables.SUBREDDITS.values():
         words.update(sub.roles)
         for problem in sub.problems:
             words.update(problem.keys)
         for ask in sub.asks:
             words.update(ask.keys)
-    for ask in task.COMMON_ASKS:
+    for ask in tables.COMMON_ASKS:
         words.update(ask.keys)
-    for detail in task.DISTRACTORS:
+    for detail in tables.DISTRACTORS:
         words.update(detail.keys)
     return frozenset(word.lower() for word in words)
 
@@ -76,14 +74,12 @@ def phrase_bigrams() -> tuple[frozenset[tuple[str, str]], frozenset[str], frozen
     Phrases: 'my ROLE', names, problem and ask phrases (asks after ', '), distractor clauses (after
     ', also '), filler prefixes and suffixes, and the vague 'having problems with'.
     """
-    from rebel_rl.tasks import summarization as task
-
-    phrases = [f"my {role}" for sub in task.SUBREDDITS.values() for role in sub.roles]
-    phrases += list(task.NAMES) + list(task.PET_NAMES) + [task.VAGUE_MAIN]
-    phrases += list(task.FILLER_PREFIXES) + list(task.FILLER_SUFFIXES)
-    for sub in task.SUBREDDITS.values():
+    phrases = [f"my {role}" for sub in tables.SUBREDDITS.values() for role in sub.roles]
+    phrases += list(tables.NAMES) + list(tables.PET_NAMES) + [tables.VAGUE_MAIN]
+    phrases += list(tables.FILLER_PREFIXES) + list(tables.FILLER_SUFFIXES)
+    for sub in tables.SUBREDDITS.values():
         phrases += [p.phrase for p in sub.problems] + [", " + a.phrase for a in sub.asks]
-    phrases += [", " + a.phrase for a in task.COMMON_ASKS] + [", also " + d.clause for d in task.DISTRACTORS]
+    phrases += [", " + a.phrase for a in tables.COMMON_ASKS] + [", also " + d.clause for d in tables.DISTRACTORS]
     inner, ends, starts = set(), set(), set()
     for phrase in phrases:
         tokens = tokenize(phrase)
@@ -176,36 +172,7 @@ def judge_compare(facts: str | Mapping[str, Any], a: str, b: str) -> float:
     return 1.0 if diff > 0 else 0.0
 
 
-def task_statistics(seed: int = 0, split: str = "train") -> dict[str, float]:
-    """The checks behind docs/summarization_task.md, measured on one split of the generated data.
-
-    Returns the reference and oracle mean judge scores, the oracle's win rate against the references
-    (ties count half), the share of over-budget references, the BT label-noise rate (pairs where the
-    judge prefers `rejected`), how often the chosen candidate is the longer one (pairs of unequal
-    length), and the correlation of candidate length with being chosen.
-    """
-    from rebel_rl.tasks.summarization import _columns, generate_posts, oracle_summary
-
-    tldr, prefs = _columns("tldr", split, seed), _columns("preferences", split, seed)
-    posts = generate_posts(seed)[split]
-    refs = [judge_breakdown(p.facts, r) for p, r in zip(posts, tldr["reference"])]
-    wins = [judge_compare(p.facts, oracle_summary(p), r) for p, r in zip(posts, tldr["reference"])]
-    chosen = [len(tokenize(c)) for c in prefs["chosen"]]
-    rejected = [len(tokenize(r)) for r in prefs["rejected"]]
-    diffs = [c - r for c, r in zip(chosen, rejected) if c != r]
-    lengths, labels = chosen + rejected, [1.0] * len(chosen) + [0.0] * len(rejected)
-    return {
-        "reference_mean_score": statistics.fmean(r["score"] for r in refs),
-        "reference_over_budget": statistics.fmean(r["over_length"] > 0 for r in refs),
-        "oracle_mean_score": statistics.fmean(judge_score(p.facts, oracle_summary(p)) for p in posts),
-        "oracle_win_rate": statistics.fmean(wins),
-        "label_noise_rate": 1.0 - statistics.fmean(prefs["judge_prefers_chosen"]),
-        "chosen_longer_rate": statistics.fmean(d > 0 for d in diffs),
-        "length_chosen_correlation": statistics.correlation(lengths, labels),
-    }
-
-
 __all__ = [
     "LENGTH_BUDGET", "disfluent_pairs", "fact_lexicon", "judge_breakdown", "judge_compare", "judge_score",
-    "parse_facts", "phrase_bigrams", "task_statistics", "tokenize",
+    "parse_facts", "phrase_bigrams", "tokenize",
 ]

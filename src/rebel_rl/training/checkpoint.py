@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import RebelError, RunDirError, first_line
+from ..policies.base import Policy
 from .outputs import holds_run
 
 STATE_FILE = "trainer_state.pt"
@@ -38,20 +39,12 @@ def save_pretrained_atomic(model, tokenizer, target: Path, extra: Callable[[Path
     save_folder_atomic(write, target, extra)
 
 
-def save_policy_atomic(policy, target: Path, model=None, extra: Callable[[Path], None] | None = None,
+def save_policy_atomic(policy: Policy, target: Path, model=None, extra: Callable[[Path], None] | None = None,
                        state_dict: dict | None = None) -> None:
-    """A policy's files, atomically: the model (`model` instead, e.g. a merged one; its weights from
-    `state_dict` when given, e.g. gathered from FSDP shards) and the tokenizer, or for a diffusion policy
-    (it has a `sampler`) its own `save_pretrained`: the denoiser and scheduler/."""
-
-    def write(tmp: Path) -> None:
-        if hasattr(policy, "sampler"):
-            policy.save_pretrained(tmp, model=model)
-        else:
-            (model or policy.model).save_pretrained(tmp, **({} if state_dict is None else {"state_dict": state_dict}))
-            policy.tokenizer.save_pretrained(tmp)
-
-    save_folder_atomic(write, target, extra)
+    """A policy's `save_pretrained` files, atomically: the model (`model` instead, e.g. a merged one; its
+    weights from `state_dict` when given, e.g. gathered from FSDP shards) and what loads it back (the
+    tokenizer, a diffusion policy's scheduler/)."""
+    save_folder_atomic(lambda tmp: policy.save_pretrained(tmp, model=model, state_dict=state_dict), target, extra)
 
 
 def save_folder_atomic(write: Callable[[Path], None], target: Path, extra: Callable[[Path], None] | None = None) -> None:
@@ -148,28 +141,6 @@ def checkpoint_problem(path: Path) -> str | None:
         except _UNREADABLE as exc:
             return f"{weights.name} is unreadable: {type(exc).__name__}: {first_line(exc)}"
     return None
-
-
-def load_model_weights(path: Path, model) -> None:
-    """Restore the model weights (the adapter under LoRA) of checkpoint `path`, before the model is
-    prepared (wrapped or sharded) for training."""
-    adapter = path / "adapter_model.safetensors"
-    if adapter.is_file():
-        from peft import set_peft_model_state_dict
-
-        result = set_peft_model_state_dict(model, load_file(adapter))
-        unexpected = getattr(result, "unexpected_keys", [])
-    else:
-        weights = path / "model.safetensors"
-        if not weights.is_file():  # diffusers' name for a UNet trained without LoRA
-            weights = path / "diffusion_pytorch_model.safetensors"
-        if not weights.is_file():
-            raise RunDirError(f"checkpoint {path} has no model weights: delete it and resume from an earlier one")
-        # Tied weights (lm_head = embeddings) are saved once; strict=False lets them stay tied.
-        unexpected = model.load_state_dict(load_file(weights), strict=False).unexpected_keys
-    if unexpected:
-        raise RunDirError(f"checkpoint {path} does not match the model ({len(unexpected)} unknown weights): "
-                          "resume with the config the run was started with")
 
 
 def load_trainer_state(path: Path, scheduler, new_schedule: bool = False) -> dict[str, Any]:

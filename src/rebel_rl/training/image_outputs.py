@@ -77,7 +77,7 @@ def write_before_after_grid(policy, prompts: list, path: Path, *, per_prompt: in
     from PIL import Image, ImageDraw
 
     from ..rewards.images import to_pil
-    from ..tasks.digits import sample_grid
+    from ..tasks.digits.plots import sample_grid
 
     before, after = sample_pair(policy, prompts, per_prompt, seed)
     side = before[0].shape[-1]

@@ -6,8 +6,10 @@
 3. reward = score - missing_eos_penalty * [no EOS] - kl_coef * (log pi_t - log pi_ref);
 4. `num_epochs` passes over minibatches of prompts, each minimising the algorithm's loss.
 
-Algorithms (REBEL, PPO, RLOO, REINFORCE, iterative DPO) differ only in their `Objective`
-(training/objectives.py): how the batch becomes a loss.
+Algorithms (REBEL, PPO, RLOO, REINFORCE, iterative DPO, DDPO, GRPO) differ only in their `Objective`
+(training/objectives.py): how the batch becomes a loss. Each is registered once (training/registry.py),
+and its entry builds the objective; the loop has no algorithm-specific branch, and talks to the policy
+only through the contract of policies/base.py.
 
 Runs on accelerate from the start (one process by default; `accelerate launch` for more).
 """
@@ -23,19 +25,20 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from transformers import get_scheduler
 
-from ..config import RebelConfig
+from ..config import RebelConfig, algorithm_spec
 from ..data import load_prompt_dataset
 from ..errors import RunDirError
 from ..evaluation.heldout import EvalResult, Shard, evaluate
 from ..evaluation.report import before_after_markdown, plot_reward_kl, print_before_after
 from ..policies.causal_lm import resolve_mixed_precision
-from ..policies.factory import check_policy_source, is_diffusion, is_image_policy, load_policy
+from ..policies.base import PolicySupports
+from ..policies.factory import check_policy_source, load_policy
 from ..rewards import RewardSet, check_reward_spec
-from ..rewards.preferences import NoRewards, Preference, check_preference_spec
+from ..rewards.preferences import NoRewards, check_preference_spec
 from ..sharding import check_sharding, gathered_model_state, gathered_optimizer_state, load_optimizer_state
 from . import checkpoint as ckpt
-from .objectives import ALGORITHMS, Batch, Objective, RebelPreference
-from .pairs import check_completion_columns, collect_rollout, normalize_rewards, queries_per_iteration
+from .objectives import Batch, BuildContext, build_objective
+from .pairs import check_completion_columns, collect_rollout, normalize_rewards
 from .outputs import CONFIG_FILE, MetricsLogger, prepare_run_dir, read_metrics, truncate_logs, write_json
 from .progress import TrainingProgress
 
@@ -55,13 +58,18 @@ class RebelTrainer:
                  resume: bool = False, new_lr_schedule: bool = False) -> None:
         self.config = config.validate(require_rewards=not (reward_funcs or preference_func))
         self.run_dir = Path(config.output_dir)
-        check_policy_source(config)  # a causal LM or a diffusion policy (policies/factory.py)
+        self.spec = algorithm_spec(config.algorithm)
+        # A causal LM or a diffusion policy (policies/factory.py), and whether it suits the algorithm.
+        kind = check_policy_source(config.model, self.spec, config.data.pair_source)
+        if config.sampling.temperature is None:  # the kind's own (recorded in config.yaml)
+            config.sampling.temperature = kind.supports.default_temperature
         for spec in [*config.rewards, *config.eval_rewards]:
             check_reward_spec(spec)
         if config.preference is not None and preference_func is None:
             check_preference_spec(config.preference)
-        self.train_prompts = load_prompt_dataset(config.dataset, config.dataset_split, config.prompt_column)
-        check_completion_columns(self.train_prompts, config)
+        data = config.data
+        self.train_prompts = load_prompt_dataset(data.dataset, data.dataset_split, data.prompt_column)
+        check_completion_columns(self.train_prompts, data)
         self.eval_prompts = self._load_eval_prompts()
         if resume:
             self.resume_from = ckpt.checkpoint_to_resume(self.run_dir)  # None: nothing to resume, start anew
@@ -70,7 +78,7 @@ class RebelTrainer:
 
         self.accelerator = _make_accelerator(resolve_mixed_precision(config.mixed_precision))
         self.is_main = self.accelerator.is_main_process
-        check_sharding(self.accelerator, config, diffusion=is_diffusion(config))  # before anything is written
+        check_sharding(self.accelerator, sharding_needs(config, kind.supports))  # before anything is written
         if self.is_main:
             if self.resume_from is None:  # resuming a folder that holds no run yet: it starts over (noted)
                 prepare_run_dir(self.run_dir, config.overwrite or resume)
@@ -78,7 +86,7 @@ class RebelTrainer:
         # The same initial weights (LoRA's random A) on every process: DDP would broadcast rank 0's, but
         # FSDP2 shards each process's own, so differing inits would stitch one matrix from several.
         set_seed(config.seed)
-        self.policy = load_policy(config, self.accelerator.device)
+        self.policy = load_policy(config.model, config.sampling, self.accelerator.device, data.max_prompt_length)
         if self.accelerator.process_index:
             set_seed(config.seed + self.accelerator.process_index)
         self.policy.check_prompts(self.train_prompts["prompt"])
@@ -88,12 +96,13 @@ class RebelTrainer:
         weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
         specs, device = list(config.rewards) + extra, str(self.accelerator.device)
         self.rewards = RewardSet(specs, weights, device=device) if specs else NoRewards()
-        source = preference_func or config.preference
-        self.preference = Preference(source, device=device) if source is not None else None
-        self.eval_rewards = RewardSet(config.eval_rewards, device=str(self.accelerator.device)) if config.eval_rewards else None
+        self.eval_rewards = RewardSet(config.eval_rewards, device=device) if config.eval_rewards else None
         if self.resume_from is not None:  # whole weights, before accelerate wraps or shards the model
-            ckpt.load_model_weights(self.resume_from, self.policy.model)
-        self.objective = self._make_objective()
+            self.policy.load_weights(self.resume_from)
+        self.objective = build_objective(self.spec, getattr(config, self.spec.name, None), BuildContext(
+            policy=self.policy, num_generations=config.num_generations, reward=config.reward,
+            model_name_or_path=config.model_name_or_path, device=self.accelerator.device,
+            options=lambda name: getattr(config, name), preference_func=preference_func, pairing=data.pairing))
         self._build_optimizer()
         self.iteration = 0
         self.reward_queries = 0
@@ -106,7 +115,8 @@ class RebelTrainer:
             self.objective.load_state_dict(state["counters"].get("objective", {}))
             if self.is_main:
                 truncate_logs(self.run_dir, self.iteration)
-        self.logger = MetricsLogger(self.run_dir, config.tensorboard, enabled=self.is_main)
+        self.logger = MetricsLogger(self.run_dir, config.tensorboard, enabled=self.is_main,
+                                    images=self.policy.supports.images)
 
     # ------------------------------------------------------------------ setup
     def _load_eval_prompts(self):
@@ -119,21 +129,6 @@ class RebelTrainer:
         dataset = load_prompt_dataset(source, config.eval_split, config.prompt_column)
         return dataset.select(range(min(config.eval_prompts, len(dataset))))
 
-    def _make_objective(self) -> Objective:
-        """The algorithm's objective; PPO also loads its value model (default: from the reward model)."""
-        config = self.config
-        if self.preference is not None:
-            return RebelPreference(config)
-        if config.algorithm != "ppo":
-            return ALGORITHMS[config.algorithm](config)
-        from ..policies.value import load_value_model
-
-        source = config.value_model or _default_value_model(config)
-        model = self.policy.model
-        value_model = load_value_model(source, model.config.vocab_size, next(model.parameters()).dtype,
-                                       self.accelerator.device)
-        return ALGORITHMS["ppo"](config, value_model)
-
     def _build_optimizer(self) -> None:
         config = self.config
         modules = self.objective.modules()
@@ -145,15 +140,11 @@ class RebelTrainer:
         self.scheduler = get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
                                        num_training_steps=total_steps)
         # The scheduler stays outside accelerate: it steps once per real optimizer step, on every process.
-        self.policy.train_module, *prepared, self.optimizer = self.accelerator.prepare(self.policy.model, *modules,
-                                                                                        optimizer)
+        train_module, *prepared, self.optimizer = self.accelerator.prepare(self.policy.model, *modules, optimizer)
+        self.policy.prepare_training(train_module, self.accelerator.autocast)
         self.objective.set_train_modules(prepared)
         # After prepare: FSDP2 replaces the parameters by sharded ones (and points the optimizer at them).
         self.trainable_params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        # Generation and pi_ref passes bypass the prepared module, so they get mixed precision here. One
-        # autocast region per call: autocast caches cast weights until its outermost region exits, so a
-        # region spanning optimizer steps would keep using stale (pre-update) weights.
-        self.policy.autocast = self.accelerator.autocast
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
@@ -188,11 +179,9 @@ class RebelTrainer:
         with timer("sampling"):
             # Seeded by (seed, iteration, process) alone: algorithms share rollouts as long as policies agree.
             torch.manual_seed(((config.seed * 1_000_003 + self.iteration) * 1_009 + self.accelerator.process_index))
-            rollout = collect_rollout(self.policy, rows, config)  # pairs.py: online, hybrid or offline
+            rollout = collect_rollout(self.policy, rows, n, config.data)  # pairs.py: online, hybrid or offline
         with timer("logprobs"), torch.no_grad():
-            old_token_logps = getattr(rollout, "step_log_probs", None)  # diffusion rollouts record them
-            if old_token_logps is None:
-                old_token_logps = self.policy.token_log_probs(rollout)
+            old_token_logps = self.policy.sampling_token_log_probs(rollout)
             ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
             old_logps = old_token_logps.sum(-1)
         with timer("scoring"):
@@ -200,10 +189,8 @@ class RebelTrainer:
             score = score.to(old_logps.device) - config.missing_eos_penalty * (~rollout.has_eos).float()
             kl = old_logps - ref_token_logps.sum(-1)
             shaped = score - config.kl_coef * kl
-            batch = Batch(rollout, old_logps, score, kl, normalize_rewards(shaped, n, config.reward_normalization))
-            if self.preference is not None:
-                preference = self.preference.matrix(prompts, rollout.completions, columns, n)
-                batch.extra["preference"] = preference.to(old_logps.device)
+            batch = Batch(rollout, old_logps, score, kl, normalize_rewards(shaped, n, config.reward_normalization),
+                          prompts=prompts, columns=columns)
             if self.objective.token_level:
                 batch.extra.update(old_token_logps=old_token_logps, token_kl=old_token_logps - ref_token_logps)
         with timer("update"):
@@ -211,8 +198,7 @@ class RebelTrainer:
             losses, grad_norms, loss_stats = self.update(batch)
 
         self.iteration += 1
-        queries = queries_per_iteration(config, len(rollout), self.preference is not None)
-        self.reward_queries += queries * self.accelerator.num_processes
+        self.reward_queries += self.objective.reward_queries(len(rollout)) * self.accelerator.num_processes
         metrics = self._metrics(rollout, score, named, kl, shaped, losses, grad_norms, timer.seconds)
         metrics.update(objective_stats)
         metrics.update(loss_stats)
@@ -355,7 +341,7 @@ class RebelTrainer:
                     print_before_after(before, after, self._eval_label())
         if self.is_main:
             plot_reward_kl(read_metrics(self.run_dir), self.run_dir / "reward_kl.png")
-            if is_image_policy(self.policy):  # before/after grid on the same noise, per-reward curves
+            if self.policy.supports.images:  # before/after grid on the same noise, per-reward curves
                 from .image_outputs import write_run_images
 
                 prompts = (self.eval_prompts or self.train_prompts)["prompt"]
@@ -363,18 +349,17 @@ class RebelTrainer:
             ckpt.save_policy_atomic(self.policy, self.run_dir / "final", state_dict=model_state)
             if config.merge_adapter and config.use_lora:
                 # Last step: merging folds the adapter into the base weights, so pi_ref is gone after it.
-                merged = self.policy.model.merge_and_unload()
+                merged = self.policy.merged_model()
                 ckpt.save_policy_atomic(self.policy, self.run_dir / "final" / "merged", model=merged)
         self.accelerator.wait_for_everyone()
         return summary
 
 
-def _default_value_model(config: RebelConfig) -> str:
-    """PPO's value model starts from the reward model when exactly one is named (as in common RLHF
-    PPO), else from the policy's own checkpoint."""
-    models = [spec.removeprefix("model:") for spec in config.rewards
-              if spec.startswith("model:") or (Path(spec) / "config.json").is_file()]
-    return models[0] if len(models) == 1 else config.model_name_or_path
+def sharding_needs(config: RebelConfig, supports: PolicySupports) -> dict[str, bool]:
+    """What `check_sharding` refuses under FSDP2, from the policy kind's and the algorithm's declarations."""
+    spec = algorithm_spec(config.algorithm)
+    return {supports.description: not supports.sharding, f"algorithm {spec.name}": not spec.sharding,
+            "merge_adapter": config.merge_adapter and config.use_lora}
 
 
 def _make_accelerator(mixed_precision: str) -> Accelerator:

@@ -7,14 +7,18 @@ in `rebel_rl.algorithms`, one pure function per equation.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
-from ..algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss,
-                          rebel_preference_loss, rloo_advantages, token_rewards, update_moving_baseline, whiten)
-from ..policies.base import Rollout
+from ..algorithms import (dpo_loss, gae, grpo_advantages, grpo_loss, policy_gradient_loss, ppo_policy_loss,
+                          ppo_value_loss, rebel_loss, rebel_preference_loss, rloo_advantages, token_rewards,
+                          update_moving_baseline, whiten)
+from ..config import AlgorithmSpec
+from ..policies.base import Policy, Rollout
 from .pairs import best_worst_rows
 
 
@@ -28,13 +32,32 @@ class Batch:
     kl: torch.Tensor  # (N,) log pi_t(y|x) - log pi_ref(y|x)
     reward: torch.Tensor  # (N,) score - kl_coef * kl: what sequence-level algorithms maximise
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-row tensors an objective adds
+    prompts: list = field(default_factory=list)  # (N,) each row's prompt
+    columns: dict[str, list] = field(default_factory=dict)  # (N,) each row's other dataset columns
 
     def select(self, rows: torch.Tensor) -> "Batch":
         """The rows `rows` of every per-row field."""
         pick = lambda t: t[rows.to(t.device)]  # noqa: E731
+        index = rows.tolist()
         return replace(self, rollout=self.rollout.select(rows), old_logps=pick(self.old_logps),
                        score=pick(self.score), kl=pick(self.kl), reward=pick(self.reward),
-                       extra={k: pick(v) for k, v in self.extra.items()})
+                       extra={k: pick(v) for k, v in self.extra.items()},
+                       prompts=[self.prompts[i] for i in index] if self.prompts else [],
+                       columns={k: [v[i] for i in index] for k, v in self.columns.items()})
+
+
+@dataclass
+class BuildContext:
+    """What an algorithm's objective may need beyond its own option group, when a run starts."""
+
+    policy: Policy
+    num_generations: int
+    reward: Any  # the RewardConfig group: kl_coef, the preference source, the rewards (PPO's value model)
+    model_name_or_path: str  # the policy's source (PPO's value model defaults to it)
+    device: Any
+    options: Callable[[str], Any]  # another algorithm's option group by name (DDPO reads ppo's clip_range)
+    preference_func: Callable | None = None  # a Python preference from the API, in place of reward.preference
+    pairing: str = "all"  # the data group's pairing of each prompt's samples (REBEL: all or best_worst)
 
 
 class Objective:
@@ -42,9 +65,18 @@ class Objective:
 
     token_level = False  # needs per-token log pi_t and log pi_ref (PPO)
 
-    def __init__(self, config) -> None:
-        self.config = config
-        self.n = config.num_generations
+    def __init__(self, options: Any, n: int) -> None:
+        self.options = options
+        self.n = n
+
+    @classmethod
+    def build(cls, options: Any, context: BuildContext) -> "Objective":
+        """The objective for a run: `options` is the algorithm's option group (None if it has none)."""
+        return cls(options, context.num_generations)
+
+    def reward_queries(self, num_rows: int) -> int:
+        """Completions scored for the training signal in an iteration of `num_rows` rows."""
+        return num_rows
 
     def prepare(self, batch: Batch, policy) -> dict[str, float]:
         """Per-iteration precomputation, once after scoring; returns metrics to log."""
@@ -73,38 +105,68 @@ class Rebel(Objective):
     (`pairing: all`) or over each prompt's best and worst completion (`pairing: best_worst`, whose other
     completions are not even scored by the policy)."""
 
+    def __init__(self, options, n: int, pairing: str = "all") -> None:
+        super().__init__(options, n)
+        self.pairing = pairing
+
+    @classmethod
+    def build(cls, options, context):
+        """REBEL on rewards, or on a preference (the API's function, else the config's source)."""
+        source = context.preference_func or context.reward.preference
+        if source is None:
+            return cls(options, context.num_generations, context.pairing)
+        from ..rewards.preferences import Preference
+
+        return RebelPreference(options, context.num_generations, Preference(source, device=str(context.device)),
+                               context.reward.kl_coef)
+
     def loss(self, batch, policy):
         n = self.n
-        if self.config.pairing == "best_worst":
+        if self.pairing == "best_worst":
             batch, n = batch.select(best_worst_rows(batch.reward, n)), 2
         logps = policy.log_probs(batch.rollout).view(-1, n)
-        return rebel_loss(logps, batch.old_logps.view(-1, n), batch.reward.view(-1, n), self.config.eta), {}
+        return rebel_loss(logps, batch.old_logps.view(-1, n), batch.reward.view(-1, n), self.options.eta), {}
 
 
 class RebelPreference(Objective):
     """REBEL for general preferences: regress (1/eta) * (difference of log-ratios) onto
     P(y_i > y_j|x) - 1/2 - kl_coef * (KL_i - KL_j), over all pairs; the loop puts each row's preferences
-    against its prompt's other completions in `batch.extra["preference"]` (N, n)."""
+    against its prompt's other completions in `batch.extra["preference"]` (N, n), filled by `prepare`
+    from the judge (`preference`)."""
+
+    def __init__(self, options, n: int, preference, kl_coef: float) -> None:
+        super().__init__(options, n)
+        self.preference = preference
+        self.kl_coef = kl_coef
+
+    def prepare(self, batch, policy):
+        matrix = self.preference.matrix(batch.prompts, batch.rollout.completions, batch.columns, self.n)
+        batch.extra["preference"] = matrix.to(batch.old_logps.device)
+        return {}
+
+    def reward_queries(self, num_rows: int) -> int:
+        """Each of the n(n-1)/2 compared pairs per prompt reads two completions (so n = 2 counts 2 per prompt)."""
+        return num_rows // self.n * self.n * (self.n - 1)
 
     def loss(self, batch, policy):
         n = self.n
         logps = policy.log_probs(batch.rollout).view(-1, n)
         loss = rebel_preference_loss(logps, batch.old_logps.view(-1, n), batch.extra["preference"].view(-1, n, n),
-                                     self.config.eta, kl=batch.kl.view(-1, n), kl_coef=self.config.kl_coef)
+                                     self.options.eta, kl=batch.kl.view(-1, n), kl_coef=self.kl_coef)
         return loss, {}
 
 
 class Reinforce(Objective):
     """REINFORCE with a moving-average baseline over iterations."""
 
-    def __init__(self, config) -> None:
-        super().__init__(config)
+    def __init__(self, options, n: int) -> None:
+        super().__init__(options, n)
         self.baseline: float | None = None
 
     def prepare(self, batch, policy):
         baseline = self.baseline if self.baseline is not None else float(batch.reward.float().mean())
         batch.extra["advantages"] = batch.reward - baseline
-        self.baseline = update_moving_baseline(self.baseline, batch.reward, self.config.baseline_decay)
+        self.baseline = update_moving_baseline(self.baseline, batch.reward, self.options.baseline_decay)
         return {"baseline": baseline}
 
     def loss(self, batch, policy):
@@ -141,7 +203,7 @@ class IterativeDpo(Objective):
         rejected = batch.extra["rejected"].view(-1, self.n)[:, :1]
         pick = lambda t, i: t.gather(1, i).squeeze(1)  # noqa: E731
         loss = dpo_loss(pick(logps, chosen), pick(logps, rejected), pick(old, chosen), pick(old, rejected),
-                        self.config.beta)
+                        self.options.beta)
         return loss, {}
 
 
@@ -150,10 +212,25 @@ class Ppo(Objective):
 
     token_level = True
 
-    def __init__(self, config, value_model: torch.nn.Module) -> None:
-        super().__init__(config)
+    def __init__(self, options, n: int, value_model: torch.nn.Module, kl_coef: float) -> None:
+        super().__init__(options, n)
         self.value_model = value_model
         self.value_train_module = value_model
+        self.kl_coef = kl_coef
+
+    @classmethod
+    def build(cls, options, context):
+        """Loads the value model: `value_model`, else the reward model when exactly one is named (as in
+        common RLHF PPO), else the policy's own checkpoint."""
+        from ..policies.value import load_value_model
+
+        models = [spec.removeprefix("model:") for spec in context.reward.rewards
+                  if spec.startswith("model:") or (Path(spec) / "config.json").is_file()]
+        source = options.value_model or (models[0] if len(models) == 1 else context.model_name_or_path)
+        model = context.policy.model
+        value_model = load_value_model(source, model.config.vocab_size, next(model.parameters()).dtype,
+                                       context.device)
+        return cls(options, context.num_generations, value_model, context.reward.kl_coef)
 
     def modules(self):
         return [self.value_model]
@@ -164,29 +241,29 @@ class Ppo(Objective):
     def prepare(self, batch, policy):
         from ..policies.value import token_values
 
-        config, mask = self.config, batch.rollout.completion_mask
+        options, mask = self.options, batch.rollout.completion_mask
         with torch.no_grad(), policy.autocast():
             values = token_values(self.value_train_module, batch.rollout)
-        rewards = token_rewards(batch.score, batch.extra["token_kl"], mask, config.kl_coef)
-        advantages, returns = gae(rewards, values, mask, config.gamma, config.lam)
+        rewards = token_rewards(batch.score, batch.extra["token_kl"], mask, self.kl_coef)
+        advantages, returns = gae(rewards, values, mask, options.gamma, options.lam)
         batch.extra.update(values=values, returns=returns, advantages=whiten(advantages, mask))
         return {"ppo/value_mean": float((values * mask).sum() / mask.sum().clamp(min=1))}
 
     def loss(self, batch, policy):
         from ..policies.value import token_values
 
-        config, mask, extra = self.config, batch.rollout.completion_mask, batch.extra
+        options, mask, extra = self.options, batch.rollout.completion_mask, batch.extra
         logps = policy.token_log_probs(batch.rollout)
         policy_loss, ratio, clipped = ppo_policy_loss(logps, extra["old_token_logps"], extra["advantages"], mask,
-                                                      config.clip_range)
+                                                      options.clip_range)
         with policy.autocast():
             values = token_values(self.value_train_module, batch.rollout)
-        value_loss = ppo_value_loss(values, extra["values"], extra["returns"], mask, config.clip_range_value)
+        value_loss = ppo_value_loss(values, extra["values"], extra["returns"], mask, options.clip_range_value)
         live = mask.bool()
         stats = {"ppo/policy_loss": policy_loss.item(), "ppo/value_loss": value_loss.item(),
                  "ppo/clip_fraction": clipped.item(), "ppo/ratio_mean": ratio.detach()[live].mean().item(),
                  "ppo/ratio_max_deviation": (ratio.detach()[live] - 1).abs().max().item()}
-        return policy_loss + config.vf_coef * value_loss, stats
+        return policy_loss + options.vf_coef * value_loss, stats
 
     def state_dict(self):
         return {"value_model": {k: v.cpu() for k, v in self.value_model.state_dict().items()}}
@@ -202,15 +279,21 @@ class Ddpo(Objective):
 
     token_level = True
 
-    def __init__(self, config) -> None:
+    def __init__(self, options, n: int, clip_range: float) -> None:
         from ..algorithms.ddpo import PromptStatTracker
 
-        super().__init__(config)
-        self.tracker = PromptStatTracker(config.ddpo_buffer_size, config.ddpo_min_count)
+        super().__init__(options, n)
+        self.clip_range = clip_range
+        self.tracker = PromptStatTracker(options.ddpo_buffer_size, options.ddpo_min_count)
+
+    @classmethod
+    def build(cls, options, context):
+        """DDPO's ratio clipping is PPO's `clip_range` (it is PPO's surrogate over denoising steps)."""
+        return cls(options, context.num_generations, context.options("ppo").clip_range)
 
     def prepare(self, batch, policy):
         keys = batch.rollout.prompt_keys()
-        clip = self.config.ddpo_adv_clip
+        clip = self.options.ddpo_adv_clip
         batch.extra["advantages"] = self.tracker.advantages(keys, batch.reward).clamp(-clip, clip)
         return {"ddpo/advantage_abs_mean": float(batch.extra["advantages"].abs().mean())}
 
@@ -219,7 +302,7 @@ class Ddpo(Objective):
 
         logps = policy.token_log_probs(batch.rollout)
         loss, ratio, clipped = ddpo_loss(logps, batch.extra["old_token_logps"], batch.extra["advantages"],
-                                         self.config.clip_range)
+                                         self.clip_range)
         return loss, {"ppo/clip_fraction": clipped.item(), "ppo/ratio_max_deviation": (ratio.detach() - 1).abs().max().item()}
 
     def state_dict(self):
@@ -229,5 +312,27 @@ class Ddpo(Objective):
         self.tracker.buffers = {k: list(v) for k, v in state.get("prompt_stats", {}).items()}
 
 
-ALGORITHMS = {"rebel": Rebel, "ppo": Ppo, "reinforce": Reinforce, "rloo": Rloo, "iterative_dpo": IterativeDpo,
-              "ddpo": Ddpo}
+class Grpo(Objective):
+    """GRPO (algorithms/grpo.py): each prompt's group of samples standardised into advantages, a clipped
+    per-token ratio averaged per completion; no value model."""
+
+    token_level = True
+
+    def prepare(self, batch, policy):
+        advantages = grpo_advantages(batch.reward.view(-1, self.n).float(), self.options.scale_rewards)
+        batch.extra["advantages"] = advantages.flatten()
+        return {}
+
+    def loss(self, batch, policy):
+        logps = policy.token_log_probs(batch.rollout)
+        loss, ratio, clipped = grpo_loss(logps, batch.extra["old_token_logps"], batch.extra["advantages"],
+                                         batch.rollout.completion_mask, self.options.epsilon)
+        live = batch.rollout.completion_mask.bool()
+        return loss, {"grpo/clip_fraction": clipped.item(),
+                      "grpo/ratio_max_deviation": (ratio.detach()[live] - 1).abs().max().item()}
+
+
+def build_objective(spec: AlgorithmSpec, options: Any, context: BuildContext) -> Objective:
+    """The Objective the registry entry `spec` names (training/registry.py), built for this run."""
+    module, _, name = spec.objective.partition(":")
+    return getattr(importlib.import_module(module), name).build(options, context)

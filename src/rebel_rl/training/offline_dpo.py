@@ -19,9 +19,10 @@ from ..data.pairs import PREFERENCE_COLUMNS, judge_labels, load_train_eval
 from ..policies.causal_lm import CausalLMPolicy, load_causal_lm_policy
 from ..policies.offline import encode_examples, rollout_from_ids
 from ..policies.pretrained import check_model_source
+from ..config import SamplingConfig
 from ..stage_configs import DPOConfig
 from .sft import NO_PROMPT_LIMIT
-from .supervised import SupervisedTrainer, batches, policy_settings, preference_accuracy
+from .supervised import SupervisedTrainer, batches, preference_accuracy
 
 
 def dpo(config: DPOConfig) -> dict[str, Any]:
@@ -34,17 +35,18 @@ def dpo(config: DPOConfig) -> dict[str, Any]:
     judge = judge_labels(eval_rows) if eval_rows is not None else None
     trainer = SupervisedTrainer(config, "DPO")
     check_model_source(config.model_name_or_path)
-    settings = policy_settings(config, max_new_tokens=0, max_prompt_length=NO_PROMPT_LIMIT)
-    policy = load_causal_lm_policy(settings, trainer.device)
+    policy = load_causal_lm_policy(config.model, SamplingConfig(max_new_tokens=0, temperature=config.temperature),
+                                   trainer.device, lora=config.lora if config.use_lora else None,
+                                   max_prompt_length=NO_PROMPT_LIMIT)
     train = _PreferencePairs(policy, train_rows, config, "training")
     held_out = _PreferencePairs(policy, eval_rows, config, "held-out") if eval_rows is not None else None
-    policy.train_module = trainer.prepare(policy.model, len(train))
-    policy.autocast = trainer.accelerator.autocast  # the pi_ref passes bypass the prepared module
+    # The pi_ref passes bypass the prepared module: they get the trainer's autocast.
+    policy.prepare_training(trainer.prepare(policy.model, len(train)), trainer.accelerator.autocast)
     # Eval mode throughout (no dropout): pi and pi_ref must be the same function at the start.
     result = trainer.fit(train.loss, (lambda: held_out.evaluate(judge)) if held_out else None, train_mode=False)
     results = {"num_pairs": len(held_out) if held_out else 0,
                **{k.removeprefix("eval_"): v for k, v in (result["eval"] or {}).items()}}
-    model = policy.model.merge_and_unload() if config.use_lora else policy.model
+    model = policy.merged_model() if config.use_lora else policy.model
     final = trainer.save(model, policy.tokenizer, results)
     return {"output_dir": str(trainer.run_dir), "final": str(final), **result, "results": results}
 

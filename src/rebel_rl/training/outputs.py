@@ -75,9 +75,10 @@ def _check_creatable(path: Path) -> None:
 class MetricsLogger:
     """Appends one JSON line per iteration to metrics.jsonl and mirrors scalars to TensorBoard."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True, images: bool = False) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
+        self.images = images  # completions are images (the policy says so): saved as PNGs, named in the jsonl
         self.writer = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -89,7 +90,7 @@ class MetricsLogger:
             return
         step = int(metrics["iteration"])
         _append_jsonl(self.run_dir / METRICS_FILE, metrics)
-        if any(not isinstance(r.get("completion"), (str, list, dict)) for r in completions or []):
+        if self.images and completions:
             from .image_outputs import image_records  # images go to samples/*.png, their names to the jsonl
 
             completions = image_records(self.run_dir, step, completions)

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import torch
 
-from ..config import RebelConfig, completion_columns
+from ..config import DataConfig
 from ..data.pairs import _is_completion
 from ..errors import DataError
-from ..policies.base import Rollout, concat_rollouts
-from ..policies.offline import rollout_from_text
+from ..policies.base import Policy, Rollout
 
 NORMALIZATION_EPS = 1e-4
 
 
-def check_completion_columns(dataset, config: RebelConfig) -> None:
-    """DataError (one line) if the training data lacks a completion column the config reads, or holds a
+def check_completion_columns(dataset, config: DataConfig) -> None:
+    """DataError (one line) if the training data lacks a completion column the data group reads, or holds a
     value that is neither text nor a list of messages."""
-    for column in completion_columns(config):
+    for column in config.written_columns():
         if column not in dataset.column_names:
             raise DataError(
                 f"pair_source {config.pair_source} reads completions from column {column!r}, which dataset "
@@ -39,17 +38,17 @@ def check_completion_columns(dataset, config: RebelConfig) -> None:
                                 f"{{'role', 'content'}} messages, got {value!r:.80}")
 
 
-def collect_rollout(policy, rows: dict[str, list], config: RebelConfig) -> Rollout:
+def collect_rollout(policy: Policy, rows: dict[str, list], n: int, config: DataConfig) -> Rollout:
     """The iteration's Rollout, n consecutive rows per prompt: first the n - k samples from pi_t, then the
     prompt's k dataset completions in `completion_columns` order."""
-    n, prompts = config.num_generations, rows["prompt"]
-    columns = completion_columns(config)
+    prompts = rows["prompt"]
+    columns = config.written_columns()
     samples = n - len(columns)
     parts = [policy.sample(prompts, samples)] if samples else []
-    parts += [rollout_from_text(policy, prompts, rows[column]) for column in columns]
+    parts += [policy.rollout_from_text(prompts, rows[column]) for column in columns]
     if len(parts) == 1:
         return parts[0]
-    merged = concat_rollouts(parts, policy.tokenizer.pad_token_id)
+    merged = policy.concat(parts)
     return merged.select(interleave_order(len(prompts), samples, len(columns)))
 
 
@@ -80,10 +79,3 @@ def normalize_rewards(reward: torch.Tensor, n: int, mode: str) -> torch.Tensor:
     grouped = reward.view(-1, n) if mode == "prompt" else reward.view(1, -1)
     mean, std = grouped.mean(-1, keepdim=True), grouped.std(-1, keepdim=True)
     return ((grouped - mean) / (std + NORMALIZATION_EPS)).flatten()
-
-
-def queries_per_iteration(config: RebelConfig, num_rows: int, preference: bool) -> int:
-    """Completions scored for the training signal: every row for rewards; with a preference, each of the
-    n(n-1)/2 compared pairs per prompt reads two completions (so n = 2 also counts 2 per prompt)."""
-    n = config.num_generations
-    return num_rows // n * n * (n - 1) if preference else num_rows

@@ -23,8 +23,9 @@ from ..policies.offline import encode_examples, rollout_from_ids
 from ..policies.pretrained import check_model_source
 from ..policies.scratch import build_scratch_model, corpus_text, is_scratch, scratch_size, train_word_tokenizer
 from ..rewards.builtin import completion_text
+from ..config import SamplingConfig
 from ..stage_configs import SFTConfig
-from .supervised import SupervisedTrainer, batches, policy_settings
+from .supervised import SupervisedTrainer, batches
 
 # The stages check total length against max_length themselves; the policy only enforces the context window.
 NO_PROMPT_LIMIT = 10**9
@@ -40,7 +41,7 @@ def sft(config: SFTConfig) -> dict[str, Any]:
     policy = load_sft_policy(config, train_rows, trainer.device)
     train = SFTExamples(policy, train_rows, config.max_length, "training")
     held_out = SFTExamples(policy, eval_rows, config.max_length, "held-out") if eval_rows is not None else None
-    policy.train_module = trainer.prepare(policy.model, len(train))
+    policy.prepare_training(trainer.prepare(policy.model, len(train)), policy.autocast)
     result = trainer.fit(lambda rows: (train.loss(rows), {}),
                          (lambda: {"eval_loss": held_out.mean_loss(config.batch_size)}) if held_out else None)
     final = trainer.save(policy.model, policy.tokenizer)
@@ -57,8 +58,8 @@ def load_sft_policy(config: SFTConfig, train_rows: datasets.Dataset, device: tor
         model = build_scratch_model(scratch_size(config.model_name_or_path), tokenizer, config.max_length).to(device)
         return CausalLMPolicy(model, tokenizer, max_new_tokens=0, temperature=1.0, max_prompt_length=NO_PROMPT_LIMIT)
     check_model_source(config.model_name_or_path)
-    policy = load_causal_lm_policy(policy_settings(config, use_lora=False, max_new_tokens=0, temperature=1.0,
-                                                   max_prompt_length=NO_PROMPT_LIMIT), device)
+    policy = load_causal_lm_policy(config.model, SamplingConfig(max_new_tokens=0, temperature=1.0), device,
+                                   max_prompt_length=NO_PROMPT_LIMIT)
     policy.reference_model = None  # SFT needs no reference model: free the frozen copy
     generation = policy.model.generation_config
     if generation.eos_token_id is None:

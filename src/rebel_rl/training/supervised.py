@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -20,7 +18,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import get_scheduler
 
-from ..config import RebelConfig
 from ..policies.causal_lm import resolve_mixed_precision
 from .checkpoint import save_pretrained_atomic
 from .loop import _make_accelerator
@@ -124,12 +121,6 @@ class SupervisedTrainer:
         if self.config.progress:
             Console(stderr=True).print(f"[bold]{self.title}[/bold] saved {final}")
         return final
-
-
-def policy_settings(config: Any, **values: Any) -> SimpleNamespace:
-    """What `load_causal_lm_policy` reads, for a stage config that has only some of RebelConfig's
-    fields: RebelConfig's defaults, overlaid with the stage's fields and `values`."""
-    return SimpleNamespace(**{**asdict(RebelConfig()), **asdict(config), **values})
 
 
 def batches(count: int, size: int) -> list[list[int]]:

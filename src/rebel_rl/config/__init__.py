@@ -1,0 +1,18 @@
+"""Configs: the shared machinery (base.py), the online run's groups (run.py) and the algorithm registry
+(algorithms.py) that training/registry.py fills."""
+from .algorithms import AlgorithmSpec, algorithm_names, algorithm_spec, register_algorithm
+from .base import ConfigBase, GroupedConfig, check_choice, convert, packaged_config, read_yaml
+from .base import config_fields as _config_fields
+from .run import (DEFAULT_DATASET, DEFAULT_MODEL, DataConfig, EvalConfig, ModelConfig, OutputConfig, RebelConfig,
+                  RewardConfig, SamplingConfig, TrainingConfig, completion_columns)
+
+__all__ = ["AlgorithmSpec", "ConfigBase", "DataConfig", "DEFAULT_DATASET", "DEFAULT_MODEL", "EvalConfig",
+           "GroupedConfig", "ModelConfig", "OutputConfig", "RebelConfig", "RewardConfig", "SamplingConfig",
+           "TrainingConfig", "algorithm_names", "algorithm_spec", "check_choice", "completion_columns",
+           "config_fields", "convert", "packaged_config", "read_yaml", "register_algorithm"]
+_check_choice = check_choice  # the name compare/config.py knew it by
+
+
+def config_fields(cls: type | None = None) -> list:
+    """The option fields of a config class (default RebelConfig), in --help order."""
+    return _config_fields(cls or RebelConfig)

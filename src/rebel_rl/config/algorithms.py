@@ -1,0 +1,59 @@
+"""The algorithm registry: every online algorithm is registered once, with what it needs and supports.
+
+An entry names the algorithm's option group (a small dataclass with `validate()`, e.g. REBEL's eta and
+pairing), the Objective that turns a batch into its loss (imported only when a run starts, so `--help`
+stays fast), and what it works with: how many samples per prompt, which policy kinds, pair sources,
+preferences, reward normalisation, sharded training. The entries themselves are written beside the
+objectives (training/registry.py); this module only holds them, so that the config, the policy factory
+and the sharding checks can ask it without importing the training layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """One online algorithm: its name, option group, objective, and what it supports."""
+
+    name: str
+    objective: str  # "module:Class" of its Objective; `Class.build(options, context)` makes it
+    options: type | None = None  # its option group (a dataclass with `validate()`), or None
+    min_generations: int = 1  # samples per prompt it needs (2 for algorithms that compare samples)
+    policy_kinds: tuple[str, ...] = ("causal_lm",)  # the policy kinds (policies/) it trains
+    other_kind_hint: str = ""  # the fix to name when the policy is of another kind
+    pair_sources: tuple[str, ...] = ("online",)  # where its completions may come from (REBEL: hybrid, offline)
+    preferences: bool = False  # whether it can regress on a preference instead of rewards
+    pairings: tuple[str, ...] = ("all",)  # how samples of a prompt are paired
+    reward_normalization: str | None = None  # why it refuses reward_normalization other than none, if it does
+    sharding: bool = True  # whether it trains under FSDP2
+
+
+_REGISTRY: dict[str, AlgorithmSpec] = {}
+
+
+def register_algorithm(spec: AlgorithmSpec) -> AlgorithmSpec:
+    """Add `spec` to the registry (a name registered twice is a programming error)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"algorithm {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def algorithm_names() -> list[str]:
+    """Registered algorithm names, in registration order."""
+    return list(_REGISTRY)
+
+
+def algorithm_spec(name: str) -> AlgorithmSpec:
+    """The entry of algorithm `name`; ConfigError naming the registered ones if there is none."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"algorithm must be one of {', '.join(_REGISTRY)}; got {name!r}")
+    return _REGISTRY[name]
+
+
+def option_groups() -> dict[str, type]:
+    """Each registered algorithm's option group, by algorithm name (the config's per-algorithm groups)."""
+    return {name: spec.options for name, spec in _REGISTRY.items() if spec.options is not None}

@@ -1,0 +1,354 @@
+"""Config machinery shared by every command: dataclasses filled from YAML, dicts and `--field value`.
+
+Two shapes use it. A flat config (`CompareConfig`, `EvaluateConfig`) is one dataclass. A grouped config
+(`RebelConfig`, the stage configs) is a set of small group dataclasses, one per layer (model, data,
+sampling, ...), so that each component receives only its own group. A grouped config is still filled and
+read by flat names (`RebelConfig(eta=0.5)`, `--eta 0.5`, `config.eta`, old flat YAML files); a name that
+two groups share must be written `group.name`. Every problem is one `ConfigError` line.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import math
+import os
+import re
+import types
+import typing
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "configs"
+
+
+class ConfigBase:
+    """YAML, dict and command-line construction shared by every config (flat dataclasses and grouped).
+
+    `command` names the CLI subcommand that takes the config (for error messages).
+    """
+
+    command = "train"
+
+    @classmethod
+    def option_fields(cls) -> list[tuple[str, dataclasses.Field, type]]:
+        """(flat name, field, the dataclass declaring it) for every option, in declaration order."""
+        return [(f.name, f, cls) for f in fields(cls)]
+
+    @classmethod
+    def field_comments(cls) -> dict[str, str]:
+        """Each option's trailing `# comment` in the dataclass declaring it (or one it inherits the field
+        from; a subclass's comment wins): the one place options are documented."""
+        comments: dict[str, str] = {}
+        owners = list(dict.fromkeys(owner for _, _, owner in cls.option_fields()))
+        for owner in owners:
+            for klass in reversed(owner.__mro__):
+                if dataclasses.is_dataclass(klass):
+                    source = inspect.getsource(klass)
+                    comments.update({m.group(1): m.group(2).strip()
+                                     for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)})
+        return comments
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> Any:
+        """Build a config from a mapping, rejecting unknown keys and converting values to field types."""
+        known = {name: owner for name, _, owner in cls.option_fields()}
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
+                f"see `rebel {cls.command} --help` for the list of fields"
+            )
+        converted = {k: convert(k, v, typing.get_type_hints(known[k])[k], source) for k, v in values.items()}
+        return cls(**converted)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Any:
+        """Load a YAML file of `field: value` pairs."""
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> Any:
+        """Return a copy with some fields replaced (values may be strings from the command line)."""
+        merged = asdict(self)
+        merged.update(overrides)
+        return type(self).from_dict(merged, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save_yaml(self, path: str | Path) -> None:
+        """Write the config as YAML, atomically (a crash never leaves a half-written config)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
+
+
+class GroupedConfig(ConfigBase):
+    """A config made of group dataclasses (`groups()`: attribute name -> class), read and written by flat
+    option names as well as by group.
+
+    `RebelConfig(eta=0.5)`, `config.eta` and `config.rebel.eta` all reach the same value; `to_dict` and
+    the saved YAML are nested by group; `from_dict` takes nested groups, flat names or `group.name`.
+    Subclasses may set `defaults` (flat name -> value) to change a shared group's defaults for one stage.
+    """
+
+    defaults: dict[str, Any] = {}
+
+    @classmethod
+    def groups(cls) -> dict[str, type]:
+        raise NotImplementedError
+
+    def __init__(self, **values: Any) -> None:
+        groups = {name: group() for name, group in self.groups().items()}
+        object.__setattr__(self, "_groups", groups)
+        for name, value in {**self.defaults, **values}.items():
+            if name in groups and dataclasses.is_dataclass(value):
+                groups[name] = copy.deepcopy(value)
+            else:
+                setattr(self, name, value)
+
+    # --- flat names -------------------------------------------------------------------------------
+    @classmethod
+    def option_fields(cls) -> list[tuple[str, dataclasses.Field, type]]:
+        return [(f.name, f, group) for group in cls.groups().values() for f in fields(group)]
+
+    @classmethod
+    def locate(cls, name: str, source: str = "config") -> tuple[str, str]:
+        """(group, field) of a flat name or `group.field`; ConfigError if unknown or ambiguous."""
+        groups = cls.groups()
+        if "." in name:
+            group, _, field_name = name.partition(".")
+            if group in groups and field_name in {f.name for f in fields(groups[group])}:
+                return group, field_name
+            owners = []
+        else:
+            owners = [group for group, klass in groups.items() if name in {f.name for f in fields(klass)}]
+            if len(owners) == 1:
+                return owners[0], name
+        if len(owners) > 1:
+            raise ConfigError(f"{name} in {source} exists in groups {' and '.join(owners)}: write "
+                              f"{' or '.join(f'{g}.{name}' for g in owners)}")
+        raise ConfigError(f"unknown config key {name!r} in {source}: see `rebel {cls.command} --help` for the list "
+                          "of fields")
+
+    def __getattr__(self, name: str) -> Any:
+        groups = self.__dict__.get("_groups")
+        if groups is None or name.startswith("__"):
+            raise AttributeError(name)
+        if name in groups:
+            return groups[name]
+        try:
+            group, field_name = self.locate(name)
+        except ConfigError:
+            raise AttributeError(f"{type(self).__name__} has no option {name!r}") from None
+        return getattr(groups[group], field_name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            group, field_name = self.locate(name, source="arguments")
+        except ConfigError as exc:
+            raise TypeError(str(exc)) from None
+        setattr(self._groups[group], field_name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._groups == other._groups
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={group!r}" for name, group in self._groups.items())
+        return f"{type(self).__name__}({inner})"
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        clone = type(self).__new__(type(self))
+        object.__setattr__(clone, "_groups", copy.deepcopy(self._groups, memo))
+        return clone
+
+    # --- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> Any:
+        """From nested groups (`model: {...}`), flat names, or `group.name` keys, converting each value."""
+        return cls()._assign(values, source)
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> Any:
+        return copy.deepcopy(self)._assign(overrides, source)
+
+    def _assign(self, values: dict[str, Any], source: str) -> Any:
+        """Set converted `values` in place (every unknown key named in one error first); return self."""
+        pairs = _flatten(type(self), values)
+        unknown = [key for key, _ in pairs if not self._known(key)]
+        if unknown:
+            raise ConfigError(
+                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
+                f"see `rebel {self.command} --help` for the list of fields")
+        for key, value in pairs:
+            group, field_name = self.locate(key, source)
+            hint = typing.get_type_hints(self.groups()[group])[field_name]
+            setattr(self._groups[group], field_name, convert(field_name, value, hint, source))
+        return self
+
+    @classmethod
+    def _known(cls, key: str) -> bool:
+        group, _, name = key.rpartition(".")
+        groups = cls.groups()
+        return any(name in {f.name for f in fields(klass)} for g, klass in groups.items() if not group or g == group)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: asdict(group) for name, group in self._groups.items()}
+
+    def flat_dict(self) -> dict[str, Any]:
+        """Every option by its flat name (the form of the command line and of old YAML files)."""
+        return {name: getattr(self._groups[group], name) for group, name in self._flat_names()}
+
+    def _flat_names(self) -> list[tuple[str, str]]:
+        return [(group, f.name) for group, klass in self.groups().items() for f in fields(klass)]
+
+    def check_finite(self) -> None:
+        """YAML `.nan`/`.inf` and "nan" on the command line parse as floats: refuse them everywhere."""
+        for group, name in self._flat_names():
+            value = getattr(self._groups[group], name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ConfigError(f"{name} must be a finite number, got {item}")
+
+
+def _flatten(cls: type, values: dict[str, Any]) -> list[tuple[str, Any]]:
+    """`{group: {field: v}}` and flat or dotted keys, as (key, value) pairs with `group.field` keys for
+    nested ones."""
+    groups = cls.groups()
+    pairs = []
+    for key, value in values.items():
+        if key in groups and isinstance(value, dict):
+            pairs.extend((f"{key}.{name}", item) for name, item in value.items())
+        elif key in groups and dataclasses.is_dataclass(value):
+            pairs.extend((f"{key}.{name}", item) for name, item in asdict(value).items())
+        else:
+            pairs.append((key, value))
+    return pairs
+
+
+def packaged_config(name: str) -> Path:
+    """The YAML recipe `name` shipped in rebel_rl/configs/ (`images_digits`, `lcm_aesthetic`, ...)."""
+    path = CONFIG_FOLDER / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if not path.is_file():
+        known = ", ".join(f"builtin:{p.stem}" for p in sorted(CONFIG_FOLDER.glob("*.yaml")))
+        raise ConfigError(f"no packaged config {name!r}: use one of {known}")
+    return path
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping (`builtin:NAME` is a packaged recipe), turning every I/O or syntax problem into
+    one ConfigError line."""
+    path = packaged_config(str(path).removeprefix("builtin:")) if str(path).startswith("builtin:") else Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of `field: value` lines, got {type(data).__name__}")
+    return data
+
+
+# --- checks every group uses ---------------------------------------------------------------------------
+def check_choice(name: str, value: str, choices: list[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_at_least_one(group: Any, names: list[str]) -> None:
+    for name in names:
+        if getattr(group, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(group, name)}")
+
+
+def check_positive(group: Any, names: list[str]) -> None:
+    for name in names:
+        if getattr(group, name) is None or not getattr(group, name) > 0:
+            raise ConfigError(f"{name} must be > 0, got {getattr(group, name)}")
+
+
+def check_non_negative(group: Any, names: list[str]) -> None:
+    for name in names:
+        if getattr(group, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(group, name)}")
+
+
+def check_unit_interval(group: Any, names: list[str]) -> None:
+    for name in names:
+        if not 0 <= getattr(group, name) <= 1:
+            raise ConfigError(f"{name} must be in [0, 1], got {getattr(group, name)}")
+
+
+# --- value conversion ------------------------------------------------------------------------------------
+def convert(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Convert a YAML or command-line value to the field's declared type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return convert(name, value, inner[0], source)
+    try:
+        if origin is list:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            if [str(item).lower() for item in value] in (["none"], ["[]"]):  # `--rewards none`: an empty list
+                return []
+            return [convert(name, item, args[0], source) for item in _split_commas(value)]
+        if hint is bool:
+            if isinstance(value, str):
+                lowered = value.lower()
+                if lowered in ("true", "1", "yes"):
+                    return True
+                if lowered in ("false", "0", "no"):
+                    return False
+                raise ValueError
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if hint is str:
+            if isinstance(value, (dict, list)):
+                raise TypeError
+            return str(value)
+    except (TypeError, ValueError):
+        kind = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{name} in {source} must be {kind}, got {value!r}") from None
+    return value
+
+
+def _split_commas(items: list | tuple) -> list:
+    """`a,b` and `a b` mean the same list, on the command line and in YAML."""
+    parts = []
+    for item in items:
+        if isinstance(item, str):
+            parts.extend(part.strip() for part in item.split(","))
+        else:
+            parts.append(item)
+    return parts
+
+
+def config_fields(cls: type) -> list[dataclasses.Field]:
+    """The option fields of a config class (flat or grouped), in declaration order (for --help and docs)."""
+    return [f for _, f, _ in cls.option_fields()]

@@ -1,0 +1,298 @@
+"""`RebelConfig`, the options of an online run, in groups by layer.
+
+Each group is a small dataclass that validates itself and is all its component receives: the policy
+factory gets `model` and `sampling`, the data loader `data`, the reward set `reward`, the loop
+`training`, evaluation `evaluation`, the run folder `output`, and each algorithm its own option group
+(registered with the algorithm, training/registry.py). Field comments are the reference docs (`rebel
+train --help`, the README's table). `RebelConfig` checks what spans groups, with the algorithm registry.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .algorithms import algorithm_names, algorithm_spec, option_groups
+from .base import (GroupedConfig, check_at_least_one, check_choice, check_non_negative, check_positive,
+                   check_unit_interval)
+
+# The embedded default run: SmolLM2-135M-Instruct, loaded offline, made more positive with LoRA.
+DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
+DEFAULT_DATASET = "builtin:positive_sentiment"
+DTYPES = ["auto", "float32", "bfloat16", "float16"]
+MIXED_PRECISION = ["auto", "no", "bf16", "fp16"]
+LR_SCHEDULERS = ["linear", "cosine", "constant"]
+
+
+@dataclass
+class WeightsConfig:
+    """Which weights, in which precision (every stage that loads a model)."""
+
+    model_name_or_path: str | None = DEFAULT_MODEL  # local path, hub id, builtin:smollm2-135m-instruct, or builtin:digits-denoiser (images)
+    dtype: str = "auto"  # weights: auto (fp32 on CPU, bf16 on GPUs that support it) | float32 | bfloat16 | float16
+    mixed_precision: str = "auto"  # autocast: auto (bf16 where the CPU/GPU computes it natively) | no | bf16 | fp16
+
+    def validate(self) -> None:
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+
+
+@dataclass
+class LoraConfig:
+    """A LoRA adapter through peft (pi_ref = the adapter disabled), or full fine-tuning."""
+
+    use_lora: bool = True  # LoRA through peft; pi_ref = the model with the adapter disabled
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scaling numerator (scale = lora_alpha / lora_r)
+    lora_dropout: float = 0.0  # dropout inside LoRA layers (off during RL: the model runs in eval mode)
+    lora_target_modules: str = "all-linear"  # peft target_modules: all-linear or comma-separated names
+
+    def validate(self) -> None:
+        check_at_least_one(self, ["lora_r"])
+        check_non_negative(self, ["lora_dropout"])
+
+
+@dataclass
+class ModelConfig(LoraConfig, WeightsConfig):
+    """The policy: its weights and precision, its kind, its adapter."""
+
+    model_type: str = "auto"  # auto (diffusion for builtin:digits-denoiser and diffusers folders) | causal_lm | diffusion (a pipeline hub id)
+    merge_adapter: bool = False  # also save a merged full model at the end
+
+    def validate(self) -> None:
+        WeightsConfig.validate(self)
+        LoraConfig.validate(self)
+        check_choice("model_type", self.model_type, ["auto", "causal_lm", "diffusion"])
+
+
+@dataclass
+class DataConfig:
+    """Prompts, and where each prompt's completions come from and how they are paired."""
+
+    dataset: str = DEFAULT_DATASET  # .jsonl/.json/.csv/.parquet file, save_to_disk folder, hub id, builtin:NAME
+    dataset_split: str = "train"  # split of `dataset` to train on
+    eval_dataset: str | None = None  # held-out prompts; default: `dataset` with split `eval_split`
+    eval_split: str = "test"  # split of the held-out prompts
+    prompt_column: str = "prompt"  # column holding the prompts (text or chat messages)
+    max_prompt_length: int = 256  # prompts longer than this (in tokens) are an error, not silently cut
+    # --- pairs (REBEL's extensions, docs/extensions/) ---
+    pair_source: str = "online"  # rebel: online (n samples) | hybrid (n-k samples + k dataset completions) | offline (all n from the dataset)
+    completion_columns: list[str] | None = None  # the k dataset columns of written completions; default: completion (hybrid), chosen,rejected (offline)
+    pairing: str = "all"  # rebel: all (every pair i < j of a prompt's n) | best_worst (highest- vs lowest-reward of n)
+
+    def validate(self) -> None:
+        check_at_least_one(self, ["max_prompt_length"])
+        check_choice("pair_source", self.pair_source, ["online", "hybrid", "offline"])
+        check_choice("pairing", self.pairing, ["all", "best_worst"])
+        if self.pair_source == "online" and self.completion_columns:
+            raise ConfigError("completion_columns is read only with pair_source hybrid or offline")
+
+    def written_columns(self) -> list[str]:
+        """The dataset columns whose completions fill the last slots of each prompt's n (empty when online)."""
+        if self.pair_source == "online":
+            return []
+        if self.completion_columns:
+            return list(self.completion_columns)
+        return ["completion"] if self.pair_source == "hybrid" else ["chosen", "rejected"]
+
+
+@dataclass
+class RewardConfig:
+    """What is maximised: rewards (or a preference), the KL penalty and the missing-EOS penalty."""
+
+    rewards: list[str] = field(default_factory=lambda: ["sentiment"])  # builtin, module:fn, file.py:fn, model:PATH
+    reward_weights: list[float] | None = None  # one per reward; default 1.0 each
+    kl_coef: float = 0.05  # reward = score - kl_coef * (log pi_t(y) - log pi_ref(y))
+    missing_eos_penalty: float = 0.0  # subtracted from the score of a completion that never emits EOS
+    reward_normalization: str = "none"  # none (as in the paper) | prompt (per-prompt mean/std) | batch (batch mean/std); not ppo
+    preference: str | None = None  # rebel: regress on P(y > y'|x) - 1/2 instead of rewards: builtin, module:fn, file.py:fn, model:PATH
+
+    def validate(self, require_rewards: bool = True) -> None:
+        check_non_negative(self, ["kl_coef"])
+        check_choice("reward_normalization", self.reward_normalization, ["none", "prompt", "batch"])
+        if not self.rewards and require_rewards and self.preference is None:
+            raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards sentiment")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ConfigError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards: "
+                              "give one weight per reward")
+        if self.preference is not None and self.reward_normalization != "none":
+            raise ConfigError(f"reward_normalization {self.reward_normalization!r} does not apply to a preference "
+                              "(its target is P - 1/2): use none")
+
+
+@dataclass
+class SamplingConfig:
+    """How completions are sampled (a causal LM's tokens or a diffusion sampler's steps)."""
+
+    num_generations: int = 2  # n completions per prompt (REBEL compares all pairs)
+    prompts_per_iteration: int = 16  # prompts sampled per iteration (per process)
+    max_new_tokens: int = 24  # completion length cap; a completion that reaches it has no EOS
+    temperature: float | None = None  # scales the log-probs too; None: the policy kind's own (0.7 for a causal LM, 1.0 for a diffusion policy: it multiplies its noise std)
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # nucleus sampling; 1.0 = off
+    # --- diffusion policies (images, docs/images.md) ---
+    sampler: str = "ddim"  # diffusion: ddim (stochastic DDIM) | lcm (multi-step consistency sampling, for LCM checkpoints)
+    num_inference_steps: int = 10  # diffusion: denoising steps per image (each step is one action)
+    ddim_eta: float = 1.0  # diffusion, ddim: noise level (1 = ancestral sampling); must be > 0 for log-probs
+    guidance_scale: float = 2.0  # diffusion: classifier-free guidance scale (LCM: its guidance embedding); 1 = off
+    image_size: int = 512  # latent diffusion: image height and width in pixels (the digits model is 16x16)
+
+    def validate(self) -> None:
+        check_at_least_one(self, ["num_generations", "prompts_per_iteration", "max_new_tokens",
+                                  "num_inference_steps", "image_size"])
+        if self.temperature is not None:
+            check_positive(self, ["temperature"])
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        check_non_negative(self, ["top_k"])
+        check_choice("sampler", self.sampler, ["ddim", "lcm"])
+        check_positive(self, ["ddim_eta", "guidance_scale"])
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with a warmup-then-decay schedule (the online loop and every offline stage)."""
+
+    learning_rate: float | None = 3e-4  # AdamW peak learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_ratio: float = 0.1  # fraction of optimiser steps with linear warmup
+    lr_scheduler: str = "linear"  # linear | cosine | constant (all after warmup)
+    max_grad_norm: float = 1.0  # gradient clipping norm
+    seed: int = 0  # seed for prompt order, sampling and initialisation
+
+    def validate(self) -> None:
+        check_positive(self, ["learning_rate"])
+        check_non_negative(self, ["weight_decay", "max_grad_norm"])
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
+
+
+@dataclass
+class TrainingConfig(OptimizerConfig):
+    """The algorithm, the iterations and how each batch is reused, and the optimiser."""
+
+    algorithm: str = "rebel"  # the loss: one of the registered algorithms (rebel | ppo | rloo | reinforce | iterative_dpo | ddpo for diffusion | grpo)
+    num_iterations: int = 24  # sample-score-update iterations
+    num_epochs: int = 1  # passes over each sampled batch
+    minibatch_prompts: int = 8  # prompts (each with its n completions) per optimiser micro-batch
+    gradient_accumulation_steps: int = 1  # minibatches per optimiser step
+
+    def validate(self) -> None:
+        check_at_least_one(self, ["num_iterations", "num_epochs", "minibatch_prompts", "gradient_accumulation_steps"])
+        super().validate()
+        algorithm_spec(self.algorithm)
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation before, during and after training."""
+
+    eval_prompts: int = 64  # held-out prompts scored before and after training (0 = skip)
+    eval_temperature: float | None = None  # scores at this temperature (default `temperature`); KL always at `temperature`
+    eval_rewards: list[str] = field(default_factory=list)  # extra rewards computed only at evaluation (judges)
+    eval_every: int = 0  # iterations between held-out evaluations logged as eval/* (0 = before and after only)
+    eval_batch_size: int = 32  # sequences per held-out sampling batch
+    eval_generations: int | None = None  # samples per held-out prompt (default num_generations)
+
+    def validate(self) -> None:
+        check_at_least_one(self, ["eval_batch_size"])
+        check_non_negative(self, ["eval_prompts", "eval_every"])
+        if self.eval_temperature is not None:
+            check_positive(self, ["eval_temperature"])
+        if self.eval_generations is not None:
+            check_at_least_one(self, ["eval_generations"])
+
+
+@dataclass
+class OutputConfigBase:
+    """Where a run is written (every command that trains)."""
+
+    output_dir: str | None = None  # default: runs/rebel-YYYYmmdd-HHMMSS
+    overwrite: bool = False  # allow replacing a run already in output_dir
+    progress: bool = True  # show the progress bar and the final tables
+
+    def validate(self, prefix: str = "rebel") -> None:
+        if self.output_dir is None:  # a fresh, timestamped folder
+            self.output_dir = time.strftime(f"runs/{prefix}-%Y%m%d-%H%M%S")
+
+
+@dataclass
+class OutputConfig(OutputConfigBase):
+    """The online run's folder: checkpoints, logs, progress."""
+
+    save_every: int = 10  # iterations between resumable checkpoints (0 = only the final one)
+    log_completions: int = 2  # sample completions written per iteration
+    tensorboard: bool = True  # write TensorBoard event files
+
+    def validate(self, prefix: str = "rebel") -> None:
+        check_non_negative(self, ["save_every", "log_completions"])
+        super().validate(prefix)
+
+
+# The groups every online run has, in the order of --help; then one group per registered algorithm.
+RUN_GROUPS = {"model": ModelConfig, "data": DataConfig, "reward": RewardConfig, "sampling": SamplingConfig,
+              "training": TrainingConfig}
+LATE_GROUPS = {"evaluation": EvalConfig, "output": OutputConfig}
+
+
+class RebelConfig(GroupedConfig):
+    """All options of an online RL run (REBEL by default), in groups; `RebelConfig(eta=0.5, ...)` takes
+    flat names. Field comments in the group dataclasses are the reference docs."""
+
+    @classmethod
+    def groups(cls) -> dict[str, type]:
+        return {**RUN_GROUPS, **option_groups(), **LATE_GROUPS}
+
+    def validate(self, require_rewards: bool = True) -> "RebelConfig":
+        """Check every group, then what spans groups (the algorithm's needs); raise one ConfigError line
+        for the first problem found. `require_rewards=False` accepts an empty `rewards` list (the Python
+        API, where `reward_funcs` supplies the rewards). Also fills in a fresh, timestamped output_dir."""
+        self.check_finite()
+        for name, group in self._groups.items():
+            group.validate(require_rewards) if name == "reward" else group.validate()
+        sampling, training = self.sampling, self.training
+        if sampling.prompts_per_iteration % training.minibatch_prompts:
+            raise ConfigError(f"prompts_per_iteration ({sampling.prompts_per_iteration}) must be a multiple of "
+                              f"minibatch_prompts ({training.minibatch_prompts})")
+        minibatches = sampling.prompts_per_iteration // training.minibatch_prompts
+        if minibatches % training.gradient_accumulation_steps:
+            raise ConfigError(f"gradient_accumulation_steps ({training.gradient_accumulation_steps}) must divide the "
+                              f"number of minibatches per epoch ({minibatches} = prompts_per_iteration / minibatch_prompts)")
+        self._check_algorithm()
+        return self
+
+    def _check_algorithm(self) -> None:
+        """What the chosen algorithm's registry entry says it needs and supports."""
+        spec, data, reward = algorithm_spec(self.training.algorithm), self.data, self.reward
+        n = self.sampling.num_generations
+        if n < spec.min_generations:
+            raise ConfigError(f"num_generations must be >= {spec.min_generations} for {spec.name} (it compares samples "
+                              "of a prompt)")
+        needs = {"pair_source": (data.pair_source, lambda s: data.pair_source in s.pair_sources),
+                 "pairing": (data.pairing, lambda s: data.pairing in s.pairings),
+                 "preference": (reward.preference, lambda s: reward.preference is None or s.preferences)}
+        for name, (value, supports) in needs.items():
+            if not supports(spec):
+                raise ConfigError(f"{name} {value!r} needs algorithm {_supporting(supports)}, got {spec.name!r}")
+        if reward.reward_normalization != "none" and spec.reward_normalization:
+            raise ConfigError(spec.reward_normalization.format(value=reward.reward_normalization))
+        if data.pairing == "best_worst" and reward.preference is not None:
+            raise ConfigError("pairing best_worst ranks samples by reward: use pairing all with a preference")
+        columns = data.written_columns()
+        if data.pair_source == "hybrid" and len(columns) >= n:
+            raise ConfigError(f"pair_source hybrid samples num_generations - {len(columns)} completion(s) per prompt: "
+                              f"num_generations ({n}) must exceed the {len(columns)} completion_columns")
+        if data.pair_source == "offline" and len(columns) != n:
+            raise ConfigError(f"pair_source offline takes all num_generations ({n}) completions from "
+                              f"completion_columns, which has {len(columns)}: make them equal")
+
+
+def _supporting(supports) -> str:
+    """The registered algorithms for which `supports(spec)` holds, for an error message."""
+    return " or ".join(name for name in algorithm_names() if supports(algorithm_spec(name))) or "none"
+
+
+def completion_columns(config: RebelConfig) -> list[str]:
+    """The dataset columns whose completions fill the last slots of each prompt's n (empty when online)."""
+    return config.data.written_columns()
