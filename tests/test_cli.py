@@ -307,7 +307,7 @@ def test_overwrite_replaces_the_run(finished_run, tmp_path, capfd):
     assert code == 0, err
     assert [json.loads(line)["iteration"] for line in (copy / "metrics.jsonl").read_text().splitlines()] == [1]
     assert [p.name for p in list_checkpoints(copy / "checkpoints")] == ["iter-000001"]
-    assert yaml.safe_load((copy / "config.yaml").read_text())["num_iterations"] == 1
+    assert yaml.safe_load((copy / "config.yaml").read_text())["training"]["num_iterations"] == 1
     assert not (copy / "tensorboard").exists()
     # The held-out "before" numbers belong to the new run, not the replaced one.
     evaluation = json.loads((copy / "eval.json").read_text())

@@ -3,7 +3,6 @@ their `rebel` subcommands, and dataset completions scored exactly like sampled o
 
 Everything trains the small scratch model on a few dozen in-memory rows, so each stage takes seconds.
 """
-import dataclasses
 import json
 import random
 import re

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .algorithms import algorithm_names, algorithm_spec, option_groups
-from .base import (GroupedConfig, check_at_least_one, check_choice, check_non_negative, check_positive,
-                   check_unit_interval)
+from .base import (GroupedConfig, check_at_least_one, check_choice, check_non_negative, check_positive)
 
 # The embedded default run: SmolLM2-135M-Instruct, loaded offline, made more positive with LoRA.
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
