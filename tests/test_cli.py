@@ -17,7 +17,7 @@ import yaml
 
 from rebel_rl import RebelConfig
 from rebel_rl.cli import main
-from rebel_rl.training.checkpoint import STATE_FILE, list_checkpoints
+from rebel_rl.training.run.checkpoint import STATE_FILE, list_checkpoints
 from tiny import save_tiny_causal_lm, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
@@ -137,7 +137,7 @@ def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the config error was reported")
 
-    monkeypatch.setattr("rebel_rl.training.loop.load_policy", refuse)
+    monkeypatch.setattr("rebel_rl.training.online.loop.load_policy", refuse)
 
 
 def config_error_cases(files, tmp):

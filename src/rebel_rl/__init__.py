@@ -2,7 +2,7 @@
 from .algorithms import (dpo_loss, gae, policy_gradient_loss, ppo_policy_loss, ppo_value_loss, rebel_loss,
                          rebel_preference_loss, rloo_advantages)
 from .config import RebelConfig
-from .training import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
+from .training.online import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
 from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
 # The built-in tasks register their prompt sets, rewards and models into the registries of data/, rewards/ and
 # policies/ (light: no torch or datasets); importing them here registers them before any lookup.
@@ -17,8 +17,9 @@ __all__ = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError"
            "rebel_loss", "rebel_preference_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss"]
 __version__ = "0.1.0"
 # The offline stages (docs/pipeline.md), imported on first use like the trainer.
-_STAGE_MODULES = {"sft": ".training.sft", "train_reward_model": ".training.reward_model", "dpo": ".training.offline_dpo",
-                  "train_preference_model": ".training.preference_model",
+_STAGE_MODULES = {"sft": ".training.offline.sft", "train_reward_model": ".training.offline.reward_model",
+                  "dpo": ".training.offline.offline_dpo",
+                  "train_preference_model": ".training.offline.preference_model",
                   "evaluate_model": ".evaluation.model_eval"}
 # `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare, CompareConfig`.
 
@@ -26,7 +27,7 @@ _STAGE_MODULES = {"sft": ".training.sft", "train_reward_model": ".training.rewar
 def __getattr__(name: str):
     # The trainer pulls in transformers; import it lazily so `import rebel_rl` stays fast.
     if name in ("train", "RebelTrainer"):
-        from .training import loop
+        from .training.online import loop
 
         return getattr(loop, name)
     if name in _STAGE_MODULES:

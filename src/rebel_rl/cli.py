@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_train(args: argparse.Namespace) -> int:
     overrides = stage_overrides(args, "resume")
-    from .training.loop import RebelTrainer, resume
+    from .training.online.loop import RebelTrainer, resume
 
     if args.resume:
         if args.config:
@@ -123,7 +123,7 @@ def _run_train_images(args: argparse.Namespace) -> int:
     config = image_demo_config()
     if args.config:
         config = config.with_overrides(read_yaml(args.config), source=args.config)  # only the keys it sets
-    from .training.loop import RebelTrainer
+    from .training.online.loop import RebelTrainer
 
     RebelTrainer(config.with_overrides(overrides).validate()).train()
     return 0
@@ -142,25 +142,25 @@ def run_stage(args: argparse.Namespace, cls: type, run: Any) -> int:
 
 
 def _run_sft(args: argparse.Namespace) -> int:
-    from .training.sft import sft
+    from .training.offline.sft import sft
 
     return run_stage(args, SFTConfig, sft)
 
 
 def _run_reward_model(args: argparse.Namespace) -> int:
-    from .training.reward_model import train_reward_model
+    from .training.offline.reward_model import train_reward_model
 
     return run_stage(args, RewardModelConfig, train_reward_model)
 
 
 def _run_preference_model(args: argparse.Namespace) -> int:
-    from .training.preference_model import train_preference_model
+    from .training.offline.preference_model import train_preference_model
 
     return run_stage(args, PreferenceModelConfig, train_preference_model)
 
 
 def _run_dpo(args: argparse.Namespace) -> int:
-    from .training.offline_dpo import dpo
+    from .training.offline.offline_dpo import dpo
 
     return run_stage(args, DPOConfig, dpo)
 

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import RunDirError
-from ..policies.base import Policy
+from ...errors import RunDirError
+from ...policies.base import Policy
 
 STATE_FILE = "trainer_state.pt"
 
