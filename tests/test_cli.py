@@ -116,6 +116,10 @@ def test_console_script_help():
     assert result.returncode == 0, result.stderr
     for option in ["--config", "--resume", "--num_iterations", "--rewards", "--kl_coef", "--overwrite"]:
         assert option in result.stdout
+    # Every option of every group, the algorithms' own groups included, is on the command line.
+    from rebel_rl.config import config_fields
+
+    assert [f.name for f in config_fields() if f"--{f.name} " not in result.stdout] == []
 
 
 def test_config_errors_fail_fast_in_a_real_process(tmp_path, files):
