@@ -37,7 +37,7 @@ def _memory_mb(field: str) -> float:
 def measure(algorithm: str, args: argparse.Namespace) -> dict[str, float]:
     """In this process: one warm-up and `args.iterations` timed iterations of `algorithm`."""
     from rebel_rl import RebelConfig
-    from rebel_rl.training.loop import RebelTrainer
+    from rebel_rl.training.online.loop import RebelTrainer
 
     iterations = args.iterations
     config = RebelConfig(model_name_or_path=args.model, dataset=args.dataset, rewards=[args.reward],

@@ -48,8 +48,8 @@ def run_child(spec: dict) -> dict:
 
     torch.set_num_threads(1)
     from rebel_rl.cli import image_demo_config
-    from rebel_rl.training.loop import RebelTrainer
-    from rebel_rl.training.outputs import read_metrics
+    from rebel_rl.training.online.loop import RebelTrainer
+    from rebel_rl.training.run.outputs import read_metrics
 
     config = image_demo_config().with_overrides({
         # A constant rate for both methods, as in the measured results of docs/images.md (the demo decays it).

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # tiny model builders
 
 from rebel_rl import RebelConfig  # noqa: E402
-from rebel_rl.training.loop import RebelTrainer  # noqa: E402
+from rebel_rl.training.online.loop import RebelTrainer  # noqa: E402
 from tiny import save_tiny_causal_lm  # noqa: E402
 
 PHASES = ["sampling", "logprobs", "scoring", "update"]

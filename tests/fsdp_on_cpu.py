@@ -11,7 +11,7 @@ import sys
 from accelerate import FullyShardedDataParallelPlugin
 from accelerate.utils import DistributedType
 
-import rebel_rl.training.loop as loop
+import rebel_rl.training.online.loop as loop
 from rebel_rl.sharding import is_fsdp
 
 

@@ -6,8 +6,8 @@ import torch
 
 import rebel_rl
 from rebel_rl import RebelConfig
-from rebel_rl.training import objectives
-from rebel_rl.training.loop import RebelTrainer
+from rebel_rl.training.online import objectives
+from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm, write_jsonl
 
 TRAIN = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]

@@ -17,7 +17,7 @@ import yaml
 
 from rebel_rl import RebelConfig
 from rebel_rl.cli import main
-from rebel_rl.training.checkpoint import STATE_FILE, list_checkpoints
+from rebel_rl.training.run.checkpoint import STATE_FILE, list_checkpoints
 from tiny import save_tiny_causal_lm, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
@@ -116,6 +116,10 @@ def test_console_script_help():
     assert result.returncode == 0, result.stderr
     for option in ["--config", "--resume", "--num_iterations", "--rewards", "--kl_coef", "--overwrite"]:
         assert option in result.stdout
+    # Every option of every group, the algorithms' own groups included, is on the command line.
+    from rebel_rl.config import config_fields
+
+    assert [f.name for f in config_fields() if f"--{f.name} " not in result.stdout] == []
 
 
 def test_config_errors_fail_fast_in_a_real_process(tmp_path, files):
@@ -137,7 +141,7 @@ def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the config error was reported")
 
-    monkeypatch.setattr("rebel_rl.training.loop.load_policy", refuse)
+    monkeypatch.setattr("rebel_rl.training.online.loop.load_policy", refuse)
 
 
 def config_error_cases(files, tmp):
@@ -308,7 +312,7 @@ def test_overwrite_replaces_the_run(finished_run, tmp_path, capfd):
     assert code == 0, err
     assert [json.loads(line)["iteration"] for line in (copy / "metrics.jsonl").read_text().splitlines()] == [1]
     assert [p.name for p in list_checkpoints(copy / "checkpoints")] == ["iter-000001"]
-    assert yaml.safe_load((copy / "config.yaml").read_text())["num_iterations"] == 1
+    assert yaml.safe_load((copy / "config.yaml").read_text())["training"]["num_iterations"] == 1
     assert not (copy / "tensorboard").exists()
     # The held-out "before" numbers belong to the new run, not the replaced one.
     evaluation = json.loads((copy / "eval.json").read_text())

@@ -120,7 +120,7 @@ def test_extension_jobs_keep_the_budget_and_leave_the_rebel_job_unchanged(models
 def test_extension_runs_train_on_the_builtin_task(models, tmp_path, name):
     """One iteration of each extension's own config (its datasets, preference and evaluation rewards)."""
     from rebel_rl import RebelConfig
-    from rebel_rl.training.loop import RebelTrainer
+    from rebel_rl.training.online.loop import RebelTrainer
 
     config = tiny_compare(models, tmp_path, prompts_per_iteration=2, num_iterations=1).validate()
     run = method_job(config, name, 0)["config"]

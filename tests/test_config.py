@@ -1,5 +1,4 @@
 """RebelConfig: YAML files, type conversion, `--field value` overrides and validation (one ConfigError line each)."""
-from dataclasses import fields
 
 import pytest
 import yaml

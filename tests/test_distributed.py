@@ -19,7 +19,7 @@ from rebel_rl.errors import ConfigError
 from rebel_rl.policies.causal_lm import CausalLMPolicy
 from rebel_rl.policies.diffusion import DiffusionPolicy
 from rebel_rl.sharding import check_sharding
-from rebel_rl.training.loop import sharding_needs
+from rebel_rl.training.online.loop import sharding_needs
 from tiny import save_tiny_causal_lm
 from tiny_diffusion import save_tiny_denoiser
 

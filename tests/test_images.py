@@ -13,7 +13,7 @@ from rebel_rl.cli import main
 from rebel_rl.errors import ConfigError, ModelError
 from rebel_rl.config import algorithm_spec
 from rebel_rl.policies.factory import check_policy_source, is_diffusion, policy_kind
-from rebel_rl.training.loop import RebelTrainer
+from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm
 from tiny_diffusion import save_tiny_clip, save_tiny_denoiser, save_tiny_pipeline
 

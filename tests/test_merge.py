@@ -5,7 +5,7 @@ from transformers import AutoModelForCausalLM
 
 from rebel_rl import RebelConfig
 from rebel_rl.policies.causal_lm import sequence_logps
-from rebel_rl.training.loop import RebelTrainer
+from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm
 
 

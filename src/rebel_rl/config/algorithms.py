@@ -4,7 +4,7 @@ An entry names the algorithm's option group (a small dataclass with `validate()`
 pairing), the Objective that turns a batch into its loss (imported only when a run starts, so `--help`
 stays fast), and what it works with: how many samples per prompt, which policy kinds, pair sources,
 preferences, reward normalisation, sharded training. The entries themselves are written beside the
-objectives (training/registry.py); this module only holds them, so that the config, the policy factory
+objectives (training/online/registry.py); this module only holds them, so that the config, the policy factory
 and the sharding checks can ask it without importing the training layer.
 """
 from __future__ import annotations

@@ -200,10 +200,6 @@ class GroupedConfig(ConfigBase):
     def to_dict(self) -> dict[str, Any]:
         return {name: asdict(group) for name, group in self._groups.items()}
 
-    def flat_dict(self) -> dict[str, Any]:
-        """Every option by its flat name (the form of the command line and of old YAML files)."""
-        return {name: getattr(self._groups[group], name) for group, name in self._flat_names()}
-
     def _flat_names(self) -> list[tuple[str, str]]:
         return [(group, f.name) for group, klass in self.groups().items() for f in fields(klass)]
 

@@ -3,7 +3,7 @@
 Each group is a small dataclass that validates itself and is all its component receives: the policy
 factory gets `model` and `sampling`, the data loader `data`, the reward set `reward`, the loop
 `training`, evaluation `evaluation`, the run folder `output`, and each algorithm its own option group
-(registered with the algorithm, training/registry.py). Field comments are the reference docs (`rebel
+(registered with the algorithm, training/online/registry.py). Field comments are the reference docs (`rebel
 train --help`, the README's table). `RebelConfig` checks what spans groups, with the algorithm registry.
 """
 from __future__ import annotations
@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .algorithms import algorithm_names, algorithm_spec, option_groups
-from .base import (GroupedConfig, check_at_least_one, check_choice, check_non_negative, check_positive,
-                   check_unit_interval)
+from .base import (GroupedConfig, check_at_least_one, check_choice, check_non_negative, check_positive)
 
 # The embedded default run: SmolLM2-135M-Instruct, loaded offline, made more positive with LoRA.
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"

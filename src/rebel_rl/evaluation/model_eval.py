@@ -96,7 +96,7 @@ def evaluate_model(config: EvaluateConfig) -> dict[str, Any]:
     from ..data import load_prompt_dataset
     from ..rewards import RewardSet, check_reward_spec
     from .heldout import evaluate
-    from ..training.outputs import write_json
+    from ..training.run.outputs import write_json
 
     config = config.validate()
     for spec in [*config.rewards, *config.eval_rewards]:

@@ -12,10 +12,11 @@ import torch
 
 from ..errors import DataError
 from ..data.formats import completion_text
+from .base import Policy
 from .text import TextRollout, first_eos_mask
 
 
-def completion_token_ids(policy: CausalLMPolicy, completions: list) -> list[list[int]]:
+def completion_token_ids(policy: Policy, completions: list) -> list[list[int]]:
     """Token ids of each completion (a string or assistant messages) followed by one EOS token."""
     eos = policy.tokenizer.eos_token_id
     if eos is None:  # the generation config names the EOS tokens instead
@@ -25,7 +26,7 @@ def completion_token_ids(policy: CausalLMPolicy, completions: list) -> list[list
     return [ids + [eos] for ids in encoded]
 
 
-def rollout_from_ids(policy: CausalLMPolicy, prompt_ids: list[list[int]], completion_ids: list[list[int]],
+def rollout_from_ids(policy: Policy, prompt_ids: list[list[int]], completion_ids: list[list[int]],
                      texts: list[str] | None = None) -> TextRollout:
     """Pad token ids into a Rollout shaped like a sampled one: prompts left-padded (as `encode_prompts`
     does), completions right-padded, `completion_mask` up to and including the first EOS."""
@@ -42,7 +43,7 @@ def rollout_from_ids(policy: CausalLMPolicy, prompt_ids: list[list[int]], comple
                    mask.to(device), has_eos.to(device), list(texts))
 
 
-def rollout_from_text(policy: CausalLMPolicy, prompts: list, completions: list[str]) -> TextRollout:
+def rollout_from_text(policy: Policy, prompts: list, completions: list[str]) -> TextRollout:
     """A Rollout of dataset completions, so that `policy.log_probs(rollout)` is log pi(y + EOS | x)
     computed exactly as for sampled completions. Prompts longer than the policy allows raise DataError."""
     if len(prompts) != len(completions):
@@ -51,7 +52,7 @@ def rollout_from_text(policy: CausalLMPolicy, prompts: list, completions: list[s
                             [completion_text(c) for c in completions])
 
 
-def encode_examples(policy: CausalLMPolicy, prompts: list, completions: list, max_length: int,
+def encode_examples(policy: Policy, prompts: list, completions: list, max_length: int,
                     what: str = "training") -> tuple[list[list[int]], list[list[int]]]:
     """Prompt ids and completion-plus-EOS ids of dataset examples, tokenized once up front; DataError
     for the first example with more than `max_length` tokens in all (`what` names the data in it)."""

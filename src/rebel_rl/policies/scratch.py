@@ -14,7 +14,6 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from ..errors import ConfigError
 from ..stage_configs import SCRATCH_PREFIX, is_scratch, scratch_size  # noqa: F401 (re-exported)
 
 # Llama shapes; tied input/output embeddings keep the (word-level, so large) vocabulary cheap.

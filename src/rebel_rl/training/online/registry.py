@@ -2,7 +2,7 @@
 
 One entry per algorithm, registered once into the config layer's registry (config/algorithms.py), which
 the config's validation, the command line and the trainer read. The entry's `objective` names the class
-in training/objectives.py that turns a batch into the loss; that class's `build` makes whatever else the
+in training/online/objectives.py that turns a batch into the loss; that class's `build` makes whatever else the
 algorithm needs (PPO its value model, REBEL's preference variant its judge). This module imports no
 torch: `rebel train --help` reads it.
 
@@ -13,10 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config.algorithms import AlgorithmSpec, register_algorithm
-from ..config.base import check_at_least_one, check_non_negative, check_positive, check_unit_interval
+from ...config.algorithms import AlgorithmSpec, register_algorithm
+from ...config.base import (
+    check_at_least_one,
+    check_non_negative,
+    check_positive,
+    check_unit_interval,
+)
 
-OBJECTIVES = "rebel_rl.training.objectives"
+OBJECTIVES = "rebel_rl.training.online.objectives"
 BOTH_KINDS = ("causal_lm", "diffusion")
 
 

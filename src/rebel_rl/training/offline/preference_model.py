@@ -20,8 +20,8 @@ import datasets
 import torch
 import torch.nn.functional as F
 
-from ..rewards.preference_model import PAIRWISE_FLAG, PreferenceModel
-from ..stage_configs import PreferenceModelConfig
+from ...rewards.preference_model import PAIRWISE_FLAG, PreferenceModel
+from ...stage_configs import PreferenceModelConfig
 from .reward_model import _Pairs, init_reward_model, train_pair_scorer
 from .supervised import batches
 

@@ -14,11 +14,23 @@ from typing import Any, Callable
 
 import torch
 
-from ..algorithms import (dpo_loss, gae, grpo_advantages, grpo_loss, policy_gradient_loss, ppo_policy_loss,
-                          ppo_value_loss, rebel_loss, rebel_preference_loss, rloo_advantages, token_rewards,
-                          update_moving_baseline, whiten)
-from ..config import AlgorithmSpec
-from ..policies.base import Policy, Rollout
+from ...algorithms import (
+    dpo_loss,
+    gae,
+    grpo_advantages,
+    grpo_loss,
+    policy_gradient_loss,
+    ppo_policy_loss,
+    ppo_value_loss,
+    rebel_loss,
+    rebel_preference_loss,
+    rloo_advantages,
+    token_rewards,
+    update_moving_baseline,
+    whiten,
+)
+from ...config import AlgorithmSpec
+from ...policies.base import Policy, Rollout
 from .pairs import best_worst_rows
 
 
@@ -115,7 +127,7 @@ class Rebel(Objective):
         source = context.preference_func or context.reward.preference
         if source is None:
             return cls(options, context.num_generations, context.pairing)
-        from ..rewards.preferences import Preference
+        from ...rewards.preferences import Preference
 
         return RebelPreference(options, context.num_generations, Preference(source, device=str(context.device)),
                                context.reward.kl_coef)
@@ -222,7 +234,7 @@ class Ppo(Objective):
     def build(cls, options, context):
         """Loads the value model: `value_model`, else the reward model when exactly one is named (as in
         common RLHF PPO), else the policy's own checkpoint."""
-        from ..policies.value import load_value_model
+        from ...policies.value import load_value_model
 
         models = [spec.removeprefix("model:") for spec in context.reward.rewards
                   if spec.startswith("model:") or (Path(spec) / "config.json").is_file()]
@@ -239,7 +251,7 @@ class Ppo(Objective):
         (self.value_train_module,) = modules
 
     def prepare(self, batch, policy):
-        from ..policies.value import token_values
+        from ...policies.value import token_values
 
         options, mask = self.options, batch.rollout.completion_mask
         with torch.no_grad(), policy.autocast():
@@ -250,7 +262,7 @@ class Ppo(Objective):
         return {"ppo/value_mean": float((values * mask).sum() / mask.sum().clamp(min=1))}
 
     def loss(self, batch, policy):
-        from ..policies.value import token_values
+        from ...policies.value import token_values
 
         options, mask, extra = self.options, batch.rollout.completion_mask, batch.extra
         logps = policy.token_log_probs(batch.rollout)
@@ -280,7 +292,7 @@ class Ddpo(Objective):
     token_level = True
 
     def __init__(self, options, n: int, clip_range: float) -> None:
-        from ..algorithms.ddpo import PromptStatTracker
+        from ...algorithms.ddpo import PromptStatTracker
 
         super().__init__(options, n)
         self.clip_range = clip_range
@@ -298,7 +310,7 @@ class Ddpo(Objective):
         return {"ddpo/advantage_abs_mean": float(batch.extra["advantages"].abs().mean())}
 
     def loss(self, batch, policy):
-        from ..algorithms.ddpo import ddpo_loss
+        from ...algorithms.ddpo import ddpo_loss
 
         logps = policy.token_log_probs(batch.rollout)
         loss, ratio, clipped = ddpo_loss(logps, batch.extra["old_token_logps"], batch.extra["advantages"],
@@ -333,6 +345,6 @@ class Grpo(Objective):
 
 
 def build_objective(spec: AlgorithmSpec, options: Any, context: BuildContext) -> Objective:
-    """The Objective the registry entry `spec` names (training/registry.py), built for this run."""
+    """The Objective the registry entry `spec` names (training/online/registry.py), built for this run."""
     module, _, name = spec.objective.partition(":")
     return getattr(importlib.import_module(module), name).build(options, context)

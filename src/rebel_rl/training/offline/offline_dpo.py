@@ -14,13 +14,13 @@ from typing import Any
 import datasets
 import torch
 
-from ..algorithms.dpo import dpo_loss, implicit_margin, preference_metrics
-from ..data.pairs import PREFERENCE_COLUMNS, judge_labels, load_train_eval
-from ..policies.causal_lm import CausalLMPolicy, load_causal_lm_policy
-from ..policies.offline import encode_examples, rollout_from_ids
-from ..policies.pretrained import check_model_source
-from ..config import SamplingConfig
-from ..stage_configs import DPOConfig
+from ...algorithms.dpo import dpo_loss, implicit_margin, preference_metrics
+from ...config import SamplingConfig
+from ...data.pairs import PREFERENCE_COLUMNS, judge_labels, load_train_eval
+from ...policies.causal_lm import CausalLMPolicy, load_causal_lm_policy
+from ...policies.offline import encode_examples, rollout_from_ids
+from ...policies.pretrained import check_model_source
+from ...stage_configs import DPOConfig
 from .sft import NO_PROMPT_LIMIT
 from .supervised import SupervisedTrainer, batches, preference_accuracy
 

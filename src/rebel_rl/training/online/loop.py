@@ -1,13 +1,13 @@
 """The online loop: sample, score, update. One iteration, for a batch of prompts x:
 
 1. sample n completions per prompt from pi_t (seeded per iteration, so every algorithm sees the same
-   first rollouts for one seed), or take some or all of them from the dataset (training/pairs.py);
+   first rollouts for one seed), or take some or all of them from the dataset (training/online/pairs.py);
 2. compute log pi_t (held fixed for the whole iteration) and log pi_ref, once, right after sampling;
 3. reward = score - missing_eos_penalty * [no EOS] - kl_coef * (log pi_t - log pi_ref);
 4. `num_epochs` passes over minibatches of prompts, each minimising the algorithm's loss.
 
 Algorithms (REBEL, PPO, RLOO, REINFORCE, iterative DPO, DDPO, GRPO) differ only in their `Objective`
-(training/objectives.py): how the batch becomes a loss. Each is registered once (training/registry.py),
+(training/online/objectives.py): how the batch becomes a loss. Each is registered once (training/online/registry.py),
 and its entry builds the objective; the loop has no algorithm-specific branch, and talks to the policy
 only through the contract of policies/base.py.
 
@@ -21,25 +21,43 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from transformers import get_scheduler
 
-from ..config import RebelConfig, algorithm_spec
-from ..data import load_prompt_dataset
-from ..errors import RunDirError
-from ..evaluation.heldout import EvalResult, Shard, evaluate
-from ..evaluation.report import before_after_markdown, plot_reward_kl, print_before_after
-from ..policies.causal_lm import resolve_mixed_precision
-from ..policies.base import PolicySupports
-from ..policies.factory import check_policy_source, load_policy
-from ..rewards import RewardSet, check_reward_spec
-from ..rewards.preferences import NoRewards, check_preference_spec
-from ..sharding import check_sharding, gathered_model_state, gathered_optimizer_state, load_optimizer_state
-from . import checkpoint as ckpt
+from ...config import RebelConfig, algorithm_spec
+from ...data import load_prompt_dataset
+from ...errors import RunDirError
+from ...evaluation.heldout import EvalResult, Shard, evaluate
+from ...evaluation.report import (
+    before_after_markdown,
+    plot_reward_kl,
+    print_before_after,
+)
+from ...policies.base import PolicySupports
+from ...policies.causal_lm import resolve_mixed_precision
+from ...policies.factory import check_policy_source, load_policy
+from ...rewards import RewardSet, check_reward_spec
+from ...rewards.preferences import NoRewards, check_preference_spec
+from ...sharding import (
+    check_sharding,
+    gathered_model_state,
+    gathered_optimizer_state,
+    load_optimizer_state,
+)
+from ...sharding import (
+    make_accelerator as _make_accelerator,  # a name tests/fsdp_on_cpu.py replaces
+)
+from ..run import checkpoint as ckpt
+from ..run.outputs import (
+    CONFIG_FILE,
+    MetricsLogger,
+    prepare_run_dir,
+    read_metrics,
+    truncate_logs,
+    write_json,
+)
 from .objectives import Batch, BuildContext, build_objective
 from .pairs import check_completion_columns, collect_rollout, normalize_rewards
-from .outputs import CONFIG_FILE, MetricsLogger, prepare_run_dir, read_metrics, truncate_logs, write_json
 from .progress import TrainingProgress
 
 
@@ -342,7 +360,7 @@ class RebelTrainer:
         if self.is_main:
             plot_reward_kl(read_metrics(self.run_dir), self.run_dir / "reward_kl.png")
             if self.policy.supports.images:  # before/after grid on the same noise, per-reward curves
-                from .image_outputs import write_run_images
+                from ..run.image_outputs import write_run_images
 
                 prompts = (self.eval_prompts or self.train_prompts)["prompt"]
                 write_run_images(self.policy, prompts, self.run_dir, read_metrics(self.run_dir), config.seed)
@@ -360,16 +378,6 @@ def sharding_needs(config: RebelConfig, supports: PolicySupports) -> dict[str, b
     spec = algorithm_spec(config.algorithm)
     return {supports.description: not supports.sharding, f"algorithm {spec.name}": not spec.sharding,
             "merge_adapter": config.merge_adapter and config.use_lora}
-
-
-def _make_accelerator(mixed_precision: str) -> Accelerator:
-    """An Accelerator; in a single process, several trainers may run one after another with
-    different precision (accelerate's state is a process-wide singleton otherwise fixed by the first)."""
-    from accelerate.state import AcceleratorState, PartialState
-
-    if AcceleratorState._shared_state and PartialState().num_processes == 1:
-        AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
 
 
 class _PhaseTimer:

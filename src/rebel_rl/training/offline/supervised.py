@@ -15,13 +15,26 @@ from typing import Any, Callable
 import torch
 from accelerate.utils import set_seed
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from transformers import get_scheduler
 
-from ..policies.causal_lm import resolve_mixed_precision
-from .checkpoint import save_pretrained_atomic
-from .loop import _make_accelerator
-from .outputs import CONFIG_FILE, METRICS_FILE, _append_jsonl, prepare_run_dir, write_json
+from ...policies.causal_lm import resolve_mixed_precision
+from ...sharding import make_accelerator
+from ..run.checkpoint import save_pretrained_atomic
+from ..run.outputs import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    _append_jsonl,
+    prepare_run_dir,
+    write_json,
+)
 
 BatchLoss = Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]]
 Evaluate = Callable[[], dict[str, float]]
@@ -42,7 +55,7 @@ class SupervisedTrainer:
         if not config.overwrite and self.run_dir.exists():
             prepare_run_dir(self.run_dir, overwrite=False)  # fails fast (before models load) on an existing run
         set_seed(config.seed)
-        self.accelerator = _make_accelerator(resolve_mixed_precision(config.mixed_precision))
+        self.accelerator = make_accelerator(resolve_mixed_precision(config.mixed_precision))
 
     @property
     def device(self) -> torch.device:

@@ -20,8 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import RebelError, RunDirError, first_line
-from ..policies.base import Policy
+from ...errors import RebelError, RunDirError, first_line
+from ...policies.base import Policy
 from .outputs import holds_run
 
 STATE_FILE = "trainer_state.pt"

@@ -28,7 +28,7 @@ def save_image(image: torch.Tensor, path: Path, max_side: int = 256) -> Path:
     """Save a (C, H, W) image in [0, 1] as PNG, enlarged (nearest) to at least 64 px or shrunk to `max_side`."""
     from PIL import Image
 
-    from ..rewards.images import to_pil
+    from ...rewards.images import to_pil
 
     picture = to_pil(image)
     scale = max(1, 64 // max(picture.size))
@@ -76,8 +76,8 @@ def write_before_after_grid(policy, prompts: list, path: Path, *, per_prompt: in
     `per_prompt` rows. Images larger than `max_side` are shrunk first."""
     from PIL import Image, ImageDraw
 
-    from ..rewards.images import to_pil
-    from ..tasks.digits.plots import sample_grid
+    from ...rewards.images import to_pil
+    from ...tasks.digits.plots import sample_grid
 
     before, after = sample_pair(policy, prompts, per_prompt, seed)
     side = before[0].shape[-1]

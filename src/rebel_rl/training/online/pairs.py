@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from ..config import DataConfig
-from ..data.pairs import _is_completion
-from ..errors import DataError
-from ..policies.base import Policy, Rollout
+from ...config import DataConfig
+from ...data.pairs import _is_completion
+from ...errors import DataError
+from ...policies.base import Policy, Rollout
 
 NORMALIZATION_EPS = 1e-4
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunDirError
+from ...errors import RunDirError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -91,7 +91,9 @@ class MetricsLogger:
         step = int(metrics["iteration"])
         _append_jsonl(self.run_dir / METRICS_FILE, metrics)
         if self.images and completions:
-            from .image_outputs import image_records  # images go to samples/*.png, their names to the jsonl
+            from .image_outputs import (
+                image_records,  # images go to samples/*.png, their names to the jsonl
+            )
 
             completions = image_records(self.run_dir, step, completions)
         for record in completions or []:

@@ -17,14 +17,20 @@ from typing import Any
 import datasets
 import torch
 
-from ..data.pairs import COMPLETION_COLUMNS, load_train_eval
-from ..policies.causal_lm import CausalLMPolicy, load_causal_lm_policy
-from ..policies.offline import encode_examples, rollout_from_ids
-from ..policies.pretrained import check_model_source
-from ..policies.scratch import build_scratch_model, corpus_text, is_scratch, scratch_size, train_word_tokenizer
-from ..rewards.builtin import completion_text
-from ..config import SamplingConfig
-from ..stage_configs import SFTConfig
+from ...config import SamplingConfig
+from ...data.pairs import COMPLETION_COLUMNS, load_train_eval
+from ...policies.causal_lm import CausalLMPolicy, load_causal_lm_policy
+from ...policies.offline import encode_examples, rollout_from_ids
+from ...policies.pretrained import check_model_source
+from ...policies.scratch import (
+    build_scratch_model,
+    corpus_text,
+    is_scratch,
+    scratch_size,
+    train_word_tokenizer,
+)
+from ...rewards.builtin import completion_text
+from ...stage_configs import SFTConfig
 from .supervised import SupervisedTrainer, batches
 
 # The stages check total length against max_length themselves; the policy only enforces the context window.

@@ -1,0 +1,1 @@
+"""The stages before and beside RL: SFT, reward and preference models, offline DPO."""

@@ -1,0 +1,1 @@
+"""The online loop: sample, score, update; the objectives and their registry entries."""
