@@ -65,6 +65,9 @@ def _group_of(cls: type, owner: type) -> str:
     return next(name for name, group in cls.groups().items() if group is owner)
 
 
+ALL_COMMANDS = "*"  # build_parser(options_for=...): every subcommand gets its options
+
+
 def add_new_schedule_option(parser: argparse.ArgumentParser) -> None:
     """`--new_lr_schedule`: with --resume, accept the learning-rate schedule of changed options."""
     parser.add_argument("--new_lr_schedule", action="store_true",
@@ -73,7 +76,14 @@ def add_new_schedule_option(parser: argparse.ArgumentParser) -> None:
                              "define (as if the run had started with them) instead of refusing")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(options_for: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
+    """The `rebel` parser. Each subcommand's `--FIELD` options (read from the config dataclasses' source,
+    the slow part) are added for `options_for` only (default: every subcommand; None: none, which is all
+    `rebel --help` and a missing or unknown command need)."""
+
+    def wanted(name: str) -> bool:
+        return options_for in (ALL_COMMANDS, name)
+
     parser = argparse.ArgumentParser(prog="rebel", description="REBEL reinforcement learning for Hugging Face models.",
                                      allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -85,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     add_new_schedule_option(train)
-    add_config_options(train)
+    if wanted("train"):
+        add_config_options(train)
     images = commands.add_parser(
         "train-images", allow_abbrev=False,
         help="fine-tune a diffusion model with REBEL (no arguments: the offline handwritten-digits demo)",
@@ -97,12 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines, over the demo's")
     images.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     add_new_schedule_option(images)
-    add_config_options(images, defaults=image_demo_config())
+    if wanted("train-images"):
+        add_config_options(images, defaults=image_demo_config())
     for name, (cls, summary) in STAGES.items():
         stage = commands.add_parser(name, allow_abbrev=False, help=summary,
                                     description=summary[0].upper() + summary[1:] + ".")
         stage.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines")
-        add_config_options(stage, cls)
+        if wanted(name):
+            add_config_options(stage, cls)
     return parser
 
 
@@ -234,8 +247,11 @@ RUNNERS: dict[str, Any] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rebel` console script; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # Options only for the subcommand given (the first word that names one): `rebel --help` and the
+    # command's own help or errors do not pay for the other subcommands' options.
+    command = next((word for word in argv if word in RUNNERS), None)
+    args = build_parser(options_for=command).parse_args(argv)
     try:
         return RUNNERS[args.command](args)
     except RebelError as exc:
