@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
 from rebel_rl.hub import check_hub_id
 from rebel_rl.errors import DataError, ModelError
@@ -83,6 +84,12 @@ def _looks_like_path(source: str) -> bool:
     )
 
 
+def check_dataset_source(source: str) -> None:
+    """The cheap check, before any library loads: a source meant as a local path must exist."""
+    if not source.startswith("builtin:") and not Path(source).expanduser().exists() and _looks_like_path(source):
+        raise DataError(f"dataset file not found: {source} (check the path)")
+
+
 def _load_raw(source: str, split: str) -> datasets.Dataset:
     """Dispatch on the form of `source` and return one split as a Dataset (no validation yet)."""
     if source.startswith("builtin:"):
@@ -92,8 +99,7 @@ def _load_raw(source: str, split: str) -> datasets.Dataset:
         return _load_from_disk(path, split)
     if path.is_file():
         return _load_file(path)
-    if _looks_like_path(source):
-        raise DataError(f"dataset file not found: {source} (check the path)")
+    check_dataset_source(source)
     return _load_hub(source, split)
 
 
@@ -106,6 +112,8 @@ def _load_file(path: Path) -> datasets.Dataset:
         )
     check_data_file(path)
     try:
+        import datasets  # on first use: `rebel --help` and config errors must not wait for it
+
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps parser errors; report the innermost one
         reason = _short_reason(exc)
@@ -142,6 +150,8 @@ def check_data_file(path: Path) -> None:
 def _load_from_disk(path: Path, split: str) -> datasets.Dataset:
     """Load a folder written by `save_to_disk`; from a DatasetDict pick `split`."""
     try:
+        import datasets
+
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:
         raise DataError(
@@ -161,6 +171,8 @@ def _load_hub(source: str, split: str) -> datasets.Dataset:
     """Load `split` of hub dataset `source`; any failure (offline, not found, bad split) is a DataError."""
     check_hub_id(source, "dataset", DataError, HUB_HINT)  # at once when the hub cannot be reached
     try:
+        import datasets
+
         return datasets.load_dataset(source, split=split)
     except Exception as exc:
         raise DataError(f"cannot load dataset '{source}' ({_short_reason(exc)}): {HUB_HINT}") from None
