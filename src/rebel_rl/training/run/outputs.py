@@ -14,7 +14,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
 # What a run writes; --overwrite removes exactly these, never other files the user keeps there.
-RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "checkpoints", "final",
+RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "checkpoints", "final", "inputs.json",
                  "eval_before.json", "eval.json", "eval.md", "reward_kl.png",
                  "samples", "samples_before_after.png", "reward_curves.png"]  # the last three: image runs
 
