@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines, over the demo's")
     images.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     add_config_options(images, defaults=image_demo_config())
+    recipes = commands.add_parser("recipes", allow_abbrev=False, help="list the packaged recipes (--config builtin:NAME)",
+                                  description="List the packaged recipes; with --accelerate NAME, print the path of "
+                                              "a packaged accelerate config (fsdp2_8gpu, deepspeed_zero2_8gpu).")
+    recipes.add_argument("--accelerate", metavar="NAME", help="print the path of this packaged accelerate config")
     for name, (cls, summary) in STAGES.items():
         stage = commands.add_parser(name, allow_abbrev=False, help=summary,
                                     description=summary[0].upper() + summary[1:] + ".")
@@ -183,6 +187,18 @@ def _run_compare(args: argparse.Namespace) -> int:
     return run_stage(args, CompareConfig, run)
 
 
+def _run_recipes(args: argparse.Namespace) -> int:
+    from .config import packaged_accelerate_config, packaged_recipes
+
+    if args.accelerate:
+        print(packaged_accelerate_config(args.accelerate))
+        return 0
+    for name, summary in packaged_recipes().items():
+        print(f"{name:28} {summary}")
+    print("accelerate configs: rebel recipes --accelerate fsdp2 | deepspeed_zero2 (docs/recipes.md)")
+    return 0
+
+
 # subcommand -> function(args) -> exit code; each stage registers its parser in build_parser.
 RUNNERS: dict[str, Any] = {
     "train": _run_train,
@@ -193,6 +209,7 @@ RUNNERS: dict[str, Any] = {
     "dpo": _run_dpo,
     "evaluate": _run_evaluate,
     "compare": _run_compare,
+    "recipes": _run_recipes,
 }
 
 
