@@ -223,9 +223,14 @@ class OutputConfig(OutputConfigBase):
     save_every: int = 10  # iterations between resumable checkpoints (0 = only the final one)
     log_completions: int = 2  # sample completions written per iteration
     tensorboard: bool = True  # write TensorBoard event files
+    push_to_hub: bool = False  # upload final/ (adapter or merged model), tokenizer and a model card at the end (or later: rebel push RUN_DIR)
+    hub_model_id: str | None = None  # the Hub repository to push to, e.g. your-name/your-model
+    hub_private: bool = False  # create the Hub repository as private
 
     def validate(self, prefix: str = "rebel") -> None:
         check_non_negative(self, ["save_every", "log_completions"])
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("push_to_hub needs hub_model_id (e.g. --hub_model_id your-name/your-model)")
         super().validate(prefix)
 
 

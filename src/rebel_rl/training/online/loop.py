@@ -401,6 +401,10 @@ class RebelTrainer:
                 # Last step: merging folds the adapter into the base weights, so pi_ref is gone after it.
                 merged = self.policy.merged_model()
                 ckpt.save_policy_atomic(self.policy, self.run_dir / "final" / "merged", model=merged)
+            if config.push_to_hub:
+                from ..run.hub import push_run
+
+                summary["hub_url"] = push_run(self.run_dir, config.hub_model_id, private=config.hub_private)
         self.accelerator.wait_for_everyone()
         return summary
 
