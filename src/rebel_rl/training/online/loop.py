@@ -154,7 +154,7 @@ class RebelTrainer:
             self.objective.load_state_dict(state["counters"].get("objective", {}))
             if self.is_main:
                 truncate_logs(self.run_dir, self.iteration)
-        self.logger = MetricsLogger(self.run_dir, config.tensorboard, enabled=self.is_main,
+        self.logger = MetricsLogger(self.run_dir, config.output, enabled=self.is_main, run_config=config.to_dict(),
                                     images=self.policy.supports.images)
 
     # ------------------------------------------------------------------ setup
