@@ -143,3 +143,27 @@ def test_trl_reward_keywords_and_none_are_handled_as_trl_does():
     with pytest.warns(UserWarning, match="every reward returned None for 1 completion"):
         total, _ = nothing(["p", "p"], ["a", "b"])
     assert total.tolist() == [0.0, 1.0]
+
+
+def test_tokenizer_object_with_its_own_chat_template_and_the_configs_model(tmp_path):
+    """A tokenizer object alone (here with a custom chat template) goes with the model the config names."""
+    from tiny import save_tiny_causal_lm
+
+    path = save_tiny_causal_lm(tmp_path / "tiny")
+    _, tokenizer = tiny_objects()
+    tokenizer.chat_template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}{% if add_generation_prompt %}>{% endif %}"
+    seen = []
+
+    def record(prompts, completions, **kwargs):
+        seen.extend(prompts)
+        return [0.0] * len(completions)
+
+    side = tokenizer.padding_side
+    chats = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in PROMPTS]})
+    trainer = rebel_rl.RebelTrainer(fast_config(tmp_path / "run", model_name_or_path=str(path), eval_prompts=0),
+                                    tokenizer=tokenizer, train_dataset=chats, reward_funcs=[record])
+    assert trainer.policy.tokenizer.chat_template == tokenizer.chat_template
+    assert trainer.policy.prompt_token_ids([chats[0]["prompt"]])[0] == tokenizer(f"[{PROMPTS[0]}]>",
+                                                                                 add_special_tokens=False)["input_ids"]
+    trainer.train()
+    assert tokenizer.padding_side == side and trainer.policy.tokenizer.padding_side == "left"  # the user's is a copy
