@@ -165,7 +165,6 @@ def test_duplicate_builtin_names_get_suffixes():
         ([1.0, 2.0, 3.0], "returned 3 values for 4 completions"),
         ([1.0, float("nan"), 0.0, 0.0], "at index 1"),
         ([1.0, 0.0, float("inf"), 0.0], "at index 2"),
-        ([1.0, 0.0, 0.0, None], "None at index 3"),
         ([1.0, "high", 0.0, 0.0], "at index 1"),
         (0.5, "returned float"),
         (None, "returned NoneType"),

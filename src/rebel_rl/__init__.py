@@ -1,7 +1,7 @@
 """rebel-rl: REBEL (REgression to RElative REward Based RL) for Hugging Face models."""
 from .config import RebelConfig
 from .training.online import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
-from .errors import ConfigError, DataError, ModelError, RebelError, RewardError, RunDirError
+from .errors import ConfigError, DataError, HubError, ModelError, RebelError, RewardError, RunDirError
 # The built-in tasks register their prompt sets, rewards and models into the registries of data/, rewards/ and
 # policies/ (light: no torch or datasets); importing them here registers them before any lookup.
 from . import tasks  # noqa: F401
@@ -10,7 +10,7 @@ from .evaluation.model_eval import EvaluateConfig
 from .stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig
 
 __all__ = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError",
-           "RewardError", "RunDirError", "train", "RebelTrainer", "SFTConfig", "RewardModelConfig", "DPOConfig",
+           "RewardError", "RunDirError", "HubError", "push", "train", "RebelTrainer", "SFTConfig", "RewardModelConfig", "DPOConfig",
            "sft", "train_reward_model", "dpo", "PreferenceModelConfig", "train_preference_model", "EvaluateConfig", "evaluate_model", "CompareConfig",
            "rebel_loss", "rebel_preference_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss"]
 __version__ = "0.1.0"
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _STAGE_MODULES = {"sft": ".training.offline.sft", "train_reward_model": ".training.offline.reward_model",
                   "dpo": ".training.offline.offline_dpo",
                   "train_preference_model": ".training.offline.preference_model",
-                  "evaluate_model": ".evaluation.model_eval"}
+                  "evaluate_model": ".evaluation.model_eval", "push": ".training.run.hub"}
 # The pure losses need torch: imported on first use too, so `import rebel_rl` (and `rebel --help`) stays light.
 _ALGORITHM_NAMES = {"dpo_loss", "gae", "policy_gradient_loss", "ppo_policy_loss", "ppo_value_loss", "rebel_loss",
                     "rebel_preference_loss", "rloo_advantages"}

@@ -110,6 +110,17 @@ def build_parser(options_for: str | None = ALL_COMMANDS) -> argparse.ArgumentPar
     add_new_schedule_option(images)
     if wanted("train-images"):
         add_config_options(images, defaults=image_demo_config())
+    recipes = commands.add_parser("recipes", allow_abbrev=False, help="list the packaged recipes (--config builtin:NAME)",
+                                  description="List the packaged recipes; with --accelerate NAME, print the path of "
+                                              "a packaged accelerate config (fsdp2_8gpu, deepspeed_zero2_8gpu).")
+    recipes.add_argument("--accelerate", metavar="NAME", help="print the path of this packaged accelerate config")
+    push = commands.add_parser("push", allow_abbrev=False, help="upload a finished run to the Hugging Face Hub",
+                               description="Upload a finished run's final/ model (adapter or merged), tokenizer, "
+                                           "plot and a generated model card to the Hub.")
+    push.add_argument("run_dir", metavar="RUN_DIR")
+    push.add_argument("--hub_model_id", metavar="ID", help="the Hub repository (default: the run's hub_model_id)")
+    push.add_argument("--private", action="store_true", default=None, help="create the repository as private")
+    push.add_argument("--to_folder", metavar="DIR", help="only write what would be uploaded into DIR (no network)")
     for name, (cls, summary) in STAGES.items():
         stage = commands.add_parser(name, allow_abbrev=False, help=summary,
                                     description=summary[0].upper() + summary[1:] + ".")
@@ -242,6 +253,25 @@ def _run_compare(args: argparse.Namespace) -> int:
     return run_stage(args, CompareConfig, run)
 
 
+def _run_recipes(args: argparse.Namespace) -> int:
+    from .config import packaged_accelerate_config, packaged_recipes
+
+    if args.accelerate:
+        print(packaged_accelerate_config(args.accelerate))
+        return 0
+    for name, summary in packaged_recipes().items():
+        print(f"{name:28} {summary}")
+    print("accelerate configs: rebel recipes --accelerate fsdp2 | deepspeed_zero2 (docs/recipes.md)")
+    return 0
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from .training.run.hub import push
+
+    print(push(args.run_dir, args.hub_model_id, private=args.private, to_folder=args.to_folder))
+    return 0
+
+
 # subcommand -> function(args) -> exit code; each stage registers its parser in build_parser.
 RUNNERS: dict[str, Any] = {
     "train": _run_train,
@@ -252,6 +282,8 @@ RUNNERS: dict[str, Any] = {
     "dpo": _run_dpo,
     "evaluate": _run_evaluate,
     "compare": _run_compare,
+    "recipes": _run_recipes,
+    "push": _run_push,
 }
 
 

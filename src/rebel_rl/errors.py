@@ -25,6 +25,10 @@ class RunDirError(RebelError):
     """An output directory already holds a run, or a run to resume is missing or incomplete."""
 
 
+class HubError(RebelError):
+    """A run cannot be pushed to the Hugging Face Hub (no hub_model_id, no network, no permission)."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name if it has none): for one-line errors."""
     text = str(exc).strip()

@@ -236,6 +236,25 @@ def packaged_config(name: str) -> Path:
     return path
 
 
+def packaged_recipes() -> dict[str, str]:
+    """Every packaged recipe, `builtin:NAME` -> the first line of its header comment."""
+    recipes = {}
+    for path in sorted(CONFIG_FOLDER.glob("*.yaml")):
+        first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "#")
+        recipes[f"builtin:{path.stem}"] = first.lstrip("# ").split(":")[0].rstrip()
+    return recipes
+
+
+def packaged_accelerate_config(name: str) -> Path:
+    """The accelerate config `name` shipped in rebel_rl/configs/accelerate/ (`fsdp2`, `deepspeed_zero2`)."""
+    folder = CONFIG_FOLDER / "accelerate"
+    matches = sorted(folder.glob(f"{name}*.yaml"))
+    if not matches:
+        known = ", ".join(p.stem for p in sorted(folder.glob("*.yaml")))
+        raise ConfigError(f"no packaged accelerate config {name!r}: use one of {known}")
+    return matches[0]
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (`builtin:NAME` is a packaged recipe), turning every I/O or syntax problem into
     one ConfigError line."""

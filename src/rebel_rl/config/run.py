@@ -8,6 +8,7 @@ train --help`, the README's table). `RebelConfig` checks what spans groups, with
 """
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ DEFAULT_DATASET = "builtin:positive_sentiment"
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
 MIXED_PRECISION = ["auto", "no", "bf16", "fp16"]
 LR_SCHEDULERS = ["linear", "cosine", "constant"]
+TRACKERS = ["tensorboard", "wandb", "trackio"]
 
 
 @dataclass
@@ -222,11 +224,27 @@ class OutputConfig(OutputConfigBase):
 
     save_every: int = 10  # iterations between resumable checkpoints (0 = only the final one)
     log_completions: int = 2  # sample completions written per iteration
-    tensorboard: bool = True  # write TensorBoard event files
+    tensorboard: bool = True  # write TensorBoard event files (false drops tensorboard from report_to)
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trackers getting the metrics, config and sample tables: tensorboard, wandb, trackio (pip install 'rebel-rl[wandb]' / '[trackio]')
+    tracker_project: str = "rebel-rl"  # wandb/trackio project
+    run_name: str | None = None  # wandb/trackio run name; default: the output_dir folder name
+    push_to_hub: bool = False  # upload final/ (adapter or merged model), tokenizer and a model card at the end (or later: rebel push RUN_DIR)
+    hub_model_id: str | None = None  # the Hub repository to push to, e.g. your-name/your-model
+    hub_private: bool = False  # create the Hub repository as private
 
     def validate(self, prefix: str = "rebel") -> None:
         check_non_negative(self, ["save_every", "log_completions"])
+        for name in self.report_to:
+            check_choice("report_to", name, TRACKERS)
+            if name != "tensorboard" and importlib.util.find_spec(name) is None:
+                raise ConfigError(f"report_to {name} needs the {name} package: pip install 'rebel-rl[{name}]'")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("push_to_hub needs hub_model_id (e.g. --hub_model_id your-name/your-model)")
         super().validate(prefix)
+
+    def trackers(self) -> list[str]:
+        """The trackers that receive metrics (`tensorboard: false` drops TensorBoard)."""
+        return [name for name in self.report_to if name != "tensorboard" or self.tensorboard]
 
 
 # The groups every online run has, in the order of --help; then one group per registered algorithm.

@@ -23,17 +23,24 @@ HUB_HINT = "give a local .jsonl/.csv/.parquet file, a save_to_disk folder, or bu
 
 
 def load_prompt_dataset(
-    source: str, split: str = "train", prompt_column: str = "prompt"
+    source: "str | datasets.Dataset | datasets.DatasetDict", split: str = "train", prompt_column: str = "prompt"
 ) -> datasets.Dataset:
     """Load and validate a prompt dataset, returning it with the prompts in a column named "prompt".
 
     `source` is `builtin:NAME`, a .jsonl/.json/.csv/.parquet file, a folder written by
-    `save_to_disk` (Dataset or DatasetDict), or a hub dataset id. A single file holds one split
-    and is returned whatever `split` is asked for; for the other forms `split` picks the split.
+    `save_to_disk` (Dataset or DatasetDict), a hub dataset id, or a `datasets.Dataset`/`DatasetDict`
+    object already in memory. A single file or Dataset holds one split and is returned whatever `split`
+    is asked for; for the other forms `split` picks the split.
     `prompt_column` is renamed to "prompt". Every prompt must be a non-empty string or a non-empty
     list of role/content messages, all in the same format. Raises DataError on any problem.
     """
-    dataset = _load_raw(source, split)
+    if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
+        dataset, source = _pick_split(source, split, "the dataset object"), f"{type(source).__name__} object"
+    elif isinstance(source, str):
+        dataset = _load_raw(source, split)
+    else:
+        raise DataError(f"dataset is a {type(source).__name__}: give a path, a hub id, builtin:NAME, "
+                        "or a datasets.Dataset/DatasetDict")
     dataset = _select_prompt_column(dataset, source, prompt_column)
     _validate_prompts(dataset, source)
     return dataset
@@ -158,11 +165,14 @@ def _load_from_disk(path: Path, split: str) -> datasets.Dataset:
             f"cannot load dataset folder {path} ({_short_reason(exc)}): give a folder written by "
             "Dataset.save_to_disk, or a data file"
         ) from None
+    return _pick_split(loaded, split, f"dataset folder {path}")
+
+
+def _pick_split(loaded: "datasets.Dataset | datasets.DatasetDict", split: str, name: str) -> datasets.Dataset:
+    """`split` of a DatasetDict (DataError naming the available ones); a Dataset as it is."""
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
-            raise DataError(
-                f"dataset folder {path} has no split '{split}': available splits are {', '.join(loaded)}"
-            )
+            raise DataError(f"{name} has no split '{split}': available splits are {', '.join(loaded)}")
         return loaded[split]
     return loaded
 

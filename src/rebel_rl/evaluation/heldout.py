@@ -118,9 +118,10 @@ def _evaluate_batch(policy, rows, reward_set, eval_reward_set, num_generations: 
     rollout = policy.sample(prompts, num_generations, reference=reference, temperature=temperature)
     repeated = [p for p in prompts for _ in range(num_generations)]
     extra = {c: [v for v in values for _ in range(num_generations)] for c, values in rows.items() if c != "prompt"}
-    total, named = reward_set(repeated, rollout.completions, extra)
+    ids = {"completion_ids": rollout.completion_token_ids()} if rollout.completion_token_ids() is not None else {}
+    total, named = reward_set(repeated, rollout.completions, extra, ids)
     if eval_reward_set is not None:
-        named = {**named, **eval_reward_set(repeated, rollout.completions, extra)[1]}
+        named = {**named, **eval_reward_set(repeated, rollout.completions, extra, ids)[1]}
     separate_kl = abs(temperature - policy.temperature) > 1e-12
     kl_rollout = policy.sample(prompts, num_generations, reference=reference) if separate_kl else rollout
     samples = [{"prompt": _prompt_text(repeated[i]), "completion": policy.describe(rollout.completions[i]),
@@ -136,14 +137,16 @@ def _aggregate(batches: list[dict[str, Any]], num_generations: int, num_samples_
     """Batches (in dataset order) into means and standard errors over prompts."""
     per_prompt = lambda chunks: torch.cat(list(chunks)).view(-1, num_generations).mean(-1)  # noqa: E731
     score, kl = per_prompt(b["score"] for b in batches), per_prompt(b["kl"] for b in batches)
-    named_per_prompt = {name: per_prompt(b["named"][name] for b in batches) for name in batches[0]["named"]}
+    # A reward that returned None (not applicable) for a sample is averaged over the samples it scored.
+    named_per_prompt = {name: torch.cat([b["named"][name] for b in batches]).view(-1, num_generations).nanmean(-1)
+                        for name in batches[0]["named"]}
     return EvalResult(
         reward=float(score.mean()),
         reward_se=standard_error(score),
         kl=float(kl.mean()),
         kl_se=standard_error(kl),
-        rewards={name: float(v.mean()) for name, v in named_per_prompt.items()},
-        rewards_se={name: standard_error(v) for name, v in named_per_prompt.items()},
+        rewards={name: float(v.nanmean()) for name, v in named_per_prompt.items()},
+        rewards_se={name: standard_error(v[~v.isnan()]) for name, v in named_per_prompt.items()},
         mean_length=float(torch.cat([b["length"] for b in batches]).mean()),
         no_eos_fraction=float(torch.cat([b["no_eos"] for b in batches]).mean()),
         per_prompt_reward=score.tolist(),

@@ -63,6 +63,11 @@ class Rollout(abc.ABC):
         None when the kind does not record them."""
         return None
 
+    def completion_token_ids(self) -> list[list[int]] | None:
+        """Each completion's token ids up to and including its first EOS (TRL's `completion_ids` for rewards);
+        None for kinds whose samples are not tokens."""
+        return None
+
     @abc.abstractmethod
     def conditioning_rows(self) -> torch.Tensor:
         """One row per sample of what the policy conditions on (equal rows for samples of one prompt)."""

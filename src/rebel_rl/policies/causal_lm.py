@@ -199,10 +199,8 @@ def resolve_mixed_precision(name: str) -> str:
     return "bf16" if (" avx512_bf16" in flags or " amx_bf16" in flags) else "no"
 
 
-def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
-                          max_prompt_length: int = 256) -> CausalLMPolicy:
-    """Load model and tokenizer from `weights` (a WeightsConfig: path, dtype), add the LoRA adapter `lora`
-    (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says."""
+def load_causal_lm(weights, device: torch.device) -> tuple[PreTrainedModel, object]:
+    """Model and tokenizer from `weights` (a WeightsConfig: path, dtype); ModelError, one line, on failure."""
     path = resolve_model_path(weights.model_name_or_path)
     dtype = resolve_dtype(weights.dtype, device)
     try:
@@ -211,12 +209,44 @@ def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
     except model_load_errors() as exc:
         raise ModelError(f"cannot load model {weights.model_name_or_path!r}: {first_line(exc)}") from None
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def load_tokenizer(model: torch.nn.Module):
+    """The tokenizer saved beside a model object (its `name_or_path`); ModelError asking for it otherwise."""
+    path = getattr(getattr(model, "config", None), "name_or_path", "") or getattr(model, "name_or_path", "")
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError):
+        raise ModelError(f"no tokenizer found beside the model object (name_or_path {path!r}): pass tokenizer=") from None
+
+
+def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
+                          max_prompt_length: int = 256) -> CausalLMPolicy:
+    """Load model and tokenizer from `weights` (a WeightsConfig: path, dtype), add the LoRA adapter `lora`
+    (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says."""
+    model, tokenizer = load_causal_lm(weights, device)
+    return wrap_causal_lm_policy(model, tokenizer, sampling, device, lora=lora, max_prompt_length=max_prompt_length)
+
+
+def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: torch.device, *, lora=None,
+                          max_prompt_length: int = 256) -> CausalLMPolicy:
+    """A policy around a model and tokenizer already in memory (loaded by us or handed over by the user).
+    A peft model keeps its own adapter (trained; pi_ref = the adapter disabled); otherwise the LoRA adapter
+    `lora` (a LoraConfig) is added or, without one, a frozen copy is pi_ref. ModelError for a model that
+    is not a causal LM or a tokenizer that cannot pad."""
+    check_causal_lm_object(model, tokenizer)
+    if getattr(tokenizer, "padding_side", "left") != "left" or tokenizer.pad_token_id is None:
+        tokenizer = copy.deepcopy(tokenizer)  # the user's tokenizer object stays as they made it
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
     model.to(device)
     model.eval()  # dropout off during RL: log-probs must be those of the policy that samples
     reference_model = None
-    if lora is not None:
+    if _is_peft_model(model):
+        pass  # the user's adapter is what trains
+    elif lora is not None:
         from peft import LoraConfig, get_peft_model
 
         targets = lora.lora_target_modules
@@ -241,3 +271,21 @@ def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
         max_prompt_length=max_prompt_length,
         reference_model=reference_model,
     )
+
+
+def _is_peft_model(model: torch.nn.Module) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def check_causal_lm_object(model, tokenizer) -> None:
+    """ModelError, one line, unless `model` is a causal LM that generates (a peft model around one counts)
+    and `tokenizer` is a tokenizer."""
+    base = model.get_base_model() if _is_peft_model(model) else model
+    if not isinstance(base, PreTrainedModel) or not base.can_generate():
+        raise ModelError(f"model is a {type(base).__name__}, not a causal LM: pass an AutoModelForCausalLM "
+                         "(or a PeftModel around one)")
+    if tokenizer is None or not callable(getattr(tokenizer, "batch_decode", None)):
+        raise ModelError(f"tokenizer is a {type(tokenizer).__name__}: pass the model's tokenizer "
+                         "(AutoTokenizer.from_pretrained)")

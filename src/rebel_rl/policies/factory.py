@@ -16,9 +16,10 @@ from typing import Callable
 import torch
 
 from ..config import AlgorithmSpec
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from .base import Policy, PolicySupports
-from .causal_lm import CausalLMPolicy, load_causal_lm_policy
+from .causal_lm import (CausalLMPolicy, load_causal_lm, load_causal_lm_policy, load_tokenizer,
+                        wrap_causal_lm_policy)
 from .diffusion import DiffusionPolicy
 from .diffusion_kind import check_diffusion_source, load_diffusion_policy, looks_like_diffusion
 from .pretrained import check_model_source
@@ -33,6 +34,9 @@ class PolicyKind:
     detect: Callable  # (ModelConfig) -> bool: whether `model_type: auto` means this kind
     check: Callable  # (ModelConfig) -> None: ModelError for a source that cannot be this kind
     load: Callable  # (ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy
+    # (model object or None, tokenizer or None, ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy:
+    # a policy around objects the user already holds (None: the kind takes no objects)
+    wrap: Callable | None = None
 
 
 _KINDS: dict[str, PolicyKind] = {}
@@ -54,32 +58,62 @@ def is_diffusion(config) -> bool:
     return policy_kind(config.model).name == "diffusion"
 
 
-def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "online") -> PolicyKind:
+def object_kind(model) -> PolicyKind:
+    """The kind that wraps in-memory model/tokenizer objects (the first registered kind that takes them,
+    unless `model_type` names one); ModelError when the named kind takes none."""
+    if model.model_type != "auto":
+        kind = _KINDS[model.model_type]
+        if kind.wrap is None:
+            raise ModelError(f"model_type {kind.name} takes no model or tokenizer objects: pass paths in the config")
+        return kind
+    return next(kind for kind in _KINDS.values() if kind.wrap is not None)
+
+
+def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "online", *,
+                        objects: bool = False) -> PolicyKind:
     """Cheap checks before anything loads: the algorithm and pair source suit the kind of policy, and the
-    model source exists. ConfigError or ModelError, one line. Returns the kind."""
-    kind = policy_kind(model)
+    model source exists (not checked for a model passed as an object: `objects`). ConfigError or
+    ModelError, one line. Returns the kind."""
+    kind = object_kind(model) if objects else policy_kind(model)
     if kind.name not in algorithm.policy_kinds:
         raise ConfigError(algorithm.other_kind_hint or f"algorithm {algorithm.name} does not train "
                                                        f"{kind.supports.description}")
     if pair_source != "online" and not kind.supports.dataset_completions:
         raise ConfigError(f"pair_source hybrid/offline reads written text completions: {kind.supports.description} "
                           "samples all of its images (use pair_source online)")
-    kind.check(model)
+    if not objects:
+        kind.check(model)
     return kind
 
 
-def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 256) -> Policy:
+def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 256, *,
+                model_object: torch.nn.Module | None = None, tokenizer=None) -> Policy:
     """The policy the ModelConfig `model` names, on `device`, sampling as the SamplingConfig `sampling`
-    says (an unset temperature is the kind's own), with LoRA (pi_ref = adapter disabled) or a frozen copy."""
-    kind = policy_kind(model)
+    says (an unset temperature is the kind's own), with LoRA (pi_ref = adapter disabled) or a frozen copy.
+    `model_object` and `tokenizer`, when given, are used instead of loading them from the config's path
+    (a peft model keeps its own adapter)."""
+    objects = model_object is not None or tokenizer is not None
+    kind = object_kind(model) if objects else policy_kind(model)
     if sampling.temperature is None:
         sampling = copy.copy(sampling)
         sampling.temperature = kind.supports.default_temperature
+    if objects:
+        return kind.wrap(model_object, tokenizer, model, sampling, device, max_prompt_length)
     return kind.load(model, sampling, device, max_prompt_length)
 
 
 def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
     return load_causal_lm_policy(model, sampling, device, lora=model if model.use_lora else None,
+                                 max_prompt_length=max_prompt_length)
+
+
+def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt_length) -> Policy:
+    if model_object is None:  # a tokenizer object with the config's model
+        check_model_source(model.model_name_or_path)
+        model_object = load_causal_lm(model, device)[0]
+    if tokenizer is None:  # the model's own, from where it was loaded
+        tokenizer = load_tokenizer(model_object)
+    return wrap_causal_lm_policy(model_object, tokenizer, sampling, device, lora=model if model.use_lora else None,
                                  max_prompt_length=max_prompt_length)
 
 
@@ -91,4 +125,4 @@ def _check_causal_lm(model) -> None:
 register_policy_kind(PolicyKind("diffusion", DiffusionPolicy.supports, looks_like_diffusion, check_diffusion_source,
                                 load_diffusion_policy))
 register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
-                                _load_causal_lm))
+                                _load_causal_lm, _wrap_causal_lm))

@@ -23,6 +23,9 @@ class TextRollout(Rollout):
     has_eos: torch.Tensor  # (N,) bool: the completion emitted EOS before max_new_tokens
     completions: list[str]  # decoded text, up to (not including) the first EOS
 
+    def completion_token_ids(self) -> list[list[int]]:
+        return [ids[: int(n)].tolist() for ids, n in zip(self.completion_ids, self.completion_mask.sum(-1))]
+
     def conditioning_rows(self) -> torch.Tensor:
         # Padding is not part of the prompt: masked-out positions all read as -1.
         return torch.where(self.prompt_mask.bool(), self.prompt_ids, torch.full_like(self.prompt_ids, -1))

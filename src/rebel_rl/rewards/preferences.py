@@ -113,6 +113,6 @@ class NoRewards:
 
     names: list[str] = []
 
-    def __call__(self, prompts: list, completions: list, columns: dict | None = None
+    def __call__(self, prompts: list, completions: list, columns: dict | None = None, extras: dict | None = None
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return torch.zeros(len(completions)), {}

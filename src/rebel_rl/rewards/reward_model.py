@@ -28,17 +28,22 @@ class RewardModel:
 
     def __init__(
         self,
-        path: str,
+        path: str | tuple,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         batch_size: int = 16,
         max_length: int | None = None,
     ) -> None:
-        """Load the tokenizer and model from a local folder or hub id; RewardError on any failure."""
-        self.path = str(path)
+        """Load the tokenizer and model from a local folder or hub id, or take a `(model, tokenizer)` pair
+        already in memory (the tokenizer object is copied, not changed); RewardError on any failure."""
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.tokenizer, self.model = _load(self.path, dtype)
+        if isinstance(path, tuple):
+            self.tokenizer, self.model = _check_objects(*path)
+            self.path = getattr(self.model.config, "name_or_path", "") or type(self.model).__name__
+        else:
+            self.path = str(path)
+            self.tokenizer, self.model = _load(self.path, dtype)
         self.model.to(self.device).eval()
         _ensure_pad_token(self.tokenizer, self.model)
         # Left truncation keeps the completion's end; right padding keeps position ids unshifted.
@@ -104,6 +109,21 @@ def _load(path: str, dtype: torch.dtype) -> tuple[Any, Any]:
     except Exception as exc:
         raise RewardError(f"cannot load reward model '{path}': {_one_line(exc)}") from None
     return tokenizer, model
+
+
+def _check_objects(model: Any, tokenizer: Any) -> tuple[Any, Any]:
+    """A reward model object with one output and its tokenizer (a copy: padding is set on it)."""
+    import copy
+
+    from transformers import PreTrainedModel
+
+    labels = getattr(getattr(model, "config", None), "num_labels", None)
+    if not isinstance(model, PreTrainedModel) or labels != 1:
+        raise RewardError(f"reward_model is a {type(model).__name__} (num_labels={labels}): pass an "
+                          "AutoModelForSequenceClassification with num_labels=1 and its tokenizer")
+    if tokenizer is None or not callable(getattr(tokenizer, "pad", None)):
+        raise RewardError("reward_model needs its tokenizer: pass reward_model=(model, tokenizer)")
+    return copy.deepcopy(tokenizer), model
 
 
 def _looks_local(path: str) -> bool:

@@ -1,10 +1,16 @@
 """Reward specs resolved into callables (built-ins, user functions, reward models) and combined with weights.
 
-All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`.
+All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`. As in TRL, a
+function that names `completion_ids` or `trainer_state` (or takes `**kwargs`) also receives the completions'
+token ids and the trainer's state, and a reward may return None for a sample it does not apply to: the
+weighted sum then skips it (NaN-sum over the rewards, so a sample no reward applies to scores 0, with a
+warning), and that reward's logged mean is over the samples it scored.
 """
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,6 +116,7 @@ class RewardSet:
             for spec in specs
         ]
         self._names = _deduplicate([name for name, _ in resolved])
+        self.trainer_state: Any = None  # set by the trainer: passed as `trainer_state` to rewards that take it
         self.functions = [function for _, function in resolved]
         self.weights = weights
 
@@ -119,23 +126,44 @@ class RewardSet:
         return list(self._names)
 
     def __call__(
-        self, prompts: list, completions: list[str], columns: dict[str, list] | None = None
+        self, prompts: list, completions: list[str], columns: dict[str, list] | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Score completions: return the weighted total (float32, shape (N,)) and each raw reward.
+        """Score completions: return the weighted total (float32, shape (N,)) and each raw reward
+        (NaN where it returned None).
 
         Plain completion strings are passed to rewards as strings for string prompts and as
         `[{"role": "assistant", "content": text}]` for conversational prompts; `columns` (other
-        dataset columns, aligned with the completions) are passed as keyword arguments.
+        dataset columns, aligned with the completions) are passed as keyword arguments, and so are
+        `extras` (`completion_ids`, `trainer_state`) to the functions whose signature takes them.
         """
         formatted = [format_completion(p, c) for p, c in zip(prompts, completions, strict=True)]
+        if self.trainer_state is not None:
+            extras = {**(extras or {}), "trainer_state": self.trainer_state}
         per_reward = {
-            name: _call_reward(name, function, prompts, formatted, columns or {})
+            name: _call_reward(name, function, prompts, formatted, {**(columns or {}), **_accepted(function, extras)})
             for name, function in zip(self._names, self.functions)
         }
-        total = torch.zeros(len(completions), dtype=torch.float32)
-        for weight, values in zip(self.weights, per_reward.values()):
-            total += weight * values
+        stacked = torch.stack(list(per_reward.values()), dim=1)  # (N, rewards)
+        total = (stacked * torch.tensor(self.weights, dtype=torch.float32)).nansum(dim=1)
+        unscored = stacked.isnan().all(dim=1)
+        if unscored.any():
+            warnings.warn(f"every reward returned None for {int(unscored.sum())} completion(s): they score 0",
+                          stacklevel=2)
         return total, per_reward
+
+
+def _accepted(function: Callable, extras: dict[str, Any] | None) -> dict[str, Any]:
+    """The `extras` that `function`'s signature takes by name (all of them with **kwargs)."""
+    if not extras:
+        return {}
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(extras)
+    return {key: value for key, value in extras.items() if key in parameters}
 
 
 def format_completion(prompt: Any, completion: str) -> str | list[dict]:
@@ -165,7 +193,8 @@ def _call_reward(
 
 
 def _as_floats(name: str, output: Any) -> list[float]:
-    """Convert a reward's output to a list of finite floats, naming the first bad entry."""
+    """Convert a reward's output to a list of finite floats (None, "not applicable", becomes NaN),
+    naming the first bad entry."""
     if isinstance(output, torch.Tensor):
         output = output.detach().cpu().reshape(-1).tolist()
     if isinstance(output, (str, bytes, dict)) or not hasattr(output, "__len__"):
@@ -174,10 +203,13 @@ def _as_floats(name: str, output: Any) -> list[float]:
         )
     values = []
     for index, value in enumerate(output):
+        if value is None:
+            values.append(math.nan)
+            continue
         number = _as_float(value)
         if number is None or not math.isfinite(number):
             raise RewardError(
-                f"reward '{name}' returned {value!r:.40} at index {index}: rewards must be finite numbers"
+                f"reward '{name}' returned {value!r:.40} at index {index}: rewards must be finite numbers (or None: not applicable)"
             )
         values.append(number)
     return values

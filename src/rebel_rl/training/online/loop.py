@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from accelerate.utils import gather_object, set_seed
-from transformers import get_scheduler
+from transformers import TrainerState, get_scheduler
 
 from ...config import RebelConfig, algorithm_spec
 from ...data import load_prompt_dataset
@@ -38,6 +38,7 @@ from ...policies.causal_lm import resolve_mixed_precision
 from ...policies.factory import check_policy_source, load_policy
 from ...rewards import RewardSet, check_reward_spec
 from ...rewards.preferences import NoRewards, check_preference_spec
+from ...rewards.reward_model import RewardModel
 from ...sharding import (
     check_sharding,
     gathered_model_state,
@@ -48,6 +49,7 @@ from ...sharding import (
     make_accelerator as _make_accelerator,  # a name tests/fsdp_on_cpu.py replaces
 )
 from ..run import checkpoint as ckpt
+from ..run.inputs import write_inputs
 from ..run.outputs import (
     CONFIG_FILE,
     MetricsLogger,
@@ -65,6 +67,11 @@ class RebelTrainer:
     """Runs REBEL (or the baseline `config.algorithm` names) on a causal LM or a diffusion model (the policy
     factory, policies/factory.py, picks it from config): `RebelTrainer(config).train()`.
 
+    Objects in memory win over the config's path for their part: `model` (a causal LM `PreTrainedModel`;
+    a `PeftModel` keeps its adapter, which trains, with the adapter disabled as pi_ref), `tokenizer` (e.g.
+    one with a custom chat template), `train_dataset`/`eval_dataset` (a `datasets.Dataset`, or a
+    `DatasetDict` whose `dataset_split`/`eval_split` are used), `reward_model` (a `(model, tokenizer)` pair
+    of a one-label sequence classifier, added to the rewards); the run folder's inputs.json describes them.
     `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config;
     `preference_func` (`f(prompts, completions_a, completions_b, **columns) -> list[float]` in [0, 1])
     takes the place of `config.preference` (REBEL's general-preference variant).
@@ -72,13 +79,16 @@ class RebelTrainer:
     (prompt lengths are checked right after the tokenizer loads, before any training).
     """
 
-    def __init__(self, config: RebelConfig, *, reward_funcs: list | None = None, preference_func=None,
+    def __init__(self, config: RebelConfig, *, model=None, tokenizer=None, train_dataset=None, eval_dataset=None,
+                 reward_funcs: list | None = None, reward_model=None, preference_func=None,
                  resume: bool = False, new_lr_schedule: bool = False) -> None:
-        self.config = config.validate(require_rewards=not (reward_funcs or preference_func))
+        given = {"model": model, "tokenizer": tokenizer, "train_dataset": train_dataset, "eval_dataset": eval_dataset,
+                 "reward_funcs": reward_funcs, "reward_model": reward_model, "preference_func": preference_func}
+        self.config = config.validate(require_rewards=not (reward_funcs or preference_func or reward_model is not None))
         self.run_dir = Path(config.output_dir)
         self.spec = algorithm_spec(config.algorithm)
         # A causal LM or a diffusion policy (policies/factory.py), and whether it suits the algorithm.
-        kind = check_policy_source(config.model, self.spec, config.data.pair_source)
+        kind = check_policy_source(config.model, self.spec, config.data.pair_source, objects=model is not None)
         if config.sampling.temperature is None:  # the kind's own (recorded in config.yaml)
             config.sampling.temperature = kind.supports.default_temperature
         for spec in [*config.rewards, *config.eval_rewards]:
@@ -86,9 +96,11 @@ class RebelTrainer:
         if config.preference is not None and preference_func is None:
             check_preference_spec(config.preference)
         data = config.data
-        self.train_prompts = load_prompt_dataset(data.dataset, data.dataset_split, data.prompt_column)
+        # An object passed in wins over the config's path for that part (inputs.json records it).
+        train_source = data.dataset if train_dataset is None else train_dataset
+        self.train_prompts = load_prompt_dataset(train_source, data.dataset_split, data.prompt_column)
         check_completion_columns(self.train_prompts, data)
-        self.eval_prompts = self._load_eval_prompts()
+        self.eval_prompts = self._load_eval_prompts(train_dataset, eval_dataset)
         if resume:
             self.resume_from = ckpt.checkpoint_to_resume(self.run_dir)  # None: nothing to resume, start anew
         else:
@@ -101,20 +113,29 @@ class RebelTrainer:
             if self.resume_from is None:  # resuming a folder that holds no run yet: it starts over (noted)
                 prepare_run_dir(self.run_dir, config.overwrite or resume)
             config.save_yaml(self.run_dir / CONFIG_FILE)  # on resume: records new overrides (num_iterations)
+            write_inputs(self.run_dir, given)
         # The same initial weights (LoRA's random A) on every process: DDP would broadcast rank 0's, but
         # FSDP2 shards each process's own, so differing inits would stitch one matrix from several.
         set_seed(config.seed)
-        self.policy = load_policy(config.model, config.sampling, self.accelerator.device, data.max_prompt_length)
+        self.policy = load_policy(config.model, config.sampling, self.accelerator.device, data.max_prompt_length,
+                                  model_object=model, tokenizer=tokenizer)
         if self.accelerator.process_index:
             set_seed(config.seed + self.accelerator.process_index)
         self.policy.check_prompts(self.train_prompts["prompt"])
         if self.eval_prompts is not None:
             self.policy.check_prompts(self.eval_prompts["prompt"])
         extra = list(reward_funcs or [])
+        if reward_model is not None:  # (model, tokenizer) of a sequence-classification reward model
+            extra.append(RewardModel(tuple(reward_model) if isinstance(reward_model, (tuple, list)) else (reward_model, None),
+                                     device=str(self.accelerator.device)))
         weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
         specs, device = list(config.rewards) + extra, str(self.accelerator.device)
         self.rewards = RewardSet(specs, weights, device=device) if specs else NoRewards()
         self.eval_rewards = RewardSet(config.eval_rewards, device=device) if config.eval_rewards else None
+        self.trainer_state = TrainerState(max_steps=config.num_iterations)  # what TRL rewards read as trainer_state
+        for reward_set in (self.rewards, self.eval_rewards):
+            if reward_set is not None:
+                reward_set.trainer_state = self.trainer_state
         if self.resume_from is not None:  # whole weights, before accelerate wraps or shards the model
             self.policy.load_weights(self.resume_from)
         self.objective = build_objective(self.spec, getattr(config, self.spec.name, None), BuildContext(
@@ -133,17 +154,24 @@ class RebelTrainer:
             self.objective.load_state_dict(state["counters"].get("objective", {}))
             if self.is_main:
                 truncate_logs(self.run_dir, self.iteration)
-        self.logger = MetricsLogger(self.run_dir, config.tensorboard, enabled=self.is_main,
+        self.logger = MetricsLogger(self.run_dir, config.output, enabled=self.is_main, run_config=config.to_dict(),
                                     images=self.policy.supports.images)
 
     # ------------------------------------------------------------------ setup
-    def _load_eval_prompts(self):
+    def _load_eval_prompts(self, train_dataset=None, eval_dataset=None):
         config = self.config
         if config.eval_prompts == 0:
             return None
-        source = config.eval_dataset or config.dataset
-        # A single file has no splits: its "held-out" prompts are training prompts, and reports say so.
-        self.eval_held_out = not (config.eval_dataset is None and Path(config.dataset).is_file())
+        separate = eval_dataset if eval_dataset is not None else config.eval_dataset
+        source = next(s for s in (separate, train_dataset, config.dataset) if s is not None)
+        # A single file (or Dataset object) has no splits: its "held-out" prompts are training prompts, and
+        # reports say so; a DatasetDict object gives its eval_split.
+        if separate is not None:
+            self.eval_held_out = True
+        elif train_dataset is not None:
+            self.eval_held_out = isinstance(train_dataset, dict)
+        else:
+            self.eval_held_out = not Path(config.dataset).is_file()
         dataset = load_prompt_dataset(source, config.eval_split, config.prompt_column)
         return dataset.select(range(min(config.eval_prompts, len(dataset))))
 
@@ -203,7 +231,10 @@ class RebelTrainer:
             ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
             old_logps = old_token_logps.sum(-1)
         with timer("scoring"):
-            score, named = self.rewards(prompts, rollout.completions, columns)
+            self.trainer_state.global_step = self.iteration
+            ids = rollout.completion_token_ids()
+            score, named = self.rewards(prompts, rollout.completions, columns,
+                                        {} if ids is None else {"completion_ids": ids})
             score = score.to(old_logps.device) - config.missing_eos_penalty * (~rollout.has_eos).float()
             kl = old_logps - ref_token_logps.sum(-1)
             shaped = score - config.kl_coef * kl
@@ -273,7 +304,8 @@ class RebelTrainer:
             "reward_queries": self.reward_queries,
             "reward": score_all.mean().item(),
             "reward_std": score_all.std().item(),
-            **{f"rewards/{name}": gather(v.to(score.device).float()).mean().item() for name, v in named.items()},
+            # nanmean: a reward that returned None (not applicable) is averaged over the samples it scored
+            **{f"rewards/{name}": gather(v.to(score.device).float()).nanmean().item() for name, v in named.items()},
             "kl": kl_all.mean().item(),
             "rlhf_reward": reward_all.mean().item(),
             "loss": sum(losses) / len(losses),
@@ -369,6 +401,10 @@ class RebelTrainer:
                 # Last step: merging folds the adapter into the base weights, so pi_ref is gone after it.
                 merged = self.policy.merged_model()
                 ckpt.save_policy_atomic(self.policy, self.run_dir / "final" / "merged", model=merged)
+            if config.push_to_hub:
+                from ..run.hub import push_run
+
+                summary["hub_url"] = push_run(self.run_dir, config.hub_model_id, private=config.hub_private)
         self.accelerator.wait_for_everyone()
         return summary
 
@@ -393,26 +429,31 @@ class _PhaseTimer:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
-def train(config: RebelConfig, *, reward_funcs: list | None = None, preference_func=None) -> dict[str, Any]:
+def train(config: RebelConfig, **objects: Any) -> dict[str, Any]:
     """Train with REBEL as `config` says; return a summary (run dir, held-out before/after).
-    `reward_funcs` and `preference_func` as for `RebelTrainer`."""
-    return RebelTrainer(config, reward_funcs=reward_funcs, preference_func=preference_func).train()
+    Keyword arguments (`model`, `tokenizer`, `train_dataset`, `eval_dataset`, `reward_funcs`, `reward_model`,
+    `preference_func`) are objects in memory, as for `RebelTrainer`."""
+    return RebelTrainer(config, **objects).train()
 
 
-def resume(run_dir: str | Path, *, reward_funcs: list | None = None, preference_func=None,
-           new_lr_schedule: bool = False, **overrides: Any) -> dict[str, Any]:
+_OBJECTS = ("model", "tokenizer", "train_dataset", "eval_dataset", "reward_funcs", "reward_model", "preference_func")
+
+
+def resume(run_dir: str | Path, *, new_lr_schedule: bool = False, **objects_and_overrides: Any) -> dict[str, Any]:
     """Continue the run in `run_dir` from its latest checkpoint that loads (optionally with more iterations).
 
     Options that change the learning-rate schedule (a larger num_iterations re-stretches a decayed one) are
     refused unless `new_lr_schedule`, which continues on the new options' schedule. A folder with no
-    checkpoint and no completed iteration starts from the beginning. A run started with Python
-    `reward_funcs` (or `preference_func`) needs the same callables again: they are not in config.yaml.
+    checkpoint and no completed iteration starts from the beginning. A run started with Python objects
+    (`reward_funcs`, `preference_func`, `model`, `train_dataset`, ...) needs the same objects again, as
+    keyword arguments: they are not in config.yaml. Other keyword arguments override config fields.
     """
+    objects = {k: objects_and_overrides.pop(k) for k in _OBJECTS if k in objects_and_overrides}
+    overrides = objects_and_overrides
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(f"nothing to resume in {run_dir}: it has no {CONFIG_FILE}")
     config = RebelConfig.from_yaml(run_dir / CONFIG_FILE).with_overrides({**overrides, "output_dir": str(run_dir)})
     with ckpt.config_restored_on_error(run_dir / CONFIG_FILE):  # a refused resume leaves the run as it was
-        trainer = RebelTrainer(config, reward_funcs=reward_funcs, preference_func=preference_func, resume=True,
-                               new_lr_schedule=new_lr_schedule)
+        trainer = RebelTrainer(config, **objects, resume=True, new_lr_schedule=new_lr_schedule)
     return trainer.train()

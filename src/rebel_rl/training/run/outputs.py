@@ -15,7 +15,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
 # What a run writes; --overwrite removes exactly these, never other files the user keeps there.
-RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "checkpoints", "final",
+RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "checkpoints", "final", "inputs.json",
                  "eval_before.json", "eval.json", "eval.md", "reward_kl.png",
                  "samples", "samples_before_after.png", "reward_curves.png"]  # the last three: image runs
 
@@ -73,17 +73,27 @@ def _check_creatable(path: Path) -> None:
 
 
 class MetricsLogger:
-    """Appends one JSON line per iteration to metrics.jsonl and mirrors scalars to TensorBoard."""
+    """Appends one JSON line per iteration to metrics.jsonl and mirrors scalars to the trackers of
+    `output.report_to` (an OutputConfig): TensorBoard, wandb, trackio (trackers.py), under the same names.
+    `run_config` (the whole config as a dict) is logged to the external trackers once."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True, images: bool = False) -> None:
+    def __init__(self, run_dir: Path, output, enabled: bool = True, images: bool = False,
+                 run_config: dict[str, Any] | None = None) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
         self.images = images  # completions are images (the policy says so): saved as PNGs, named in the jsonl
         self.writer = None
-        if enabled and tensorboard:
+        self.external = None
+        report_to = output.trackers()
+        if enabled and "tensorboard" in report_to:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        if enabled and set(report_to) - {"tensorboard"}:
+            from .trackers import ExternalTrackers
+
+            self.external = ExternalTrackers(report_to, run_dir, output.tracker_project,
+                                             output.run_name or run_dir.name, run_config or {})
 
     def log(self, metrics: dict[str, Any], completions: list[dict[str, Any]] | None = None) -> None:
         if not self.enabled:
@@ -103,10 +113,14 @@ class MetricsLogger:
                 if isinstance(value, (int, float)) and key != "iteration" and math.isfinite(value):
                     self.writer.add_scalar(key, value, step)
             self.writer.flush()
+        if self.external is not None:
+            self.external.log(metrics, completions or [], step)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.external is not None:
+            self.external.close()
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
