@@ -151,7 +151,6 @@ def _train(args: argparse.Namespace, config: RebelConfig) -> int:
     """Train the validated `config`; the heavy libraries load only now (config errors came first)."""
     args.run_dir = config.output_dir
     _check_missing_model(config)
-    _check_missing_data(config)
     start_work()
     from .training.online.loop import RebelTrainer
 
@@ -170,15 +169,6 @@ def _check_missing_model(config: RebelConfig) -> None:
     name = config.model_name_or_path
     if config.model_type != "diffusion" and not name.startswith("builtin:") and not Path(name).expanduser().exists():
         check_model_source(name)
-
-
-def _check_missing_data(config: RebelConfig) -> None:
-    """A missing local dataset file is reported before seconds of imports (the loader checks it again)."""
-    from .data.prompts import check_dataset_source
-
-    for source in [config.dataset, config.eval_dataset]:
-        if source is not None:
-            check_dataset_source(source)
 
 
 def image_demo_config() -> RebelConfig:

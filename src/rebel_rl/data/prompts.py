@@ -34,6 +34,8 @@ def load_prompt_dataset(
     `prompt_column` is renamed to "prompt". Every prompt must be a non-empty string or a non-empty
     list of role/content messages, all in the same format. Raises DataError on any problem.
     """
+    import datasets  # on first use: `rebel --help` and config errors must not wait for it
+
     if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
         dataset, source = _pick_split(source, split, "the dataset object"), f"{type(source).__name__} object"
     elif isinstance(source, str):
@@ -119,7 +121,7 @@ def _load_file(path: Path) -> datasets.Dataset:
         )
     check_data_file(path)
     try:
-        import datasets  # on first use: `rebel --help` and config errors must not wait for it
+        import datasets
 
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps parser errors; report the innermost one
@@ -170,6 +172,8 @@ def _load_from_disk(path: Path, split: str) -> datasets.Dataset:
 
 def _pick_split(loaded: "datasets.Dataset | datasets.DatasetDict", split: str, name: str) -> datasets.Dataset:
     """`split` of a DatasetDict (DataError naming the available ones); a Dataset as it is."""
+    import datasets
+
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise DataError(f"{name} has no split '{split}': available splits are {', '.join(loaded)}")
