@@ -199,10 +199,11 @@ def resolve_mixed_precision(name: str) -> str:
     return "bf16" if (" avx512_bf16" in flags or " amx_bf16" in flags) else "no"
 
 
-def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
-                          max_prompt_length: int = 256) -> CausalLMPolicy:
+def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None, max_prompt_length: int = 256,
+                          policy_class: type[CausalLMPolicy] = CausalLMPolicy, **policy_options) -> CausalLMPolicy:
     """Load model and tokenizer from `weights` (a WeightsConfig: path, dtype), add the LoRA adapter `lora`
-    (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says."""
+    (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says.
+    `policy_class` (given `policy_options`) may be a subclass that samples differently."""
     path = resolve_model_path(weights.model_name_or_path)
     dtype = resolve_dtype(weights.dtype, device)
     try:
@@ -231,7 +232,7 @@ def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
         model.eval()
     else:
         reference_model = copy.deepcopy(model).requires_grad_(False).eval()
-    return CausalLMPolicy(
+    return policy_class(
         model,
         tokenizer,
         max_new_tokens=sampling.max_new_tokens,
@@ -240,4 +241,5 @@ def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
         top_p=sampling.top_p,
         max_prompt_length=max_prompt_length,
         reference_model=reference_model,
+        **policy_options,
     )

@@ -33,6 +33,7 @@ class PolicyKind:
     detect: Callable  # (ModelConfig) -> bool: whether `model_type: auto` means this kind
     check: Callable  # (ModelConfig) -> None: ModelError for a source that cannot be this kind
     load: Callable  # (ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy
+    backends: tuple[str, ...] = ("hf",)  # the `generation_backend`s it samples with
 
 
 _KINDS: dict[str, PolicyKind] = {}
@@ -54,9 +55,10 @@ def is_diffusion(config) -> bool:
     return policy_kind(config.model).name == "diffusion"
 
 
-def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "online") -> PolicyKind:
-    """Cheap checks before anything loads: the algorithm and pair source suit the kind of policy, and the
-    model source exists. ConfigError or ModelError, one line. Returns the kind."""
+def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "online", sampling=None) -> PolicyKind:
+    """Cheap checks before anything loads: the algorithm, pair source and generation backend (of the
+    SamplingConfig `sampling`) suit the kind of policy, and the model source exists. ConfigError or
+    ModelError, one line. Returns the kind."""
     kind = policy_kind(model)
     if kind.name not in algorithm.policy_kinds:
         raise ConfigError(algorithm.other_kind_hint or f"algorithm {algorithm.name} does not train "
@@ -65,6 +67,14 @@ def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "onl
         raise ConfigError(f"pair_source hybrid/offline reads written text completions: {kind.supports.description} "
                           "samples all of its images (use pair_source online)")
     kind.check(model)
+    backend = "hf" if sampling is None else sampling.generation_backend
+    if backend not in kind.backends:
+        raise ConfigError(f"generation_backend {backend} does not sample {kind.supports.description}: "
+                          f"use {' or '.join(kind.backends)}")
+    if backend == "vllm":
+        from .vllm_sampler import check_vllm_source
+
+        check_vllm_source(model)
     return kind
 
 
@@ -79,8 +89,13 @@ def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 
 
 
 def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
+    engine = {}
+    if sampling.generation_backend == "vllm":  # sampled by a colocated vLLM engine (policies/vllm_sampler.py)
+        from .vllm_sampler import VllmSampledCausalLM
+
+        engine = {"policy_class": VllmSampledCausalLM, "engine_options": sampling}
     return load_causal_lm_policy(model, sampling, device, lora=model if model.use_lora else None,
-                                 max_prompt_length=max_prompt_length)
+                                 max_prompt_length=max_prompt_length, **engine)
 
 
 def _check_causal_lm(model) -> None:
@@ -91,4 +106,4 @@ def _check_causal_lm(model) -> None:
 register_policy_kind(PolicyKind("diffusion", DiffusionPolicy.supports, looks_like_diffusion, check_diffusion_source,
                                 load_diffusion_policy))
 register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
-                                _load_causal_lm))
+                                _load_causal_lm, backends=("hf", "vllm")))
