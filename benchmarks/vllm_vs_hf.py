@@ -45,12 +45,13 @@ def measure(backend: str, max_new_tokens: int, repeats: int, workdir: Path) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, nargs="+", default=[24, 128])
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmark_vllm.md"))
     args = parser.parse_args()
     rows = ["| new tokens | backend | sampling tokens/s | sampling s | whole iteration s | mean length | "
             "engine start + load s | vllm/logprob_diff |", "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        for max_new_tokens in (24, 128):
+        for max_new_tokens in args.max_new_tokens:
             for backend in ("hf", "vllm"):
                 print(f"measuring {backend}, {max_new_tokens} new tokens ...", file=sys.stderr, flush=True)
                 r = measure(backend, max_new_tokens, args.repeats, Path(tmp))
