@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .algorithms import algorithm_names, algorithm_spec, option_groups
-from .base import (GroupedConfig, check_at_least_one, check_choice, check_non_negative, check_positive)
+from .base import (GroupedConfig, check_at_least_one, check_choice, check_non_negative, check_positive,
+                   check_unit_interval)
 
 # The embedded default run: SmolLM2-135M-Instruct, loaded offline, made more positive with LoRA.
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
@@ -131,6 +132,11 @@ class SamplingConfig:
     temperature: float | None = None  # scales the log-probs too; None: the policy kind's own (0.7 for a causal LM, 1.0 for a diffusion policy: it multiplies its noise std)
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # nucleus sampling; 1.0 = off
+    # --- causal LMs: the generation engine (docs/vllm.md) ---
+    generation_backend: str = "hf"  # hf (transformers generate) | vllm (a vLLM engine in the training process, synced after each update; install: docs/vllm.md)
+    vllm_gpu_memory_utilization: float = 0.3  # vllm on a GPU: fraction of its memory the engine may take (it shares the GPU with training)
+    vllm_kv_cache_gb: float = 2.0  # vllm on a CPU: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
+    vllm_tensor_parallel_size: int = 1  # vllm on GPUs: GPUs one engine spans (vLLM's tensor parallelism)
     # --- diffusion policies (images, docs/images.md) ---
     sampler: str = "ddim"  # diffusion: ddim (stochastic DDIM) | lcm (multi-step consistency sampling, for LCM checkpoints)
     num_inference_steps: int = 10  # diffusion: denoising steps per image (each step is one action)
@@ -147,6 +153,10 @@ class SamplingConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         check_non_negative(self, ["top_k"])
         check_choice("sampler", self.sampler, ["ddim", "lcm"])
+        check_choice("generation_backend", self.generation_backend, ["hf", "vllm"])
+        check_positive(self, ["vllm_gpu_memory_utilization", "vllm_kv_cache_gb"])
+        check_unit_interval(self, ["vllm_gpu_memory_utilization"])
+        check_at_least_one(self, ["vllm_tensor_parallel_size"])
         check_positive(self, ["ddim_eta", "guidance_scale"])
 
 

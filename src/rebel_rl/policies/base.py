@@ -121,6 +121,11 @@ class Policy(abc.ABC):
         with torch.no_grad():
             return self.token_log_probs(rollout)
 
+    def sampling_metrics(self) -> dict[str, float]:
+        """Diagnostics of the latest sample and `sampling_token_log_probs`, for the iteration's metrics
+        (e.g. `vllm/logprob_diff`); none by default."""
+        return {}
+
     @abc.abstractmethod
     def check_prompts(self, prompts: list) -> None:
         """Raise DataError for the first prompt the policy cannot take, before any training."""
@@ -162,6 +167,10 @@ class Policy(abc.ABC):
                 yield self.model
 
     # --- weights -----------------------------------------------------------------------------------
+    def weights_updated(self) -> None:
+        """Called after every optimizer step: the trainable weights changed (a kind that samples from a
+        copy of them, e.g. a vLLM engine, syncs it before its next sample). Nothing by default."""
+
     @abc.abstractmethod
     def save_pretrained(self, path: str | Path, model: torch.nn.Module | None = None,
                         state_dict: dict | None = None) -> None:

@@ -221,20 +221,24 @@ def load_tokenizer(model: torch.nn.Module):
         raise ModelError(f"no tokenizer found beside the model object (name_or_path {path!r}): pass tokenizer=") from None
 
 
-def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
-                          max_prompt_length: int = 256) -> CausalLMPolicy:
+def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None, max_prompt_length: int = 256,
+                          policy_class: type[CausalLMPolicy] = CausalLMPolicy, **policy_options) -> CausalLMPolicy:
     """Load model and tokenizer from `weights` (a WeightsConfig: path, dtype), add the LoRA adapter `lora`
-    (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says."""
+    (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says.
+    `policy_class` (given `policy_options`) may be a subclass that samples differently."""
     model, tokenizer = load_causal_lm(weights, device)
-    return wrap_causal_lm_policy(model, tokenizer, sampling, device, lora=lora, max_prompt_length=max_prompt_length)
+    return wrap_causal_lm_policy(model, tokenizer, sampling, device, lora=lora, max_prompt_length=max_prompt_length,
+                                 policy_class=policy_class, **policy_options)
 
 
 def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: torch.device, *, lora=None,
-                          max_prompt_length: int = 256) -> CausalLMPolicy:
+                          max_prompt_length: int = 256, policy_class: type[CausalLMPolicy] = CausalLMPolicy,
+                          **policy_options) -> CausalLMPolicy:
     """A policy around a model and tokenizer already in memory (loaded by us or handed over by the user).
     A peft model keeps its own adapter (trained; pi_ref = the adapter disabled); otherwise the LoRA adapter
     `lora` (a LoraConfig) is added or, without one, a frozen copy is pi_ref. ModelError for a model that
-    is not a causal LM or a tokenizer that cannot pad."""
+    is not a causal LM or a tokenizer that cannot pad. `policy_class` (given `policy_options`) may be a
+    subclass that samples differently (the vLLM backend)."""
     check_causal_lm_object(model, tokenizer)
     if getattr(tokenizer, "padding_side", "left") != "left" or tokenizer.pad_token_id is None:
         tokenizer = copy.deepcopy(tokenizer)  # the user's tokenizer object stays as they made it
@@ -261,7 +265,7 @@ def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: t
         model.eval()
     else:
         reference_model = copy.deepcopy(model).requires_grad_(False).eval()
-    return CausalLMPolicy(
+    return policy_class(
         model,
         tokenizer,
         max_new_tokens=sampling.max_new_tokens,
@@ -270,6 +274,7 @@ def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: t
         top_p=sampling.top_p,
         max_prompt_length=max_prompt_length,
         reference_model=reference_model,
+        **policy_options,
     )
 
 

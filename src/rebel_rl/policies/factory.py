@@ -37,6 +37,7 @@ class PolicyKind:
     # (model object or None, tokenizer or None, ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy:
     # a policy around objects the user already holds (None: the kind takes no objects)
     wrap: Callable | None = None
+    backends: tuple[str, ...] = ("hf",)  # the `generation_backend`s it samples with
 
 
 _KINDS: dict[str, PolicyKind] = {}
@@ -69,11 +70,11 @@ def object_kind(model) -> PolicyKind:
     return next(kind for kind in _KINDS.values() if kind.wrap is not None)
 
 
-def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "online", *,
+def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "online", sampling=None, *,
                         objects: bool = False) -> PolicyKind:
-    """Cheap checks before anything loads: the algorithm and pair source suit the kind of policy, and the
-    model source exists (not checked for a model passed as an object: `objects`). ConfigError or
-    ModelError, one line. Returns the kind."""
+    """Cheap checks before anything loads: the algorithm, pair source and generation backend (of the
+    SamplingConfig `sampling`) suit the kind of policy, and the model source exists (not checked for a
+    model passed as an object: `objects`). ConfigError or ModelError, one line. Returns the kind."""
     kind = object_kind(model) if objects else policy_kind(model)
     if kind.name not in algorithm.policy_kinds:
         raise ConfigError(algorithm.other_kind_hint or f"algorithm {algorithm.name} does not train "
@@ -83,6 +84,14 @@ def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "onl
                           "samples all of its images (use pair_source online)")
     if not objects:
         kind.check(model)
+    backend = "hf" if sampling is None else sampling.generation_backend
+    if backend not in kind.backends:
+        raise ConfigError(f"generation_backend {backend} does not sample {kind.supports.description}: "
+                          f"use {' or '.join(kind.backends)}")
+    if backend == "vllm" and not objects:
+        from .vllm_sampler import check_vllm_source
+
+        check_vllm_source(model)
     return kind
 
 
@@ -102,9 +111,18 @@ def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 
     return kind.load(model, sampling, device, max_prompt_length)
 
 
+def _sampling_engine(sampling) -> dict:
+    """The policy class (and its options) that samples with the SamplingConfig's generation backend."""
+    if sampling.generation_backend != "vllm":
+        return {}
+    from .vllm_sampler import VllmSampledCausalLM  # a colocated vLLM engine (policies/vllm_sampler.py)
+
+    return {"policy_class": VllmSampledCausalLM, "engine_options": sampling}
+
+
 def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
     return load_causal_lm_policy(model, sampling, device, lora=model if model.use_lora else None,
-                                 max_prompt_length=max_prompt_length)
+                                 max_prompt_length=max_prompt_length, **_sampling_engine(sampling))
 
 
 def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt_length) -> Policy:
@@ -114,7 +132,7 @@ def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt
     if tokenizer is None:  # the model's own, from where it was loaded
         tokenizer = load_tokenizer(model_object)
     return wrap_causal_lm_policy(model_object, tokenizer, sampling, device, lora=model if model.use_lora else None,
-                                 max_prompt_length=max_prompt_length)
+                                 max_prompt_length=max_prompt_length, **_sampling_engine(sampling))
 
 
 def _check_causal_lm(model) -> None:
@@ -125,4 +143,4 @@ def _check_causal_lm(model) -> None:
 register_policy_kind(PolicyKind("diffusion", DiffusionPolicy.supports, looks_like_diffusion, check_diffusion_source,
                                 load_diffusion_policy))
 register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
-                                _load_causal_lm, _wrap_causal_lm))
+                                _load_causal_lm, _wrap_causal_lm, backends=("hf", "vllm")))

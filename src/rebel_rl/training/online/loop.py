@@ -88,7 +88,8 @@ class RebelTrainer:
         self.run_dir = Path(config.output_dir)
         self.spec = algorithm_spec(config.algorithm)
         # A causal LM or a diffusion policy (policies/factory.py), and whether it suits the algorithm.
-        kind = check_policy_source(config.model, self.spec, config.data.pair_source, objects=model is not None)
+        kind = check_policy_source(config.model, self.spec, config.data.pair_source, config.sampling,
+                                   objects=model is not None)
         if config.sampling.temperature is None:  # the kind's own (recorded in config.yaml)
             config.sampling.temperature = kind.supports.default_temperature
         for spec in [*config.rewards, *config.eval_rewards]:
@@ -251,6 +252,7 @@ class RebelTrainer:
         metrics = self._metrics(rollout, score, named, kl, shaped, losses, grad_norms, timer.seconds)
         metrics.update(objective_stats)
         metrics.update(loss_stats)
+        metrics.update(self.policy.sampling_metrics())
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i], "reward": float(score[i])}
                    for i in range(min(config.log_completions, len(rollout)))]
         return metrics, samples
@@ -277,6 +279,7 @@ class RebelTrainer:
                     norm = self.accelerator.clip_grad_norm_(self.trainable_params, config.max_grad_norm)
                     grad_norms.append(float(norm))
                     self.optimizer.step()
+                    self.policy.weights_updated()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
         return losses, grad_norms, {key: sum(v) / len(v) for key, v in stats.items()}
