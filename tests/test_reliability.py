@@ -57,6 +57,8 @@ def train_args(files, run_dir: Path, *extra: str) -> list[str]:
     (["train", "--model_name_or_path", "./missing"], 2),
     (["sft", "--num_epochs", "0"], 2),
     (["train", "--bogus", "1"], 2),
+    (["train", "--dataset", "missing.jsonl"], 2),
+    (["train", "--rewards", "no_such_reward", "--dataset", "missing.jsonl"], 2),
 ])
 def test_help_and_config_errors_do_not_import_heavy_libraries(argv, code, tmp_path):
     """In a fresh process: the command answers (exit code as expected) and neither torch nor transformers,

@@ -151,6 +151,7 @@ def _train(args: argparse.Namespace, config: RebelConfig) -> int:
     """Train the validated `config`; the heavy libraries load only now (config errors came first)."""
     args.run_dir = config.output_dir
     _check_missing_model(config)
+    _check_rewards_and_data(config)
     start_work()
     from .training.online.loop import RebelTrainer
 
@@ -169,6 +170,19 @@ def _check_missing_model(config: RebelConfig) -> None:
     name = config.model_name_or_path
     if config.model_type != "diffusion" and not name.startswith("builtin:") and not Path(name).expanduser().exists():
         check_model_source(name)
+
+
+def _check_rewards_and_data(config: RebelConfig) -> None:
+    """Reward specs, then local dataset paths, in the trainer's order, before seconds of imports (the
+    trainer checks them again)."""
+    from .data.prompts import check_dataset_source
+    from .rewards.specs import check_reward_spec
+
+    for spec in [*config.rewards, *config.eval_rewards]:
+        check_reward_spec(spec)
+    for source in [config.dataset, config.eval_dataset]:
+        if source is not None:
+            check_dataset_source(source)
 
 
 def image_demo_config() -> RebelConfig:
