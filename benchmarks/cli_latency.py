@@ -87,8 +87,8 @@ def main() -> None:
         "change (commit cd88793) every command imported torch, transformers, datasets and diffusers first: "
         "the machine, lightly loaded, took 2.6-4.7 s for `rebel --help` and 10.0 s for `rebel train --eta -1`; "
         "the reference rows time a bare interpreter and those imports under the load of this measurement. "
-        "Errors found by reading the data or loading rewards (the data-error row) still come after the "
-        "trainer's imports.",
+        "A missing dataset file (the data-error row) is found before them too; errors that need the data read "
+        "or a reward model loaded come after the trainer's imports.",
         "",
         *table,
         "",
