@@ -35,7 +35,7 @@ from ...evaluation.report import (
 )
 from ...policies.base import PolicySupports
 from ...policies.causal_lm import resolve_mixed_precision
-from ...policies.factory import check_policy_source, load_policy
+from ...policies.factory import PolicyKind, check_policy_source, load_policy
 from ...rewards import RewardSet, check_reward_spec
 from ...rewards.preferences import NoRewards, check_preference_spec
 from ...rewards.reward_model import RewardModel
@@ -87,25 +87,9 @@ class RebelTrainer:
         self.config = config.validate(require_rewards=not (reward_funcs or preference_func or reward_model is not None))
         self.run_dir = Path(config.output_dir)
         self.spec = algorithm_spec(config.algorithm)
-        # A causal LM or a diffusion policy (policies/factory.py), and whether it suits the algorithm.
-        kind = check_policy_source(config.model, self.spec, config.data.pair_source, config.sampling,
-                                   objects=model is not None)
-        if config.sampling.temperature is None:  # the kind's own (recorded in config.yaml)
-            config.sampling.temperature = kind.supports.default_temperature
-        for spec in [*config.rewards, *config.eval_rewards]:
-            check_reward_spec(spec)
-        if config.preference is not None and preference_func is None:
-            check_preference_spec(config.preference)
-        data = config.data
-        # An object passed in wins over the config's path for that part (inputs.json records it).
-        train_source = data.dataset if train_dataset is None else train_dataset
-        self.train_prompts = load_prompt_dataset(train_source, data.dataset_split, data.prompt_column)
-        check_completion_columns(self.train_prompts, data)
-        self.eval_prompts = self._load_eval_prompts(train_dataset, eval_dataset)
-        if resume:
-            self.resume_from = ckpt.checkpoint_to_resume(self.run_dir)  # None: nothing to resume, start anew
-        else:
-            self.resume_from = None
+        kind = self._check_inputs(model is not None, preference_func)
+        self._load_prompts(train_dataset, eval_dataset)
+        self.resume_from = ckpt.checkpoint_to_resume(self.run_dir) if resume else None  # None: start anew
 
         self.accelerator = _make_accelerator(resolve_mixed_precision(config.mixed_precision))
         self.is_main = self.accelerator.is_main_process
@@ -115,50 +99,88 @@ class RebelTrainer:
                 prepare_run_dir(self.run_dir, config.overwrite or resume)
             config.save_yaml(self.run_dir / CONFIG_FILE)  # on resume: records new overrides (num_iterations)
             write_inputs(self.run_dir, given)
-        # The same initial weights (LoRA's random A) on every process: DDP would broadcast rank 0's, but
-        # FSDP2 shards each process's own, so differing inits would stitch one matrix from several.
+        self._load_policy(model, tokenizer)
+        self._build_rewards(reward_funcs, reward_model)
+        if self.resume_from is not None:  # whole weights, before accelerate wraps or shards the model
+            self.policy.load_weights(self.resume_from)
+        self.objective = build_objective(self.spec, getattr(config, self.spec.name, None), BuildContext(
+            policy=self.policy, num_generations=config.num_generations, reward=config.reward,
+            model_name_or_path=config.model_name_or_path, device=self.accelerator.device,
+            options=lambda name: getattr(config, name), preference_func=preference_func, pairing=config.pairing))
+        self._build_optimizer()
+        self.iteration = 0
+        self.reward_queries = 0
+        self._latest_eval: tuple[int, EvalResult] | None = None  # a periodic eval at the last iteration is final
+        if self.resume_from is not None:
+            self._restore(new_lr_schedule)
+        self.logger = MetricsLogger(self.run_dir, config.output, enabled=self.is_main, run_config=config.to_dict(),
+                                    images=self.policy.supports.images)
+
+    # ------------------------------------------------------------------ setup
+    def _check_inputs(self, model_object: bool, preference_func) -> PolicyKind:
+        """Every cheap check before anything loads: the policy kind against the algorithm (and its default
+        temperature, recorded in config.yaml), the reward specs, the preference spec."""
+        config = self.config
+        kind = check_policy_source(config.model, self.spec, config.data.pair_source, config.sampling,
+                                   objects=model_object)
+        if config.sampling.temperature is None:
+            config.sampling.temperature = kind.supports.default_temperature
+        for spec in [*config.rewards, *config.eval_rewards]:
+            check_reward_spec(spec)
+        if config.preference is not None and preference_func is None:
+            check_preference_spec(config.preference)
+        return kind
+
+    def _load_prompts(self, train_dataset, eval_dataset) -> None:
+        """Training and held-out prompts; an object passed in wins over the config's path (inputs.json
+        records it)."""
+        data = self.config.data
+        train_source = data.dataset if train_dataset is None else train_dataset
+        self.train_prompts = load_prompt_dataset(train_source, data.dataset_split, data.prompt_column)
+        check_completion_columns(self.train_prompts, data)
+        self.eval_prompts = self._load_eval_prompts(train_dataset, eval_dataset)
+
+    def _load_policy(self, model, tokenizer) -> None:
+        """The policy, with the same initial weights (LoRA's random A) on every process: DDP would broadcast
+        rank 0's, but FSDP2 shards each process's own, so differing inits would stitch one matrix from
+        several. Every prompt is tokenized once up front, so a too-long one stops the run here."""
+        config = self.config
         set_seed(config.seed)
-        self.policy = load_policy(config.model, config.sampling, self.accelerator.device, data.max_prompt_length,
+        self.policy = load_policy(config.model, config.sampling, self.accelerator.device, config.max_prompt_length,
                                   model_object=model, tokenizer=tokenizer)
         if self.accelerator.process_index:
             set_seed(config.seed + self.accelerator.process_index)
         self.policy.check_prompts(self.train_prompts["prompt"])
         if self.eval_prompts is not None:
             self.policy.check_prompts(self.eval_prompts["prompt"])
+
+    def _build_rewards(self, reward_funcs, reward_model) -> None:
+        """The training rewards (config specs, Python callables, a reward-model object) and the
+        evaluation-only ones, all reading the same trainer state (TRL rewards take it as `trainer_state`)."""
+        config, device = self.config, str(self.accelerator.device)
         extra = list(reward_funcs or [])
         if reward_model is not None:  # (model, tokenizer) of a sequence-classification reward model
             extra.append(RewardModel(tuple(reward_model) if isinstance(reward_model, (tuple, list)) else (reward_model, None),
-                                     device=str(self.accelerator.device)))
+                                     device=device))
         weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
-        specs, device = list(config.rewards) + extra, str(self.accelerator.device)
+        specs = list(config.rewards) + extra
         self.rewards = RewardSet(specs, weights, device=device) if specs else NoRewards()
         self.eval_rewards = RewardSet(config.eval_rewards, device=device) if config.eval_rewards else None
-        self.trainer_state = TrainerState(max_steps=config.num_iterations)  # what TRL rewards read as trainer_state
+        self.trainer_state = TrainerState(max_steps=config.num_iterations)
         for reward_set in (self.rewards, self.eval_rewards):
             if reward_set is not None:
                 reward_set.trainer_state = self.trainer_state
-        if self.resume_from is not None:  # whole weights, before accelerate wraps or shards the model
-            self.policy.load_weights(self.resume_from)
-        self.objective = build_objective(self.spec, getattr(config, self.spec.name, None), BuildContext(
-            policy=self.policy, num_generations=config.num_generations, reward=config.reward,
-            model_name_or_path=config.model_name_or_path, device=self.accelerator.device,
-            options=lambda name: getattr(config, name), preference_func=preference_func, pairing=data.pairing))
-        self._build_optimizer()
-        self.iteration = 0
-        self.reward_queries = 0
-        self._latest_eval: tuple[int, EvalResult] | None = None  # a periodic eval at the last iteration is final
-        if self.resume_from is not None:
-            state = ckpt.load_trainer_state(self.resume_from, self.scheduler, new_schedule=new_lr_schedule)
-            load_optimizer_state(self.policy.model, self.optimizer, state["optimizer"])
-            self.iteration = state["iteration"]
-            self.reward_queries = state["counters"]["reward_queries"]
-            self.objective.load_state_dict(state["counters"].get("objective", {}))
-            if self.is_main:
-                truncate_logs(self.run_dir, self.iteration)
-        self.logger = MetricsLogger(self.run_dir, config.output, enabled=self.is_main, run_config=config.to_dict(),
-                                    images=self.policy.supports.images)
 
-    # ------------------------------------------------------------------ setup
+    def _restore(self, new_lr_schedule: bool) -> None:
+        """Optimizer, schedule, RNG and counters of the checkpoint resumed from; later log lines dropped."""
+        state = ckpt.load_trainer_state(self.resume_from, self.scheduler, new_schedule=new_lr_schedule)
+        load_optimizer_state(self.policy.model, self.optimizer, state["optimizer"])
+        self.iteration = state["iteration"]
+        self.reward_queries = state["counters"]["reward_queries"]
+        self.objective.load_state_dict(state["counters"].get("objective", {}))
+        if self.is_main:
+            truncate_logs(self.run_dir, self.iteration)
+
     def _load_eval_prompts(self, train_dataset=None, eval_dataset=None):
         config = self.config
         if config.eval_prompts == 0:
