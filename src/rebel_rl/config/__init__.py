@@ -5,11 +5,11 @@ from .base import (ConfigBase, GroupedConfig, check_choice, convert, packaged_ac
                    packaged_recipes, read_yaml)
 from .base import config_fields as _config_fields
 from .run import (DEFAULT_DATASET, DEFAULT_MODEL, DataConfig, EvalConfig, ModelConfig, OutputConfig, RebelConfig,
-                  RewardConfig, SamplingConfig, TrainingConfig, completion_columns)
+                  RewardConfig, SamplingConfig, TrainingConfig)
 
 __all__ = ["AlgorithmSpec", "ConfigBase", "DataConfig", "DEFAULT_DATASET", "DEFAULT_MODEL", "EvalConfig",
            "GroupedConfig", "ModelConfig", "OutputConfig", "RebelConfig", "RewardConfig", "SamplingConfig",
-           "TrainingConfig", "algorithm_names", "algorithm_spec", "check_choice", "completion_columns",
+           "TrainingConfig", "algorithm_names", "algorithm_spec", "check_choice",
            "config_fields", "convert", "packaged_config", "packaged_accelerate_config", "packaged_recipes", "read_yaml", "register_algorithm"]
 _check_choice = check_choice  # the name compare/config.py knew it by
 

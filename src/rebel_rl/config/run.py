@@ -318,8 +318,3 @@ class RebelConfig(GroupedConfig):
 def _supporting(supports) -> str:
     """The registered algorithms for which `supports(spec)` holds, for an error message."""
     return " or ".join(name for name in algorithm_names() if supports(algorithm_spec(name))) or "none"
-
-
-def completion_columns(config: RebelConfig) -> list[str]:
-    """The dataset columns whose completions fill the last slots of each prompt's n (empty when online)."""
-    return config.data.written_columns()
