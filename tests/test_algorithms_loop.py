@@ -91,3 +91,41 @@ def test_reinforce_baseline_comes_from_earlier_iterations(files, tmp_path):
     assert first["baseline"] == pytest.approx(first["rlhf_reward"], abs=1e-5)
     assert second["baseline"] == pytest.approx(first["rlhf_reward"], abs=1e-5)
     assert trainer.objective.baseline == pytest.approx(0.5 * first["rlhf_reward"] + 0.5 * second["rlhf_reward"], abs=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["rebel", "ppo", "rloo", "iterative_dpo", "grpo"])
+def test_update_forward_as_old_logps_matches_a_separate_pass(files, tmp_path, algorithm):
+    """One epoch in one minibatch: log pi_t comes from the update's own forward instead of a separate
+    no-grad pass, one forward fewer per iteration. Every logged number (KL, loss, gradient norm, reward)
+    and the trained weights match the separate pass, so the reused forward is the same pi_t (temperature,
+    masks, rows in the same order) and the losses see the same log pi_theta."""
+    runs = {}
+    for reuse in (True, False):
+        trainer = RebelTrainer(make_config(files, tmp_path / f"{reuse}", algorithm=algorithm, eval_prompts=0,
+                                           kl_coef=0.1).validate(require_rewards=False), reward_funcs=[count_e])
+        assert trainer.update_forward_gives_old_logps  # one epoch, minibatch_prompts == prompts_per_iteration
+        trainer.update_forward_gives_old_logps = reuse
+        forwards = []
+        token_log_probs = trainer.policy.token_log_probs
+        trainer.policy.token_log_probs = lambda rollout, **k: forwards.append(k.get("reference", False)) or \
+            token_log_probs(rollout, **k)
+        metrics = [trainer.step()[0] for _ in range(3)]
+        weights = {k: v.detach().clone() for k, v in trainer.policy.model.named_parameters() if v.requires_grad}
+        runs[reuse] = metrics, weights, forwards
+    (reused, reused_weights, reused_forwards), (separate, separate_weights, separate_forwards) = runs[True], runs[False]
+    assert reused_forwards.count(False) == 3 and separate_forwards.count(False) == 6  # policy forwards
+    assert reused_forwards.count(True) == separate_forwards.count(True) == 3  # pi_ref passes
+    for a, b in zip(reused, separate):
+        for key in ("kl", "loss", "grad_norm", "reward", "rlhf_reward"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (key, a[key], b[key])
+    assert separate[0]["grad_norm"] > 0 and abs(separate[-1]["kl"]) > 1e-4  # not vacuous: it trains and drifts
+    for name, value in separate_weights.items():
+        torch.testing.assert_close(reused_weights[name], value, rtol=1e-4, atol=1e-6)
+
+
+def test_several_minibatches_keep_the_separate_old_logps_pass(files, tmp_path):
+    """Where a later minibatch's forward would run after an optimizer step, log pi_t is recomputed once."""
+    config = make_config(files, tmp_path / "run", minibatch_prompts=2, eval_prompts=0)
+    assert not RebelTrainer(config.validate(require_rewards=False), reward_funcs=[count_e]).update_forward_gives_old_logps
+    config = make_config(files, tmp_path / "run2", num_epochs=2, eval_prompts=0)
+    assert not RebelTrainer(config.validate(require_rewards=False), reward_funcs=[count_e]).update_forward_gives_old_logps

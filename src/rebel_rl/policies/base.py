@@ -112,12 +112,15 @@ class Policy(abc.ABC):
         """Sequence log-probs (N,): the sum of `token_log_probs`."""
         return self.token_log_probs(rollout, reference=reference).sum(-1)
 
-    def sampling_token_log_probs(self, rollout: Rollout) -> torch.Tensor:
-        """log pi_t per action (N, T), fixed for the iteration: as recorded while sampling, or recomputed
-        without gradients."""
+    def sampling_token_log_probs(self, rollout: Rollout, current: torch.Tensor | None = None) -> torch.Tensor:
+        """log pi_t per action (N, T), fixed for the iteration: as recorded while sampling, else `current`
+        (the caller's `token_log_probs` of these rows, detached, made before the weights changed), else
+        recomputed without gradients."""
         recorded = rollout.recorded_token_log_probs
         if recorded is not None:
             return recorded
+        if current is not None:
+            return current
         with torch.no_grad():
             return self.token_log_probs(rollout)
 

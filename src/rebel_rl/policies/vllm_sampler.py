@@ -166,9 +166,9 @@ class VllmSampledCausalLM(CausalLMPolicy):
                            completion_ids, completion_mask, has_eos, texts,
                            engine_token_log_probs=engine_logps.to(self.device) * completion_mask)
 
-    def sampling_token_log_probs(self, rollout: TextRollout) -> torch.Tensor:
+    def sampling_token_log_probs(self, rollout: TextRollout, current: torch.Tensor | None = None) -> torch.Tensor:
         """The trainer's log pi_t, as for `hf`; vLLM's differ by the diagnostic `vllm/logprob_diff`."""
-        token_logps = super().sampling_token_log_probs(rollout)
+        token_logps = super().sampling_token_log_probs(rollout, current)
         if isinstance(rollout, VllmRollout):
             difference = (rollout.engine_token_log_probs.sum(-1) - token_logps.sum(-1)).abs().mean()
             self._metrics = {"vllm/logprob_diff": float(difference)}

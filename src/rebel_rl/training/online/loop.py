@@ -2,7 +2,8 @@
 
 1. sample n completions per prompt from pi_t (seeded per iteration, so every algorithm sees the same
    first rollouts for one seed), or take some or all of them from the dataset (training/online/pairs.py);
-2. compute log pi_t (held fixed for the whole iteration) and log pi_ref, once, right after sampling;
+2. compute log pi_t (held fixed for the whole iteration) and log pi_ref, once, right after sampling (with
+   one epoch in one minibatch, log pi_t is the update's own forward, made before the weights change);
 3. reward = score - missing_eos_penalty * [no EOS] - kl_coef * (log pi_t - log pi_ref);
 4. `num_epochs` passes over minibatches of prompts, each minimising the algorithm's loss.
 
@@ -214,6 +215,8 @@ class RebelTrainer:
         self.objective.set_train_modules(prepared)
         # After prepare: FSDP2 replaces the parameters by sharded ones (and points the optimizer at them).
         self.trainable_params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        # The update is then a single forward over the whole batch before the weights change (see `step`).
+        self.update_forward_gives_old_logps = config.num_epochs == 1 and minibatches == 1
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
@@ -249,23 +252,29 @@ class RebelTrainer:
             # Seeded by (seed, iteration, process) alone: algorithms share rollouts as long as policies agree.
             torch.manual_seed(((config.seed * 1_000_003 + self.iteration) * 1_009 + self.accelerator.process_index))
             rollout = collect_rollout(self.policy, rows, n, config.data)  # pairs.py: online, hybrid or offline
+        # One epoch in one minibatch: the update's forward, made before the weights change, is log pi_t
+        # exactly; the separate pass that would recompute it is skipped (unless sampling recorded it).
+        reuse_forward = self.update_forward_gives_old_logps and rollout.recorded_token_log_probs is None
         with timer("logprobs"), torch.no_grad():
-            old_token_logps = self.policy.sampling_token_log_probs(rollout)
             ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
-            old_logps = old_token_logps.sum(-1)
+            old_token_logps = None if reuse_forward else self.policy.sampling_token_log_probs(rollout)
         with timer("scoring"):
             self.trainer_state.global_step = self.iteration
             ids = rollout.completion_token_ids()
             score, named = self.rewards(prompts, rollout.completions, columns,
                                         {} if ids is None else {"completion_ids": ids})
-            score = score.to(old_logps.device) - config.missing_eos_penalty * (~rollout.has_eos).float()
+            score = score.to(ref_token_logps.device) - config.missing_eos_penalty * (~rollout.has_eos).float()
+        with timer("update"):
+            current_token_logps = self.policy.token_log_probs(rollout) if reuse_forward else None
+            if reuse_forward:
+                old_token_logps = self.policy.sampling_token_log_probs(rollout, current_token_logps.detach())
+            old_logps = old_token_logps.sum(-1)
             kl = old_logps - ref_token_logps.sum(-1)
             shaped = score - config.kl_coef * kl
             batch = Batch(rollout, old_logps, score, kl, normalize_rewards(shaped, n, config.reward_normalization),
-                          prompts=prompts, columns=columns)
+                          prompts=prompts, columns=columns, current_token_logps=current_token_logps)
             if self.objective.token_level:
                 batch.extra.update(old_token_logps=old_token_logps, token_kl=old_token_logps - ref_token_logps)
-        with timer("update"):
             objective_stats = self.objective.prepare(batch, self.policy)
             losses, grad_norms, loss_stats = self.update(batch)
 
@@ -301,6 +310,7 @@ class RebelTrainer:
                     norm = self.accelerator.clip_grad_norm_(self.trainable_params, config.max_grad_norm)
                     grad_norms.append(float(norm))
                     self.optimizer.step()
+                    batch.current_token_logps = None  # made with the weights before this step
                     self.policy.weights_updated()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)

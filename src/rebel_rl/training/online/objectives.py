@@ -46,16 +46,31 @@ class Batch:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-row tensors an objective adds
     prompts: list = field(default_factory=list)  # (N,) each row's prompt
     columns: dict[str, list] = field(default_factory=dict)  # (N,) each row's other dataset columns
+    # (N, T) log pi_theta per action, with gradients, from a forward made before any optimizer step of the
+    # iteration (the loop's forward that also gave log pi_t): the losses use it instead of a second one.
+    current_token_logps: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> "Batch":
         """The rows `rows` of every per-row field."""
         pick = lambda t: t[rows.to(t.device)]  # noqa: E731
         index = rows.tolist()
+        current = self.current_token_logps
         return replace(self, rollout=self.rollout.select(rows), old_logps=pick(self.old_logps),
                        score=pick(self.score), kl=pick(self.kl), reward=pick(self.reward),
                        extra={k: pick(v) for k, v in self.extra.items()},
                        prompts=[self.prompts[i] for i in index] if self.prompts else [],
-                       columns={k: [v[i] for i in index] for k, v in self.columns.items()})
+                       columns={k: [v[i] for i in index] for k, v in self.columns.items()},
+                       current_token_logps=None if current is None else pick(current))
+
+    def token_log_probs(self, policy: Policy) -> torch.Tensor:
+        """log pi_theta per action (N, T) of the rows, differentiable: the forward already made, else a new one."""
+        if self.current_token_logps is not None:
+            return self.current_token_logps
+        return policy.token_log_probs(self.rollout)
+
+    def log_probs(self, policy: Policy) -> torch.Tensor:
+        """log pi_theta(y|x) per row (N,), differentiable."""
+        return self.token_log_probs(policy).sum(-1)
 
 
 @dataclass
@@ -136,7 +151,7 @@ class Rebel(Objective):
         n = self.n
         if self.pairing == "best_worst":
             batch, n = batch.select(best_worst_rows(batch.reward, n)), 2
-        logps = policy.log_probs(batch.rollout).view(-1, n)
+        logps = batch.log_probs(policy).view(-1, n)
         return rebel_loss(logps, batch.old_logps.view(-1, n), batch.reward.view(-1, n), self.options.eta), {}
 
 
@@ -162,7 +177,7 @@ class RebelPreference(Objective):
 
     def loss(self, batch, policy):
         n = self.n
-        logps = policy.log_probs(batch.rollout).view(-1, n)
+        logps = batch.log_probs(policy).view(-1, n)
         loss = rebel_preference_loss(logps, batch.old_logps.view(-1, n), batch.extra["preference"].view(-1, n, n),
                                      self.options.eta, kl=batch.kl.view(-1, n), kl_coef=self.kl_coef)
         return loss, {}
@@ -182,7 +197,7 @@ class Reinforce(Objective):
         return {"baseline": baseline}
 
     def loss(self, batch, policy):
-        return policy_gradient_loss(policy.log_probs(batch.rollout), batch.extra["advantages"]), {}
+        return policy_gradient_loss(batch.log_probs(policy), batch.extra["advantages"]), {}
 
     def state_dict(self):
         return {"baseline": self.baseline}
@@ -209,7 +224,7 @@ class IterativeDpo(Objective):
         return {}
 
     def loss(self, batch, policy):
-        logps = policy.log_probs(batch.rollout).view(-1, self.n)
+        logps = batch.log_probs(policy).view(-1, self.n)
         old = batch.old_logps.view(-1, self.n)
         chosen = batch.extra["chosen"].view(-1, self.n)[:, :1]
         rejected = batch.extra["rejected"].view(-1, self.n)[:, :1]
@@ -265,7 +280,7 @@ class Ppo(Objective):
         from ...policies.value import token_values
 
         options, mask, extra = self.options, batch.rollout.completion_mask, batch.extra
-        logps = policy.token_log_probs(batch.rollout)
+        logps = batch.token_log_probs(policy)
         policy_loss, ratio, clipped = ppo_policy_loss(logps, extra["old_token_logps"], extra["advantages"], mask,
                                                       options.clip_range)
         with policy.autocast():
@@ -312,7 +327,7 @@ class Ddpo(Objective):
     def loss(self, batch, policy):
         from ...algorithms.ddpo import ddpo_loss
 
-        logps = policy.token_log_probs(batch.rollout)
+        logps = batch.token_log_probs(policy)
         loss, ratio, clipped = ddpo_loss(logps, batch.extra["old_token_logps"], batch.extra["advantages"],
                                          self.clip_range)
         return loss, {"ppo/clip_fraction": clipped.item(), "ppo/ratio_max_deviation": (ratio.detach() - 1).abs().max().item()}
@@ -336,7 +351,7 @@ class Grpo(Objective):
         return {}
 
     def loss(self, batch, policy):
-        logps = policy.token_log_probs(batch.rollout)
+        logps = batch.token_log_probs(policy)
         loss, ratio, clipped = grpo_loss(logps, batch.extra["old_token_logps"], batch.extra["advantages"],
                                          batch.rollout.completion_mask, self.options.epsilon)
         live = batch.rollout.completion_mask.bool()
