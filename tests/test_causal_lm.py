@@ -4,8 +4,11 @@ import torch
 from transformers import GenerationConfig
 
 from rebel_rl import DataError, RebelConfig
+from rebel_rl.policies import causal_lm
 from rebel_rl.policies.causal_lm import first_eos_mask, sequence_logps
 from rebel_rl.policies.factory import load_policy
+from rebel_rl.policies.lora_sampling import adapter_folded, can_fold_adapter
+from rebel_rl.policies.shared_prompts import generate_sharing_prompts, prompt_groups
 from tiny import save_tiny_causal_lm, save_tiny_gpt2
 
 EOS = 2
@@ -90,6 +93,48 @@ def test_padded_logps_match_one_sequence_at_a_time(any_tiny_path):
     assert not torch.allclose(batched, reference, atol=1e-3)
 
 
+def test_shared_prompt_passes_equal_full_ones(any_tiny_path):
+    """Without gradients a prompt repeated over consecutive rows is computed once; the log-probs equal
+    the full forward's (made with gradients, which never shares), also when only some prompts repeat."""
+    torch.manual_seed(2)
+    policy = _policy(any_tiny_path, lora_target_modules="all-linear")
+    repeated = policy.sample(PROMPTS, 3)
+    single = policy.sample(PROMPTS[1:2], 1)
+    for rollout in (repeated, policy.concat([repeated, single])):
+        with torch.no_grad():
+            shared = policy.log_probs(rollout)
+        full = policy.log_probs(rollout).detach()
+        torch.testing.assert_close(shared, full, rtol=0, atol=2e-5)
+    rows = torch.where(repeated.prompt_mask.bool(), repeated.prompt_ids, -1)
+    assert prompt_groups(repeated.prompt_ids, repeated.prompt_mask)[1].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert prompt_groups(rows[::3], repeated.prompt_mask[::3]) is None  # nothing repeats: one plain forward
+
+
+def test_sampling_prefills_each_prompt_once_and_samples_the_same_tokens(any_tiny_path):
+    """generate() from a prompt cache computed once and repeated over the n samples: the same tokens
+    for the same seed, from the same logits, as generate() on n copies of each prompt."""
+    policy = _policy(any_tiny_path)
+    prompt_ids, prompt_mask = policy.encode_prompts(PROMPTS)
+    assert prompt_mask[:, 0].eq(0).any()
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=12,
+                              eos_token_id=policy.eos_token_ids.tolist(), pad_token_id=policy.tokenizer.pad_token_id,
+                              output_logits=True, return_dict_in_generate=True)
+    outputs = []
+    for share in (True, False):
+        torch.manual_seed(3)
+        with torch.no_grad():
+            if share:
+                outputs.append(generate_sharing_prompts(policy.model, prompt_ids, prompt_mask, 4, generation_config=config))
+            else:
+                outputs.append(policy.model.generate(input_ids=prompt_ids.repeat_interleave(4, 0),
+                                                     attention_mask=prompt_mask.repeat_interleave(4, 0),
+                                                     generation_config=config))
+    shared, full = outputs
+    assert torch.equal(shared.sequences, full.sequences)
+    for a, b in zip(shared.logits, full.logits):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+
+
 def test_logps_are_those_of_the_sampling_distribution(tiny_path):
     """Recomputed log-probs equal the log-probs generate() sampled with (temperature, no top-k)."""
     torch.manual_seed(1)
@@ -150,3 +195,41 @@ def test_prompt_longer_than_context_window(tiny_path):
     policy = _policy(tiny_path, max_prompt_length=10_000)  # tiny model's context is 128
     with pytest.raises(DataError, match="context window 128"):
         policy.encode_prompts(["the sea " * 80])
+
+
+def test_lora_sampling_folds_the_adapter_without_touching_the_base_weights(any_tiny_path, monkeypatch):
+    """Sampling runs W + scale * B A as one matmul per layer: the same logits and tokens as the adapter
+    branch (GPT-2's transposed Conv1D weights included), and afterwards every base weight is the very same
+    tensor with the same bits, so pi_ref does not drift over many samples."""
+    torch.manual_seed(4)
+    policy = _policy(any_tiny_path, lora_target_modules="all-linear")
+    with torch.no_grad():
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    base = {name: (p, p.detach().clone()) for name, p in policy.model.named_parameters() if "lora_" not in name}
+    prompt_ids, prompt_mask = policy.encode_prompts(PROMPTS)
+    assert can_fold_adapter(policy.model)
+    with torch.no_grad():
+        adapter_branch = policy.model(input_ids=prompt_ids, attention_mask=prompt_mask).logits
+        with adapter_folded(policy.model) as folded:
+            folded_logits = folded(input_ids=prompt_ids, attention_mask=prompt_mask).logits
+        again = policy.model(input_ids=prompt_ids, attention_mask=prompt_mask).logits
+        with policy.model.disable_adapter():
+            base_only = policy.model(input_ids=prompt_ids, attention_mask=prompt_mask).logits
+    torch.testing.assert_close(folded_logits, adapter_branch, rtol=0, atol=1e-4)
+    assert torch.equal(again, adapter_branch)  # the adapter branch is on again, as before
+    assert not torch.allclose(adapter_branch, base_only, atol=1e-2)  # and it matters
+    samples = []
+    for fold in (True, False):
+        torch.manual_seed(5)
+        monkeypatch.setattr(causal_lm, "can_fold_adapter", lambda model: fold)
+        samples.append(policy.sample(PROMPTS, 2).completion_ids)
+    assert torch.equal(samples[0], samples[1])
+    for name, p in policy.model.named_parameters():
+        if "lora_" not in name:
+            assert p is base[name][0] and torch.equal(p, base[name][1]), name
+
+
+def test_adapter_is_not_folded_for_full_finetuning(tiny_path):
+    assert not can_fold_adapter(_policy(tiny_path, use_lora=False).model)
