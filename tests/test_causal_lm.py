@@ -51,6 +51,14 @@ def _policy(tiny_path, **overrides):
     return load_policy(config.model, config.sampling, torch.device("cpu"), config.max_prompt_length)
 
 
+def _perturb_adapter(policy):
+    """A random adapter, so the policy differs from its reference and tests are not trivial."""
+    with torch.no_grad():
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+
+
 PROMPTS = [
     [{"role": "user", "content": "tell me about your weekend please"}],
     [{"role": "user", "content": "hi"}],
@@ -72,11 +80,7 @@ def _slow_logp(model, prompt_ids, prompt_mask, completion_ids, completion_mask, 
 def test_padded_logps_match_one_sequence_at_a_time(any_tiny_path):
     torch.manual_seed(0)
     policy = _policy(any_tiny_path, lora_target_modules="all-linear")
-    # Perturb the adapter so the policy differs from its reference and the test is not trivial.
-    with torch.no_grad():
-        for name, p in policy.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
+    _perturb_adapter(policy)
     rollout = policy.sample(PROMPTS, 3)
     assert rollout.prompt_mask[:, 0].eq(0).any(), "prompts of different length must be left-padded"
     assert (~rollout.has_eos).any() or rollout.completion_mask.eq(0).any()
@@ -203,10 +207,7 @@ def test_lora_sampling_folds_the_adapter_without_touching_the_base_weights(any_t
     tensor with the same bits, so pi_ref does not drift over many samples."""
     torch.manual_seed(4)
     policy = _policy(any_tiny_path, lora_target_modules="all-linear")
-    with torch.no_grad():
-        for name, p in policy.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
+    _perturb_adapter(policy)
     base = {name: (p, p.detach().clone()) for name, p in policy.model.named_parameters() if "lora_" not in name}
     prompt_ids, prompt_mask = policy.encode_prompts(PROMPTS)
     assert can_fold_adapter(policy.model)
