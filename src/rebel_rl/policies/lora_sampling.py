@@ -15,11 +15,13 @@ from typing import Iterator
 
 import torch
 
+ENABLED = True  # off only in benchmarks/iteration_breakdown.py, which measures what folding saves
+
 
 def can_fold_adapter(model: torch.nn.Module) -> bool:
     """A peft LoRA model on the CPU whose adapted weights are plain floating-point tensors (not sharded,
     not quantized) and whose adapters are plain LoRA (no DoRA)."""
-    if not hasattr(model, "disable_adapter"):
+    if not ENABLED or not hasattr(model, "disable_adapter"):
         return False
     layers = list(_lora_layers(model))
     if not layers:

@@ -16,6 +16,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 # transformers renamed `past_key_values` to `cache` (forward, generate and outputs) in its 5.2x releases;
 # the vLLM environment pins an older one.
 CACHE_ARGUMENT = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+ENABLED = True  # off only in benchmarks/iteration_breakdown.py, which measures what sharing saves
 
 
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,7 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
 def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(first row of each run of equal consecutive prompts, each row's run); None when no prompt repeats
     or prompts are a single token (nothing to share)."""
-    if prompt_ids.shape[1] < 2:
+    if not ENABLED or prompt_ids.shape[1] < 2:
         return None
     rows = torch.where(prompt_mask.bool(), prompt_ids, torch.full_like(prompt_ids, -1))
     _, run = torch.unique_consecutive(rows, dim=0, return_inverse=True)
@@ -71,7 +72,7 @@ def generate_sharing_prompts(model: torch.nn.Module, prompt_ids: torch.Tensor, p
                              n: int, **generate_kwargs) -> torch.Tensor:
     """`generate` of n samples per prompt (rows grouped by prompt: (B * n, P + C)), each prompt prefilled once."""
     input_ids, attention_mask = prompt_ids.repeat_interleave(n, dim=0), prompt_mask.repeat_interleave(n, dim=0)
-    if n > 1 and prompt_ids.shape[1] > 1:
+    if ENABLED and n > 1 and prompt_ids.shape[1] > 1:
         first = torch.arange(len(prompt_ids), device=prompt_ids.device)
         groups = (first, first.repeat_interleave(n))
         generate_kwargs[CACHE_ARGUMENT] = shared_prompt_cache(model, prompt_ids, prompt_mask, groups)
