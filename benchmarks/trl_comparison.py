@@ -78,9 +78,16 @@ def ensure_trl_env(trl_version: str) -> Path:
     return python
 
 
-def library_version(python: Path, module: str) -> str:
-    code = f"import importlib.metadata as m; print(m.version({module!r}))"
-    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+def versions(trl_python: Path) -> dict[str, str]:
+    """rebel-rl's version and commit (this environment), and the TRL environment's library versions."""
+    def version(python, name):
+        code = f"import importlib.metadata as m; print(m.version({name!r}))"
+        return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=False).stdout.strip()
+    return {"rebel-rl": f"{version(sys.executable, 'rebel-rl')} (commit {commit})",
+            **{name: version(trl_python, name) for name in ("trl", "torch", "transformers", "peft", "accelerate")}}
 
 
 # ---------------------------------------------------------------- one measured run (in a child process)
@@ -201,13 +208,14 @@ def measure(python: Path, library: str, case: dict, iterations: int, workdir: Pa
         env.pop("PYTHONPATH", None)  # nothing of rebel-rl's on TRL's side
     load = os.getloadavg()[0]
     done = subprocess.run([str(python), __file__, "--child", library, str(spec)], env=env, capture_output=True,
-                          text=True)
+                          text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         sys.exit(f"{library} run failed ({case['name']}):\n{done.stderr[-4000:]}")
     result = json.loads(lines[-1][len("RESULT "):])
     result["load"] = (load + os.getloadavg()[0]) / 2
-    print(f"  {library:8s} {case['name']}: {result['seconds']:.2f} s/iteration, {result['peak_rss_mb']:.0f} MB, "
+    print(f"  {library:8s} {case['name']}: {result['seconds']:.2f} s/iteration "
+          f"({result['cpu_seconds']:.2f} s CPU), {result['peak_rss_mb']:.0f} MB, "
           f"{result['threads']} thread(s), iterations {[round(s, 2) for s in result['all_seconds']]}"
           + (f", phases {({k: round(v, 2) for k, v in result['phases'].items()})}" if "phases" in result else ""),
           file=sys.stderr)
@@ -245,7 +253,9 @@ def report(cases: dict, results: dict, args, versions: dict, loads: list[float])
         "",
         f"Environment: {cpu} ({os.cpu_count()} cores; {isa}), {platform.platform()}, Python "
         f"{platform.python_version()}; one torch thread per run (OMP_NUM_THREADS=1, torch.set_num_threads(1)); "
-        f"load average (1 min) during the runs {min(loads):.2f}-{max(loads):.2f}. "
+        f"load average (1 min) during the runs {min(loads):.2f}-{max(loads):.2f}"
+        + (" (above the core count: other jobs shared the CPU, so wall times are inflated; CPU seconds are the "
+           "steadier comparison)" if max(loads) > (os.cpu_count() or 1) else "") + ". "
         + "; ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",
         f"Workload, the same on both sides: the {len(PROMPTS)} chat prompts of the script (one user message each, "
@@ -278,9 +288,6 @@ def main() -> None:
         return child(*args.child)
     trl_python = ensure_trl_env(args.trl_version)
     pythons = {"rebel-rl": Path(sys.executable), "trl": trl_python}
-    versions = {"rebel-rl": f"{library_version(pythons['rebel-rl'], 'rebel-rl')} (commit "
-                f"{subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()})",
-                **{name: library_version(trl_python, name) for name in ("trl", "torch", "transformers", "peft", "accelerate")}}
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -295,13 +302,12 @@ def main() -> None:
                     result = measure(pythons[library], library, case, args.iterations, workdir)
                     results[key][library].append(result)
                     loads.append(result["load"])
-    table = report(cases, results, args, versions, loads)
+    table = report(cases, results, args, versions(trl_python), loads)
+    table += f"\nThe whole comparison took {(time.time() - started) / 60:.0f} minutes.\n"
     print(table)
-    print(f"(the whole comparison took {(time.time() - started) / 60:.1f} min)", file=sys.stderr)
-    command = "`.venv/bin/python benchmarks/trl_comparison.py" + (
-        f" --rounds {args.rounds} --iterations {args.iterations}`")
-    Path(args.output).write_text(f"# rebel-rl against TRL on the identical workload\n\nRegenerate: {command}\n\n"
-                                 + table)
+    command = f".venv/bin/python benchmarks/trl_comparison.py --rounds {args.rounds} --iterations {args.iterations}"
+    Path(args.output).write_text(f"# rebel-rl against TRL on the identical workload\n\nRegenerate: `{command}` (it "
+                                 "makes .venv-trl/ on first use)\n\n" + table)
 
 
 if __name__ == "__main__":
