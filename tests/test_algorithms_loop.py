@@ -117,10 +117,10 @@ def test_update_forward_as_old_logps_matches_a_separate_pass(files, tmp_path, al
     assert reused_forwards.count(True) == separate_forwards.count(True) == 3  # pi_ref passes
     for a, b in zip(reused, separate):
         for key in ("kl", "loss", "grad_norm", "reward", "rlhf_reward"):
-            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (key, a[key], b[key])
+            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-5), (key, a[key], b[key])  # float32 rounding
     assert separate[0]["grad_norm"] > 0 and abs(separate[-1]["kl"]) > 1e-4  # not vacuous: it trains and drifts
     for name, value in separate_weights.items():
-        torch.testing.assert_close(reused_weights[name], value, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(reused_weights[name], value, rtol=1e-3, atol=1e-5)  # steps of ~1e-2 each
 
 
 def test_several_minibatches_keep_the_separate_old_logps_pass(files, tmp_path):

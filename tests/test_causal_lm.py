@@ -4,7 +4,7 @@ import torch
 from transformers import GenerationConfig
 
 from rebel_rl import DataError, RebelConfig
-from rebel_rl.policies import causal_lm
+from rebel_rl.policies import causal_lm, shared_prompts
 from rebel_rl.policies.causal_lm import first_eos_mask, sequence_logps
 from rebel_rl.policies.factory import load_policy
 from rebel_rl.policies.lora_sampling import adapter_folded, can_fold_adapter
@@ -97,18 +97,42 @@ def test_padded_logps_match_one_sequence_at_a_time(any_tiny_path):
     assert not torch.allclose(batched, reference, atol=1e-3)
 
 
-def test_shared_prompt_passes_equal_full_ones(any_tiny_path):
-    """Without gradients a prompt repeated over consecutive rows is computed once; the log-probs equal
-    the full forward's (made with gradients, which never shares), also when only some prompts repeat."""
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_prompts_give_the_full_forwards_log_probs_and_gradients(any_tiny_path, attention, monkeypatch):
+    """Rows that repeat a prompt are packed into one sequence per prompt (the completions side by side,
+    kept apart by the attention mask): the same log-probs and adapter gradients as one padded row per
+    sample, also when only some prompts repeat, for rotary (Llama) and absolute (GPT-2) positions."""
     torch.manual_seed(2)
     policy = _policy(any_tiny_path, lora_target_modules="all-linear")
+    _perturb_adapter(policy)
+    policy.model.config._attn_implementation = attention
     repeated = policy.sample(PROMPTS, 3)
+    repeated.completion_ids[1, 4] = repeated.completion_ids[5, 0] = int(policy.eos_token_ids[0])  # rows that end early
+    repeated.completion_mask, repeated.has_eos = first_eos_mask(repeated.completion_ids, policy.eos_token_ids)
+    assert (~repeated.has_eos).any() and repeated.has_eos.sum() >= 2
     single = policy.sample(PROMPTS[1:2], 1)
+    # float64 passes (the log-softmax stays float32) leave rounding differences of ~1e-5 in gradients of ~50,
+    # float32 ones ~2e-4; a wrong mask or position moves them by ~1. (transformers' own eager path gives NaN
+    # in float64, so eager is checked in float32.)
+    double = attention == "sdpa"
+    if double:
+        policy.model.double()
+    tolerance = dict(rtol=1e-5, atol=1e-4) if double else dict(rtol=1e-3, atol=1e-3)
+    adapter = [p for p in policy.model.parameters() if p.requires_grad]
     for rollout in (repeated, policy.concat([repeated, single])):
-        with torch.no_grad():
-            shared = policy.log_probs(rollout)
-        full = policy.log_probs(rollout).detach()
-        torch.testing.assert_close(shared, full, rtol=0, atol=2e-5)
+        results = []
+        for packed in (True, False):
+            monkeypatch.setattr(shared_prompts, "ENABLED", packed)
+            logps = policy.token_log_probs(rollout)
+            weights = torch.linspace(-1, 1, logps.numel(), dtype=logps.dtype).view_as(logps)  # weighs every token
+            grads = torch.autograd.grad((logps * weights).sum(), adapter)
+            results.append((logps.detach(), grads))
+        (packed_logps, packed_grads), (full_logps, full_grads) = results
+        torch.testing.assert_close(packed_logps, full_logps, rtol=0, atol=1e-10 if double else 2e-5)
+        assert packed_logps.ne(0).sum() == rollout.completion_mask.sum()  # zero exactly after the first EOS
+        for a, b in zip(packed_grads, full_grads):
+            torch.testing.assert_close(a, b, **tolerance)
+    monkeypatch.setattr(shared_prompts, "ENABLED", True)
     rows = torch.where(repeated.prompt_mask.bool(), repeated.prompt_ids, -1)
     assert prompt_groups(repeated.prompt_ids, repeated.prompt_mask)[1].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert prompt_groups(rows[::3], repeated.prompt_mask[::3]) is None  # nothing repeats: one plain forward

@@ -1,12 +1,11 @@
 """Each distinct prompt computed once, however many completions share it.
 
-With n samples per prompt, a batch holds every prompt n times. Its keys and values are the same numbers
-in each copy, so they are computed once per distinct prompt (all its tokens but the last) and the cache is
-indexed out to every row; the rows then run only their last prompt token and their completion. Sampling
-(`generate`) and the no-gradient log-prob passes (pi_ref, and pi_t when it is recomputed) use it; the
-update's forward does not, so that gradients flow as through any other forward (DDP, FSDP).
-Prompts are left-padded, so every row's last column is a real token and the shared part ends at the
-same column for all rows.
+With n samples per prompt, a batch holds every prompt n times: the same keys and values, computed n
+times over. Sampling (`generate_sharing_prompts`) computes each prompt's cache once (all its tokens but
+the last) and repeats it over the n samples. The log-prob passes, with or without gradients
+(`completion_logits`), pack each prompt and its completions into one sequence whose attention mask
+keeps the completions apart, so one ordinary forward does it (gradients, DDP and FSDP as usual).
+Prompts are left-padded, so every row's last prompt column is a real token.
 """
 from __future__ import annotations
 
@@ -38,34 +37,92 @@ def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[
     return starts.nonzero().squeeze(-1), run
 
 
-def shared_prompt_cache(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                        groups: tuple[torch.Tensor, torch.Tensor]):
-    """The KV cache of every row's prompt but its last token, computed once per distinct prompt."""
-    first, run = groups
-    mask = prompt_mask[first, :-1]
-    output = model(input_ids=prompt_ids[first, :-1], attention_mask=mask, position_ids=positions(mask),
-                   use_cache=True)
+def shared_prompt_cache(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int):
+    """The KV cache of each prompt but its last token, computed once and repeated for its n samples."""
+    mask = prompt_mask[:, :-1]
+    output = model(input_ids=prompt_ids[:, :-1], attention_mask=mask, position_ids=positions(mask), use_cache=True)
     cache = getattr(output, CACHE_ARGUMENT)
-    cache.batch_select_indices(run.to(mask.device))
+    cache.batch_repeat_interleave(n)
     return cache
 
 
 def completion_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                       completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """Logits (N, C, V) predicting each completion token (from the last prompt token on), without gradients
-    when prompts repeat: the shared prompt part comes from `shared_prompt_cache`."""
+    """Logits (N, C, V) predicting each completion token (from the last prompt token on). Rows that repeat
+    a prompt, as a rollout's n samples do, are packed into one sequence per prompt (`packed_logits`)
+    where the model's attention takes a custom mask; otherwise one padded forward over all rows."""
+    groups = prompt_groups(prompt_ids, prompt_mask) if packs_prompts(model) else None
+    if groups is not None:
+        return packed_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask, groups)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-    position_ids = positions(attention_mask)
-    num_completion = completion_ids.shape[1]
-    groups = prompt_groups(prompt_ids, prompt_mask) if not torch.is_grad_enabled() else None
-    if groups is None:
-        # Only the last C+1 positions' logits are needed: the one before the first completion token onwards.
-        return model(input_ids=torch.cat([prompt_ids, completion_ids], dim=1), attention_mask=attention_mask,
-                     position_ids=position_ids, logits_to_keep=num_completion + 1, use_cache=False).logits[:, :-1]
-    cache = shared_prompt_cache(model, prompt_ids, prompt_mask, groups)
-    tail = torch.cat([prompt_ids[:, -1:], completion_ids], dim=1)
-    return model(input_ids=tail, attention_mask=attention_mask, position_ids=position_ids[:, -tail.shape[1]:],
-                 **{CACHE_ARGUMENT: cache}).logits[:, :-1]
+    # Only the last C+1 positions' logits are needed: the one before the first completion token onwards.
+    return model(input_ids=torch.cat([prompt_ids, completion_ids], dim=1), attention_mask=attention_mask,
+                 position_ids=positions(attention_mask), logits_to_keep=completion_ids.shape[1] + 1,
+                 use_cache=False).logits[:, :-1]
+
+
+def packs_prompts(model: torch.nn.Module) -> bool:
+    """Whether `packed_logits` is exact for `model`: its attention (eager or SDPA) applies a 4-D mask as
+    given, and no sliding window would need a mask of its own."""
+    config = _config(model)
+    if not ENABLED or config is None:
+        return False
+    return (getattr(config, "_attn_implementation", None) in ("sdpa", "eager")
+            and getattr(config, "sliding_window", None) is None and not config.is_encoder_decoder)
+
+
+def packed_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                  completion_ids: torch.Tensor, completion_mask: torch.Tensor,
+                  groups: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """`completion_logits` with each prompt computed once, in one forward (so gradients, DDP and FSDP see
+    an ordinary forward). A prompt's sequence is its prompt followed by its k completions side by side,
+    each without its last token (nothing reads what follows it):
+
+        [pad.. prompt][completion 1][completion 2]...   (G, P + k * (C - 1))
+
+    A completion attends to the prompt and to its own earlier tokens, never to another completion, and
+    its position ids continue the prompt's, so every logit is the one of the row's own sequence."""
+    first, run = groups
+    num_rows, width = completion_ids.shape
+    block = max(width - 1, 1)
+    slot = torch.arange(num_rows, device=run.device) - first[run]  # each row's place in its prompt's sequence
+    slots = int(slot.max()) + 1
+    num_prompts, prompt_width = len(first), prompt_ids.shape[1]
+    device = prompt_ids.device
+
+    pad = completion_ids.new_zeros(num_rows, block)
+    tail_ids = torch.cat([completion_ids, pad], 1)[:, :block]
+    tail_mask = torch.cat([completion_mask, pad], 1)[:, :block]
+    ids = prompt_ids.new_zeros(num_prompts, slots, block)
+    keys = prompt_mask.new_zeros(num_prompts, slots, block)
+    ids[run, slot], keys[run, slot] = tail_ids, tail_mask
+    input_ids = torch.cat([prompt_ids[first], ids.flatten(1)], 1)
+    key_mask = torch.cat([prompt_mask[first], keys.flatten(1)], 1).bool()
+
+    prompt_length = prompt_mask[first].sum(-1, keepdim=True)
+    step = torch.arange(block, device=device).repeat(slots)
+    position_ids = torch.cat([positions(prompt_mask[first]), prompt_length + step], 1)
+    # Which segment each column is: -1 for the prompt, else the completion slot.
+    segment = torch.cat([torch.full((prompt_width,), -1, device=device),
+                         torch.arange(slots, device=device).repeat_interleave(block)])
+    column = torch.arange(len(segment), device=device)
+    causal = column[None, :] <= column[:, None]
+    same_or_prompt = (segment[None, :] == -1) | (segment[None, :] == segment[:, None])
+    allowed = (causal & same_or_prompt)[None] & key_mask[:, None, :]
+    allowed |= torch.eye(len(segment), dtype=torch.bool, device=device)  # padding attends to itself, not to nothing
+    attention_mask = allowed[:, None]
+    if _config(model)._attn_implementation == "eager":
+        dtype = next(model.parameters()).dtype
+        attention_mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)[:, None]
+
+    keep = 1 + slots * block  # the last prompt position and every completion column
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   logits_to_keep=keep, use_cache=False).logits
+    # Row r reads its first token's logits at the last prompt position, then its own block.
+    index = torch.cat([torch.zeros(num_rows, 1, dtype=torch.long, device=device),
+                       1 + slot[:, None] * block + torch.arange(width - 1, device=device)[None]], 1)
+    return logits[run[:, None], index]
 
 
 def generate_sharing_prompts(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
@@ -73,7 +130,10 @@ def generate_sharing_prompts(model: torch.nn.Module, prompt_ids: torch.Tensor, p
     """`generate` of n samples per prompt (rows grouped by prompt: (B * n, P + C)), each prompt prefilled once."""
     input_ids, attention_mask = prompt_ids.repeat_interleave(n, dim=0), prompt_mask.repeat_interleave(n, dim=0)
     if ENABLED and n > 1 and prompt_ids.shape[1] > 1:
-        first = torch.arange(len(prompt_ids), device=prompt_ids.device)
-        groups = (first, first.repeat_interleave(n))
-        generate_kwargs[CACHE_ARGUMENT] = shared_prompt_cache(model, prompt_ids, prompt_mask, groups)
+        generate_kwargs[CACHE_ARGUMENT] = shared_prompt_cache(model, prompt_ids, prompt_mask, n)
     return model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
+
+
+def _config(model: torch.nn.Module):
+    """The transformers config of `model`, or of the model a DDP wrapper holds; None for other modules."""
+    return getattr(model, "config", None) or getattr(getattr(model, "module", None), "config", None)
