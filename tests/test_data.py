@@ -63,9 +63,9 @@ def test_builtin_positive_sentiment_splits_are_disjoint():
     test = load_prompt_dataset("builtin:positive_sentiment", split="test")
     assert 200 <= len(train) <= 260 and 55 <= len(test) <= 75
     assert set(train["topic"]).isdisjoint(test["topic"])
-    assert set(p[0]["content"] for p in train["prompt"]).isdisjoint(p[0]["content"] for p in test["prompt"])
-    assert all(is_conversational(p) and p[0]["role"] == "user" for p in train["prompt"])
-    assert len(set(p[0]["content"] for p in train["prompt"])) == len(train)  # no duplicate prompts
+    assert set(p[-1]["content"] for p in train["prompt"]).isdisjoint(p[-1]["content"] for p in test["prompt"])
+    assert all(is_conversational(p) and [m["role"] for m in p] == ["system", "user"] for p in train["prompt"])
+    assert len(set(p[-1]["content"] for p in train["prompt"])) == len(train)  # no duplicate prompts
     # Deterministic: a second load gives the same rows.
     assert load_prompt_dataset("builtin:positive_sentiment")["prompt"] == train["prompt"]
 

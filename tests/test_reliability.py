@@ -155,7 +155,7 @@ def test_resume_with_no_loadable_checkpoint_is_one_line(saved_run, tmp_path, cap
 # ------------------------------------------------------------------ item 9: the schedule on resume
 def test_resume_refuses_a_changed_learning_rate_schedule_unless_asked(files, tmp_path, capfd):
     run_dir = tmp_path / "run"
-    assert main(train_args(files, run_dir, "--save_every", "1", "--warmup_ratio", "0")) == 0  # linear to 0
+    assert main(train_args(files, run_dir, "--save_every", "1", "--warmup_ratio", "0", "--learning_rate", "3e-4")) == 0
     config_before = (run_dir / "config.yaml").read_bytes()
     last_lr = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["learning_rate"]
     assert last_lr == 0.0

@@ -164,7 +164,7 @@ class SamplingConfig:
 class OptimizerConfig:
     """AdamW with a warmup-then-decay schedule (the online loop and every offline stage)."""
 
-    learning_rate: float | None = 3e-4  # AdamW peak learning rate
+    learning_rate: float | None = 5e-4  # AdamW peak learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_ratio: float = 0.1  # fraction of optimiser steps with linear warmup
     lr_scheduler: str = "linear"  # linear | cosine | constant (all after warmup)
@@ -186,11 +186,12 @@ class TrainingConfig(OptimizerConfig):
     algorithm: str = "rebel"  # the loss: one of the registered algorithms (rebel | ppo | rloo | reinforce | iterative_dpo | ddpo for diffusion | grpo)
     num_iterations: int = 24  # sample-score-update iterations
     num_epochs: int = 1  # passes over each sampled batch
-    minibatch_prompts: int = 8  # prompts (each with its n completions) per optimiser micro-batch
+    minibatch_prompts: int | None = None  # prompts (each with its n completions) per optimiser micro-batch; default: all prompts_per_iteration (one update forward, which also gives log pi_t)
     gradient_accumulation_steps: int = 1  # minibatches per optimiser step
 
     def validate(self) -> None:
-        check_at_least_one(self, ["num_iterations", "num_epochs", "minibatch_prompts", "gradient_accumulation_steps"])
+        check_at_least_one(self, ["num_iterations", "num_epochs", "gradient_accumulation_steps"]
+                           + ([] if self.minibatch_prompts is None else ["minibatch_prompts"]))
         super().validate()
         algorithm_spec(self.algorithm)
 
@@ -279,6 +280,8 @@ class RebelConfig(GroupedConfig):
         for name, group in self._groups.items():
             group.validate(require_rewards) if name == "reward" else group.validate()
         sampling, training = self.sampling, self.training
+        if training.minibatch_prompts is None:
+            training.minibatch_prompts = sampling.prompts_per_iteration
         if sampling.prompts_per_iteration % training.minibatch_prompts:
             raise ConfigError(f"prompts_per_iteration ({sampling.prompts_per_iteration}) must be a multiple of "
                               f"minibatch_prompts ({training.minibatch_prompts})")

@@ -1,7 +1,9 @@
 """Built-in prompt set `positive_sentiment`: short open questions whose answers can be more or less upbeat.
 
-Prompts are conversational (`[{"role": "user", "content": ...}]`) and built deterministically from
-question templates x everyday topics. Train and test use disjoint topics, so the test split measures
+Prompts are conversational (`[{"role": "system", ...}, {"role": "user", "content": ...}]`) and built
+deterministically from question templates x everyday topics. The short system message stands in for
+SmolLM2's default one, which its chat template adds when a conversation has none: 16 tokens more per
+prompt, about a third of the demo's prompt compute. Train and test use disjoint topics, so the test split measures
 generalisation to topics the policy never saw during training.
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ TEST_TOPICS = (
 )
 
 SPLITS = {"train": TRAIN_TOPICS, "test": TEST_TOPICS}
+SYSTEM = "You are a helpful assistant."
 
 
 def _rows(topics: tuple[str, ...]) -> dict[str, list]:
@@ -50,7 +53,8 @@ def _rows(topics: tuple[str, ...]) -> dict[str, list]:
     prompts, topic_column = [], []
     for topic in topics:
         for template in TEMPLATES:
-            prompts.append([{"role": "user", "content": template.format(topic=topic)}])
+            prompts.append([{"role": "system", "content": SYSTEM},
+                            {"role": "user", "content": template.format(topic=topic)}])
             topic_column.append(topic)
     return {"prompt": prompts, "topic": topic_column}
 
