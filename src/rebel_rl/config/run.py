@@ -126,8 +126,8 @@ class RewardConfig:
 class SamplingConfig:
     """How completions are sampled (a causal LM's tokens or a diffusion sampler's steps)."""
 
-    num_generations: int = 2  # n completions per prompt (REBEL compares all pairs)
-    prompts_per_iteration: int = 16  # prompts sampled per iteration (per process)
+    num_generations: int = 4  # n completions per prompt (REBEL compares all pairs)
+    prompts_per_iteration: int = 8  # prompts sampled per iteration (per process)
     max_new_tokens: int = 24  # completion length cap; a completion that reaches it has no EOS
     temperature: float | None = None  # scales the log-probs too; None: the policy kind's own (0.7 for a causal LM, 1.0 for a diffusion policy: it multiplies its noise std)
     top_k: int = 0  # 0 = off
@@ -184,7 +184,7 @@ class TrainingConfig(OptimizerConfig):
     """The algorithm, the iterations and how each batch is reused, and the optimiser."""
 
     algorithm: str = "rebel"  # the loss: one of the registered algorithms (rebel | ppo | rloo | reinforce | iterative_dpo | ddpo for diffusion | grpo)
-    num_iterations: int = 24  # sample-score-update iterations
+    num_iterations: int = 16  # sample-score-update iterations
     num_epochs: int = 1  # passes over each sampled batch
     minibatch_prompts: int | None = None  # prompts (each with its n completions) per optimiser micro-batch; default: all prompts_per_iteration (one update forward, which also gives log pi_t)
     gradient_accumulation_steps: int = 1  # minibatches per optimiser step
