@@ -14,6 +14,10 @@ post-load processing; nothing is read from disk) before the next sample whenever
 (`weights_updated` after optimizer steps, `load_weights` on resume). Under LoRA the pushed weights have
 the adapter merged in (W + scale * B A): exact up to float rounding, and cheaper than vLLM's LoRA
 serving, which reads the adapter from disk at every update and runs the LoRA matmuls at every token.
+
+Under accelerate DDP each process builds its own engine: vLLM finds the process group already started
+and makes each process a tensor-parallel group of one, so the engines never talk to each other. One
+engine spanning GPUs (`vllm_tensor_parallel_size` > 1) is for a single training process.
 """
 from __future__ import annotations
 
@@ -69,6 +73,11 @@ class VllmSampledCausalLM(CausalLMPolicy):
             raise ConfigError(f"generation_backend vllm runs on a CPU or a CUDA GPU, not {self.device.type}")
         self.model_path = self.model.config.name_or_path  # the folder the weights were loaded from
         self.options = engine_options  # the SamplingConfig: its vllm_* fields
+        tensor_parallel = engine_options.vllm_tensor_parallel_size
+        if tensor_parallel > 1 and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            raise ConfigError(f"vllm_tensor_parallel_size {tensor_parallel} spans GPUs with the one engine of a single "
+                              "training process: under accelerate launch each process drives its own engine "
+                              "(vllm_tensor_parallel_size 1; docs/vllm.md)")
         self.engine = self._start_engine()
         self._stale = False  # the trainer's weights differ from the engine's
         self._metrics: dict[str, float] = {}
