@@ -168,11 +168,32 @@ def test_an_architecture_vllm_cannot_serve_is_one_line(tmp_path):
     assert not (tmp_path / "never").exists()  # refused before anything is written
 
 
-def test_an_engine_that_fails_to_start_is_one_line(tiny):
+def test_an_engine_that_fails_to_start_is_one_line_and_the_rerun_works(files, tmp_path):
+    """`rebel train` (its own process, as in a terminal): exit code 2 and one `error:` line, nothing of vLLM's
+    or torch's logs; the folder keeps config.yaml and no run, so that config with the cause fixed runs there
+    without --overwrite."""
+    run_dir = tmp_path / "run"
     # A KV cache of 1 KiB cannot hold one sequence of max_model_len tokens: vLLM refuses to start.
-    with pytest.raises(ModelError, match="the vLLM engine did not start") as error:
-        _policy(tiny, vllm_kv_cache_gb=2**-20)
-    assert "\n" not in str(error.value)
+    failed = _rebel("train", "--model_name_or_path", files["model"], "--dataset", files["train"], "--rewards",
+                    "length", "--generation_backend", "vllm", "--vllm_kv_cache_gb", str(2**-20), "--num_iterations",
+                    "1", "--prompts_per_iteration", "2", "--minibatch_prompts", "2", "--max_new_tokens", "4",
+                    "--eval_prompts", "0", "--progress", "false", "--output_dir", str(run_dir))
+    err = failed.stderr.strip().splitlines()
+    assert failed.returncode == 2 and len(err) == 1, failed.stderr
+    assert err[0].startswith(f"error: the vLLM engine did not start for {files['model']} (vllm_kv_cache_gb "), err
+    saved = RebelConfig.from_yaml(run_dir / "config.yaml")
+    assert saved.sampling.generation_backend == "vllm" and saved.sampling.vllm_kv_cache_gb == 2**-20
+    assert read_metrics(run_dir) == [] and not (run_dir / "final").exists()
+    rerun = _rebel("train", "--config", str(run_dir / "config.yaml"), "--vllm_kv_cache_gb", "0.25")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert [m["iteration"] for m in read_metrics(run_dir)] == [1] and (run_dir / "final").is_dir()
+    assert RebelConfig.from_yaml(run_dir / "config.yaml").sampling.vllm_kv_cache_gb == 0.25
+
+
+def _rebel(*args: str) -> subprocess.CompletedProcess:
+    """`rebel ARGS` in a process of its own (this environment's Python, this checkout's rebel_rl)."""
+    return subprocess.run([sys.executable, "-m", "rebel_rl.cli", *args], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 # ------------------------------------------------------------------ DDP: one engine per process

