@@ -7,6 +7,7 @@ vLLM engine (vllm), at 24 and 128 new tokens. Prints a markdown table and writes
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -32,8 +33,13 @@ def measure(backend: str, max_new_tokens: int, repeats: int, workdir: Path) -> d
     start = time.perf_counter()
     trainer = RebelTrainer(config)
     setup = time.perf_counter() - start
-    trainer.step()
-    runs = [trainer.step()[0] for _ in range(repeats)]
+    runs = []
+    for index in range(repeats + 1):  # each iteration's phases as they finish: a run cut short still tells
+        metrics = trainer.step()[0]
+        print(f"  {'warm-up' if index == 0 else 'iteration'}: " + ", ".join(
+            f"{phase} {metrics[f'time/{phase}']:.1f} s" for phase in PHASES), file=sys.stderr, flush=True)
+        runs.append(metrics)
+    runs = runs[1:]
     del trainer
     result = {phase: statistics.median(m[f"time/{phase}"] for m in runs) for phase in PHASES}
     return {"setup": setup, "tokens_per_second": statistics.median(m["tokens_per_second"] for m in runs),
@@ -49,17 +55,19 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmark_vllm.md"))
     args = parser.parse_args()
     rows = ["| new tokens | backend | sampling tokens/s | sampling s | whole iteration s | mean length | "
-            "engine start + load s | vllm/logprob_diff |", "|---|---|---|---|---|---|---|---|"]
+            "engine start + load s | vllm/logprob_diff | load average (1 min) before, after |",
+            "|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for max_new_tokens in args.max_new_tokens:
             for backend in ("hf", "vllm"):
                 print(f"measuring {backend}, {max_new_tokens} new tokens ...", file=sys.stderr, flush=True)
+                load_before = os.getloadavg()[0]  # the machine may be shared: the contention each row saw
                 r = measure(backend, max_new_tokens, args.repeats, Path(tmp))
                 rows.append(f"| {max_new_tokens} | {backend} | {r['tokens_per_second']:.0f} | {r['sampling']:.1f} | "
                             f"{r['iteration']:.1f} | {r['mean_length']:.1f} | {r['setup']:.1f} | "
-                            f"{r['logprob_diff']:.1e} |")
+                            f"{r['logprob_diff']:.1e} | {load_before:.1f}, {os.getloadavg()[0]:.1f} |")
                 print(rows[-1], file=sys.stderr, flush=True)
-    table = "\n".join(rows)
+    table = "\n".join(rows[:2] + sorted(rows[2:], key=lambda row: int(row.split("|")[1])))  # by new tokens
     text = (f"SmolLM2-135M-Instruct, LoRA r=16, fp32, 16 prompts x 2 completions, medians of {args.repeats} "
             f"iterations after a warm-up one; {platform.processor() or platform.machine()}, "
             f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; "

@@ -126,6 +126,8 @@ class FakeState(SimpleNamespace):
      {"algorithm": "ppo"}, "algorithm ppo is not supported under FSDP yet"),
     (FakeState(distributed_type=DistributedType.FSDP, fsdp_plugin=SimpleNamespace(fsdp_version=2)),
      {"merge_adapter": True}, "merge_adapter is not supported under FSDP yet.*merge the saved final/"),
+    (FakeState(distributed_type=DistributedType.FSDP, fsdp_plugin=SimpleNamespace(fsdp_version=2)),
+     {"generation_backend": "vllm"}, "generation_backend vllm is not supported under FSDP yet: run it with DDP"),
 ])
 def test_unsupported_sharding_is_refused_with_the_fix(state, overrides, message):
     with pytest.raises(ConfigError, match=message):

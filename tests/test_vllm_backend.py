@@ -5,13 +5,19 @@ the main test command. vLLM's CPU attention wants head sizes of 32 or more, so t
 2 heads of 32.
 """
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 pytest.importorskip("vllm")
 
 import rebel_rl  # noqa: E402
-from rebel_rl import ModelError, RebelConfig  # noqa: E402
+from rebel_rl import ConfigError, ModelError, RebelConfig  # noqa: E402
 from rebel_rl.policies.causal_lm import CausalLMPolicy  # noqa: E402
 from rebel_rl.policies.factory import load_policy  # noqa: E402
 from rebel_rl.training.online.loop import RebelTrainer  # noqa: E402
@@ -20,6 +26,7 @@ from tiny import save_tiny_causal_lm, write_jsonl  # noqa: E402
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
 VLLM_TINY = dict(hidden_size=64, num_attention_heads=2, num_key_value_heads=1)
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +49,13 @@ def policy(tiny):
 
 
 def _greedy(policy, backend):
-    """Greedy completions (top_k=1) of PROMPTS by vLLM or by transformers' generate."""
+    """Greedy completions (top_k=1) of PROMPTS by vLLM, or by transformers' generate from the trained model
+    (hf) or from pi_ref (ref)."""
     policy.top_k = 1
     try:
-        return policy.sample(PROMPTS, 1) if backend == "vllm" else CausalLMPolicy.sample(policy, PROMPTS, 1)
+        if backend == "vllm":
+            return policy.sample(PROMPTS, 1)
+        return CausalLMPolicy.sample(policy, PROMPTS, 1, reference=backend == "ref")
     finally:
         policy.top_k = 0
 
@@ -158,11 +168,64 @@ def test_an_architecture_vllm_cannot_serve_is_one_line(tmp_path):
     assert not (tmp_path / "never").exists()  # refused before anything is written
 
 
-def test_an_engine_that_fails_to_start_is_one_line(tiny):
+def test_an_engine_that_fails_to_start_is_one_line_and_the_rerun_works(files, tmp_path):
+    """`rebel train` (its own process, as in a terminal): exit code 2 and one `error:` line, nothing of vLLM's
+    or torch's logs; the folder keeps config.yaml and no run, so that config with the cause fixed runs there
+    without --overwrite."""
+    run_dir = tmp_path / "run"
     # A KV cache of 1 KiB cannot hold one sequence of max_model_len tokens: vLLM refuses to start.
-    with pytest.raises(ModelError, match="the vLLM engine did not start") as error:
-        _policy(tiny, vllm_kv_cache_gb=2**-20)
-    assert "\n" not in str(error.value)
+    failed = _rebel("train", "--model_name_or_path", files["model"], "--dataset", files["train"], "--rewards",
+                    "length", "--generation_backend", "vllm", "--vllm_kv_cache_gb", str(2**-20), "--num_iterations",
+                    "1", "--prompts_per_iteration", "2", "--minibatch_prompts", "2", "--max_new_tokens", "4",
+                    "--eval_prompts", "0", "--progress", "false", "--output_dir", str(run_dir))
+    err = failed.stderr.strip().splitlines()
+    assert failed.returncode == 2 and len(err) == 1, failed.stderr
+    assert err[0].startswith(f"error: the vLLM engine did not start for {files['model']} (vllm_kv_cache_gb "), err
+    saved = RebelConfig.from_yaml(run_dir / "config.yaml")
+    assert saved.sampling.generation_backend == "vllm" and saved.sampling.vllm_kv_cache_gb == 2**-20
+    assert read_metrics(run_dir) == [] and not (run_dir / "final").exists()
+    rerun = _rebel("train", "--config", str(run_dir / "config.yaml"), "--vllm_kv_cache_gb", "0.25")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert [m["iteration"] for m in read_metrics(run_dir)] == [1] and (run_dir / "final").is_dir()
+    assert RebelConfig.from_yaml(run_dir / "config.yaml").sampling.vllm_kv_cache_gb == 0.25
+
+
+def _rebel(*args: str) -> subprocess.CompletedProcess:
+    """`rebel ARGS` in a process of its own (this environment's Python, this checkout's rebel_rl)."""
+    return subprocess.run([sys.executable, "-m", "rebel_rl.cli", *args], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+# ------------------------------------------------------------------ DDP: one engine per process
+def test_two_ddp_processes_each_drive_their_own_engine_in_sync(files, tmp_path):
+    """accelerate DDP on 2 CPU processes (torchrun, gloo), each with its colocated engine (tests/vllm_ddp_on_cpu.py):
+    after the updates every rank's engine serves that rank's trained weights."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    command = [str(torchrun), "--nproc_per_node", "2", str(TESTS / "vllm_ddp_on_cpu.py"), files["model"],
+               files["train"], str(tmp_path / "run")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = sorted((json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")),
+                     key=lambda report: report["rank"])
+    assert [(r["rank"], r["world"]) for r in reports] == [(0, 2), (1, 2)]
+    for r in reports:
+        # Greedy: the engine's equals the trained model's, which the updates moved away from pi_ref's.
+        assert r["greedy_engine"] == r["greedy_trainer"] != r["greedy_ref"], r
+        # A rank whose engine kept the start's weights shows logprob_diff == moved (--skip-sync-on-rank 1
+        # measured 3.43 for both on rank 1); synced ones measured 1e-6 to 3e-6 with moved 1.3 to 2.9.
+        assert r["logprob_diff"] < 1e-3 and r["moved"] > 0.1, r
+    assert reports[0]["greedy_engine"] == reports[1]["greedy_engine"]  # DDP keeps the ranks' weights equal
+    logged = read_metrics(tmp_path / "run")  # the diagnostic averaged over both processes' samples
+    assert [m["iteration"] for m in logged] == [1, 2] and all(m["vllm/logprob_diff"] < 1e-3 for m in logged), logged
+
+
+def test_tensor_parallel_engines_under_several_processes_are_refused(tiny, monkeypatch):
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # as under accelerate launch
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    with pytest.raises(ConfigError, match="vllm_tensor_parallel_size 2 spans GPUs .* each process drives its own"):
+        _policy(tiny, vllm_tensor_parallel_size=2)
 
 
 def test_smollm2_vllm_samples_rescored_by_the_trainer():

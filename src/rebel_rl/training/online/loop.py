@@ -283,7 +283,7 @@ class RebelTrainer:
         metrics = self._metrics(rollout, score, named, kl, shaped, losses, grad_norms, timer.seconds)
         metrics.update(objective_stats)
         metrics.update(loss_stats)
-        metrics.update(self.policy.sampling_metrics())
+        metrics.update(self._sampling_metrics())
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i], "reward": float(score[i])}
                    for i in range(min(config.log_completions, len(rollout)))]
         return metrics, samples
@@ -328,6 +328,13 @@ class RebelTrainer:
             order = torch.randperm(size, generator=torch.Generator().manual_seed(self.config.seed * 100_003 + data_pass))
             indices.append(int(order[position % size]))
         return indices
+
+    def _sampling_metrics(self) -> dict[str, float]:
+        """The policy's sampling diagnostics (vllm/logprob_diff), averaged over processes: each has its own
+        sampler (a vLLM engine per process), and one left behind must show in the log."""
+        device = self.accelerator.device
+        return {name: self.accelerator.gather(torch.tensor([value], device=device)).mean().item()
+                for name, value in self.policy.sampling_metrics().items()}
 
     def _metrics(self, rollout, score, named, kl, reward, losses, grad_norms, seconds) -> dict[str, Any]:
         gather = self.accelerator.gather
@@ -448,7 +455,9 @@ def sharding_needs(config: RebelConfig, supports: PolicySupports) -> dict[str, b
     """What `check_sharding` refuses under FSDP2, from the policy kind's and the algorithm's declarations."""
     spec = algorithm_spec(config.algorithm)
     return {supports.description: not supports.sharding, f"algorithm {spec.name}": not spec.sharding,
-            "merge_adapter": config.merge_adapter and config.use_lora}
+            "merge_adapter": config.merge_adapter and config.use_lora,
+            # the weight push reads whole tensors; FSDP2 holds shards (DDP: one engine per process, docs/vllm.md)
+            "generation_backend vllm": config.sampling.generation_backend == "vllm"}
 
 
 class _PhaseTimer:
