@@ -43,17 +43,22 @@ def adapter_folded(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         with torch.no_grad():
             for layer in _lora_layers(model):
                 base = layer.get_base_layer()
-                folded = base.weight.detach().clone()
-                for name in layer.active_adapters:
-                    if name in layer.lora_A:
-                        folded += layer.get_delta_weight(name).to(folded.dtype)
                 swapped.append((base, base.weight))
-                base.weight = torch.nn.Parameter(folded, requires_grad=False)
+                base.weight = torch.nn.Parameter(folded_weight(layer), requires_grad=False)
         with model.disable_adapter():
             yield model
     finally:
         for base, weight in swapped:
             base.weight = weight
+
+
+def folded_weight(layer) -> torch.Tensor:
+    """A peft LoRA layer's base weight with its active adapters added, W + scale * B A, as a new tensor."""
+    folded = layer.get_base_layer().weight.detach().clone()
+    for name in layer.active_adapters:
+        if name in layer.lora_A:
+            folded += layer.get_delta_weight(name).to(folded.dtype)
+    return folded
 
 
 def _lora_layers(model: torch.nn.Module):

@@ -31,6 +31,7 @@ import torch
 
 from ..errors import ConfigError, ModelError, first_line
 from .causal_lm import CausalLMPolicy
+from .lora_sampling import folded_weight
 from .text import TextRollout, first_eos_mask
 
 # vLLM logs every engine step and each refused thread setting at INFO/WARNING; the terminal belongs to our
@@ -141,10 +142,7 @@ class VllmSampledCausalLM(CausalLMPolicy):
             if ".base_layer." in name:  # a LoRA layer of peft: W + scale * B A
                 layer = modules[name[:name.index(".base_layer.")]]
                 if name.endswith(".weight") and not layer.merged and not layer.disable_adapters:
-                    weight = weight.clone()
-                    for adapter in layer.active_adapters:
-                        if adapter in layer.lora_A:
-                            weight += layer.get_delta_weight(adapter).to(weight.dtype)
+                    weight = folded_weight(layer)
                 name = name.replace(".base_layer.", ".")
             yield name.removeprefix("base_model.model."), weight
 
