@@ -53,7 +53,7 @@ def test_every_online_method_gets_the_same_budget_reward_and_kl_term(models, tmp
     config = tiny_compare(models, tmp_path).validate()
     shared = ["rewards", "kl_coef", "missing_eos_penalty", "num_generations", "prompts_per_iteration",
               "num_iterations", "max_new_tokens", "temperature", "model_name_or_path", "dataset"]
-    jobs = [method_job(config, m, 0)["config"] for m in ["iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]]
+    jobs = [method_job(config, m, 0)["config"] for m in ["iterative_dpo", "ppo", "reinforce", "rloo", "grpo", "rebel"]]
     for name in shared:
         assert len({json.dumps(job[name]) for job in jobs}) == 1, name
 
@@ -200,5 +200,6 @@ def test_study_runs_the_sweep_then_the_table_with_its_choice_then_the_frontier(m
     assert tuned["rebel"]["eta"] == 3.0 and summary["results"] == 6 + 2
     main = read_section(tmp_path / "out" / "results.md", "main")
     assert "| RLOO | 2 | -15.0 [-15.0, -15.0] |" in main and "## Reward-vs-KL frontier" in main
+    assert "Not in this table: DPO, Iterative DPO, PPO, REINFORCE, GRPO (not run" in main
     assert "| REBEL | 0.2 | 1 |" in main and (tmp_path / "out" / "frontier.png").stat().st_size > 0
     assert "tuning_rebel.png" in (tmp_path / "out" / "tuning.md").read_text()

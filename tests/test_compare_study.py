@@ -113,6 +113,7 @@ def test_run_sweep_spends_the_same_budget_on_every_method_and_writes_the_best_ce
     text = path.read_text()
     assert "| REBEL | eta | 0.0003 | 5.5 |" in text and "| PPO | clip_range | 0.0001 | 0.14 |" in text
     assert "6 cells = a 2 x 2 coarse grid, then 2 cells" in text and text.count("| refine |") == 4
+    assert "Not swept yet: DPO, Iterative DPO, REINFORCE, RLOO, GRPO" in text
     assert all((tmp_path / "docs" / f"tuning_{m}.png").stat().st_size > 1000 for m in ("ppo", "rebel"))
 
 

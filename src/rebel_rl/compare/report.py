@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import CompareConfig, timestamp
+from .config import METHODS, CompareConfig, timestamp
 from .extension_report import section_lines
 from .frontier import frontier_points, frontier_table, plot_frontier
 from .paired import paired_table
-from .results import curves, plot_learning_curves, plot_reward_vs_kl, results_table
+from .results import LABELS, curves, plot_learning_curves, plot_reward_vs_kl, results_table
 from .sections import write_section
 
 
@@ -60,6 +60,7 @@ def write_report(config: CompareConfig, results: list[dict[str, Any]], stages: l
         f"reward = RM score − {config.kl_coef} · KL(π_t‖π_sft) − {config.missing_eos_penalty} · [no EOS]. "
         "DPO trains offline on the preference pairs (no reward queries). Settings per method: "
         "chosen on the validation split by the sweep (tuning.md, tuned.json).", "",
+        *missing_lines(results),
         *paired_lines(results, config), "",
         "Stages shared by every method:", *stage_lines(stages), "",
     ]
@@ -77,6 +78,13 @@ def write_report(config: CompareConfig, results: list[dict[str, Any]], stages: l
                   "others), evaluated on the test posts as the table is; each point is the mean over its runs.", "",
                   *frontier_table(points), "", "![reward-vs-KL frontier](frontier.png)", ""]
     return write_section(folder / "results.md", "main", lines)
+
+
+def missing_lines(results: list[dict[str, Any]]) -> list[str]:
+    """A line naming the table's methods this invocation did not run (none when it ran them all)."""
+    ran = {r["job"]["method"] for r in results}
+    missing = [LABELS[m] for m in METHODS if m not in ran]
+    return [f"Not in this table: {', '.join(missing)} (not run by this invocation).", ""] if missing else []
 
 
 def paired_lines(results: list[dict[str, Any]], config: CompareConfig) -> list[str]:

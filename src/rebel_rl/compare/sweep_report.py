@@ -69,6 +69,9 @@ def write_sweep_report(config: CompareConfig, record: dict[str, Any], wall_secon
                     if c["learning_rate"] == chosen["learning_rate"] and c[knob] == chosen[knob])
         text.append(f"| {LABELS[method]} | {knob} | {chosen['learning_rate']:g} | {chosen[knob]:g} | "
                     f"{100 * best['win_rate']:.1f} | {len(record['cells'][method])} |")
+    missing = [LABELS[m] for m in KNOBS if m not in record["chosen"]]
+    if missing:
+        text += ["", f"Not swept yet: {', '.join(missing)} (they keep the settings in tuned.py's BASE)."]
     text.append("")
     for method in methods:
         plot_heatmap(method, record["cells"][method], record["chosen"][method], folder / f"tuning_{method}.png")
