@@ -32,7 +32,8 @@ def test_compare_grid_writes_the_table_and_plots_and_reuses_finished_jobs(models
     report = (tmp_path / "grid" / "results.md").read_text()
     assert summary["results"] == 4
     rows = [line for line in report.splitlines() if line.startswith("| SFT") or line.startswith("| REBEL")]
-    assert len(rows) == 2
+    assert len(rows) == 3  # SFT and REBEL in the table, SFT paired against REBEL
+    assert "| SFT | 2 | " in rows[2]
     # two methods ranked: one best (bold) and one second (underlined) in the win-rate and RM columns
     assert report.count("**") >= 4 and "<u>" in report
     assert (tmp_path / "grid" / "learning_curves.png").stat().st_size > 0
