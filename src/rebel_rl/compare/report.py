@@ -31,8 +31,9 @@ def stage_lines(stages: list[list[dict[str, Any]]]) -> list[str]:
 
 
 def write_report(config: CompareConfig, results: list[dict[str, Any]], stages: list[list[dict[str, Any]]],
-                 wall_seconds: float, frontier: list[dict[str, Any]] = ()) -> Path:
-    """results.md plus learning_curves.png and reward_vs_kl.png in `config.report_dir`. Only the section
+                 wall_seconds: float, frontier: list[dict[str, Any]] | None = None) -> Path:
+    """results.md (the table, the paired comparison against REBEL and, given the `frontier` runs, the
+    reward-vs-KL frontier) plus its plots in `config.report_dir`. Only the section
     `config.report_section` of results.md is (re)written (sections.py); another section than the main table
     holds this invocation's methods (extension_report.py)."""
     folder = Path(config.report_dir)
