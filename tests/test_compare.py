@@ -22,7 +22,7 @@ def models(tmp_path_factory):
 def tiny_compare(models, out, **overrides) -> CompareConfig:
     values = dict(algorithms=["sft", "rebel"], seeds=[0, 1], workers=2, output_dir=str(out), sft_model=models["sft"],
                   reward_model=models["rm"], num_iterations=2, prompts_per_iteration=2, max_new_tokens=4,
-                  eval_every=1, eval_prompts=2, test_prompts=2, eval_samples=2)
+                  eval_every=1, eval_prompts=2, test_prompts=2, eval_samples=2, frontier_kl_coefs=[])
     values.update(overrides)
     return CompareConfig(**values)
 
@@ -32,7 +32,8 @@ def test_compare_grid_writes_the_table_and_plots_and_reuses_finished_jobs(models
     report = (tmp_path / "grid" / "results.md").read_text()
     assert summary["results"] == 4
     rows = [line for line in report.splitlines() if line.startswith("| SFT") or line.startswith("| REBEL")]
-    assert len(rows) == 2
+    assert len(rows) == 3  # SFT and REBEL in the table, SFT paired against REBEL
+    assert "| SFT | 2 | " in rows[2]
     # two methods ranked: one best (bold) and one second (underlined) in the win-rate and RM columns
     assert report.count("**") >= 4 and "<u>" in report
     assert (tmp_path / "grid" / "learning_curves.png").stat().st_size > 0
@@ -53,7 +54,7 @@ def test_every_online_method_gets_the_same_budget_reward_and_kl_term(models, tmp
     config = tiny_compare(models, tmp_path).validate()
     shared = ["rewards", "kl_coef", "missing_eos_penalty", "num_generations", "prompts_per_iteration",
               "num_iterations", "max_new_tokens", "temperature", "model_name_or_path", "dataset"]
-    jobs = [method_job(config, m, 0)["config"] for m in ["iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]]
+    jobs = [method_job(config, m, 0)["config"] for m in ["iterative_dpo", "ppo", "reinforce", "rloo", "grpo", "rebel"]]
     for name in shared:
         assert len({json.dumps(job[name]) for job in jobs}) == 1, name
 
@@ -74,6 +75,8 @@ def test_evaluate_command_reports_win_rate_rm_score_and_kl(models, tmp_path):
     result = json.loads(output.read_text())
     assert result["num_prompts"] == 3 and set(result["rewards"]) == {"reward_model", "tldr_win_rate", "tldr_judge"}
     assert 0.0 <= result["rewards"]["tldr_win_rate"] <= 1.0
+    # each reward per prompt too, for paired comparisons of two policies on the same prompts
+    assert {name: len(v) for name, v in result["per_prompt_rewards"].items()} == {name: 3 for name in result["rewards"]}
     # the policy is its own reference: KL is exactly zero
     assert result["kl"] == pytest.approx(0.0, abs=1e-5)
 
@@ -129,15 +132,17 @@ def test_extension_runs_train_on_the_builtin_task(models, tmp_path, name):
     assert {"tldr_win_rate", "reward_model"} <= set(summary["after"]["rewards"])
 
 
-def fake_result(tmp_path, method, seed, win):
+def fake_result(tmp_path, method, seed, win, kl_coef=0.05):
     """A finished job's result.json content, with the files the learning curves read."""
-    folder = tmp_path / "runs" / f"{method}-seed{seed}"
-    folder.mkdir(parents=True)
+    folder = tmp_path / "runs" / f"{method}-kl{kl_coef:g}-seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "eval_before.json").write_text(json.dumps({"rewards": {"tldr_win_rate": 0.3, "reward_model": 0.0}}))
     (folder / "metrics.jsonl").write_text(json.dumps({"reward_queries": 64, "eval/tldr_win_rate": win,
                                                       "eval/reward_model": win, "eval/kl": 1.0}) + "\n")
-    evaluation = {"rewards": {"tldr_win_rate": win, "reward_model": 1.0, "tldr_judge": 2.0}, "kl": 1.5}
-    return {"job": {"method": method, "dir": str(folder)}, "evaluation": evaluation,
+    evaluation = {"rewards": {"tldr_win_rate": win, "reward_model": 1.0, "tldr_judge": 2.0}, "kl": 1.5,
+                  "per_prompt_rewards": {"tldr_win_rate": [win, win], "reward_model": [1.0, 1.0]}}
+    return {"job": {"method": method, "dir": str(folder), "seed": seed, "name": f"{method}-seed{seed}",
+                    "config": {"kl_coef": kl_coef}}, "evaluation": evaluation,
             "extra_evaluations": [evaluation], "reward_queries": 64, "train_seconds": 10.0, "wall_seconds": 12.0,
             "peak_memory_mb": 500.0}
 
@@ -167,3 +172,35 @@ def test_report_sections_replace_only_their_own_part_of_results_md(models, tmp_p
     write_report(config, results[2:], [[None], [None]], 60.0)
     assert "| REBEL hybrid |" in read_section(path, "extensions") and "| REBEL |" not in read_section(path, "extensions")
     assert path.read_text().count("<!-- compare:main -->") == 1
+
+
+def test_study_runs_the_sweep_then_the_table_with_its_choice_then_the_frontier(models, tmp_path, monkeypatch):
+    """`--study true` with a stand-in for the job runner (made-up results): the order of the stages, the table
+    trained with the sweep's choice, and both reports."""
+    from rebel_rl.compare import grid
+    from rebel_rl.compare.sections import read_section
+
+    stages = []
+
+    def fake_jobs(jobs, config):
+        stages.append({job["name"].split("-")[0] for job in jobs})
+        results = []
+        for job in jobs:
+            run = job.get("config", {})
+            win = 0.5 + 0.1 * (run.get("eta") == 3.0) + (0.05 if job["method"] == "rebel" else 0)
+            result = fake_result(tmp_path / "out", job["method"], job["seed"], win, run.get("kl_coef", 0.05))
+            results.append({**result, "job": {**job, **result["job"], "config": run}})
+        return results
+
+    monkeypatch.setattr(grid, "run_jobs", fake_jobs)
+    config = tiny_compare(models, tmp_path / "out", algorithms=["sft", "rloo", "rebel"], study=True,
+                          frontier_kl_coefs=[0.2], frontier_seeds=[0])
+    summary = grid.compare(config)
+    assert stages == [{"sweep"}, {"sweep"}, {"sft", "rloo", "rebel"}, {"rloo", "rebel"}]
+    tuned = json.loads((tmp_path / "out" / "tuned.json").read_text())["chosen"]
+    assert tuned["rebel"]["eta"] == 3.0 and summary["results"] == 6 + 2
+    main = read_section(tmp_path / "out" / "results.md", "main")
+    assert "| RLOO | 2 | -15.0 [-15.0, -15.0] |" in main and "## Reward-vs-KL frontier" in main
+    assert "Not in this table: DPO, Iterative DPO, PPO, REINFORCE, GRPO (not run" in main
+    assert "| REBEL | 0.2 | 1 |" in main and (tmp_path / "out" / "frontier.png").stat().st_size > 0
+    assert "tuning_rebel.png" in (tmp_path / "out" / "tuning.md").read_text()

@@ -8,8 +8,8 @@ from ..config import ConfigBase, _check_choice
 from ..errors import ConfigError
 from .extensions import EXTENSIONS
 
-METHODS = ["sft", "dpo", "iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]
-ONLINE = ["iterative_dpo", "ppo", "reinforce", "rloo", "rebel"]
+METHODS = ["sft", "dpo", "iterative_dpo", "ppo", "reinforce", "rloo", "grpo", "rebel"]
+ONLINE = ["iterative_dpo", "ppo", "reinforce", "rloo", "grpo", "rebel"]
 ALL_METHODS = METHODS + list(EXTENSIONS)  # REBEL's extensions (extensions.py) run only when named
 
 
@@ -21,14 +21,19 @@ class CompareConfig(ConfigBase):
 
     model_size: str = "small"  # scratch model trained by SFT: small | medium
     algorithms: list[str] = field(default_factory=lambda: list(METHODS))  # rows of the table (sft, dpo and online algorithms; REBEL's extensions rebel_hybrid etc.: compare/extensions.py)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one run per algorithm and seed (SFT and the reward model are shared)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # one run per algorithm and seed (SFT and the reward model are shared)
     workers: int = 2  # runs in parallel, each in its own process with cores / workers threads
     output_dir: str | None = None  # runs, logs and results; default runs/compare-SIZE
     report_dir: str | None = None  # where results.md and its plots go (default: output_dir); the committed table uses docs
     report_section: str = "main"  # the section of results.md this invocation writes (between <!-- compare:NAME --> markers); others are kept
     sft_model: str | None = None  # use this SFT checkpoint instead of training one (it must share the reward model's tokenizer)
     reward_model: str | None = None  # use this reward-model folder instead of training one from the SFT model
-    sweep: bool = False  # instead of the grid: the learning-rate sweep on the validation split (writes tuning.md)
+    sweep: bool = False  # instead of the grid: the validation sweep, learning rate x each method's knob (writes tuning.md and tuned.json)
+    study: bool = False  # the whole study in one command: the sweep, then the table with its choice, then the frontier
+    sweep_size: int = 2  # coarse values per sweep axis: 2 (the reduced default) or 3 (the full grid)
+    sweep_refine: int = 2  # fine-grid cells run around each method's best coarse cell (the full study: 4)
+    frontier_kl_coefs: list[float] = field(default_factory=lambda: [0.01, 0.2])  # reward-vs-KL frontier: kl_coef values beside kl_coef's (empty: no frontier)
+    frontier_seeds: list[int] = field(default_factory=lambda: [0])  # seeds of the frontier's extra runs (the full study: 0 1 2 3 4)
     # --- the shared budget of every online algorithm ---
     num_iterations: int = 40  # iterations per run (equal reward queries: same prompts and samples per iteration)
     prompts_per_iteration: int = 32  # prompts per iteration
@@ -56,8 +61,12 @@ class CompareConfig(ConfigBase):
             raise ConfigError(f"algorithms must be among {', '.join(ALL_METHODS)}; got {', '.join(unknown) or 'none'}")
         if not self.report_section.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"report_section must be a name of letters, digits, - and _; got {self.report_section!r}")
-        if not self.seeds:
-            raise ConfigError("seeds is empty: give at least one seed, e.g. --seeds 0")
+        if not self.seeds or not self.frontier_seeds:
+            raise ConfigError("seeds and frontier_seeds must not be empty: give at least one seed, e.g. --seeds 0")
+        if self.sweep_size not in (2, 3) or self.sweep_refine < 0:
+            raise ConfigError(f"sweep_size must be 2 or 3 and sweep_refine >= 0; got {self.sweep_size}, {self.sweep_refine}")
+        if any(k < 0 for k in self.frontier_kl_coefs):
+            raise ConfigError("frontier_kl_coefs must be >= 0")
         for name in ["workers", "num_iterations", "prompts_per_iteration", "max_new_tokens", "eval_every",
                      "eval_prompts", "test_prompts", "eval_samples"]:
             if getattr(self, name) < 1:

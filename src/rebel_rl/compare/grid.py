@@ -1,26 +1,24 @@
-"""Run the comparison: SFT, then the reward model, then every (method, seed) job, `workers` at a time,
-each in its own process; then write the report. Finished jobs are kept and skipped on a re-run."""
+"""Run the comparison: SFT, then the reward model, then (with --study or --sweep) the validation sweep, then
+every (method, seed) job and the reward-vs-KL frontier's runs, `workers` at a time, each in its own process;
+each stage writes its report when its jobs are done. Finished jobs are kept and skipped on a re-run."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import RebelError
 from .config import ALL_METHODS, CompareConfig
-from .jobs import check_job, method_job, reward_model_job, sft_job
-from .tuned import SWEEP_LEARNING_RATES
+from .frontier import frontier_jobs
+from .jobs import method_job, reward_model_job, sft_job
+from .runner import run_jobs
+from .sweep import run_sweep
 
 
 def compare(config: CompareConfig) -> dict[str, Any]:
-    """Run the grid (or the validation sweep) that `config` describes and write its report; return the
-    paths of the report and the per-job results."""
-    from .report import write_report, write_sweep_report
+    """Run what `config` describes (the table; the sweep alone with `sweep`; sweep, table and frontier with
+    `study`) and write its reports; return the path of the last report and the number of results."""
+    from .report import write_report
+    from .sweep_report import write_sweep_report
 
     config = config.validate()
     start = time.perf_counter()
@@ -30,70 +28,16 @@ def compare(config: CompareConfig) -> dict[str, Any]:
     config.save_yaml(out / f"compare{section}.yaml")  # each report section keeps its own record
     stages = [[None] if config.sft_model else run_jobs([sft_job(config)], config),
               [None] if config.reward_model else run_jobs([reward_model_job(config)], config)]
-    if config.sweep:
-        jobs = sweep_jobs(config)
-        results = run_jobs(jobs, config)
-        return {"report": str(write_sweep_report(config, results)), "results": len(results)}
-    jobs = [method_job(config, m, s) for m in sorted(config.algorithms, key=ALL_METHODS.index) for s in config.seeds]
+    if config.sweep or config.study:
+        record = run_sweep(config, run_jobs)
+        report = write_sweep_report(config, record, time.perf_counter() - start)
+        if not config.study:
+            return {"report": str(report), "results": sum(len(c) for c in record["cells"].values())}
+    jobs = [method_job(config, m, s) for s in config.seeds for m in sorted(config.algorithms, key=ALL_METHODS.index)]
     results = run_jobs(jobs, config)
-    report = write_report(config, results, stages, time.perf_counter() - start)
-    return {"report": str(report), "results": len(results)}
-
-
-def sweep_jobs(config: CompareConfig) -> list[dict[str, Any]]:
-    """One job per trained method and learning rate, first seed only, evaluated on the validation split."""
-    seed = config.seeds[0]
-    return [method_job(config, m, seed, split="validation", overrides={"learning_rate": lr},
-                       name=f"sweep-{m}-lr{lr:g}")
-            for m in config.algorithms if m != "sft" for lr in SWEEP_LEARNING_RATES]
-
-
-def run_jobs(jobs: list[dict[str, Any]], config: CompareConfig) -> list[dict[str, Any]]:
-    """Run `jobs` in `config.workers` parallel processes (skipping finished ones); return their results
-    in job order. RebelError naming the failed jobs and their logs if any failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    for job in jobs:
-        check_job(job)
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    failures: list[str] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-        task = bar.add_task(f"{jobs[0]['name'] if len(jobs) == 1 else 'runs'}", total=len(jobs))
-
-        def run(job: dict[str, Any]) -> dict[str, Any] | None:
-            result = _finished(job) or _run_in_process(job, threads, failures)
-            bar.advance(task)
-            return result
-
-        with ThreadPoolExecutor(max_workers=config.workers) as pool:
-            results = list(pool.map(run, jobs))
-    if failures:
-        raise RebelError(f"{len(failures)} comparison job(s) failed: {'; '.join(failures)}")
-    return results
-
-
-def _finished(job: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved result of an identical job, if there is one."""
-    path = Path(job["dir"]) / "result.json"
-    if not path.is_file():
-        return None
-    result = json.loads(path.read_text())
-    return result if result.get("job") == job else None
-
-
-def _run_in_process(job: dict[str, Any], threads: int, failures: list[str]) -> dict[str, Any] | None:
-    folder = Path(job["dir"])
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "result.json").unlink(missing_ok=True)
-    spec = folder / "job.json"
-    spec.write_text(json.dumps(job, indent=2))
-    log = folder / "job.log"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    with log.open("w") as handle:
-        code = subprocess.run([sys.executable, "-m", "rebel_rl.compare.worker", str(spec), str(threads)],
-                              stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
-    if code != 0:
-        last = [line for line in log.read_text().splitlines() if line.strip()][-1:] or ["no output"]
-        failures.append(f"{job['name']} (exit {code}: {last[0][:200]}; log {log})")
-        return None
-    return json.loads((folder / "result.json").read_text())
+    report = write_report(config, results, stages, time.perf_counter() - start)  # the table, before the frontier
+    extra = frontier_jobs(config) if config.report_section == "main" else []
+    frontier = run_jobs(extra, config) if extra else []
+    if frontier:
+        report = write_report(config, results, stages, time.perf_counter() - start, frontier)
+    return {"report": str(report), "results": len(results) + len(frontier)}

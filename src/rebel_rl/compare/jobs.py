@@ -12,7 +12,7 @@ from typing import Any
 from .config import CompareConfig
 from .extensions import EXTENSIONS, extension_settings
 from .task import JUDGE, PREFERENCES, SFT_DATA, TASK
-from .tuned import TUNED
+from .tuned import TUNED, tuned_settings
 
 
 def check_job(job: dict[str, Any]) -> None:
@@ -52,13 +52,16 @@ def reward_model_job(config: CompareConfig) -> dict[str, Any]:
 
 
 def method_job(config: CompareConfig, method: str, seed: int, *, split: str = "test",
-               overrides: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
-    """Train `method` from the SFT model with `seed` (nothing for sft), then evaluate on `split`."""
+               overrides: dict[str, Any] | None = None, name: str | None = None,
+               paper_eval: bool = True) -> dict[str, Any]:
+    """Train `method` from the SFT model with `seed` (nothing for sft), then evaluate on `split` (and, with
+    `paper_eval`, again at the paper's temperature). Settings: the output folder's tuned ones (tuned.py)."""
     out = Path(config.output_dir)
     sft_final, reward_model = stage_paths(config)
     name = name or f"{method}-seed{seed}"
     run_dir = out / "runs" / name
-    tuned = extension_settings(method, TUNED, config, reward_model) if method in EXTENSIONS else TUNED.get(method, {})
+    chosen = tuned_settings(out)
+    tuned = extension_settings(method, chosen, config, reward_model) if method in EXTENSIONS else chosen.get(method, {})
     settings = {**tuned, **(overrides or {})}
     job: dict[str, Any] = {"kind": method if method in ("sft", "dpo") else "online", "name": name, "method": method,
                            "seed": seed, "dir": str(run_dir)}
@@ -73,8 +76,10 @@ def method_job(config: CompareConfig, method: str, seed: int, *, split: str = "t
                 "rewards": [f"model:{reward_model}"], "eval_rewards": JUDGE, "temperature": config.eval_temperature,
                 "kl_temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "seed": seed,
                 "output": str(run_dir / f"eval_{split}.json")}
-    job["evaluate"] = [evaluate, {**evaluate, "temperature": config.paper_temperature, "num_generations": 1,
-                                  "output": str(run_dir / f"eval_{split}_t{config.paper_temperature:g}.json")}]
+    job["evaluate"] = [evaluate]
+    if paper_eval:
+        job["evaluate"].append({**evaluate, "temperature": config.paper_temperature, "num_generations": 1,
+                                "output": str(run_dir / f"eval_{split}_t{config.paper_temperature:g}.json")})
     return job
 
 

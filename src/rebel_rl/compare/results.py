@@ -11,7 +11,7 @@ from .config import ALL_METHODS
 from .extensions import LABELS as EXTENSION_LABELS
 
 LABELS = {"sft": "SFT", "dpo": "DPO", "iterative_dpo": "Iterative DPO", "ppo": "PPO", "reinforce": "REINFORCE",
-          "rloo": "RLOO", "rebel": "REBEL", **EXTENSION_LABELS}
+          "rloo": "RLOO", "grpo": "GRPO", "rebel": "REBEL", **EXTENSION_LABELS}
 # column -> (how to read it from a result, higher is better?, format)
 COLUMNS = {
     "Win rate (%)": (lambda r: 100 * metric(r, "tldr_win_rate"), True, "{:.1f}"),
@@ -103,8 +103,15 @@ def plot_learning_curves(data: dict[str, list[list[dict[str, float]]]], path: Pa
             y = np.array([[p[key] * scale for p in s[:length]] for s in seeds])
             ax.plot(x, y.mean(0), label=LABELS[method])
             ax.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), alpha=0.15)
-    axes[0].set(xlabel="reward queries", ylabel="validation win rate vs reference (%)")
-    axes[1].set(xlabel="reward queries", ylabel="validation RM score")
+    save_win_rm_figure(fig, axes, path, "reward queries", "validation")
+
+
+def save_win_rm_figure(fig: Any, axes: Any, path: Path, xlabel: str, split: str) -> None:
+    """Label a two-panel figure (win rate in %, RM score; one line per method), save it and close it."""
+    import matplotlib.pyplot as plt
+
+    axes[0].set(xlabel=xlabel, ylabel=f"{split} win rate vs reference (%)")
+    axes[1].set(xlabel=xlabel, ylabel=f"{split} RM score")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -13,7 +13,8 @@ from ..policies.base import Policy
 
 @dataclass
 class EvalResult:
-    """Mean reward and KL with standard errors over prompts, per-prompt scores, a few samples.
+    """Mean reward and KL with standard errors over prompts, per-prompt scores (for paired comparisons of two
+    policies on the same prompts), a few samples.
 
     `rewards`/`rewards_se` hold each named reward (training rewards and evaluation-only ones such as a
     judge's win rate); `reward` is the weighted training reward the run optimises.
@@ -29,6 +30,7 @@ class EvalResult:
     per_prompt_reward: list[float]
     samples: list[dict[str, Any]] = field(default_factory=list)
     rewards_se: dict[str, float] = field(default_factory=dict)
+    per_prompt_rewards: dict[str, list[float | None]] = field(default_factory=dict)  # each named reward per prompt
     temperature: float | None = None
     kl_temperature: float | None = None
 
@@ -150,6 +152,8 @@ def _aggregate(batches: list[dict[str, Any]], num_generations: int, num_samples_
         mean_length=float(torch.cat([b["length"] for b in batches]).mean()),
         no_eos_fraction=float(torch.cat([b["no_eos"] for b in batches]).mean()),
         per_prompt_reward=score.tolist(),
+        per_prompt_rewards={name: [None if math.isnan(x) else x for x in v.tolist()]
+                            for name, v in named_per_prompt.items()},
         samples=[sample for b in batches for sample in b["samples"]][:num_samples_kept],
         temperature=temperature,
         kl_temperature=kl_temperature,
