@@ -21,7 +21,7 @@ from rebel_rl.training.run.checkpoint import STATE_FILE, list_checkpoints
 from tiny import save_tiny_causal_lm, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
-FAST = ["--num_iterations", "2", "--prompts_per_iteration", "4", "--minibatch_prompts", "2",
+FAST = ["--num_iterations", "2", "--prompts_per_iteration", "4", "--minibatch_prompts", "2", "--num_generations", "2",
         "--max_new_tokens", "4", "--lora_r", "4", "--eval_prompts", "0", "--progress", "false",
         "--tensorboard", "false"]
 REWARD_FILE = '''
@@ -252,7 +252,7 @@ def test_reward_error_mid_run_keeps_written_files_intact(files, tmp_path, capfd)
 def finished_run(files):
     run_dir = files["root"] / "run"
     args = ["train", "--model_name_or_path", files["model"], "--dataset", files["prompts"], "--rewards", "length",
-            "--num_iterations", "2", "--prompts_per_iteration", "4", "--minibatch_prompts", "2",
+            "--num_iterations", "2", "--prompts_per_iteration", "4", "--minibatch_prompts", "2", "--num_generations", "2",
             "--max_new_tokens", "4", "--lora_r", "4", "--eval_prompts", "2", "--save_every", "1",
             "--output_dir", str(run_dir)]
     result = run_subprocess(*args, cwd=files["root"])

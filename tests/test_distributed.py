@@ -24,7 +24,7 @@ from tiny import save_tiny_causal_lm
 from tiny_diffusion import save_tiny_denoiser
 
 TESTS = Path(__file__).resolve().parent
-ARGS = ["--rewards", "length", "--prompts_per_iteration", "2", "--minibatch_prompts", "1", "--max_new_tokens", "6",
+ARGS = ["--rewards", "length", "--prompts_per_iteration", "2", "--minibatch_prompts", "1", "--num_generations", "2", "--max_new_tokens", "6",
         "--eval_prompts", "3", "--eval_batch_size", "2",  # 3 batches of 1 prompt: one process runs 2, the other 1
         "--progress", "false", "--mixed_precision", "no", "--tensorboard", "false",
         "--lr_scheduler", "constant", "--warmup_ratio", "0"]  # the same rate at every step, however many steps

@@ -29,7 +29,7 @@ def tiny_config(denoiser: str, run_dir, **overrides) -> RebelConfig:
                   temperature=1.0, mixed_precision="no", num_inference_steps=4, guidance_scale=1.0,
                   lora_target_modules="conv_out", lora_r=4, eta=300.0, kl_coef=0.0, learning_rate=3e-2,
                   warmup_ratio=0.0, lr_scheduler="constant", num_iterations=2, prompts_per_iteration=8,
-                  minibatch_prompts=8, eval_prompts=4, eval_batch_size=64, save_every=0, tensorboard=False,
+                  minibatch_prompts=8, num_generations=2, eval_prompts=4, eval_batch_size=64, save_every=0, tensorboard=False,
                   progress=False, output_dir=str(run_dir))
     return RebelConfig(**(values | overrides)).validate()
 

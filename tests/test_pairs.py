@@ -119,7 +119,7 @@ def test_missing_completion_column_and_bad_settings_are_one_line_errors(files, t
     with pytest.raises(DataError, match="column 'reference'"):
         make_trainer(files, tmp_path, pair_source="hybrid", completion_columns=["reference"])
     with pytest.raises(ConfigError, match="must exceed"):
-        RebelConfig(pair_source="hybrid", completion_columns=["a", "b"]).validate()
+        RebelConfig(pair_source="hybrid", completion_columns=["a", "b"], num_generations=2).validate()
     with pytest.raises(ConfigError, match="needs algorithm rebel"):
         RebelConfig(pair_source="offline", algorithm="rloo").validate()
     # a preference alone needs no reward: `--rewards none` on the command line is an empty list

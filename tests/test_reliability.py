@@ -20,7 +20,7 @@ from test_cli import assert_one_error_line, run_main
 from tiny import save_tiny_causal_lm, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
-FAST = ["--num_iterations", "2", "--prompts_per_iteration", "4", "--minibatch_prompts", "2",
+FAST = ["--num_iterations", "2", "--prompts_per_iteration", "4", "--minibatch_prompts", "2", "--num_generations", "2",
         "--max_new_tokens", "4", "--lora_r", "4", "--eval_prompts", "0", "--progress", "false",
         "--tensorboard", "false"]
 HEAVY = ("torch", "transformers", "datasets", "diffusers", "accelerate", "peft")

@@ -17,7 +17,7 @@ def test_builtin_smollm2_converts_and_trains_one_iteration(tmp_path):
     path = resolve_model_path("builtin:smollm2-135m-instruct")  # converts once, then cached
     assert json.loads(open(f"{path}/config.json").read())["num_hidden_layers"] == 30
     torch.manual_seed(0)
-    config = RebelConfig(num_iterations=1, prompts_per_iteration=2, minibatch_prompts=2, max_new_tokens=6,
+    config = RebelConfig(num_iterations=1, prompts_per_iteration=2, minibatch_prompts=2, num_generations=2, max_new_tokens=6,
                          eval_prompts=2, eval_batch_size=4, output_dir=str(tmp_path / "run"), progress=False,
                          tensorboard=False)
     summary = RebelTrainer(config).train()

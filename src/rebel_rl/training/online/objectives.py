@@ -69,8 +69,10 @@ class Batch:
         return policy.token_log_probs(self.rollout)
 
     def log_probs(self, policy: Policy) -> torch.Tensor:
-        """log pi_theta(y|x) per row (N,), differentiable."""
-        return self.token_log_probs(policy).sum(-1)
+        """log pi_theta(y|x) per row (N,), differentiable: the forward already made, else a new one."""
+        if self.current_token_logps is not None:
+            return self.current_token_logps.sum(-1)
+        return policy.log_probs(self.rollout)
 
 
 @dataclass
