@@ -65,7 +65,7 @@ def main() -> None:
                 r = measure(backend, max_new_tokens, args.repeats, Path(tmp))
                 rows.append(f"| {max_new_tokens} | {backend} | {r['tokens_per_second']:.0f} | {r['sampling']:.1f} | "
                             f"{r['iteration']:.1f} | {r['mean_length']:.1f} | {r['setup']:.1f} | "
-                            f"{r['logprob_diff']:.1e} | {load_before:.1f}, {os.getloadavg()[0]:.1f} |")
+                            f"{r['logprob_diff']:.1e} | {load_before:.1f}, {os.getloadavg()[0]:.1f} |".replace("nan", "-"))
                 print(rows[-1], file=sys.stderr, flush=True)
     table = "\n".join(rows[:2] + sorted(rows[2:], key=lambda row: int(row.split("|")[1])))  # by new tokens
     text = (f"SmolLM2-135M-Instruct, LoRA r=16, fp32, 16 prompts x 2 completions, medians of {args.repeats} "
