@@ -4,7 +4,8 @@ with torchrun; tests/test_vllm_backend.py does, on 2 CPU processes).
     torchrun --nproc_per_node 2 tests/vllm_ddp_on_cpu.py MODEL DATASET OUTPUT_DIR [--skip-sync-on-rank R]
 
 Trains a few iterations (full fine-tuning, so every weight the engine serves changes), then each process
-checks its own engine against its own training model and prints one JSON line: its rank, the world size,
+checks its own engine against its own training model and writes a JSON report, OUTPUT_DIR-rank{R}.json
+(one file per process: two processes printing to one pipe can interleave their lines): its rank, the world size,
 the greedy completions of the engine, of the training model and of pi_ref (the starting weights), the
 diagnostic `vllm/logprob_diff` on fresh samples, and how far the training model's sequence log-probs of
 those samples moved from pi_ref's (what the diagnostic would show if that engine had kept the start's
@@ -12,6 +13,7 @@ weights). `--skip-sync-on-rank R` leaves rank R's engine unsynced: the test's ne
 """
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -56,7 +58,7 @@ def main() -> None:
         trainer.policy.weights_updated = lambda: None
     trainer.train()
     report = {"rank": rank, "world": trainer.accelerator.num_processes, **check_engine(trainer.policy, rank)}
-    print(json.dumps(report), flush=True)
+    Path(f"{args.output_dir}-rank{rank}.json").write_text(json.dumps(report))
 
 
 if __name__ == "__main__":
