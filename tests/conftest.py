@@ -15,3 +15,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def any_tiny_path(request, tmp_path_factory):
+    """Llama (rotary positions) and GPT-2 (absolute positions, which expose wrong position ids; its default
+    config has dropout 0.1 inside attention and MLP modules)."""
+    from tiny import save_tiny_causal_lm, save_tiny_gpt2
+
+    if request.param == "llama":
+        return save_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "llama")
+    return save_tiny_gpt2(tmp_path_factory.mktemp("lm") / "gpt2")

@@ -9,7 +9,7 @@ from rebel_rl.policies.causal_lm import first_eos_mask, sequence_logps
 from rebel_rl.policies.factory import load_policy
 from rebel_rl.policies.lora_sampling import adapter_folded, can_fold_adapter
 from rebel_rl.policies.shared_prompts import generate_sharing_prompts, prompt_groups
-from tiny import save_tiny_causal_lm, save_tiny_gpt2
+from tiny import save_tiny_causal_lm
 
 EOS = 2
 
@@ -34,14 +34,6 @@ def test_first_eos_mask_with_several_eos_ids():
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
     return save_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "tiny")
-
-
-@pytest.fixture(scope="module", params=["llama", "gpt2"])
-def any_tiny_path(request, tmp_path_factory):
-    """Llama (rotary positions) and GPT-2 (absolute positions, which expose wrong position ids)."""
-    if request.param == "llama":
-        return save_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "llama")
-    return save_tiny_gpt2(tmp_path_factory.mktemp("lm") / "gpt2")
 
 
 def _policy(tiny_path, **overrides):

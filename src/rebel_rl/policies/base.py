@@ -29,6 +29,7 @@ class PolicySupports:
     sharding: bool  # trains under FSDP2
     dataset_completions: bool  # written completions from a dataset can become rollout rows (hybrid/offline pairs)
     images: bool  # samples are images: logs save them as PNGs, reports draw before/after grids
+    gradient_checkpointing: bool = False  # `gradient_checkpointing: true` recomputes its layers in the backward
 
 
 class Rollout(abc.ABC):

@@ -21,6 +21,7 @@ from ..data import prompt_to_text
 from ..errors import DataError, ModelError, first_line
 from ..sharding import ready_to_generate
 from .base import Policy, PolicySupports
+from .checkpointing import enable_gradient_checkpointing
 from .lora_sampling import adapter_folded, can_fold_adapter
 from .offline import rollout_from_text
 from .pretrained import model_load_errors, resolve_model_path
@@ -52,7 +53,7 @@ class CausalLMPolicy(Policy):
     """A causal LM with its tokenizer and a reference (the adapter disabled, or a frozen copy)."""
 
     supports = PolicySupports(description="a causal LM", default_temperature=0.7, sharding=True,
-                              dataset_completions=True, images=False)
+                              dataset_completions=True, images=False, gradient_checkpointing=True)
 
     def __init__(
         self,
@@ -225,23 +226,26 @@ def load_tokenizer(model: torch.nn.Module):
 
 
 def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None, max_prompt_length: int = 256,
-                          policy_class: type[CausalLMPolicy] = CausalLMPolicy, **policy_options) -> CausalLMPolicy:
+                          gradient_checkpointing: bool = False, policy_class: type[CausalLMPolicy] = CausalLMPolicy,
+                          **policy_options) -> CausalLMPolicy:
     """Load model and tokenizer from `weights` (a WeightsConfig: path, dtype), add the LoRA adapter `lora`
     (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says.
     `policy_class` (given `policy_options`) may be a subclass that samples differently."""
     model, tokenizer = load_causal_lm(weights, device)
     return wrap_causal_lm_policy(model, tokenizer, sampling, device, lora=lora, max_prompt_length=max_prompt_length,
-                                 policy_class=policy_class, **policy_options)
+                                 gradient_checkpointing=gradient_checkpointing, policy_class=policy_class,
+                                 **policy_options)
 
 
 def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: torch.device, *, lora=None,
-                          max_prompt_length: int = 256, policy_class: type[CausalLMPolicy] = CausalLMPolicy,
-                          **policy_options) -> CausalLMPolicy:
+                          max_prompt_length: int = 256, gradient_checkpointing: bool = False,
+                          policy_class: type[CausalLMPolicy] = CausalLMPolicy, **policy_options) -> CausalLMPolicy:
     """A policy around a model and tokenizer already in memory (loaded by us or handed over by the user).
     A peft model keeps its own adapter (trained; pi_ref = the adapter disabled); otherwise the LoRA adapter
     `lora` (a LoraConfig) is added or, without one, a frozen copy is pi_ref. ModelError for a model that
     is not a causal LM or a tokenizer that cannot pad. `policy_class` (given `policy_options`) may be a
-    subclass that samples differently (the vLLM backend)."""
+    subclass that samples differently (the vLLM backend). `gradient_checkpointing` recomputes the decoder
+    layers in the update's backward instead of keeping their activations (policies/checkpointing.py)."""
     check_causal_lm_object(model, tokenizer)
     if getattr(tokenizer, "padding_side", "left") != "left" or tokenizer.pad_token_id is None:
         tokenizer = copy.deepcopy(tokenizer)  # the user's tokenizer object stays as they made it
@@ -268,6 +272,8 @@ def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: t
         model.eval()
     else:
         reference_model = copy.deepcopy(model).requires_grad_(False).eval()
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)  # after the copy: pi_ref runs without gradients anyway
     return policy_class(
         model,
         tokenizer,

@@ -82,6 +82,9 @@ def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "onl
     if pair_source != "online" and not kind.supports.dataset_completions:
         raise ConfigError(f"pair_source hybrid/offline reads written text completions: {kind.supports.description} "
                           "samples all of its images (use pair_source online)")
+    if getattr(model, "gradient_checkpointing", False) and not kind.supports.gradient_checkpointing:
+        raise ConfigError(f"gradient_checkpointing is for causal LMs, not {kind.supports.description}: "
+                          "set gradient_checkpointing false")
     if not objects:
         kind.check(model)
     backend = "hf" if sampling is None else sampling.generation_backend
@@ -122,7 +125,8 @@ def _sampling_engine(sampling) -> dict:
 
 def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
     return load_causal_lm_policy(model, sampling, device, lora=model if model.use_lora else None,
-                                 max_prompt_length=max_prompt_length, **_sampling_engine(sampling))
+                                 max_prompt_length=max_prompt_length, gradient_checkpointing=model.gradient_checkpointing,
+                                 **_sampling_engine(sampling))
 
 
 def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt_length) -> Policy:
@@ -132,7 +136,8 @@ def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt
     if tokenizer is None:  # the model's own, from where it was loaded
         tokenizer = load_tokenizer(model_object)
     return wrap_causal_lm_policy(model_object, tokenizer, sampling, device, lora=model if model.use_lora else None,
-                                 max_prompt_length=max_prompt_length, **_sampling_engine(sampling))
+                                 max_prompt_length=max_prompt_length, gradient_checkpointing=model.gradient_checkpointing,
+                                 **_sampling_engine(sampling))
 
 
 def _check_causal_lm(model) -> None:
