@@ -60,7 +60,7 @@ class ModelConfig(LoraConfig, WeightsConfig):
 
     model_type: str = "auto"  # auto (diffusion for builtin:digits-denoiser and diffusers folders) | causal_lm | diffusion (a pipeline hub id)
     merge_adapter: bool = False  # also save a merged full model at the end
-    gradient_checkpointing: bool = False  # causal LM: recompute each layer in the update's backward instead of keeping its activations (less memory for long completions, about one more forward of time)
+    gradient_checkpointing: bool = False  # causal LM: recompute each layer in the update's backward instead of keeping its activations (half the peak memory at 128 tokens: docs/benchmark_memory.md)
 
     def validate(self) -> None:
         WeightsConfig.validate(self)

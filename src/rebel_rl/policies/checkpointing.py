@@ -1,7 +1,8 @@
 """Gradient checkpointing for a causal LM that trains in eval mode (`gradient_checkpointing: true`).
 
 The update's backward normally keeps every layer's activations from the forward; for long completions
-those dominate memory (SmolLM2 at 16 prompts x 2 x 128 tokens: about 12 GB). transformers' gradient
+those dominate memory (SmolLM2 at 16 prompts x 2 x 128 tokens: 14 GB at the peak, 7 GB with checkpointing;
+docs/benchmark_memory.md). transformers' gradient
 checkpointing keeps only each decoder layer's input and recomputes the layer in the backward pass, at
 the cost of one more forward through the layers.
 
