@@ -194,6 +194,11 @@ class Policy(abc.ABC):
 WEIGHT_FILES = ["model.safetensors", "diffusion_pytorch_model.safetensors"]  # transformers', diffusers' names
 
 
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The model a peft wrapper holds, or `model` itself when it is not wrapped."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def load_saved_weights(path: Path, model: torch.nn.Module) -> None:
     """Load `save_pretrained` weights from `path` into `model`: the adapter alone when the folder holds
     one (a peft model), else the whole state dict; RunDirError when nothing or something else is there."""

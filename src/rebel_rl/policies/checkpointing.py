@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ModelError
+from .base import unwrapped
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
@@ -25,7 +26,7 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     around one) while it stays in eval mode. ModelError, one line, for a model that cannot."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     layers = [m for m in base.modules() if isinstance(m, GradientCheckpointingLayer)]
     if not getattr(base, "supports_gradient_checkpointing", False) or not layers:
         raise ModelError(f"gradient_checkpointing: {type(base).__name__} does not support it in transformers "

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from .base import Policy, PolicySupports, Rollout
+from .base import Policy, PolicySupports, Rollout, unwrapped
 from .diffusion_sampling import (
     DDIMSampler,
     LCMSampler,
@@ -259,8 +259,7 @@ class ClassConditionalDiffusionPolicy(DiffusionPolicy):
 
 def _unet_config(model: torch.nn.Module) -> dict:
     """The diffusers config of a UNet, through a peft wrapper if there is one."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return dict(base.config)
+    return dict(unwrapped(model).config)
 
 
 def add_lora(model: torch.nn.Module, target_modules: list[str], *, r: int = 8, alpha: int = 16,
