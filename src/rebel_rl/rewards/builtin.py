@@ -64,3 +64,8 @@ register_reward("length", length)
 register_reward("jpeg_compressibility", "rebel_rl.rewards.images:jpeg_compressibility")
 register_reward("jpeg_incompressibility", "rebel_rl.rewards.images:jpeg_incompressibility")
 register_reward("aesthetic", aesthetic)
+# Verifiers for checkable answers (rewards/verifiers.py; the reference in the `answer` column).
+register_reward("math_answer", "rebel_rl.rewards.verifiers:math_answer")
+register_reward("exact_match", "rebel_rl.rewards.verifiers:exact_match")
+register_reward("answer_tag_format", "rebel_rl.rewards.verifiers:answer_tag_format")
+register_reward("boxed_format", "rebel_rl.rewards.verifiers:boxed_format")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from rebel_rl.data.builtin import register_prompts
 from rebel_rl.policies.builtin import register_model
 from rebel_rl.rewards.builtin import register_preference, register_reward
-from rebel_rl.tasks import animals, positive_sentiment, summarization
+from rebel_rl.tasks import animals, positive_sentiment, reasoning, summarization
 from rebel_rl.tasks.digits import policy as digits_policy
 from rebel_rl.tasks.digits import prompts as digits_prompts
 
@@ -32,3 +32,7 @@ register_reward("digit_quality", "rebel_rl.tasks.digits.quality:digit_quality")
 register_model("digits-denoiser", "rebel_rl.tasks.digits.policy:load_digits_policy",
                lora_targets=digits_policy.LORA_TARGETS)
 register_prompts("animals", animals.load_animal_prompts, animals.SPLITS)
+
+# Reasoning with a verifier (docs/reasoning.md): reasoning-gym arithmetic problems with an `answer`
+# column for the verifier rewards math_answer / answer_tag_format (rewards/verifiers.py).
+register_prompts("arithmetic", reasoning.load_arithmetic, reasoning.SPLITS)

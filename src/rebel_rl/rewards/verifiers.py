@@ -1,0 +1,112 @@
+"""Verifier rewards for problems with checkable answers: `math_answer`, `exact_match` and the format
+rewards `answer_tag_format` and `boxed_format`, registered as built-ins (rewards/builtin.py).
+
+They follow TRL's convention: the reference answer arrives as the dataset column `answer` (or
+`solution`, TRL's name in its math examples) passed as a keyword. The model's answer is the content of
+its last `<answer>...</answer>` tag, else of its last `\\boxed{...}`; a completion with neither scores
+0. `math_answer` checks equivalence with HF's math-verify (LaTeX, fractions, plain numbers), so "0.5",
+"1/2" and "\\frac{1}{2}" all match a reference of 1/2.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rebel_rl.data.formats import completion_text
+from rebel_rl.errors import RewardError
+
+ANSWER_COLUMNS = ("answer", "solution")
+_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_BOXED = "\\boxed{"
+
+
+def extract_answer(text: str) -> str | None:
+    """The content of the last `<answer>...</answer>` in `text`, else of the last `\\boxed{...}`
+    (braces balanced), stripped; None if there is neither."""
+    tags = _TAG.findall(text)
+    if tags:
+        return tags[-1].strip()
+    start = text.rfind(_BOXED)
+    if start < 0:
+        return None
+    depth, begin = 1, start + len(_BOXED)
+    for i in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i].strip()
+    return None  # an unclosed \boxed{ is no answer
+
+
+def reference_answers(reward: str, completions: list, columns: dict[str, Any]) -> list[str]:
+    """The reference answers from the `answer` (or `solution`) column, checked to be present and
+    aligned with `completions`; RewardError naming the reward and the fix otherwise."""
+    column = next((name for name in ANSWER_COLUMNS if columns.get(name) is not None), None)
+    if column is None:
+        raise RewardError(
+            f"reward '{reward}' needs the reference answer in a dataset column 'answer' (or "
+            "'solution'): add it to your data, or use a built-in task such as builtin:arithmetic"
+        )
+    values = columns[column]
+    if len(values) != len(completions):
+        raise RewardError(
+            f"reward '{reward}': column {column} has {len(values)} values for "
+            f"{len(completions)} completions"
+        )
+    return [str(v) for v in values]
+
+
+def normalize(answer: str) -> str:
+    """Lower case, whitespace collapsed, a trailing period dropped: what `exact_match` compares."""
+    return " ".join(answer.lower().split()).rstrip(".").strip()
+
+
+def math_equivalent(reference: str, answer: str) -> bool:
+    """Whether math-verify finds `answer` equivalent to `reference` (exact normalised text also
+    counts, for answers math-verify cannot parse)."""
+    if normalize(reference) == normalize(answer):
+        return True
+    from math_verify import parse, verify
+
+    # Wrapping in $...$ lets math-verify's LaTeX extraction read bare expressions such as "3/4".
+    gold, guess = parse(f"${reference}$"), parse(f"${answer}$")
+    return bool(gold) and bool(guess) and bool(verify(gold, guess))
+
+
+def math_answer(prompts: list, completions: list, **columns: Any) -> list[float]:
+    """1.0 per completion whose extracted answer math-verify finds equivalent to the reference, else
+    0.0 (no answer in the requested place counts as wrong)."""
+    references = reference_answers("math_answer", completions, columns)
+    scores = []
+    for completion, reference in zip(completions, references):
+        answer = extract_answer(completion_text(completion))
+        scores.append(float(answer is not None and math_equivalent(reference, answer)))
+    return scores
+
+
+def exact_match(prompts: list, completions: list, **columns: Any) -> list[float]:
+    """1.0 per completion whose extracted answer equals the reference after `normalize`, else 0.0."""
+    references = reference_answers("exact_match", completions, columns)
+    scores = []
+    for completion, reference in zip(completions, references):
+        answer = extract_answer(completion_text(completion))
+        scores.append(float(answer is not None and normalize(answer) == normalize(reference)))
+    return scores
+
+
+def answer_tag_format(prompts: list, completions: list, **columns: Any) -> list[float]:
+    """1.0 per completion with exactly one non-empty `<answer>...</answer>`, else 0.0."""
+    scores = []
+    for completion in completions:
+        tags = _TAG.findall(completion_text(completion))
+        scores.append(float(len(tags) == 1 and bool(tags[0].strip())))
+    return scores
+
+
+def boxed_format(prompts: list, completions: list, **columns: Any) -> list[float]:
+    """1.0 per completion whose answer is given in a closed, non-empty `\\boxed{...}`, else 0.0."""
+    scores = []
+    for completion in completions:
+        text = completion_text(completion)
+        has_box = _BOXED in text and not _TAG.search(text)
+        scores.append(float(has_box and bool(extract_answer(text))))
+    return scores
