@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from rebel_rl.algorithms.chunked_logprobs import chunked_token_log_probs
+
+
+def _full(h, w, b, t, temp):
+    logits = torch.nn.functional.linear(h, w, b) / temp
+    return torch.log_softmax(logits, -1).gather(-1, t[..., None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("temp", [0.7, 1.0])
+@pytest.mark.parametrize("chunk", [1, 3, 7, 100])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_values_and_grads_match_full(temp, chunk, with_bias):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(2, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(11, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(11, dtype=torch.float64, generator=g, requires_grad=True) if with_bias else None
+    t = torch.randint(0, 11, (2, 5), generator=g)
+    mask = torch.tensor([[1.0, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.float64)
+    coef = torch.randn(2, 5, dtype=torch.float64, generator=g) * mask
+    params = [h, w] + ([b] if with_bias else [])
+    full = _full(h, w, b, t, temp)
+    gf = torch.autograd.grad((full * coef).sum(), params)
+    ch = chunked_token_log_probs(h, w, b, t, temp, chunk)
+    gc = torch.autograd.grad((ch * coef).sum(), params)
+    torch.testing.assert_close(ch, full, atol=1e-10, rtol=0)
+    for a, e in zip(gc, gf):
+        torch.testing.assert_close(a, e, atol=1e-10, rtol=0)
