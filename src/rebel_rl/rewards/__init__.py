@@ -13,7 +13,8 @@ from typing import Any
 _EXPORTS = {
     "BUILTIN_REWARDS": "builtin", "completion_text": "builtin", "length": "builtin", "sentiment": "builtin",
     "RewardModel": "reward_model", "load_reward_function": "functions",
-    "RewardSet": "reward_set", "check_reward_spec": "specs", "format_completion": "reward_set",
+    "RewardSet": "reward_set", "check_reward_spec": "specs",
+    "parse_reward_spec": "specs", "RewardSpec": "specs", "format_completion": "reward_set",
     "resolve_reward": "reward_set",
 }
 __all__ = sorted(_EXPORTS)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from rebel_rl.errors import RewardError
+from rebel_rl.rewards.specs import _is_model_dir, parse_reward_spec
 from rebel_rl.rewards.builtin import BUILTIN_PREFERENCES
 from rebel_rl.rewards.functions import load_reward_function
 from rebel_rl.rewards.reward_set import _call_reward, format_completion
@@ -25,10 +26,10 @@ SPEC_FORMS = "a builtin ({builtins}), 'module.sub:function', 'path/to/file.py:fu
 
 def _model_target(spec: str) -> str | None:
     """The folder or hub id a `model:` spec (or a bare model folder) names; None for other specs."""
-    if spec.startswith("model:"):
-        return spec.removeprefix("model:")
-    path = Path(spec).expanduser()
-    return spec if path.is_dir() and (path / "config.json").is_file() else None
+    # preference builtins are not reward builtins, so only the model forms go through the parser
+    if spec.startswith("model:") or _is_model_dir(spec):
+        return parse_reward_spec(spec).target
+    return None
 
 
 def _unknown(spec: str) -> RewardError:

@@ -20,7 +20,7 @@ from rebel_rl.data.prompts import is_conversational
 from rebel_rl.errors import ConfigError, RewardError
 from rebel_rl.rewards.builtin import BUILTIN_REWARDS
 from rebel_rl.rewards.functions import load_reward_function
-from rebel_rl.rewards.specs import _is_model_dir, _unknown, check_reward_spec  # noqa: F401 (re-exported)
+from rebel_rl.rewards.specs import check_reward_spec, parse_reward_spec  # noqa: F401 (re-exported)
 from rebel_rl.rewards.reward_model import RewardModel
 
 
@@ -30,16 +30,13 @@ def resolve_reward(spec: str, device: str = "cpu") -> tuple[str, Callable]:
     Accepted: a builtin name, `model:PATH`, `module.sub:function`, `path/to/file.py:function`, or
     an existing folder with a config.json (a reward model). RewardError for anything else.
     """
-    if spec in BUILTIN_REWARDS:
+    parsed = parse_reward_spec(spec)
+    if parsed.kind == "builtin":
         return spec, BUILTIN_REWARDS[spec]
-    if spec.startswith("model:"):
-        return "reward_model", RewardModel(spec.removeprefix("model:"), device=device)
-    if _is_model_dir(spec):  # before the ':' test, so Windows paths like C:\rm work
-        return "reward_model", RewardModel(spec, device=device)
-    if ":" in spec:
-        function = load_reward_function(spec)
-        return getattr(function, "__name__", type(function).__name__), function
-    raise _unknown(spec)
+    if parsed.kind == "model":
+        return "reward_model", RewardModel(parsed.target, device=device)
+    function = load_reward_function(spec)
+    return getattr(function, "__name__", type(function).__name__), function
 
 
 class RewardSet:

@@ -2,6 +2,7 @@
 before the trainer imports torch): builtin names, `model:PATH` folders or hub ids, `module:fn`, `file.py:fn`."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rebel_rl.errors import RewardError
@@ -26,22 +27,45 @@ def _is_model_dir(spec: str) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
 
+@dataclass(frozen=True)
+class RewardSpec:
+    """One parsed reward spec: kind is "builtin", "module", "file" or "model"."""
+
+    kind: str
+    target: str
+    attribute: str | None = None
+
+
+def parse_reward_spec(spec: str) -> RewardSpec:
+    """Parse a reward spec by its grammar alone (no imports, no file reads beyond a folder check).
+
+    `NAME` is a builtin, `model:PATH` (or a folder with a config.json) a reward model,
+    `path/file.py:fn` a function in a file, `module.sub:fn` a function in a module; anything else
+    raises one RewardError line listing the accepted forms.
+    """
+    if spec in BUILTIN_REWARDS:
+        return RewardSpec("builtin", spec)
+    if spec.startswith("model:"):
+        return RewardSpec("model", spec.removeprefix("model:"))
+    if _is_model_dir(spec):
+        return RewardSpec("model", spec)
+    target, sep, attribute = spec.rpartition(":")
+    if sep and target and attribute:
+        return RewardSpec("file" if target.endswith(".py") else "module", target, attribute)
+    raise _unknown(spec)
+
+
 def check_reward_spec(spec: str) -> None:
     """Validate a reward spec cheaply, without loading model weights; RewardError if it is invalid.
 
     Builtins must exist, functions must import and be callable, and reward-model folders must
     hold a config.json with num_labels=1; a non-local `model:` target must look like a hub id.
     """
-    if spec in BUILTIN_REWARDS:
-        return
-    if spec.startswith("model:"):
-        _check_model_target(spec.removeprefix("model:"))
-    elif _is_model_dir(spec):
-        _check_model_target(spec)
-    elif ":" in spec:
+    parsed = parse_reward_spec(spec)
+    if parsed.kind == "model":
+        _check_model_target(parsed.target)
+    elif parsed.kind in ("module", "file"):
         load_reward_function(spec)
-    else:
-        raise _unknown(spec)
 
 
 def _check_model_target(target: str) -> None:

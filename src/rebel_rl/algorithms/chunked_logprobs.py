@@ -1,0 +1,69 @@
+"""Per-token log-probs from final hidden states without a full (tokens x vocab) logits tensor.
+
+The LM head and log-softmax run chunk by chunk over positions; only each chunk's selected
+log-prob is kept, and the backward recomputes each chunk's logits, so peak memory holds one
+chunk's logits instead of all of them. Pure torch; the policy wiring is not done yet.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _ChunkedLogProbs(torch.autograd.Function):
+    """Forward keeps only selected log-probs; backward recomputes each chunk's logits."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, temperature, chunk):  # type: ignore[override]
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        tgt = targets.reshape(-1)
+        out = flat.new_empty(flat.shape[0])
+        for start in range(0, flat.shape[0], chunk):
+            h = flat[start:start + chunk]
+            logits = torch.nn.functional.linear(h, weight, bias) / temperature
+            lse = torch.logsumexp(logits, dim=-1)
+            sel = logits.gather(-1, tgt[start:start + chunk, None]).squeeze(-1)
+            out[start:start + chunk] = sel - lse
+        ctx.save_for_backward(hidden, weight, bias, targets)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        return out.reshape(targets.shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        hidden, weight, bias, targets = ctx.saved_tensors
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        tgt, g = targets.reshape(-1), grad_out.reshape(-1)
+        gh = torch.zeros_like(flat)
+        gw = torch.zeros_like(weight)
+        gb = None if bias is None else torch.zeros_like(bias)
+        for start in range(0, flat.shape[0], ctx.chunk):
+            sl = slice(start, start + ctx.chunk)
+            logits = torch.nn.functional.linear(flat[sl], weight, bias) / ctx.temperature
+            # d(sel - lse)/dlogits = onehot - softmax, scaled by the upstream gradient.
+            dlog = -torch.softmax(logits, dim=-1)
+            dlog.scatter_add_(-1, tgt[sl, None], torch.ones_like(dlog[:, :1]))
+            dlog = dlog * (g[sl, None] / ctx.temperature)
+            gh[sl] = dlog @ weight
+            gw += dlog.transpose(0, 1) @ flat[sl]
+            if gb is not None:
+                gb += dlog.sum(0)
+        return gh.reshape(hidden.shape), gw, gb, None, None, None
+
+
+def chunked_token_log_probs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    chunk_size: int = 256,
+) -> torch.Tensor:
+    """Log-probs (B, T) of `targets` under softmax((hidden @ weight.T + bias) / temperature).
+
+    `hidden` is (B, T, H) at the positions that predict `targets` (B, T); the head runs over
+    `chunk_size` positions at a time in forward and backward, so no (B*T, vocab) tensor is
+    ever alive. Gradients flow to `hidden`, `weight` and `bias`.
+    """
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive; use the full path for 0")
+    return _ChunkedLogProbs.apply(hidden, weight, bias, targets, float(temperature), chunk_size)
