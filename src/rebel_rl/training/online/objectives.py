@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -253,9 +252,10 @@ class Ppo(Objective):
         """Loads the value model: `value_model`, else the reward model when exactly one is named (as in
         common RLHF PPO), else the policy's own checkpoint."""
         from ...policies.value import load_value_model
+        from ...rewards.specs import parse_reward_spec
 
-        models = [spec.removeprefix("model:") for spec in context.reward.rewards
-                  if spec.startswith("model:") or (Path(spec) / "config.json").is_file()]
+        specs = map(parse_reward_spec, context.reward.rewards)
+        models = [spec.target for spec in specs if spec.kind == "model"]
         source = options.value_model or (models[0] if len(models) == 1 else context.model_name_or_path)
         model = context.policy.model
         value_model = load_value_model(source, model.config.vocab_size, next(model.parameters()).dtype,
