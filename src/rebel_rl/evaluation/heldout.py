@@ -9,6 +9,7 @@ from typing import Any, Callable
 import torch
 
 from ..policies.base import Policy
+from .verifiable import is_verifier_score, verifier_metrics
 
 
 @dataclass
@@ -33,6 +34,8 @@ class EvalResult:
     per_prompt_rewards: dict[str, list[float | None]] = field(default_factory=dict)  # each named reward per prompt
     temperature: float | None = None
     kl_temperature: float | None = None
+    # pass@k and mean@k of each reward whose scores are all 0 or 1 (a verifier's): verifiable.py
+    verified: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,7 +160,18 @@ def _aggregate(batches: list[dict[str, Any]], num_generations: int, num_samples_
         samples=[sample for b in batches for sample in b["samples"]][:num_samples_kept],
         temperature=temperature,
         kl_temperature=kl_temperature,
+        verified=_verified(batches, num_generations),
     )
+
+
+def _verified(batches: list[dict[str, Any]], num_generations: int) -> dict[str, dict[str, float]]:
+    """pass@k and mean@k over prompts of each named reward that scored only 0 or 1."""
+    verified = {}
+    for name in batches[0]["named"]:
+        values = torch.cat([b["named"][name] for b in batches]).view(-1, num_generations)
+        if is_verifier_score(values):
+            verified[name] = verifier_metrics(values)
+    return verified
 
 
 def _kl(policy: Policy, rollout, reference: bool) -> torch.Tensor:

@@ -29,6 +29,7 @@ from ...config import RebelConfig, algorithm_spec
 from ...data import load_prompt_dataset
 from ...errors import RunDirError
 from ...evaluation.heldout import EvalResult, Shard, evaluate
+from ...evaluation.verifiable import identical_score_fraction
 from ...evaluation.report import (
     before_after_markdown,
     plot_reward_kl,
@@ -346,6 +347,8 @@ class RebelTrainer:
             "reward_queries": self.reward_queries,
             "reward": score_all.mean().item(),
             "reward_std": score_all.std().item(),
+            # prompts whose n samples all scored the same: for REBEL their pairs carry no reward signal
+            "identical_score_fraction": identical_score_fraction(score_all, self.config.num_generations),
             # nanmean: a reward that returned None (not applicable) is averaged over the samples it scored
             **{f"rewards/{name}": gather(v.to(score.device).float()).nanmean().item() for name, v in named.items()},
             "kl": kl_all.mean().item(),
@@ -395,7 +398,9 @@ class RebelTrainer:
         result = self._evaluate(reference=False)
         self._latest_eval = (self.iteration, result)
         return {"iteration": self.iteration, "reward_queries": self.reward_queries, "eval/reward": result.reward,
-                "eval/kl": result.kl, **{f"eval/{name}": value for name, value in result.rewards.items()}}
+                "eval/kl": result.kl, **{f"eval/{name}": value for name, value in result.rewards.items()},
+                **{f"eval/{name}/{metric}": value for name, metrics in result.verified.items()
+                   for metric, value in metrics.items()}}
 
     def _eval_label(self) -> str:
         if self.eval_held_out:
