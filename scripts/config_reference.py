@@ -1,6 +1,6 @@
-"""Regenerate the configuration table in README.md from RebelConfig (fields, defaults, comments).
+"""Regenerate the configuration table in docs/configuration.md from RebelConfig.
 
-    .venv/bin/python scripts/config_reference.py          # rewrite README.md in place
+    .venv/bin/python scripts/config_reference.py          # rewrite docs/configuration.md in place
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from rebel_rl.cli import field_help
 from rebel_rl.config import RebelConfig, config_fields
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
@@ -29,5 +29,5 @@ def render(readme: str) -> str:
 
 
 if __name__ == "__main__":
-    README.write_text(render(README.read_text()))
+    REFERENCE.write_text(render(REFERENCE.read_text()))
     sys.exit(0)
