@@ -19,8 +19,13 @@ def test_extract_answer_takes_the_last_tag_then_the_last_balanced_box():
 
 def test_math_answer_accepts_equivalent_forms_and_rejects_wrong_ones():
     completions = ["<answer>0.5</answer>", r"\boxed{\frac{1}{2}}", "<answer>1/2</answer>",
-                   "<answer>-1/2</answer>", "1/2 without a tag"]
+                   "<answer>-1/2</answer>", "no number at all"]
     assert score("math_answer", completions, answer=["1/2"] * 5) == [1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_math_answer_without_a_tag_takes_the_last_number_but_a_tag_wins():
+    completions = ["2 - 1 = 0 so the answer is 2.", "It is 2, no 3", "<answer>3</answer> not 2"]
+    assert score("math_answer", completions, answer=["2"] * 3) == [1.0, 0.0, 0.0]
 
 
 def test_math_answer_reads_trl_solution_column_and_chat_completions():

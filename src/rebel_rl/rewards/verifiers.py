@@ -4,8 +4,10 @@ rewards `answer_tag_format` and `boxed_format`, registered as built-ins (rewards
 They follow TRL's convention: the reference answer arrives as the dataset column `answer` (or
 `solution`, TRL's name in its math examples) passed as a keyword. The model's answer is the content of
 its last `<answer>...</answer>` tag, else of its last `\\boxed{...}`; a completion with neither scores
-0. `math_answer` checks equivalence with HF's math-verify (LaTeX, fractions, plain numbers), so "0.5",
-"1/2" and "\\frac{1}{2}" all match a reference of 1/2.
+0, except that `math_answer` then takes the last number in the text ("The answer is 2."), as
+GSM8K-style graders do: a model that answers right in the wrong place is still right, and the
+format rewards teach the place. `math_answer` checks equivalence with HF's math-verify (LaTeX,
+fractions, plain numbers), so "0.5", "1/2" and "\\frac{1}{2}" all match a reference of 1/2.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from rebel_rl.errors import RewardError
 ANSWER_COLUMNS = ("answer", "solution")
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _BOXED = "\\boxed{"
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
 
 
 def extract_answer(text: str) -> str | None:
@@ -35,6 +38,12 @@ def extract_answer(text: str) -> str | None:
         if depth == 0:
             return text[begin:i].strip()
     return None  # an unclosed \boxed{ is no answer
+
+
+def last_number(text: str) -> str | None:
+    """The last number in `text` (integer, decimal or a/b fraction), or None."""
+    numbers = _NUMBER.findall(text)
+    return numbers[-1] if numbers else None
 
 
 def reference_answers(reward: str, completions: list, columns: dict[str, Any]) -> list[str]:
@@ -73,12 +82,14 @@ def math_equivalent(reference: str, answer: str) -> bool:
 
 
 def math_answer(prompts: list, completions: list, **columns: Any) -> list[float]:
-    """1.0 per completion whose extracted answer math-verify finds equivalent to the reference, else
-    0.0 (no answer in the requested place counts as wrong)."""
+    """1.0 per completion whose answer (tagged or boxed, else its last number) math-verify finds
+    equivalent to the reference, else 0.0."""
     references = reference_answers("math_answer", completions, columns)
     scores = []
     for completion, reference in zip(completions, references):
-        answer = extract_answer(completion_text(completion))
+        text = completion_text(completion)
+        answer = extract_answer(text)
+        answer = last_number(text) if answer is None else answer
         scores.append(float(answer is not None and math_equivalent(reference, answer)))
     return scores
 
