@@ -7,12 +7,17 @@ the KL samples are drawn at `kl_temperature`, the temperature the policy was tra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigBase
 from ..errors import ConfigError, ModelError, first_line
+
+
+TLDR_DATASET = "builtin:tldr"
+TLDR_REWARDS = ("tldr_judge",)  # need builtin:tldr's `facts` column
+TLDR_EVAL_REWARDS = ("tldr_win_rate",)  # needs its `facts` and `reference` columns
 
 
 @dataclass
@@ -27,8 +32,8 @@ class EvaluateConfig(ConfigBase):
     split: str = "test"  # split of `dataset`
     prompt_column: str = "prompt"  # column holding the prompts
     num_prompts: int = 0  # evaluate the first N prompts (0 = all)
-    rewards: list[str] = field(default_factory=lambda: ["tldr_judge"])  # rewards whose weighted sum is `reward`
-    eval_rewards: list[str] = field(default_factory=lambda: ["tldr_win_rate"])  # further rewards reported alone
+    rewards: list[str] | None = None  # rewards summed into `reward`; default: tldr_judge for builtin:tldr only
+    eval_rewards: list[str] | None = None  # reported alone; `none` = none; default: tldr_win_rate on builtin:tldr
     num_generations: int = 1  # samples per prompt
     temperature: float = 0.01  # sampling temperature of the scored completions (the paper: 0.01)
     kl_temperature: float = 1.0  # temperature of the samples for KL(pi || pi_ref): the training temperature
@@ -49,9 +54,23 @@ class EvaluateConfig(ConfigBase):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.num_prompts < 0:
             raise ConfigError(f"num_prompts must be >= 0, got {self.num_prompts}")
-        if not self.rewards:
-            raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards tldr_judge")
+        self._resolve_reward_defaults()
         return self
+
+    def _resolve_reward_defaults(self) -> None:
+        """The TL;DR judge and win rate are defaults only on builtin:tldr (they read its columns);
+        on other data `rewards` must be named and `eval_rewards` defaults to none."""
+        on_tldr = self.dataset == TLDR_DATASET
+        if self.eval_rewards is None:
+            self.eval_rewards = list(TLDR_EVAL_REWARDS) if on_tldr else []
+        if self.rewards is None and on_tldr:
+            self.rewards = list(TLDR_REWARDS)
+        if not self.rewards:
+            raise ConfigError(
+                f"no reward to evaluate with on {self.dataset}: give --rewards (a builtin such as length, "
+                "module:fn, file.py:fn or model:PATH); the TL;DR judge is the default only for "
+                f"--dataset {TLDR_DATASET}"
+            )
 
 
 def load_eval_policy(model: str, reference: str | None, *, temperature: float, max_new_tokens: int,
