@@ -15,6 +15,7 @@ import torch
 from rebel_rl.config import RebelConfig
 from rebel_rl.errors import ConfigError, RewardError
 from rebel_rl.rewards import RewardSet
+from rebel_rl.rewards.isolation import RewardFailureWarning
 
 REWARDS = '''
 import asyncio, os, time
@@ -56,7 +57,7 @@ def score(reward_set: RewardSet) -> tuple[torch.Tensor, dict[str, torch.Tensor]]
 def test_hanging_reward_scores_the_failure_score_within_its_timeout(reward_file):
     rewards = RewardSet([f"{reward_file}:hang", f"{reward_file}:words"], timeout=1.0,
                         failure_score=-1.0)
-    with pytest.warns(UserWarning, match=r"reward 'hang' timed out after 1 s \(reward_timeout\); "):
+    with pytest.warns(RewardFailureWarning, match=r"reward 'hang' timed out after 1 s \(reward_timeout\); "):
         score(rewards)  # the first call also spawns the workers (outside the time-out)
     start = time.monotonic()
     total, named = score(rewards)  # warned once per reward, not per call
@@ -82,7 +83,7 @@ def test_worker_is_restarted_after_a_timeout(reward_file, tmp_path):
     rewards = RewardSet([f"{path}:flaky"], timeout=1.0, failure_score=0.0)
     first = score(rewards)[1]["flaky"][0].item()
     flag.touch()
-    with pytest.warns(UserWarning):
+    with pytest.warns(RewardFailureWarning):
         assert score(rewards)[1]["flaky"].tolist() == [0.0] * 3
     flag.unlink()
     second = score(rewards)[1]["flaky"][0].item()
@@ -92,7 +93,7 @@ def test_worker_is_restarted_after_a_timeout(reward_file, tmp_path):
 
 def test_raising_reward_scores_the_failure_score_and_is_counted(reward_file):
     rewards = RewardSet([f"{reward_file}:boom"], timeout=1.0, failure_score=0.5)
-    with pytest.warns(UserWarning, match="reward 'boom' raised ValueError: verifier crashed"):
+    with pytest.warns(RewardFailureWarning, match="reward 'boom' raised ValueError: verifier crashed"):
         total, _ = score(rewards)
     assert total.tolist() == [0.5] * 3
     assert rewards.take_counts()["rewards/boom/failures"] == 1.0
@@ -130,7 +131,7 @@ def test_async_callable_times_out_in_this_process(reward_file):
 
     hang = load_reward_function(f"{reward_file}:async_hang")  # a callable: no worker, wait_for
     rewards = RewardSet([hang], timeout=1.0, failure_score=-3.0)
-    with pytest.warns(UserWarning, match="timed out"):
+    with pytest.warns(RewardFailureWarning, match="timed out"):
         assert score(rewards)[0].tolist() == [-3.0] * 3
     assert rewards.take_counts()["rewards/async_hang/timeouts"] == 1.0
 
@@ -172,3 +173,25 @@ def test_worker_exits_when_its_parent_is_killed(reward_file, tmp_path):
     alive = Path(f"/proc/{worker_pid}").exists() and \
         Path(f"/proc/{worker_pid}/stat").read_text().split()[2] != "Z"
     assert not alive, f"worker {worker_pid} outlived its killed parent"
+
+
+def test_train_with_a_hanging_reward_finishes_and_logs_it(reward_file, tmp_path, capfd):
+    """`rebel train` for one iteration with a reward that never returns: the run ends, its metrics
+    line scores the hanging reward at the failure score and counts one time-out."""
+    import json
+
+    from rebel_rl.cli import main
+    from test_reliability import train_args
+    from tiny import save_tiny_causal_lm, write_jsonl
+
+    files = {"model": str(save_tiny_causal_lm(tmp_path / "tiny")),
+             "prompts": write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in "abcd"])}
+    run_dir = tmp_path / "run"
+    argv = train_args(files, run_dir, "--num_iterations", "1", "--rewards", f"{reward_file}:hang",
+                      "length", "--reward_timeout", "1", "--reward_failure_score", "-1")
+    with pytest.warns(RewardFailureWarning, match="reward 'hang' timed out"):
+        assert main(argv) == 0, capfd.readouterr().err
+    (line,) = [json.loads(text) for text in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert (line["rewards/hang"], line["rewards/hang/timeouts"], line["rewards/hang/failures"]) == (
+        -1.0, 1.0, 0.0)
+    assert line["rewards/length/timeouts"] == 0.0 and (run_dir / "final").is_dir()

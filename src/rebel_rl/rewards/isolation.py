@@ -26,6 +26,11 @@ START_TIMEOUT = 120.0  # seconds a worker may take to import the reward's file (
 PARENT_POLL = 0.5  # seconds between a worker's checks that its parent is still alive
 
 
+class RewardFailureWarning(RuntimeWarning):
+    """A reward call timed out or failed and its samples got reward_failure_score (once per reward).
+    Not a UserWarning: the command line silences those from libraries, and this one is ours."""
+
+
 class RewardTimeout(Exception):
     """A reward call ran past its time-out (the worker that ran it was killed)."""
 

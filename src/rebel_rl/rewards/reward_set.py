@@ -22,7 +22,7 @@ from rebel_rl.errors import ConfigError, RewardError, first_line
 from rebel_rl.rewards.builtin import BUILTIN_REWARDS
 from rebel_rl.rewards.functions import load_reward_function
 from rebel_rl.rewards.isolation import (
-    RewardTimeout, RewardWorker, call_reward_function, is_async_reward, run_coroutine,
+    RewardFailureWarning, RewardTimeout, RewardWorker, call_reward_function, is_async_reward, run_coroutine,
 )
 from rebel_rl.rewards.specs import check_reward_spec, parse_reward_spec  # noqa: F401 (re-exported)
 from rebel_rl.rewards.reward_model import RewardModel
@@ -166,7 +166,8 @@ class RewardSet:
         if name not in self._warned:
             self._warned.add(name)
             warnings.warn(f"{problem}; its samples score reward_failure_score={self.failure_score:g} "
-                          f"(counted in rewards/{name}/timeouts and failures)", stacklevel=3)
+                          f"(counted in rewards/{name}/timeouts and failures)",
+                          RewardFailureWarning, stacklevel=3)
         return torch.full((count,), float(self.failure_score), dtype=torch.float32)
 
     def take_counts(self) -> dict[str, float]:
