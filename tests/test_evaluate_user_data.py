@@ -1,6 +1,6 @@
-"""`rebel evaluate` on the user's own model and data (issue 24, item 8): the TL;DR judge and win rate
-are defaults only on builtin:tldr; `--eval_rewards none` works; a reward needing columns the data
-lacks names the flag to change. Runs through `rebel_rl.cli.main`, as the console script does.
+"""`rebel evaluate` on the user's own model and data (issue 24, item 8): the TL;DR judge and win
+rate are defaults only on builtin:tldr; `--eval_rewards none` works; a reward needing columns the
+data lacks names the flag to change. Runs through `rebel_rl.cli.main`, as the console script does.
 """
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def test_tldr_reward_on_user_data_names_the_flag(lora_final, files, capfd):  # n
 @pytest.mark.parametrize("values, rewards, eval_rewards", [
     ({"dataset": "builtin:tldr"}, ["tldr_judge"], ["tldr_win_rate"]),
     ({"dataset": "builtin:tldr", "eval_rewards": []}, ["tldr_judge"], []),  # an empty YAML list
-    ({"dataset": "builtin:tldr", "eval_rewards": ["none"]}, ["tldr_judge"], []),  # --eval_rewards none
+    # --eval_rewards none
+    ({"dataset": "builtin:tldr", "eval_rewards": ["none"]}, ["tldr_judge"], []),
     ({"dataset": "data.jsonl", "rewards": ["length"]}, ["length"], []),
 ])
 def test_reward_defaults_follow_the_dataset(values, rewards, eval_rewards):
@@ -70,4 +71,5 @@ def test_reward_defaults_follow_the_dataset(values, rewards, eval_rewards):
 
 def test_empty_rewards_list_on_user_data_is_a_config_error():
     with pytest.raises(ConfigError, match="give --rewards"):
-        EvaluateConfig.from_dict({"model_name_or_path": "m", "dataset": "d.jsonl", "rewards": []}).validate()
+        EvaluateConfig.from_dict({"model_name_or_path": "m", "dataset": "d.jsonl",
+                                  "rewards": []}).validate()

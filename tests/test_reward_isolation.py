@@ -57,7 +57,8 @@ def score(reward_set: RewardSet) -> tuple[torch.Tensor, dict[str, torch.Tensor]]
 def test_hanging_reward_scores_the_failure_score_within_its_timeout(reward_file):
     rewards = RewardSet([f"{reward_file}:hang", f"{reward_file}:words"], timeout=1.0,
                         failure_score=-1.0)
-    with pytest.warns(RewardFailureWarning, match=r"reward 'hang' timed out after 1 s \(reward_timeout\); "):
+    timed_out = r"reward 'hang' timed out after 1 s \(reward_timeout\); "
+    with pytest.warns(RewardFailureWarning, match=timed_out):
         score(rewards)  # the first call also spawns the workers (outside the time-out)
     start = time.monotonic()
     total, named = score(rewards)  # warned once per reward, not per call
@@ -93,7 +94,8 @@ def test_worker_is_restarted_after_a_timeout(reward_file, tmp_path):
 
 def test_raising_reward_scores_the_failure_score_and_is_counted(reward_file):
     rewards = RewardSet([f"{reward_file}:boom"], timeout=1.0, failure_score=0.5)
-    with pytest.warns(RewardFailureWarning, match="reward 'boom' raised ValueError: verifier crashed"):
+    raised = "reward 'boom' raised ValueError: verifier crashed"
+    with pytest.warns(RewardFailureWarning, match=raised):
         total, _ = score(rewards)
     assert total.tolist() == [0.5] * 3
     assert rewards.take_counts()["rewards/boom/failures"] == 1.0
@@ -111,7 +113,8 @@ def test_raising_reward_without_failure_score_stops_with_one_line(reward_file, t
 
 def test_timeout_without_failure_score_stops_naming_the_reward(reward_file):
     rewards = RewardSet([f"{reward_file}:hang"], timeout=1.0)
-    with pytest.raises(RewardError, match=r"^reward 'hang' timed out after 1 s .*reward_failure_score"):
+    stops = r"^reward 'hang' timed out after 1 s .*reward_failure_score"
+    with pytest.raises(RewardError, match=stops):
         score(rewards)
     rewards.close()
 

@@ -1,4 +1,4 @@
-"""Reward functions that cannot hang a run: a time-out per call in a worker process, and async rewards.
+"""Rewards that cannot hang a run: a time-out per call in a worker process; async rewards awaited.
 
 A `module:fn` or `file.py:fn` reward with a time-out runs in its own spawned process (one persistent
 worker per reward, killed and restarted after a call runs past the time-out). The worker exits when
@@ -129,7 +129,9 @@ class RewardWorker:
         weakref.finalize(self, _kill, process)
         if not parent_end.poll(START_TIMEOUT):
             self.close()
-            raise RewardError(f"reward '{self.name}': its worker did not start in {START_TIMEOUT:g} s")
+            raise RewardError(
+                f"reward '{self.name}': its worker did not start in {START_TIMEOUT:g} s"
+            )
         status, detail = self._receive()
         if status != "ready":
             self.close()
@@ -143,12 +145,15 @@ class RewardWorker:
         try:
             self._connection.send((prompts, completions, columns))
         except Exception as exc:  # pickling: a column or an extra the worker cannot receive
-            raise RewardError(f"reward '{self.name}': its inputs cannot be sent to its worker process "
-                              f"({type(exc).__name__}: {first_line(exc)}); unset reward_timeout") from None
+            raise RewardError(
+                f"reward '{self.name}': its inputs cannot be sent to its worker process "
+                f"({type(exc).__name__}: {first_line(exc)}); unset reward_timeout"
+            ) from None
         self._deadline = time.monotonic() + self.timeout
 
     def result(self) -> Any:
-        """The submitted batch's output; RewardTimeout past the deadline, RewardError if it raised."""
+        """The submitted batch's output: RewardTimeout past the deadline, RewardError if it
+        raised."""
         assert self._deadline is not None, "result() without submit()"
         remaining, self._deadline = max(0.0, self._deadline - time.monotonic()), None
         if not self._connection.poll(remaining):

@@ -1,10 +1,12 @@
-"""Reward specs resolved into callables (built-ins, user functions, reward models) and combined with weights.
+"""Reward specs resolved into callables (built-ins, user functions, reward models), combined with
+weights.
 
-All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`. As in TRL, a
-function that names `completion_ids` or `trainer_state` (or takes `**kwargs`) also receives the completions'
-token ids and the trainer's state, and a reward may return None for a sample it does not apply to: the
-weighted sum then skips it (NaN-sum over the rewards, so a sample no reward applies to scores 0, with a
-warning), and that reward's logged mean is over the samples it scored.
+All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`. As in
+TRL, a function that names `completion_ids` or `trainer_state` (or takes `**kwargs`) also receives
+the completions' token ids and the trainer's state, and a reward may return None for a sample it
+does not apply to: the weighted sum then skips it (NaN-sum over the rewards, so a sample no reward
+applies to scores 0, with a warning), and that reward's logged mean is over the samples it scored.
+Time-outs, failure scores and async rewards: isolation.py and docs/rewards.md.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from rebel_rl.errors import ConfigError, RewardError, first_line
 from rebel_rl.rewards.builtin import BUILTIN_REWARDS
 from rebel_rl.rewards.functions import load_reward_function
 from rebel_rl.rewards.isolation import (
-    RewardFailureWarning, RewardTimeout, RewardWorker, call_reward_function, is_async_reward, run_coroutine,
+    RewardFailureWarning, RewardTimeout, RewardWorker, call_reward_function, is_async_reward,
+    run_coroutine,
 )
 from rebel_rl.rewards.specs import check_reward_spec, parse_reward_spec  # noqa: F401 (re-exported)
 from rebel_rl.rewards.reward_model import RewardModel
@@ -61,14 +64,16 @@ class RewardSet:
         weights = [1.0] * len(specs) if weights is None else [float(w) for w in weights]
         if len(weights) != len(specs):
             raise ConfigError(
-                f"{len(weights)} reward weights for {len(specs)} rewards: give one weight per reward"
+                f"{len(weights)} reward weights for {len(specs)} rewards: give one weight per "
+                "reward"
             )
         resolved = [
-            (getattr(spec, "__name__", type(spec).__name__), spec) if callable(spec) else resolve_reward(spec, device)
-            for spec in specs
+            (getattr(spec, "__name__", type(spec).__name__), spec) if callable(spec)
+            else resolve_reward(spec, device) for spec in specs
         ]
         self._names = _deduplicate([name for name, _ in resolved])
-        self.trainer_state: Any = None  # set by the trainer: passed as `trainer_state` to rewards that take it
+        # set by the trainer: passed as `trainer_state` to the rewards that take it
+        self.trainer_state: Any = None
         self.functions = [function for _, function in resolved]
         self.weights = weights
         self.timeout, self.failure_score = timeout, failure_score
@@ -103,17 +108,20 @@ class RewardSet:
         keywords = {name: {**(columns or {}), **_accepted(function, extras)}
                     for name, function in zip(self._names, self.functions)}
         outcomes = self._call_all(prompts, formatted, keywords)
-        per_reward = {name: self._scores(name, outcomes[name], len(completions)) for name in self._names}
+        per_reward = {name: self._scores(name, outcomes[name], len(completions))
+                      for name in self._names}
         stacked = torch.stack(list(per_reward.values()), dim=1)  # (N, rewards)
         total = (stacked * torch.tensor(self.weights, dtype=torch.float32)).nansum(dim=1)
         unscored = stacked.isnan().all(dim=1)
         if unscored.any():
-            warnings.warn(f"every reward returned None for {int(unscored.sum())} completion(s): they score 0",
-                          stacklevel=2)
+            warnings.warn(f"every reward returned None for {int(unscored.sum())} completion(s): "
+                          "they score 0", stacklevel=2)
         return total, per_reward
 
 
-    def _call_all(self, prompts: list, completions: list, keywords: dict[str, dict]) -> dict[str, Any]:
+    def _call_all(
+        self, prompts: list, completions: list, keywords: dict[str, dict]
+    ) -> dict[str, Any]:
         """Each reward's raw output, or the exception its call ended with. Worker calls are sent
         first and collected last, so they run alongside the in-process ones; async rewards in this
         process are awaited together (as TRL gathers them)."""
@@ -165,14 +173,15 @@ class RewardSet:
             raise RewardError(problem + advice) from None
         if name not in self._warned:
             self._warned.add(name)
-            warnings.warn(f"{problem}; its samples score reward_failure_score={self.failure_score:g} "
-                          f"(counted in rewards/{name}/timeouts and failures)",
+            warnings.warn(f"{problem}; its samples score "
+                          f"reward_failure_score={self.failure_score:g} (counted in "
+                          f"rewards/{name}/timeouts and failures)",
                           RewardFailureWarning, stacklevel=3)
         return torch.full((count,), float(self.failure_score), dtype=torch.float32)
 
     def take_counts(self) -> dict[str, float]:
         """`rewards/NAME/timeouts` and `rewards/NAME/failures` since the last take, for the log;
-        empty unless a time-out or a failure score is configured (runs without them log as before)."""
+        empty unless a time-out or a failure score is set (runs without them log as before)."""
         if self.timeout is None and self.failure_score is None:
             return {}
         counts = {f"rewards/{name}/{kind}": float(n)
@@ -258,7 +267,8 @@ def _as_floats(name: str, output: Any) -> list[float]:
         number = _as_float(value)
         if number is None or not math.isfinite(number):
             raise RewardError(
-                f"reward '{name}' returned {value!r:.40} at index {index}: rewards must be finite numbers (or None: not applicable)"
+                f"reward '{name}' returned {value!r:.40} at index {index}: rewards must be "
+                "finite numbers (or None: not applicable)"
             )
         values.append(number)
     return values

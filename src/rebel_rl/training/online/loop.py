@@ -167,7 +167,8 @@ class RebelTrainer:
         specs = list(config.rewards) + extra
         guard = {"timeout": config.reward_timeout, "failure_score": config.reward_failure_score}
         self.rewards = RewardSet(specs, weights, device=device, **guard) if specs else NoRewards()
-        self.eval_rewards = RewardSet(config.eval_rewards, device=device, **guard) if config.eval_rewards else None
+        self.eval_rewards = (RewardSet(config.eval_rewards, device=device, **guard)
+                             if config.eval_rewards else None)
         self.trainer_state = TrainerState(max_steps=config.num_iterations)
         for reward_set in (self.rewards, self.eval_rewards):
             if reward_set is not None:
