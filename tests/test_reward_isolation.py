@@ -29,6 +29,9 @@ def boom(prompts, completions, **kw):
 def words(prompts, completions, **kw):
     return [float(len(c.split())) for c in completions]
 
+def short(prompts, completions, **kw):
+    return [1.0]
+
 def pid(prompts, completions, **kw):
     return [float(os.getpid())] * len(completions)
 
@@ -99,6 +102,17 @@ def test_raising_reward_scores_the_failure_score_and_is_counted(reward_file):
         total, _ = score(rewards)
     assert total.tolist() == [0.5] * 3
     assert rewards.take_counts()["rewards/boom/failures"] == 1.0
+    rewards.close()
+
+
+def test_wrong_length_output_counts_as_a_failure(reward_file):
+    rewards = RewardSet([f"{reward_file}:short", f"{reward_file}:words"], timeout=1.0,
+                        failure_score=-2.0)
+    with pytest.warns(RewardFailureWarning, match="reward 'short' returned 1 values for 3"):
+        total, _ = score(rewards)
+    assert total.tolist() == [w - 2.0 for w in WORDS]
+    counts = rewards.take_counts()
+    assert (counts["rewards/short/failures"], counts["rewards/words/failures"]) == (1.0, 0.0)
     rewards.close()
 
 
