@@ -109,6 +109,8 @@ class RewardConfig:
     missing_eos_penalty: float = 0.0  # subtracted from the score of a completion that never emits EOS
     reward_normalization: str = "none"  # none (as in the paper) | prompt (per-prompt mean/std) | batch (batch mean/std); not ppo
     preference: str | None = None  # rebel: regress on P(y > y'|x) - 1/2 instead of rewards: builtin, module:fn, file.py:fn, model:PATH
+    reward_timeout: float | None = None  # seconds per call of a module:fn, file.py:fn reward
+    reward_failure_score: float | None = None  # score for failed/timed-out calls; None: stop
 
     def validate(self, require_rewards: bool = True) -> None:
         check_non_negative(self, ["kl_coef"])
@@ -118,6 +120,9 @@ class RewardConfig:
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ConfigError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards: "
                               "give one weight per reward")
+        if self.reward_timeout is not None and not self.reward_timeout > 0:
+            raise ConfigError(f"reward_timeout must be > 0 seconds, got {self.reward_timeout}: "
+                              "leave it unset (None) for no time-out")
         if self.preference is not None and self.reward_normalization != "none":
             raise ConfigError(f"reward_normalization {self.reward_normalization!r} does not apply to a preference "
                               "(its target is P - 1/2): use none")

@@ -1,18 +1,23 @@
 """`rebel evaluate`: score a saved policy on a prompt split, as the paper's tables do.
 
-Reports, each with a standard error over prompts: every reward and evaluation-only reward (for the
-built-in TL;DR task, the judge's win rate against the reference summaries and the reward-model score),
-and KL(pi || pi_ref) estimated from samples. Scores are taken at `temperature` (the paper used 0.01);
-the KL samples are drawn at `kl_temperature`, the temperature the policy was trained at.
+Reports, each with a standard error over prompts: every reward and evaluation-only reward (for
+the built-in TL;DR task, the judge's win rate against the reference summaries and the reward-model
+score), and KL(pi || pi_ref) estimated from samples. Scores are taken at `temperature` (the paper
+used 0.01); the KL samples are drawn at `kl_temperature`, the temperature the policy was trained at.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigBase
 from ..errors import ConfigError, ModelError, first_line
+
+
+TLDR_DATASET = "builtin:tldr"
+TLDR_REWARDS = ("tldr_judge",)  # need builtin:tldr's `facts` column
+TLDR_EVAL_REWARDS = ("tldr_win_rate",)  # needs its `facts` and `reference` columns
 
 
 @dataclass
@@ -21,17 +26,17 @@ class EvaluateConfig(ConfigBase):
 
     command = "evaluate"
 
-    model_name_or_path: str = ""  # the policy: a saved model folder (full model or LoRA adapter) or hub id
-    reference_model: str | None = None  # pi_ref for KL (e.g. the SFT model); default: the adapter's base model
+    model_name_or_path: str = ""  # the policy: a saved model (full or LoRA adapter) or hub id
+    reference_model: str | None = None  # pi_ref for KL (e.g. the SFT model); default: the base
     dataset: str = "builtin:tldr"  # prompts: file, save_to_disk folder, hub id or builtin:NAME
     split: str = "test"  # split of `dataset`
     prompt_column: str = "prompt"  # column holding the prompts
     num_prompts: int = 0  # evaluate the first N prompts (0 = all)
-    rewards: list[str] = field(default_factory=lambda: ["tldr_judge"])  # rewards whose weighted sum is `reward`
-    eval_rewards: list[str] = field(default_factory=lambda: ["tldr_win_rate"])  # further rewards reported alone
+    rewards: list[str] | None = None  # summed into `reward`; default on builtin:tldr: tldr_judge
+    eval_rewards: list[str] | None = None  # reported alone; builtin:tldr: tldr_win_rate; none: none
     num_generations: int = 1  # samples per prompt
     temperature: float = 0.01  # sampling temperature of the scored completions (the paper: 0.01)
-    kl_temperature: float = 1.0  # temperature of the samples for KL(pi || pi_ref): the training temperature
+    kl_temperature: float = 1.0  # temperature of the KL(pi || pi_ref) samples: the training one
     max_new_tokens: int = 24  # completion length cap
     max_prompt_length: int = 512  # longer prompts are an error
     batch_size: int = 64  # sequences per sampling batch
@@ -49,21 +54,36 @@ class EvaluateConfig(ConfigBase):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.num_prompts < 0:
             raise ConfigError(f"num_prompts must be >= 0, got {self.num_prompts}")
-        if not self.rewards:
-            raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards tldr_judge")
+        self._resolve_reward_defaults()
         return self
+
+    def _resolve_reward_defaults(self) -> None:
+        """The TL;DR judge and win rate are defaults only on builtin:tldr (they read its columns);
+        on other data `rewards` must be named and `eval_rewards` defaults to none."""
+        on_tldr = self.dataset == TLDR_DATASET
+        if self.eval_rewards is None:
+            self.eval_rewards = list(TLDR_EVAL_REWARDS) if on_tldr else []
+        if self.rewards is None and on_tldr:
+            self.rewards = list(TLDR_REWARDS)
+        if not self.rewards:
+            raise ConfigError(
+                f"no reward to evaluate with on {self.dataset}: give --rewards (a builtin such as "
+                "length, module:fn, file.py:fn or model:PATH); the TL;DR judge is the default only "
+                f"for --dataset {TLDR_DATASET}"
+            )
 
 
 def load_eval_policy(model: str, reference: str | None, *, temperature: float, max_new_tokens: int,
                      max_prompt_length: int, device: str = "cpu"):
-    """A `CausalLMPolicy` for a saved model (a full model, or a LoRA adapter whose base is the default
-    reference) with pi_ref loaded from `reference`; ModelError when either cannot be loaded."""
+    """A `CausalLMPolicy` for a saved model (a full model, or a LoRA adapter whose base is the
+    default reference) with pi_ref loaded from `reference`; ModelError when either cannot load."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..policies.causal_lm import CausalLMPolicy
     from ..policies.pretrained import model_load_errors, resolve_model_path
 
-    # A LoRA adapter (what `rebel train` writes to final/ by default) has adapter_config.json, no config.json.
+    # A LoRA adapter (what `rebel train` writes to final/ by default) has adapter_config.json and
+    # no config.json.
     is_adapter = (Path(model).expanduser() / "adapter_config.json").is_file()
     path = str(Path(model).expanduser()) if is_adapter else resolve_model_path(model)
     try:
@@ -78,7 +98,8 @@ def load_eval_policy(model: str, reference: str | None, *, temperature: float, m
         if reference is not None:
             reference_model = AutoModelForCausalLM.from_pretrained(resolve_model_path(reference))
         elif not is_adapter:
-            raise ModelError(f"{model} is a full model: give reference_model (e.g. the SFT model) for the KL term")
+            raise ModelError(f"{model} is a full model: give reference_model (e.g. the SFT model) "
+                             "for the KL term")
     except model_load_errors() as exc:
         raise ModelError(f"cannot load {model!r} or its reference: {first_line(exc)}") from None
     tokenizer.padding_side = "left"
@@ -87,12 +108,13 @@ def load_eval_policy(model: str, reference: str | None, *, temperature: float, m
     for m in (policy_model, reference_model):
         if m is not None:
             m.to(device).eval().requires_grad_(False)
-    return CausalLMPolicy(policy_model, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature,
-                          max_prompt_length=max_prompt_length, reference_model=reference_model)
+    return CausalLMPolicy(policy_model, tokenizer, max_new_tokens=max_new_tokens,
+                          temperature=temperature, max_prompt_length=max_prompt_length,
+                          reference_model=reference_model)
 
 
 def evaluate_model(config: EvaluateConfig) -> dict[str, Any]:
-    """Evaluate `config.model_name_or_path` as `EvaluateConfig` says; return the result as a dict."""
+    """Evaluate `config.model_name_or_path` as `EvaluateConfig` says; return the result, a dict."""
     from ..data import load_prompt_dataset
     from ..rewards import RewardSet, check_reward_spec
     from .heldout import evaluate
@@ -104,11 +126,14 @@ def evaluate_model(config: EvaluateConfig) -> dict[str, Any]:
     dataset = load_prompt_dataset(config.dataset, config.split, config.prompt_column)
     if config.num_prompts:
         dataset = dataset.select(range(min(config.num_prompts, len(dataset))))
-    policy = load_eval_policy(config.model_name_or_path, config.reference_model, temperature=config.kl_temperature,
-                              max_new_tokens=config.max_new_tokens, max_prompt_length=config.max_prompt_length)
+    policy = load_eval_policy(config.model_name_or_path, config.reference_model,
+                              temperature=config.kl_temperature,
+                              max_new_tokens=config.max_new_tokens,
+                              max_prompt_length=config.max_prompt_length)
     policy.check_prompts(dataset["prompt"])
     result = evaluate(policy, dataset, RewardSet(config.rewards),
-                      eval_reward_set=RewardSet(config.eval_rewards) if config.eval_rewards else None,
+                      eval_reward_set=(RewardSet(config.eval_rewards) if config.eval_rewards
+                                       else None),
                       num_generations=config.num_generations, temperature=config.temperature,
                       batch_size=config.batch_size, seed=config.seed)
     summary = {"model": config.model_name_or_path, "dataset": config.dataset, "split": config.split,
@@ -123,6 +148,8 @@ def result_lines(data: dict[str, Any]) -> list[str]:
     """One line per metric of an `evaluate_model` result, `name: mean +/- s.e.`, for printing."""
     lines = [f"reward: {data['reward']:+.4f} +/- {data['reward_se']:.4f}",
              f"kl: {data['kl']:.4f} +/- {data['kl_se']:.4f}"]
-    lines += [f"{name}: {value:+.4f} +/- {data['rewards_se'].get(name, 0.0):.4f}" for name, value in data["rewards"].items()]
-    lines += [f"mean_length: {data['mean_length']:.2f}", f"no_eos_fraction: {data['no_eos_fraction']:.3f}"]
+    lines += [f"{name}: {value:+.4f} +/- {data['rewards_se'].get(name, 0.0):.4f}"
+              for name, value in data["rewards"].items()]
+    lines += [f"mean_length: {data['mean_length']:.2f}",
+              f"no_eos_fraction: {data['no_eos_fraction']:.3f}"]
     return lines

@@ -15,7 +15,7 @@ _EXPORTS = {
     "RewardModel": "reward_model", "load_reward_function": "functions",
     "RewardSet": "reward_set", "check_reward_spec": "specs",
     "parse_reward_spec": "specs", "RewardSpec": "specs", "format_completion": "reward_set",
-    "resolve_reward": "reward_set",
+    "resolve_reward": "reward_set", "RewardFailureWarning": "isolation",
 }
 __all__ = sorted(_EXPORTS)
 

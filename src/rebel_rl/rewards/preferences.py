@@ -117,3 +117,7 @@ class NoRewards:
     def __call__(self, prompts: list, completions: list, columns: dict | None = None, extras: dict | None = None
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return torch.zeros(len(completions)), {}
+
+    def take_counts(self) -> dict[str, float]:
+        """No rewards, so no time-outs or failures to log."""
+        return {}

@@ -1,13 +1,16 @@
-"""Reward specs resolved into callables (built-ins, user functions, reward models) and combined with weights.
+"""Reward specs resolved into callables (built-ins, user functions, reward models), combined with
+weights.
 
-All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`. As in TRL, a
-function that names `completion_ids` or `trainer_state` (or takes `**kwargs`) also receives the completions'
-token ids and the trainer's state, and a reward may return None for a sample it does not apply to: the
-weighted sum then skips it (NaN-sum over the rewards, so a sample no reward applies to scores 0, with a
-warning), and that reward's logged mean is over the samples it scored.
+All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`. As in
+TRL, a function that names `completion_ids` or `trainer_state` (or takes `**kwargs`) also receives
+the completions' token ids and the trainer's state, and a reward may return None for a sample it
+does not apply to: the weighted sum then skips it (NaN-sum over the rewards, so a sample no reward
+applies to scores 0, with a warning), and that reward's logged mean is over the samples it scored.
+Time-outs, failure scores and async rewards: isolation.py and docs/rewards.md.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 import warnings
@@ -17,9 +20,13 @@ from typing import Any
 import torch
 
 from rebel_rl.data.prompts import is_conversational
-from rebel_rl.errors import ConfigError, RewardError
+from rebel_rl.errors import ConfigError, RewardError, first_line
 from rebel_rl.rewards.builtin import BUILTIN_REWARDS
 from rebel_rl.rewards.functions import load_reward_function
+from rebel_rl.rewards.isolation import (
+    RewardFailureWarning, RewardTimeout, RewardWorker, call_reward_function, is_async_reward,
+    run_coroutine,
+)
 from rebel_rl.rewards.specs import check_reward_spec, parse_reward_spec  # noqa: F401 (re-exported)
 from rebel_rl.rewards.reward_model import RewardModel
 
@@ -43,27 +50,40 @@ class RewardSet:
     """Several reward specs with weights; calling it scores completions with each and sums them."""
 
     def __init__(
-        self, specs: list[str | Callable], weights: list[float] | None = None, device: str = "cpu"
+        self, specs: list[str | Callable], weights: list[float] | None = None, device: str = "cpu",
+        timeout: float | None = None, failure_score: float | None = None,
     ) -> None:
         """Resolve every spec (loading reward models on `device`); a callable is used as it is.
 
-        Weights default to 1.0 each.
+        Weights default to 1.0 each. With `timeout`, each `module:fn` / `file.py:fn` reward runs in
+        its own worker process and an async reward is cancelled past it; `failure_score` is what
+        every sample of a call that timed out or failed scores (None: that call raises RewardError).
         """
         if not specs:
             raise ConfigError("no reward given: set at least one reward (e.g. reward: sentiment)")
         weights = [1.0] * len(specs) if weights is None else [float(w) for w in weights]
         if len(weights) != len(specs):
             raise ConfigError(
-                f"{len(weights)} reward weights for {len(specs)} rewards: give one weight per reward"
+                f"{len(weights)} reward weights for {len(specs)} rewards: give one weight per "
+                "reward"
             )
         resolved = [
-            (getattr(spec, "__name__", type(spec).__name__), spec) if callable(spec) else resolve_reward(spec, device)
-            for spec in specs
+            (getattr(spec, "__name__", type(spec).__name__), spec) if callable(spec)
+            else resolve_reward(spec, device) for spec in specs
         ]
         self._names = _deduplicate([name for name, _ in resolved])
-        self.trainer_state: Any = None  # set by the trainer: passed as `trainer_state` to rewards that take it
+        # set by the trainer: passed as `trainer_state` to the rewards that take it
+        self.trainer_state: Any = None
         self.functions = [function for _, function in resolved]
         self.weights = weights
+        self.timeout, self.failure_score = timeout, failure_score
+        self._workers = {
+            name: RewardWorker(name, spec, timeout) for name, spec in zip(self._names, specs)
+            if timeout is not None and isinstance(spec, str)
+            and parse_reward_spec(spec).kind in ("module", "file")
+        }
+        self._counts = {name: {"timeouts": 0, "failures": 0} for name in self._names}
+        self._warned: set[str] = set()
 
     @property
     def names(self) -> list[str]:
@@ -85,17 +105,102 @@ class RewardSet:
         formatted = [format_completion(p, c) for p, c in zip(prompts, completions, strict=True)]
         if self.trainer_state is not None:
             extras = {**(extras or {}), "trainer_state": self.trainer_state}
-        per_reward = {
-            name: _call_reward(name, function, prompts, formatted, {**(columns or {}), **_accepted(function, extras)})
-            for name, function in zip(self._names, self.functions)
-        }
+        keywords = {name: {**(columns or {}), **_accepted(function, extras)}
+                    for name, function in zip(self._names, self.functions)}
+        outcomes = self._call_all(prompts, formatted, keywords)
+        per_reward = {name: self._scores(name, outcomes[name], len(completions))
+                      for name in self._names}
         stacked = torch.stack(list(per_reward.values()), dim=1)  # (N, rewards)
         total = (stacked * torch.tensor(self.weights, dtype=torch.float32)).nansum(dim=1)
         unscored = stacked.isnan().all(dim=1)
         if unscored.any():
-            warnings.warn(f"every reward returned None for {int(unscored.sum())} completion(s): they score 0",
-                          stacklevel=2)
+            warnings.warn(f"every reward returned None for {int(unscored.sum())} completion(s): "
+                          "they score 0", stacklevel=2)
         return total, per_reward
+
+
+    def _call_all(
+        self, prompts: list, completions: list, keywords: dict[str, dict]
+    ) -> dict[str, Any]:
+        """Each reward's raw output, or the exception its call ended with. Worker calls are sent
+        first and collected last, so they run alongside the in-process ones; async rewards in this
+        process are awaited together (as TRL gathers them)."""
+        outcomes: dict[str, Any] = {}
+        for name, worker in self._workers.items():
+            outcomes[name] = _outcome(worker.submit, prompts, completions, keywords[name])
+        coroutines = {}
+        for name, function in zip(self._names, self.functions):
+            if name in self._workers:
+                continue
+            if is_async_reward(function):
+                coroutines[name] = function(prompts, completions, **keywords[name])
+            else:
+                outcomes[name] = _outcome(call_reward_function, function, prompts, completions,
+                                          keywords[name])
+        if coroutines:
+            outcomes.update(zip(coroutines, run_coroutine(self._gather(list(coroutines.values())))))
+        for name, worker in self._workers.items():
+            if not isinstance(outcomes[name], BaseException):  # submitted: wait for its answer
+                outcomes[name] = _outcome(worker.result)
+        return outcomes
+
+    async def _gather(self, coroutines: list) -> list:
+        """Await the coroutines concurrently, each bounded by the time-out; exceptions returned."""
+        if self.timeout is not None:
+            coroutines = [asyncio.wait_for(c, self.timeout) for c in coroutines]
+        results = await asyncio.gather(*coroutines, return_exceptions=True)
+        return [RewardTimeout(f"timed out after {self.timeout:g} s")
+                if isinstance(r, asyncio.TimeoutError) else r for r in results]
+
+    def _scores(self, name: str, outcome: Any, count: int) -> torch.Tensor:
+        """One reward's checked scores; a timed-out or failed call scores `failure_score` per
+        sample (counted, warned once) or, without one, raises a RewardError naming the reward."""
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return _checked(name, outcome, count)
+        except RewardTimeout:
+            self._counts[name]["timeouts"] += 1
+            problem = f"reward '{name}' timed out after {self.timeout:g} s (reward_timeout)"
+            advice = ": speed it up, raise reward_timeout, or set reward_failure_score"
+        except RewardError as exc:
+            self._counts[name]["failures"] += 1
+            problem, advice = str(exc), ""
+        except Exception as exc:
+            self._counts[name]["failures"] += 1
+            problem, advice = _raised(name, exc), ""
+        if self.failure_score is None:
+            raise RewardError(problem + advice) from None
+        if name not in self._warned:
+            self._warned.add(name)
+            warnings.warn(f"{problem}; its samples score "
+                          f"reward_failure_score={self.failure_score:g} (counted in "
+                          f"rewards/{name}/timeouts and failures)",
+                          RewardFailureWarning, stacklevel=3)
+        return torch.full((count,), float(self.failure_score), dtype=torch.float32)
+
+    def take_counts(self) -> dict[str, float]:
+        """`rewards/NAME/timeouts` and `rewards/NAME/failures` since the last take, for the log;
+        empty unless a time-out or a failure score is set (runs without them log as before)."""
+        if self.timeout is None and self.failure_score is None:
+            return {}
+        counts = {f"rewards/{name}/{kind}": float(n)
+                  for name, kinds in self._counts.items() for kind, n in kinds.items()}
+        self._counts = {name: {"timeouts": 0, "failures": 0} for name in self._names}
+        return counts
+
+    def close(self) -> None:
+        """Stop the reward worker processes (they also end with this process)."""
+        for worker in self._workers.values():
+            worker.close()
+
+
+def _outcome(function: Callable, *args: Any) -> Any:
+    """`function(*args)`, or the exception it raised (handled per reward by `_scores`)."""
+    try:
+        return function(*args)
+    except Exception as exc:
+        return exc
 
 
 def _accepted(function: Callable, extras: dict[str, Any] | None) -> dict[str, Any]:
@@ -121,19 +226,27 @@ def format_completion(prompt: Any, completion: str) -> str | list[dict]:
 def _call_reward(
     name: str, function: Callable, prompts: list, completions: list, columns: dict[str, list]
 ) -> torch.Tensor:
-    """Call one reward and check it returned one finite number per completion."""
+    """Call one reward in this process and check its output; any failure is one RewardError line."""
     try:
-        output = function(prompts, completions, **columns)
+        output = call_reward_function(function, prompts, completions, columns)
     except RewardError:
         raise
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise RewardError(f"reward '{name}' raised {type(exc).__name__}: {message}") from None
+        raise RewardError(_raised(name, exc)) from None
+    return _checked(name, output, len(completions))
+
+
+def _raised(name: str, exc: BaseException) -> str:
+    """The one line for a reward that raised: its name, the exception type and first line."""
+    message = first_line(exc) if str(exc).strip() else ""
+    return f"reward '{name}' raised {type(exc).__name__}: {message}"
+
+
+def _checked(name: str, output: Any, count: int) -> torch.Tensor:
+    """A reward's output as float32 scores, checked to be one finite number (or None) per sample."""
     values = _as_floats(name, output)
-    if len(values) != len(completions):
-        raise RewardError(
-            f"reward '{name}' returned {len(values)} values for {len(completions)} completions"
-        )
+    if len(values) != count:
+        raise RewardError(f"reward '{name}' returned {len(values)} values for {count} completions")
     return torch.tensor(values, dtype=torch.float32)
 
 
@@ -154,7 +267,8 @@ def _as_floats(name: str, output: Any) -> list[float]:
         number = _as_float(value)
         if number is None or not math.isfinite(number):
             raise RewardError(
-                f"reward '{name}' returned {value!r:.40} at index {index}: rewards must be finite numbers (or None: not applicable)"
+                f"reward '{name}' returned {value!r:.40} at index {index}: rewards must be "
+                "finite numbers (or None: not applicable)"
             )
         values.append(number)
     return values

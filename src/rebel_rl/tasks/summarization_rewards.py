@@ -17,8 +17,9 @@ def _tldr_columns(
     missing = [name for name in needed if columns.get(name) is None]
     if missing:
         raise RewardError(
-            f"reward '{reward}' needs the dataset column(s) {', '.join(missing)}, which come with "
-            "builtin:tldr (use --dataset builtin:tldr, or add them to your data); it is meant for evaluation"
+            f"reward '{reward}' needs the dataset column(s) {', '.join(missing)}, which your "
+            "data lacks (builtin:tldr has them): drop it from --rewards or --eval_rewards "
+            "(--eval_rewards none for no evaluation reward), or use --dataset builtin:tldr"
         )
     for name in needed:
         if len(columns[name]) != len(completions):

@@ -166,8 +166,10 @@ class RebelTrainer:
                                      device=device))
         weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
         specs = list(config.rewards) + extra
-        self.rewards = RewardSet(specs, weights, device=device) if specs else NoRewards()
-        self.eval_rewards = RewardSet(config.eval_rewards, device=device) if config.eval_rewards else None
+        guard = {"timeout": config.reward_timeout, "failure_score": config.reward_failure_score}
+        self.rewards = RewardSet(specs, weights, device=device, **guard) if specs else NoRewards()
+        self.eval_rewards = (RewardSet(config.eval_rewards, device=device, **guard)
+                             if config.eval_rewards else None)
         self.trainer_state = TrainerState(max_steps=config.num_iterations)
         for reward_set in (self.rewards, self.eval_rewards):
             if reward_set is not None:
@@ -285,6 +287,7 @@ class RebelTrainer:
         metrics.update(objective_stats)
         metrics.update(loss_stats)
         metrics.update(self._sampling_metrics())
+        metrics.update(self.rewards.take_counts())  # rewards/NAME/timeouts, /failures (this process)
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i], "reward": float(score[i])}
                    for i in range(min(config.log_completions, len(rollout)))]
         return metrics, samples
