@@ -199,7 +199,10 @@ def test_weight_count_mismatch_and_no_rewards():
 
 
 def test_unknown_spec_lists_builtins():
-    builtins = "aesthetic, digit_quality, jpeg_compressibility, jpeg_incompressibility, length, sentiment, tldr_judge, tldr_win_rate"
+    from rebel_rl.rewards.builtin import BUILTIN_REWARDS
+
+    builtins = ", ".join(sorted(BUILTIN_REWARDS))
+    assert "math_answer" in builtins and "sentiment" in builtins
     with pytest.raises(RewardError, match=f"use a builtin \\({builtins}\\)"):
         RewardSet(["happiness"])
 
