@@ -2,7 +2,8 @@
 
 The LM head and log-softmax run chunk by chunk over positions; only each chunk's selected
 log-prob is kept, and the backward recomputes each chunk's logits, so peak memory holds one
-chunk's logits instead of all of them. Pure torch; the policy wiring is not done yet.
+chunk's logits instead of all of them. Pure torch; policies/causal_lm.py calls it when
+`logprob_chunk_size` > 0.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ class _ChunkedLogProbs(torch.autograd.Function):
         hidden, weight, bias, targets = ctx.saved_tensors
         flat = hidden.reshape(-1, hidden.shape[-1])
         tgt, g = targets.reshape(-1), grad_out.reshape(-1)
-        gh = torch.zeros_like(flat)
-        gw = torch.zeros_like(weight)
-        gb = None if bias is None else torch.zeros_like(bias)
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        # A frozen head (LoRA) needs no (vocab x hidden) gradient: skip allocating and computing it.
+        gh = torch.zeros_like(flat) if need_h else None
+        gw = torch.zeros_like(weight) if need_w else None
+        gb = torch.zeros_like(bias) if need_b and bias is not None else None
         for start in range(0, flat.shape[0], ctx.chunk):
             sl = slice(start, start + ctx.chunk)
             logits = torch.nn.functional.linear(flat[sl], weight, bias) / ctx.temperature
@@ -43,11 +46,14 @@ class _ChunkedLogProbs(torch.autograd.Function):
             dlog = -torch.softmax(logits, dim=-1)
             dlog.scatter_add_(-1, tgt[sl, None], torch.ones_like(dlog[:, :1]))
             dlog = dlog * (g[sl, None] / ctx.temperature)
-            gh[sl] = dlog @ weight
-            gw += dlog.transpose(0, 1) @ flat[sl]
+            if gh is not None:
+                gh[sl] = dlog @ weight
+            if gw is not None:
+                gw += dlog.transpose(0, 1) @ flat[sl]
             if gb is not None:
                 gb += dlog.sum(0)
-        return gh.reshape(hidden.shape), gw, gb, None, None, None
+        gh = None if gh is None else gh.reshape(hidden.shape)
+        return gh, gw, gb, None, None, None
 
 
 def chunked_token_log_probs(
