@@ -74,6 +74,7 @@ def test_frozen_head_gets_no_gradient_and_hidden_grad_matches():
     up = torch.randn(2, 4, dtype=torch.float64, generator=g)
     (expected,) = torch.autograd.grad((_full(h, w, b, t, 0.7) * up).sum(), [h])
     ctx = SimpleNamespace(saved_tensors=(h.detach(), w, b, t), temperature=0.7, chunk=3,
+                          acc=torch.float64, autocast=("cpu", False, torch.bfloat16),
                           needs_input_grad=(True, False, False, False, False, False))
     gh, gw, gb, *_ = _ChunkedLogProbs.backward(ctx, up)
     assert gw is None and gb is None
