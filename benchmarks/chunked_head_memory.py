@@ -59,7 +59,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     args = parser.parse_args()
-    rows = ["| logprob_chunk_size | peak resident memory (GB) | update s | mean completion length |",
+    rows = ["| logprob_chunk_size | peak resident memory (GB) | update s "
+            "| mean completion length |",
             "|---|---|---|---|"]
     for _ in range(args.repeats):
         for chunk in SETTINGS:  # alternating, so a change in the machine's load hits both
