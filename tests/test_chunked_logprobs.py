@@ -57,3 +57,28 @@ def test_real_tiny_model_matches_full_logits(kind):
     for a, e in zip(gc, gf):
         if e is not None:
             torch.testing.assert_close(a, e, atol=1e-10, rtol=0)
+
+
+def test_frozen_head_gets_no_gradient_and_hidden_grad_matches():
+    """Under LoRA the head is frozen: backward returns None for it (nothing allocated) and the
+    hidden-state gradient is still the full path's."""
+    from types import SimpleNamespace
+
+    from rebel_rl.algorithms.chunked_logprobs import _ChunkedLogProbs
+
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(2, 4, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(9, 3, dtype=torch.float64, generator=g)
+    b = torch.randn(9, dtype=torch.float64, generator=g)
+    t = torch.randint(0, 9, (2, 4), generator=g)
+    up = torch.randn(2, 4, dtype=torch.float64, generator=g)
+    (expected,) = torch.autograd.grad((_full(h, w, b, t, 0.7) * up).sum(), [h])
+    ctx = SimpleNamespace(saved_tensors=(h.detach(), w, b, t), temperature=0.7, chunk=3,
+                          acc=torch.float64, autocast=("cpu", False, torch.bfloat16),
+                          needs_input_grad=(True, False, False, False, False, False))
+    gh, gw, gb, *_ = _ChunkedLogProbs.backward(ctx, up)
+    assert gw is None and gb is None
+    torch.testing.assert_close(gh, expected, atol=1e-10, rtol=0)
+    ch = chunked_token_log_probs(h, w, b, t, 0.7, 3)
+    (through_apply,) = torch.autograd.grad((ch * up).sum(), [h])
+    torch.testing.assert_close(through_apply, expected, atol=1e-10, rtol=0)

@@ -61,10 +61,12 @@ class ModelConfig(LoraConfig, WeightsConfig):
     model_type: str = "auto"  # auto (diffusion for builtin:digits-denoiser and diffusers folders) | causal_lm | diffusion (a pipeline hub id)
     merge_adapter: bool = False  # also save a merged full model at the end
     gradient_checkpointing: bool = False  # causal LM: recompute each layer in the update's backward instead of keeping its activations (half the peak memory at 128 tokens: docs/benchmark_memory.md)
+    logprob_chunk_size: int = 0  # causal LM: run the LM head over this many positions at a time in the log-prob passes, logits recomputed in the backward, so no (tokens x vocab) logits tensor lives (0: all at once, the default until measured; docs/long_completions.md)
 
     def validate(self) -> None:
         WeightsConfig.validate(self)
         LoraConfig.validate(self)
+        check_non_negative(self, ["logprob_chunk_size"])
         check_choice("model_type", self.model_type, ["auto", "causal_lm", "diffusion"])
 
 

@@ -22,6 +22,7 @@ from ..errors import DataError, ModelError, first_line
 from ..sharding import ready_to_generate
 from .base import Policy, PolicySupports
 from .checkpointing import enable_gradient_checkpointing
+from .chunked_head import chunkable_head, chunked_completion_logps, head_skipped
 from .lora_sampling import adapter_folded, can_fold_adapter
 from .offline import rollout_from_text
 from .pretrained import model_load_errors, resolve_model_path
@@ -36,9 +37,19 @@ def token_logps(
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
     temperature: float,
+    chunk_size: int = 0,
 ) -> torch.Tensor:
     """Per-token log softmax(logits / temperature) of the completion tokens, 0 outside the mask; (N, C).
-    Without gradients, a prompt repeated over consecutive rows is computed once (shared_prompts.py)."""
+    Without gradients, a prompt repeated over consecutive rows is computed once (shared_prompts.py).
+    `chunk_size` > 0 runs a plain Linear head over that many positions at a time, never holding the
+    (N, C, vocab) logits (chunked_head.py); other heads, or 0, take the full path."""
+    head = chunkable_head(model) if chunk_size > 0 else None
+    if head is not None:
+        with head_skipped(model):
+            hidden = completion_logits(model, prompt_ids, prompt_mask, completion_ids,
+                                       completion_mask)
+        logps = chunked_completion_logps(hidden, head, completion_ids, temperature, chunk_size)
+        return logps * completion_mask
     logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask).float() / temperature
     chosen = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     return (chosen - logits.logsumexp(-1)) * completion_mask
@@ -66,8 +77,10 @@ class CausalLMPolicy(Policy):
         top_p: float = 1.0,
         max_prompt_length: int = 256,
         reference_model: torch.nn.Module | None = None,
+        logprob_chunk_size: int = 0,
     ) -> None:
         super().__init__(model, temperature=temperature, reference_model=reference_model)
+        self.logprob_chunk_size = logprob_chunk_size  # 0: the full logits (token_logps)
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.top_k = top_k
@@ -147,7 +160,8 @@ class CausalLMPolicy(Policy):
                         ) -> torch.Tensor:
         """Per-token log-probs (N, C) of the completions, 0 after the first EOS; differentiable unless `reference`."""
         temperature = self.temperature if temperature is None else temperature
-        args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask, temperature)
+        args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                rollout.completion_mask, temperature, self.logprob_chunk_size)
         if reference:
             with torch.no_grad(), self.sampling_model(reference=True) as model, self.autocast():
                 return token_logps(model, *args)

@@ -124,9 +124,8 @@ def _sampling_engine(sampling) -> dict:
 
 
 def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
-    return load_causal_lm_policy(model, sampling, device, lora=model if model.use_lora else None,
-                                 max_prompt_length=max_prompt_length, gradient_checkpointing=model.gradient_checkpointing,
-                                 **_sampling_engine(sampling))
+    return load_causal_lm_policy(model, sampling, device, max_prompt_length=max_prompt_length,
+                                 **_causal_lm_options(model, sampling))
 
 
 def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt_length) -> Policy:
@@ -135,9 +134,17 @@ def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt
         model_object = load_causal_lm(model, device)[0]
     if tokenizer is None:  # the model's own, from where it was loaded
         tokenizer = load_tokenizer(model_object)
-    return wrap_causal_lm_policy(model_object, tokenizer, sampling, device, lora=model if model.use_lora else None,
-                                 max_prompt_length=max_prompt_length, gradient_checkpointing=model.gradient_checkpointing,
-                                 **_sampling_engine(sampling))
+    return wrap_causal_lm_policy(model_object, tokenizer, sampling, device,
+                                 max_prompt_length=max_prompt_length,
+                                 **_causal_lm_options(model, sampling))
+
+
+def _causal_lm_options(model, sampling) -> dict:
+    """What the ModelConfig `model` and SamplingConfig `sampling` ask of a causal LM policy, loaded
+    or wrapped alike."""
+    return {"lora": model if model.use_lora else None,
+            "gradient_checkpointing": model.gradient_checkpointing,
+            "logprob_chunk_size": model.logprob_chunk_size, **_sampling_engine(sampling)}
 
 
 def _check_causal_lm(model) -> None:
