@@ -1,5 +1,5 @@
-"""builtin:arithmetic (tasks/reasoning.py): disjoint splits, the answer format stated, references that
-the verifier accepts."""
+"""builtin:arithmetic (tasks/reasoning.py): disjoint splits, the answer format stated,
+references that the verifier accepts."""
 import pytest
 
 from rebel_rl.data.prompts import load_prompt_dataset

@@ -1,4 +1,4 @@
-"""The verifier rewards (rewards/verifiers.py): answer extraction, equivalence, format, bad input."""
+"""The verifier rewards (rewards/verifiers.py): extraction, equivalence, format, bad input."""
 import pytest
 
 from rebel_rl.errors import RewardError
@@ -41,11 +41,12 @@ def test_exact_match_normalises_case_space_and_final_period():
 def test_format_rewards_want_exactly_one_non_empty_answer_in_place():
     tags = ["<answer>1</answer>", "<answer> </answer>", "<answer>1</answer><answer>2</answer>", "1"]
     assert score("answer_tag_format", tags) == [1.0, 0.0, 0.0, 0.0]
-    assert score("boxed_format", [r"\boxed{3}", r"\boxed{", r"\boxed{}", "3"]) == [1.0, 0.0, 0.0, 0.0]
+    boxes = [r"\boxed{3}", r"\boxed{", r"\boxed{}", "3"]
+    assert score("boxed_format", boxes) == [1.0, 0.0, 0.0, 0.0]
 
 
 def test_missing_or_misaligned_answer_column_is_one_clear_line():
-    with pytest.raises(RewardError, match="needs the reference answer in a dataset column 'answer'"):
+    with pytest.raises(RewardError, match="needs the reference answer in a dataset column"):
         score("math_answer", ["<answer>1</answer>"])
     with pytest.raises(RewardError, match="column answer has 2 values for 1 completions"):
         score("exact_match", ["<answer>1</answer>"], answer=["1", "2"])

@@ -49,7 +49,7 @@ def verifier_metrics(per_sample: torch.Tensor) -> dict[str, float]:
 
 
 def identical_score_fraction(scores: torch.Tensor, samples: int) -> float:
-    """The share of prompts (rows of `samples` consecutive scores) whose samples all scored the same.
+    """The share of prompts (rows of `samples` consecutive scores) whose samples all scored alike.
 
     For REBEL, a pair with equal scores regresses the pair's log-ratio difference onto zero (or onto
     the KL term's difference): it carries no reward signal, only a pull towards pi_t.

@@ -2,12 +2,12 @@
 rewards `answer_tag_format` and `boxed_format`, registered as built-ins (rewards/builtin.py).
 
 They follow TRL's convention: the reference answer arrives as the dataset column `answer` (or
-`solution`, TRL's name in its math examples) passed as a keyword. The model's answer is the content of
-its last `<answer>...</answer>` tag, else of its last `\\boxed{...}`; a completion with neither scores
-0, except that `math_answer` then takes the last number in the text ("The answer is 2."), as
-GSM8K-style graders do: a model that answers right in the wrong place is still right, and the
-format rewards teach the place. `math_answer` checks equivalence with HF's math-verify (LaTeX,
-fractions, plain numbers), so "0.5", "1/2" and "\\frac{1}{2}" all match a reference of 1/2.
+`solution`, TRL's name in its math examples) passed as a keyword. The model's answer is the
+content of its last `<answer>...</answer>` tag, else of its last `\\boxed{...}`; a completion
+with neither scores 0, except that `math_answer` then takes the last number in the text ("The
+answer is 2."), as GSM8K-style graders do: a model that answers right in the wrong place is still
+right, and the format rewards teach the place. `math_answer` checks equivalence with HF's
+math-verify (LaTeX, fractions, plain numbers), so "0.5", "1/2" and "\\frac{1}{2}" all match a reference of 1/2.
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def math_answer(prompts: list, completions: list, **columns: Any) -> list[float]
 
 
 def exact_match(prompts: list, completions: list, **columns: Any) -> list[float]:
-    """1.0 per completion whose extracted answer equals the reference after `normalize`, else 0.0."""
+    """1.0 per completion whose extracted answer equals the reference after `normalize`."""
     references = reference_answers("exact_match", completions, columns)
     scores = []
     for completion, reference in zip(completions, references):

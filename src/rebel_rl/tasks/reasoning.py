@@ -1,5 +1,6 @@
 """Built-in reasoning task `arithmetic`: problems with checkable answers, generated offline with
-reasoning-gym's `basic_arithmetic` generator (two one-digit terms, + - * /, parentheses and negation).
+reasoning-gym's `basic_arithmetic` generator (two one-digit terms, + - * /, parentheses and
+negation).
 
 At this difficulty SmolLM2-135M-Instruct answers about a quarter of held-out problems correctly
 before training (docs/reasoning.md), so training has room to move it. The test split comes from
@@ -53,7 +54,8 @@ def load_arithmetic(split: str = "train") -> datasets.Dataset:
     """The `split` ("train" or "test") of builtin:arithmetic with columns prompt (conversational),
     answer (the reference) and question (the problem text)."""
     if split not in SPLITS:
-        raise DataError(f"the arithmetic task has no split '{split}': use one of {', '.join(SPLITS)}")
+        choices = ", ".join(SPLITS)
+        raise DataError(f"the arithmetic task has no split '{split}': use one of {choices}")
     import datasets
 
     rows = generate(split)
