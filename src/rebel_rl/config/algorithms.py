@@ -29,6 +29,10 @@ class AlgorithmSpec:
     pairings: tuple[str, ...] = ("all",)  # how samples of a prompt are paired
     reward_normalization: str | None = None  # why it refuses reward_normalization other than none, if it does
     sharding: bool = True  # whether it trains under FSDP2
+    # The paper it comes from (title, authors, venue, arXiv id) and its BibTeX entry: the model
+    # card of a run cites them.
+    paper: str = ""
+    bibtex: str = ""
 
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
