@@ -97,8 +97,9 @@ class GrpoOptions:
 
 
 # The paper of each algorithm, cited by the model card of a run (training/run/hub.py).
-REBEL_PAPER = ("REBEL: Reinforcement Learning via Regressing Relative Rewards. Gao, Chang, Zhan, "
-               "Oertell, Swamy, Brantley, Joachims, Bagnell, Lee, Sun. NeurIPS 2024. arXiv 2404.16767")
+REBEL_PAPER = ("REBEL: Reinforcement Learning via Regressing Relative Rewards. Gao, Chang, "
+               "Zhan, Oertell, Swamy, Brantley, Joachims, Bagnell, Lee, Sun. NeurIPS 2024. "
+               "arXiv 2404.16767")
 REBEL_BIBTEX = r"""@inproceedings{gao2024rebel,
   title = {{REBEL}: Reinforcement Learning via Regressing Relative Rewards},
   author = {Gao, Zhaolin and Chang, Jonathan D. and Zhan, Wenhao and Oertell, Owen and
@@ -110,8 +111,8 @@ REBEL_BIBTEX = r"""@inproceedings{gao2024rebel,
   eprint = {2404.16767},
   archivePrefix = {arXiv}
 }"""
-PPO_PAPER = ("Proximal Policy Optimization Algorithms. Schulman, Wolski, Dhariwal, Radford, Klimov. "
-             "2017. arXiv 1707.06347")
+PPO_PAPER = ("Proximal Policy Optimization Algorithms. Schulman, Wolski, Dhariwal, Radford, "
+             "Klimov. 2017. arXiv 1707.06347")
 PPO_BIBTEX = r"""@misc{schulman2017ppo,
   title = {Proximal Policy Optimization Algorithms},
   author = {Schulman, John and Wolski, Filip and Dhariwal, Prafulla and Radford, Alec and
@@ -121,8 +122,8 @@ PPO_BIBTEX = r"""@misc{schulman2017ppo,
   archivePrefix = {arXiv}
 }"""
 RLOO_PAPER = ("Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human "
-              "Feedback in LLMs. Ahmadian, Cremer, Galle, Fadaee, Kreutzer, Pietquin, Ustun, Hooker. "
-              "ACL 2024. arXiv 2402.14740")
+              "Feedback in LLMs. Ahmadian, Cremer, Galle, Fadaee, Kreutzer, Pietquin, Ustun, "
+              "Hooker. ACL 2024. arXiv 2402.14740")
 RLOO_BIBTEX = r"""@inproceedings{ahmadian2024rloo,
   title = {Back to Basics: Revisiting {REINFORCE} Style Optimization for Learning from
            Human Feedback in {LLMs}},
@@ -134,8 +135,8 @@ RLOO_BIBTEX = r"""@inproceedings{ahmadian2024rloo,
   eprint = {2402.14740},
   archivePrefix = {arXiv}
 }"""
-REINFORCE_PAPER = ("Simple Statistical Gradient-Following Algorithms for Connectionist Reinforcement "
-                   "Learning. Williams. Machine Learning 8, 229-256, 1992")
+REINFORCE_PAPER = ("Simple Statistical Gradient-Following Algorithms for Connectionist "
+                   "Reinforcement Learning. Williams. Machine Learning 8, 229-256, 1992")
 REINFORCE_BIBTEX = r"""@article{williams1992reinforce,
   title = {Simple Statistical Gradient-Following Algorithms for Connectionist
            Reinforcement Learning},
@@ -158,8 +159,8 @@ DPO_BIBTEX = r"""@inproceedings{rafailov2023dpo,
   eprint = {2305.18290},
   archivePrefix = {arXiv}
 }"""
-DDPO_PAPER = ("Training Diffusion Models with Reinforcement Learning. Black, Janner, Du, Kostrikov, "
-              "Levine. 2023. arXiv 2305.13301")
+DDPO_PAPER = ("Training Diffusion Models with Reinforcement Learning. Black, Janner, Du, "
+              "Kostrikov, Levine. 2023. arXiv 2305.13301")
 DDPO_BIBTEX = r"""@misc{black2023ddpo,
   title = {Training Diffusion Models with Reinforcement Learning},
   author = {Black, Kevin and Janner, Michael and Du, Yilun and Kostrikov, Ilya and
@@ -181,28 +182,35 @@ GRPO_BIBTEX = r"""@misc{shao2024deepseekmath,
 }"""
 
 
+NORMALISES_ITSELF = "{name} normalises rewards per prompt itself: use reward_normalization none"
 for spec in [
-    AlgorithmSpec("rebel", f"{OBJECTIVES}:Rebel", RebelOptions, min_generations=2, policy_kinds=BOTH_KINDS,
-                  pair_sources=("online", "hybrid", "offline"), preferences=True, pairings=("all", "best_worst"),
-                  paper=REBEL_PAPER, bibtex=REBEL_BIBTEX),
+    AlgorithmSpec("rebel", f"{OBJECTIVES}:Rebel", RebelOptions, min_generations=2,
+                  policy_kinds=BOTH_KINDS, pair_sources=("online", "hybrid", "offline"),
+                  preferences=True, pairings=("all", "best_worst"),
+                  label="REBEL", paper=REBEL_PAPER, bibtex=REBEL_BIBTEX),
     AlgorithmSpec("ppo", f"{OBJECTIVES}:Ppo", PpoOptions, sharding=False,
-                  other_kind_hint="algorithm ppo is token-level PPO with a value model for causal LMs: for a "
-                                  "diffusion policy use ddpo (DDPO-style PPO, no value model)",
-                  reward_normalization="reward_normalization {value!r} does not apply to ppo (it whitens its "
-                                       "advantages): use none",
-                  paper=PPO_PAPER, bibtex=PPO_BIBTEX),
+                  other_kind_hint="algorithm ppo is token-level PPO with a value model for causal "
+                                  "LMs: for a diffusion policy use ddpo (DDPO-style PPO, no value "
+                                  "model)",
+                  reward_normalization="reward_normalization {value!r} does not apply to ppo (it "
+                                       "whitens its advantages): use none",
+                  label="PPO", paper=PPO_PAPER, bibtex=PPO_BIBTEX),
     AlgorithmSpec("rloo", f"{OBJECTIVES}:Rloo", min_generations=2, policy_kinds=BOTH_KINDS,
-                  paper=RLOO_PAPER, bibtex=RLOO_BIBTEX),
-    AlgorithmSpec("reinforce", f"{OBJECTIVES}:Reinforce", ReinforceOptions, policy_kinds=BOTH_KINDS,
-                  paper=REINFORCE_PAPER, bibtex=REINFORCE_BIBTEX),
-    AlgorithmSpec("iterative_dpo", f"{OBJECTIVES}:IterativeDpo", IterativeDpoOptions, min_generations=2,
-                  policy_kinds=BOTH_KINDS, paper=DPO_PAPER, bibtex=DPO_BIBTEX),
+                  label="RLOO", paper=RLOO_PAPER, bibtex=RLOO_BIBTEX),
+    AlgorithmSpec("reinforce", f"{OBJECTIVES}:Reinforce", ReinforceOptions,
+                  policy_kinds=BOTH_KINDS,
+                  label="REINFORCE", paper=REINFORCE_PAPER, bibtex=REINFORCE_BIBTEX),
+    AlgorithmSpec("iterative_dpo", f"{OBJECTIVES}:IterativeDpo", IterativeDpoOptions,
+                  min_generations=2, policy_kinds=BOTH_KINDS,
+                  label="Iterative DPO", paper=DPO_PAPER, bibtex=DPO_BIBTEX),
     AlgorithmSpec("ddpo", f"{OBJECTIVES}:Ddpo", DdpoOptions, policy_kinds=("diffusion",),
-                  other_kind_hint="algorithm ddpo is PPO for diffusion policies: for a causal LM use ppo",
-                  reward_normalization="ddpo normalises rewards per prompt itself: use reward_normalization none",
-                  paper=DDPO_PAPER, bibtex=DDPO_BIBTEX),
-    AlgorithmSpec("grpo", f"{OBJECTIVES}:Grpo", GrpoOptions, min_generations=2, policy_kinds=BOTH_KINDS,
-                  reward_normalization="grpo normalises rewards per prompt itself: use reward_normalization none",
-                  paper=GRPO_PAPER, bibtex=GRPO_BIBTEX),
+                  other_kind_hint="algorithm ddpo is PPO for diffusion policies: for a causal LM "
+                                  "use ppo",
+                  reward_normalization=NORMALISES_ITSELF.format(name="ddpo"),
+                  label="DDPO", paper=DDPO_PAPER, bibtex=DDPO_BIBTEX),
+    AlgorithmSpec("grpo", f"{OBJECTIVES}:Grpo", GrpoOptions, min_generations=2,
+                  policy_kinds=BOTH_KINDS,
+                  reward_normalization=NORMALISES_ITSELF.format(name="grpo"),
+                  label="GRPO", paper=GRPO_PAPER, bibtex=GRPO_BIBTEX),
 ]:
     register_algorithm(spec)
