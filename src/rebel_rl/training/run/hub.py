@@ -82,7 +82,8 @@ def _citation(algorithm: str) -> list[str]:
     lines = ["## Citation", ""]
     if algorithm in algorithm_names() and algorithm_spec(algorithm).paper:
         spec = algorithm_spec(algorithm)
-        lines += [f"Trained with **{algorithm}**: {spec.paper}.", ""]
+        lines += [f"Trained with **{spec.label or algorithm}** (`--algorithm {algorithm}`): "
+                  f"{spec.paper}.", ""]
         if spec.bibtex:
             lines += ["```bibtex", spec.bibtex, "```", ""]
     version = _library_version()
