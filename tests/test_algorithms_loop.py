@@ -6,6 +6,7 @@ import torch
 
 import rebel_rl
 from rebel_rl import RebelConfig
+from rebel_rl.config.algorithms import algorithm_names, algorithm_spec
 from rebel_rl.training.online import objectives
 from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm, write_jsonl
@@ -38,7 +39,11 @@ def make_config(files, run_dir: Path, **overrides) -> RebelConfig:
     return RebelConfig(**values)
 
 
-@pytest.mark.parametrize("algorithm", ["rebel", "ppo", "rloo", "reinforce", "iterative_dpo", "grpo"])
+# every registered algorithm that trains a causal LM, read from the registry (a new one joins here)
+TEXT_ALGORITHMS = [name for name in algorithm_names() if "causal_lm" in algorithm_spec(name).policy_kinds]
+
+
+@pytest.mark.parametrize("algorithm", TEXT_ALGORITHMS)
 def test_every_algorithm_raises_the_reward(files, tmp_path, algorithm):
     """Reward = count of 'e'; with top_k=2 every algorithm climbs from about 2 to 6-10 in 8 iterations
     (a flipped sign or advantage drives it towards 0 instead)."""

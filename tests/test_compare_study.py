@@ -113,7 +113,7 @@ def test_run_sweep_spends_the_same_budget_on_every_method_and_writes_the_best_ce
     text = path.read_text()
     assert "| REBEL | eta | 0.0003 | 5.5 |" in text and "| PPO | clip_range | 0.0001 | 0.14 |" in text
     assert "6 cells = a 2 x 2 coarse grid, then 2 cells" in text and text.count("| refine |") == 4
-    assert "Not swept yet: DPO, Iterative DPO, REINFORCE, RLOO, GRPO" in text
+    assert "Not swept yet: DPO, RLOO, REINFORCE, Iterative DPO, GRPO" in text
     assert all((tmp_path / "docs" / f"tuning_{m}.png").stat().st_size > 1000 for m in ("ppo", "rebel"))
 
 
@@ -147,7 +147,7 @@ def test_frontier_points_average_each_method_and_kl_coefficient(tmp_path):
             [(0, 0.05, 0.7, 1.0), (1, 0.05, 0.6, 2.0), (0, 0.2, 0.5, 0.5), (0, 0.01, 0.8, 3.0)]]
     runs += [fake_run("ppo", 0, {"kl_coef": 0.05}, 0.65), fake_run("dpo", 0, {}, 0.6), fake_run("sft", 0, {}, 0.4)]
     points = frontier_points(runs)
-    assert list(points) == ["ppo", "rebel"]  # offline methods have no KL coefficient
+    assert list(points) == ["rebel", "ppo"]  # registry order; offline methods have no KL coef
     assert [(p["kl_coef"], p["runs"]) for p in points["rebel"]] == [(0.01, 1), (0.05, 2), (0.2, 1)]
     assert points["rebel"][1]["win"] == pytest.approx(0.65) and points["rebel"][1]["kl"] == pytest.approx(1.5)
     assert "| REBEL | 0.05 | 2 | 65.0 | 0.325 | 1.50 |" in frontier_table(points)

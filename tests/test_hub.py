@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rebel_rl import ConfigError, RebelConfig, push
 from rebel_rl.cli import main
 from rebel_rl.training.online.loop import RebelTrainer
+from rebel_rl.training.run.hub import model_card
 from tiny import save_tiny_causal_lm, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
@@ -89,3 +90,23 @@ def test_bad_push_input_is_one_line(tmp_path, capsys):
         RebelConfig(push_to_hub=True).validate()
     assert main(["push", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def _fake_run(root: Path, algorithm: str) -> Path:
+    """The least a run folder needs for its card: the config and a final/ adapter."""
+    (root / "final").mkdir(parents=True)
+    (root / "final" / "adapter_config.json").write_text("{}")
+    (root / "config.yaml").write_text(f"training:\n  algorithm: {algorithm}\n")
+    return root
+
+
+@pytest.mark.parametrize("algorithm, arxiv, key", [
+    ("rebel", "2404.16767", "@inproceedings{gao2024rebel"),
+    ("grpo", "2402.03300", "@misc{shao2024deepseekmath")])
+def test_card_cites_the_algorithms_paper_and_the_library(tmp_path, algorithm, arxiv, key):
+    card = model_card(_fake_run(tmp_path, algorithm), "someone/m")
+    citation = card[card.index("## Citation"):]
+    assert f"arXiv {arxiv}" in citation and f"```bibtex\n{key}," in citation
+    assert f"eprint = {{{arxiv}}}" in citation and "Library: rebel-rl " in citation
+    other = "2402.03300" if algorithm == "rebel" else "2404.16767"
+    assert other not in card

@@ -9,21 +9,20 @@ from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
 from .stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig
 
-__all__ = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError",
-           "RewardError", "RunDirError", "HubError", "push", "train", "RebelTrainer", "SFTConfig", "RewardModelConfig", "DPOConfig",
-           "sft", "train_reward_model", "dpo", "PreferenceModelConfig", "train_preference_model", "EvaluateConfig", "evaluate_model", "CompareConfig",
-           "rebel_loss", "rebel_preference_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss",
-           "grpo_loss", "grpo_advantages"]
+# The public names without the pure losses; `__all__` adds those (algorithms.__all__) when asked.
+_PUBLIC = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError",
+           "RewardError", "RunDirError", "HubError", "push", "train", "RebelTrainer", "SFTConfig",
+           "RewardModelConfig", "DPOConfig", "sft", "train_reward_model", "dpo",
+           "PreferenceModelConfig", "train_preference_model", "EvaluateConfig", "evaluate_model",
+           "CompareConfig"]
 __version__ = "0.1.0"
 # The offline stages (docs/pipeline.md), imported on first use like the trainer.
 _STAGE_MODULES = {"sft": ".training.offline.sft", "train_reward_model": ".training.offline.reward_model",
                   "dpo": ".training.offline.offline_dpo",
                   "train_preference_model": ".training.offline.preference_model",
                   "evaluate_model": ".evaluation.model_eval", "push": ".training.run.hub"}
-# The pure losses need torch: imported on first use too, so `import rebel_rl` (and `rebel --help`) stays light.
-_ALGORITHM_NAMES = {"dpo_loss", "gae", "grpo_advantages", "grpo_loss",
-                    "policy_gradient_loss", "ppo_policy_loss", "ppo_value_loss", "rebel_loss",
-                    "rebel_preference_loss", "rloo_advantages"}
+# The pure losses (algorithms/, whose __all__ lists them) need torch: imported on first use too, so
+# `import rebel_rl` (and `rebel --help`) stays light.
 # `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare, CompareConfig`.
 
 
@@ -33,12 +32,16 @@ def __getattr__(name: str):
         from .training.online import loop
 
         return getattr(loop, name)
-    if name in _ALGORITHM_NAMES:
-        from . import algorithms
+    import importlib
 
-        return getattr(algorithms, name)
     if name in _STAGE_MODULES:
-        import importlib
-
         return getattr(importlib.import_module(_STAGE_MODULES[name], __name__), name)
+    if name.startswith("_") and name != "__all__" or name == "algorithms":
+        raise AttributeError(name)  # probes (__path__, a submodule not imported) stay torch-free
+    algorithms = importlib.import_module(".algorithms", __name__)
+
+    if name == "__all__":
+        return _PUBLIC + list(algorithms.__all__)
+    if name in algorithms.__all__:
+        return getattr(algorithms, name)
     raise AttributeError(name)

@@ -15,16 +15,24 @@ from __future__ import annotations
 
 import torch
 
-GROUP_STD_EPS = 1e-4
+from .ppo import clipped_surrogate
+
+GROUP_STD_EPS = 1e-4  # keeps a group of equal rewards at 0 instead of 0 / 0
+
+
+def standardise_groups(rewards: torch.Tensor) -> torch.Tensor:
+    """Rewards (G, n) standardised within each row: (r - mean) / (sample std + GROUP_STD_EPS).
+    GRPO's advantages and `reward_normalization` (prompt: a row per prompt; batch: one) share it."""
+    centred = rewards - rewards.mean(-1, keepdim=True)
+    return centred / (rewards.std(-1, keepdim=True) + GROUP_STD_EPS)
 
 
 def grpo_advantages(rewards: torch.Tensor, scale: bool = True) -> torch.Tensor:
     """Group-relative advantages (P, n) from rewards (P, n): centred per prompt, and divided by the
     group's sample std when `scale`."""
-    centred = rewards - rewards.mean(-1, keepdim=True)
-    if not scale:
-        return centred
-    return centred / (rewards.std(-1, keepdim=True) + GROUP_STD_EPS)
+    if scale:
+        return standardise_groups(rewards)
+    return rewards - rewards.mean(-1, keepdim=True)
 
 
 def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
@@ -32,12 +40,9 @@ def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Te
     """Clipped surrogate over tokens (N, T) with one advantage (N,) per completion, averaged per completion
     and then over completions. Returns (loss, ratio, fraction of tokens clipped)."""
     mask = mask.to(logps.dtype)
-    ratio = torch.exp(logps - old_logps.detach())
-    advantage = advantages.detach()[:, None]
-    unclipped = -advantage * ratio
-    clipped = -advantage * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
-    per_token = torch.maximum(unclipped, clipped) * mask
+    per_token, ratio, was_clipped = clipped_surrogate(logps, old_logps, advantages[:, None],
+                                                      clip_range)
     lengths = mask.sum(-1).clamp(min=1)
-    loss = (per_token.sum(-1) / lengths).mean()
-    clip_fraction = ((clipped > unclipped).to(mask.dtype) * mask).sum() / mask.sum().clamp(min=1)
+    loss = ((per_token * mask).sum(-1) / lengths).mean()
+    clip_fraction = (was_clipped.to(mask.dtype) * mask).sum() / mask.sum().clamp(min=1)
     return loss, ratio, clip_fraction

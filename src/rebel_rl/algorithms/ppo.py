@@ -55,16 +55,26 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, (advantages + values) * mask
 
 
-def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                    clip_range: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Clipped surrogate over tokens (N, T). Returns (loss, ratio, fraction of tokens clipped)."""
+def clipped_surrogate(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
+                      clip_range: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The per-token clipped surrogate max(-A rho, -A clip(rho, 1 - eps, 1 + eps)) over (N, T), with
+    rho = exp(logps - old_logps) and `advantages` broadcast against it (PPO's per token, GRPO's per
+    completion). Returns (per-token loss, ratio, where the clipped term was taken); how tokens are
+    averaged is the caller's (PPO over all tokens, GRPO per completion first)."""
     ratio = torch.exp(logps - old_logps.detach())
     advantages = advantages.detach()
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    clip_fraction = masked_mean((clipped > unclipped).float(), mask)
-    return loss, ratio, clip_fraction
+    return torch.maximum(unclipped, clipped), ratio, clipped > unclipped
+
+
+def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
+                    mask: torch.Tensor, clip_range: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clipped surrogate over tokens (N, T), averaged over the masked tokens. Returns (loss, ratio,
+    fraction of tokens clipped)."""
+    per_token, ratio, was_clipped = clipped_surrogate(logps, old_logps, advantages, clip_range)
+    return masked_mean(per_token, mask), ratio, masked_mean(was_clipped.float(), mask)
 
 
 def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,

@@ -5,12 +5,32 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import ConfigBase, _check_choice
+from ..config.algorithms import algorithm_names, algorithm_spec
 from ..errors import ConfigError
+from ..training.online import registry as _registry  # noqa: F401 (registers the online algorithms)
 from .extensions import EXTENSIONS
 
-METHODS = ["sft", "dpo", "iterative_dpo", "ppo", "reinforce", "rloo", "grpo", "rebel"]
-ONLINE = ["iterative_dpo", "ppo", "reinforce", "rloo", "grpo", "rebel"]
-ALL_METHODS = METHODS + list(EXTENSIONS)  # REBEL's extensions (extensions.py) run only when named
+# The offline stages compare runs beside the online algorithms (training/offline/): not registered.
+OFFLINE = ["sft", "dpo"]
+COMPARED_KIND = "causal_lm"  # the TL;DR task trains text policies: diffusion-only ones sit out
+
+
+def online_methods() -> list[str]:
+    """The registered online algorithms that train a causal LM, in registration order: compare's
+    online rows (read when asked, so an algorithm registered later appears with no edit here)."""
+    return [name for name in algorithm_names()
+            if COMPARED_KIND in algorithm_spec(name).policy_kinds]
+
+
+def methods() -> list[str]:
+    """The default rows of `rebel compare`: the offline stages, then every online algorithm."""
+    return OFFLINE + online_methods()
+
+
+def all_methods() -> list[str]:
+    """Every method compare can run: `methods()` and REBEL's extensions (extensions.py), which run
+    only when named."""
+    return methods() + list(EXTENSIONS)
 
 
 @dataclass
@@ -20,7 +40,7 @@ class CompareConfig(ConfigBase):
     command = "compare"
 
     model_size: str = "small"  # scratch model trained by SFT: small | medium
-    algorithms: list[str] = field(default_factory=lambda: list(METHODS))  # rows of the table (sft, dpo and online algorithms; REBEL's extensions rebel_hybrid etc.: compare/extensions.py)
+    algorithms: list[str] = field(default_factory=methods)  # rows of the table (sft, dpo and online algorithms; REBEL's extensions rebel_hybrid etc.: compare/extensions.py)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # one run per algorithm and seed (SFT and the reward model are shared)
     workers: int = 2  # runs in parallel, each in its own process with cores / workers threads
     output_dir: str | None = None  # runs, logs and results; default runs/compare-SIZE
@@ -56,9 +76,11 @@ class CompareConfig(ConfigBase):
         if self.report_dir is None:
             self.report_dir = self.output_dir
         _check_choice("model_size", self.model_size, ["small", "medium"])
-        unknown = [a for a in self.algorithms if a not in ALL_METHODS]
+        known = all_methods()
+        unknown = [a for a in self.algorithms if a not in known]
         if unknown or not self.algorithms:
-            raise ConfigError(f"algorithms must be among {', '.join(ALL_METHODS)}; got {', '.join(unknown) or 'none'}")
+            raise ConfigError(f"algorithms must be among {', '.join(known)}; "
+                              f"got {', '.join(unknown) or 'none'}")
         if not self.report_section.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"report_section must be a name of letters, digits, - and _; got {self.report_section!r}")
         if not self.seeds or not self.frontier_seeds:

@@ -7,7 +7,7 @@ from typing import Any
 
 from .config import CompareConfig, timestamp
 from .extensions import EXTENSIONS
-from .results import LABELS, curves, plot_learning_curves, plot_reward_vs_kl, results_table
+from .results import curves, label, plot_learning_curves, plot_reward_vs_kl, results_table
 
 
 def section_lines(config: CompareConfig, results: list[dict[str, Any]], wall_seconds: float) -> list[str]:
@@ -35,9 +35,9 @@ def section_lines(config: CompareConfig, results: list[dict[str, Any]], wall_sec
     ]
     for method in methods:
         if method in EXTENSIONS:
-            lines.append(f"- {LABELS[method]}: {EXTENSIONS[method].description}.")
+            lines.append(f"- {label(method)}: {EXTENSIONS[method].description}.")
         else:
-            lines.append(f"- {LABELS[method]}: as in the main table.")
+            lines.append(f"- {label(method)}: as in the main table.")
     if "rebel_judge_preference" in methods:
         lines += ["", "REBEL judge preference trains on the gold judge itself, the same judge that decides the win "
                   "rate, so its win rate is not a held-out measurement: it shows what the preference variant does "

@@ -8,14 +8,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .config import ONLINE, CompareConfig
+from .config import CompareConfig, online_methods
 from .jobs import method_job
-from .results import LABELS, metric, save_win_rm_figure
+from .results import label, metric, save_win_rm_figure
 
 
 def frontier_jobs(config: CompareConfig) -> list[dict[str, Any]]:
     """One job per online method of the invocation, extra KL coefficient and frontier seed (test split)."""
-    methods = [m for m in ONLINE if m in config.algorithms]
+    methods = [m for m in online_methods() if m in config.algorithms]
     return [method_job(config, m, s, overrides={"kl_coef": k}, name=f"{m}-kl{k:g}-seed{s}", paper_eval=False)
             for k in config.frontier_kl_coefs if k != config.kl_coef for s in config.frontier_seeds for m in methods]
 
@@ -24,11 +24,13 @@ def frontier_points(results: list[dict[str, Any]]) -> dict[str, list[dict[str, f
     """Per online method, one point per KL coefficient (ascending): the coefficient, the number of runs, and
     the means over them of test KL, RM score and win rate."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    online = online_methods()
     for r in results:
-        if r["job"]["method"] in ONLINE:
+        if r["job"]["method"] in online:
             groups.setdefault((r["job"]["method"], r["job"]["config"]["kl_coef"]), []).append(r)
     points: dict[str, list[dict[str, float]]] = {}
-    for (method, coef), runs in sorted(groups.items(), key=lambda kv: (ONLINE.index(kv[0][0]), kv[0][1])):
+    ordered = sorted(groups.items(), key=lambda kv: (online.index(kv[0][0]), kv[0][1]))
+    for (method, coef), runs in ordered:
         points.setdefault(method, []).append({
             "kl_coef": coef, "runs": len(runs), "kl": statistics.fmean(r["evaluation"]["kl"] for r in runs),
             "rm": statistics.fmean(metric(r, "reward_model") for r in runs),
@@ -46,7 +48,7 @@ def plot_frontier(points: dict[str, list[dict[str, float]]], path: Path) -> None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for method, line in points.items():
         for ax, key, scale in [(axes[0], "win", 100), (axes[1], "rm", 1)]:
-            ax.plot([p["kl"] for p in line], [scale * p[key] for p in line], marker="o", label=LABELS[method])
+            ax.plot([p["kl"] for p in line], [scale * p[key] for p in line], marker="o", label=label(method))
     save_win_rm_figure(fig, axes, path, "test KL(π‖π_sft)", "test")
 
 
@@ -54,6 +56,6 @@ def frontier_table(points: dict[str, list[dict[str, float]]]) -> list[str]:
     """Markdown rows: per method and KL coefficient, win rate / RM score / KL and the number of runs."""
     rows = ["| Method | kl_coef | runs | Win rate (%) | RM score | KL(π‖π_sft) |", "|---|---|---|---|---|---|"]
     for method, line in points.items():
-        rows += [f"| {LABELS[method]} | {p['kl_coef']:g} | {p['runs']} | {100 * p['win']:.1f} | {p['rm']:.3f} | "
+        rows += [f"| {label(method)} | {p['kl_coef']:g} | {p['runs']} | {100 * p['win']:.1f} | {p['rm']:.3f} | "
                  f"{p['kl']:.2f} |" for p in line]
     return rows

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import ALL_METHODS, CompareConfig
+from .config import CompareConfig, all_methods
 from .frontier import frontier_jobs
 from .jobs import method_job, reward_model_job, sft_job
 from .runner import run_jobs
@@ -33,7 +33,9 @@ def compare(config: CompareConfig) -> dict[str, Any]:
         report = write_sweep_report(config, record, time.perf_counter() - start)
         if not config.study:
             return {"report": str(report), "results": sum(len(c) for c in record["cells"].values())}
-    jobs = [method_job(config, m, s) for s in config.seeds for m in sorted(config.algorithms, key=ALL_METHODS.index)]
+    order = all_methods()
+    jobs = [method_job(config, m, s) for s in config.seeds
+            for m in sorted(config.algorithms, key=order.index)]
     results = run_jobs(jobs, config)
     report = write_report(config, results, stages, time.perf_counter() - start)  # the table, before the frontier
     extra = frontier_jobs(config) if config.report_section == "main" else []

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .results import LABELS, by_method
+from .results import by_method, label
 from .stats import paired_bootstrap, verdict
 
 BASELINE = "rebel"
@@ -48,5 +48,5 @@ def paired_table(results: list[dict[str, Any]]) -> list[str]:
             mean, low, high = paired_bootstrap(diffs)
             cells.append(f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]")
             words.append(WORDS[verdict(low, high)])
-        rows.append(f"| {LABELS[method]} | {len(diffs)} | {' | '.join(cells)} | {words[0]} |")
+        rows.append(f"| {label(method)} | {len(diffs)} | {' | '.join(cells)} | {words[0]} |")
     return rows

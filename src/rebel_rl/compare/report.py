@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import METHODS, CompareConfig, timestamp
+from .config import CompareConfig, methods, timestamp
 from .extension_report import section_lines
 from .frontier import frontier_points, frontier_table, plot_frontier
 from .paired import paired_table
-from .results import LABELS, curves, plot_learning_curves, plot_reward_vs_kl, results_table
+from .results import curves, label, plot_learning_curves, plot_reward_vs_kl, results_table
 from .sections import write_section
 
 
@@ -84,7 +84,7 @@ def write_report(config: CompareConfig, results: list[dict[str, Any]], stages: l
 def missing_lines(results: list[dict[str, Any]]) -> list[str]:
     """A line naming the table's methods this invocation did not run (none when it ran them all)."""
     ran = {r["job"]["method"] for r in results}
-    missing = [LABELS[m] for m in METHODS if m not in ran]
+    missing = [label(m) for m in methods() if m not in ran]
     return [f"Not in this table: {', '.join(missing)} (not run by this invocation).", ""] if missing else []
 
 

@@ -7,11 +7,20 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .config import ALL_METHODS
+from ..config.algorithms import algorithm_names, algorithm_spec
+from .config import all_methods
 from .extensions import LABELS as EXTENSION_LABELS
 
-LABELS = {"sft": "SFT", "dpo": "DPO", "iterative_dpo": "Iterative DPO", "ppo": "PPO", "reinforce": "REINFORCE",
-          "rloo": "RLOO", "grpo": "GRPO", "rebel": "REBEL", **EXTENSION_LABELS}
+OFFLINE_LABELS = {"sft": "SFT", "dpo": "DPO"}
+
+
+def label(method: str) -> str:
+    """The name of `method` in tables and plots: an online algorithm's registry label, an offline
+    stage's or an extension's own."""
+    if method in algorithm_names():
+        return algorithm_spec(method).label or method
+    return {**OFFLINE_LABELS, **EXTENSION_LABELS}.get(method, method)
+
 # column -> (how to read it from a result, higher is better?, format)
 COLUMNS = {
     "Win rate (%)": (lambda r: 100 * metric(r, "tldr_win_rate"), True, "{:.1f}"),
@@ -26,11 +35,12 @@ def metric(result: dict[str, Any], name: str) -> float:
 
 
 def by_method(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Results grouped by method (one per seed), the methods in ALL_METHODS order."""
+    """Results grouped by method (one per seed), the methods in all_methods() order."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         grouped.setdefault(result["job"]["method"], []).append(result)
-    return dict(sorted(grouped.items(), key=lambda kv: ALL_METHODS.index(kv[0])))
+    order = all_methods()
+    return dict(sorted(grouped.items(), key=lambda kv: order.index(kv[0])))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -62,7 +72,7 @@ def results_table(results: list[dict[str, Any]]) -> list[str]:
         extra = [f"{judge[0]:.2f} ± {judge[1]:.2f}", f"{paper[0]:.1f} ± {paper[1]:.1f}", f"{statistics.fmean(r['reward_queries'] for r in runs):,.0f}",
                  f"{statistics.fmean(r['train_seconds'] for r in runs):.0f}",
                  f"{statistics.fmean(r['peak_memory_mb'] for r in runs):.0f}"]
-        rows.append("| " + " | ".join([LABELS[method], *(cells[method][c] for c in COLUMNS), *extra]) + " |")
+        rows.append("| " + " | ".join([label(method), *(cells[method][c] for c in COLUMNS), *extra]) + " |")
     return rows
 
 
@@ -101,7 +111,7 @@ def plot_learning_curves(data: dict[str, list[list[dict[str, float]]]], path: Pa
         x = np.array([p["queries"] for p in seeds[0][:length]])
         for ax, key, scale in [(axes[0], "win", 100), (axes[1], "rm", 1)]:
             y = np.array([[p[key] * scale for p in s[:length]] for s in seeds])
-            ax.plot(x, y.mean(0), label=LABELS[method])
+            ax.plot(x, y.mean(0), label=label(method))
             ax.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), alpha=0.15)
     save_win_rm_figure(fig, axes, path, "reward queries", "validation")
 
@@ -134,8 +144,8 @@ def plot_reward_vs_kl(data: dict[str, list[list[dict[str, float]]]], path: Path,
         which = np.clip(np.searchsorted(edges, mine[:, 0], side="right") - 1, 0, bins - 1)
         rows = [mine[which == b].mean(0) for b in range(bins) if (which == b).any()]
         rows = np.array(rows)
-        axes[0].plot(rows[:, 0], rows[:, 1], marker="o", label=LABELS[method])
-        axes[1].plot(rows[:, 0], 100 * rows[:, 2], marker="o", label=LABELS[method])
+        axes[0].plot(rows[:, 0], rows[:, 1], marker="o", label=label(method))
+        axes[1].plot(rows[:, 0], 100 * rows[:, 2], marker="o", label=label(method))
     axes[0].set(xlabel="KL(π‖π_sft), binned", ylabel="validation RM score")
     axes[1].set(xlabel="KL(π‖π_sft), binned", ylabel="validation win rate vs reference (%)")
     axes[0].legend(fontsize=8)

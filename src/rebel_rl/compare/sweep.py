@@ -1,5 +1,5 @@
 """The 2-D validation sweep of `rebel compare --sweep true`: per trained method, learning rate x the method's
-own knob (tuned.KNOBS), first seed only, judged by the validation win rate.
+own knob (tuned.knob_of), first seed only, judged by the validation win rate.
 
 A coarse grid first (`sweep_size` values per axis), then `sweep_refine` cells of the fine grid around the best
 coarse cell; the best of all the method's cells is chosen. Every method gets the same number of cells. The
@@ -15,19 +15,19 @@ from typing import Any, Callable
 from .config import CompareConfig
 from .jobs import method_job
 from .results import metric
-from .tuned import KNOBS, LEARNING_RATE
+from .tuned import LEARNING_RATE, knob_of, swept_methods
 
 Key = tuple[float, float]  # (learning rate, knob value)
 
 
 def sweep_methods(config: CompareConfig) -> list[str]:
     """The methods of this invocation that have a knob to sweep (not SFT, not REBEL's extensions)."""
-    return [m for m in config.algorithms if m in KNOBS]
+    return [m for m in config.algorithms if m in swept_methods()]
 
 
 def axes(method: str) -> tuple[tuple[list, ...], tuple[list, ...]]:
     """(learning-rate axis, knob axis) of `method`, each (fine values, coarse three, coarse two)."""
-    return LEARNING_RATE, KNOBS[method][1]
+    return LEARNING_RATE, knob_of(method)[1]
 
 
 def coarse_keys(method: str, size: int) -> list[Key]:
@@ -64,18 +64,18 @@ def best_key(scores: dict[Key, float]) -> Key:
 
 
 def cell_settings(method: str, key: Key) -> dict[str, float]:
-    return {"learning_rate": key[0], KNOBS[method][0]: key[1]}
+    return {"learning_rate": key[0], knob_of(method)[0]: key[1]}
 
 
 def sweep_job(config: CompareConfig, method: str, key: Key) -> dict[str, Any]:
     """One cell: the method with this learning rate and knob, first seed, evaluated on the validation split."""
-    knob = KNOBS[method][0]
+    knob = knob_of(method)[0]
     return method_job(config, method, config.seeds[0], split="validation", overrides=cell_settings(method, key),
                       name=f"sweep-{method}-lr{key[0]:g}-{knob}{key[1]:g}", paper_eval=False)
 
 
 def _scores(results: list[dict[str, Any]], method: str) -> dict[Key, float]:
-    knob = KNOBS[method][0]
+    knob = knob_of(method)[0]
     return {(r["job"]["config"]["learning_rate"], r["job"]["config"][knob]): metric(r, "tldr_win_rate")
             for r in results if r["job"]["method"] == method}
 
@@ -107,7 +107,7 @@ def sweep_record(config: CompareConfig, results: list[dict[str, Any]]) -> dict[s
     record: dict[str, Any] = {"chosen": {}, "cells": {}, "seed": config.seeds[0],
                               "budget": {"coarse": config.sweep_size ** 2, "refine": config.sweep_refine}}
     for method in sweep_methods(config):
-        knob = KNOBS[method][0]
+        knob = knob_of(method)[0]
         mine = [r for r in results if r["job"]["method"] == method]
         record["chosen"][method] = cell_settings(method, best_key(_scores(results, method)))
         record["cells"][method] = [{"learning_rate": r["job"]["config"]["learning_rate"],

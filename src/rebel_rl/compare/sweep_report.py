@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import ALL_METHODS, CompareConfig, timestamp
-from .results import LABELS
-from .tuned import KNOBS
+from .config import CompareConfig, all_methods, timestamp
+from .results import label
+from .tuned import knob_of, swept_methods
 
 
 def plot_heatmap(method: str, cells: list[dict[str, Any]], chosen: dict[str, float], path: Path) -> None:
@@ -18,7 +18,7 @@ def plot_heatmap(method: str, cells: list[dict[str, Any]], chosen: dict[str, flo
     import matplotlib.pyplot as plt
     import numpy as np
 
-    knob = KNOBS[method][0]
+    knob = knob_of(method)[0]
     lrs = sorted({c["learning_rate"] for c in cells})
     knobs = sorted({c[knob] for c in cells})
     grid = np.full((len(knobs), len(lrs)), np.nan)
@@ -34,7 +34,7 @@ def plot_heatmap(method: str, cells: list[dict[str, Any]], chosen: dict[str, flo
     ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     ax.set_xticks(range(len(lrs)), [f"{v:g}" for v in lrs], fontsize=7)
     ax.set_yticks(range(len(knobs)), [f"{v:g}" for v in knobs], fontsize=7)
-    ax.set(xlabel="learning rate", ylabel=knob, title=LABELS[method])
+    ax.set(xlabel="learning rate", ylabel=knob, title=label(method))
     ax.title.set_fontsize(9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -46,7 +46,7 @@ def write_sweep_report(config: CompareConfig, record: dict[str, Any], wall_secon
     folder = Path(config.report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     budget = record["budget"]
-    methods = sorted(record["chosen"], key=ALL_METHODS.index)
+    methods = sorted(record["chosen"], key=all_methods().index)
     cells = budget["coarse"] + budget["refine"]
     full = "the full grid" if config.sweep_size == 3 else "the reduced default; the full grid is --sweep_size 3 --sweep_refine 4"
     text = [
@@ -64,23 +64,23 @@ def write_sweep_report(config: CompareConfig, record: dict[str, Any], wall_secon
         "|---|---|---|---|---|---|",
     ]
     for method in methods:
-        chosen, knob = record["chosen"][method], KNOBS[method][0]
+        chosen, knob = record["chosen"][method], knob_of(method)[0]
         best = next(c for c in record["cells"][method]
                     if c["learning_rate"] == chosen["learning_rate"] and c[knob] == chosen[knob])
-        text.append(f"| {LABELS[method]} | {knob} | {chosen['learning_rate']:g} | {chosen[knob]:g} | "
+        text.append(f"| {label(method)} | {knob} | {chosen['learning_rate']:g} | {chosen[knob]:g} | "
                     f"{100 * best['win_rate']:.1f} | {len(record['cells'][method])} |")
-    missing = [LABELS[m] for m in KNOBS if m not in record["chosen"]]
+    missing = [label(m) for m in swept_methods() if m not in record["chosen"]]
     if missing:
         text += ["", f"Not swept yet: {', '.join(missing)} (they keep the settings in tuned.py's BASE)."]
     text.append("")
     for method in methods:
         plot_heatmap(method, record["cells"][method], record["chosen"][method], folder / f"tuning_{method}.png")
-        text.append(f"![{LABELS[method]}](tuning_{method}.png)")
+        text.append(f"![{label(method)}](tuning_{method}.png)")
     text += ["", "Every cell (validation):", "",
              "| Method | learning rate | knob | stage | win rate (%) | RM score | KL |", "|---|---|---|---|---|---|---|"]
     for method in methods:
-        knob, cells_run = KNOBS[method][0], record["cells"][method]
-        text += [f"| {LABELS[method]} | {c['learning_rate']:g} | {knob} {c[knob]:g} | {c['stage']} | "
+        knob, cells_run = knob_of(method)[0], record["cells"][method]
+        text += [f"| {label(method)} | {c['learning_rate']:g} | {knob} {c[knob]:g} | {c['stage']} | "
                  f"{100 * c['win_rate']:.1f} | {c['reward_model']:.3f} | {c['kl']:.2f} |" for c in cells_run]
     path = folder / "tuning.md"
     path.write_text("\n".join(text) + "\n")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .config import OFFLINE, online_methods
+
 BASE: dict[str, dict] = {
     # pinned, so a saved result is only reused for the same training (library defaults may change)
     "sft_stage": {"num_epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "mixed_precision": "no", "seed": 0},
@@ -45,6 +47,21 @@ KNOBS: dict[str, tuple[str, tuple[list, list, list]]] = {
     "rebel": ("eta", ([0.1, 0.18, 0.3, 0.55, 1.0, 1.8, 3.0, 5.5, 10.0], [0.3, 1.0, 3.0], [1.0, 3.0])),
 }
 
+# A registered algorithm with no entry above starts from these and sweeps its epochs, like RLOO.
+DEFAULT_SETTINGS: dict = {"learning_rate": 1e-4, "num_epochs": 1, "minibatches": 2}
+DEFAULT_KNOB: tuple[str, tuple[list, list, list]] = ("num_epochs", _EPOCHS)
+
+
+def swept_methods() -> list[str]:
+    """The methods the sweep tunes: DPO and every online algorithm (SFT is the shared start)."""
+    return [m for m in OFFLINE if m in KNOBS] + online_methods()
+
+
+def knob_of(method: str) -> tuple[str, tuple[list, list, list]]:
+    """(the knob the sweep tunes beside the learning rate, its axis) of `method`."""
+    return KNOBS.get(method, DEFAULT_KNOB)
+
+
 PACKAGED = Path(__file__).with_name("tuned.json")
 
 
@@ -57,7 +74,9 @@ def tuned_settings(output_dir: str | Path | None = None) -> dict[str, dict]:
     """BASE with the chosen cells on top: the sweep's of `output_dir` if it ran there, else the packaged ones."""
     own = Path(output_dir) / "tuned.json" if output_dir is not None else None
     chosen = read_chosen(own) if own is not None and own.is_file() else read_chosen(PACKAGED)
-    return {method: {**settings, **chosen.get(method, {})} for method, settings in BASE.items()}
+    names = dict.fromkeys([*BASE, *online_methods()])  # a new algorithm gets DEFAULT_SETTINGS
+    return {method: {**BASE.get(method, DEFAULT_SETTINGS), **chosen.get(method, {})}
+            for method in names}
 
 
 TUNED = tuned_settings()

@@ -29,9 +29,16 @@ class AlgorithmSpec:
     pairings: tuple[str, ...] = ("all",)  # how samples of a prompt are paired
     reward_normalization: str | None = None  # why it refuses reward_normalization other than none, if it does
     sharding: bool = True  # whether it trains under FSDP2
+    # The paper it comes from (title, authors, venue, arXiv id) and its BibTeX entry: the model
+    # card of a run cites them.
+    paper: str = ""
+    bibtex: str = ""
+    label: str = ""  # its name in tables and cards ("Iterative DPO"); default: the name
 
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
+# Written in a field's help comment, replaced by `algorithm_choices()` (config/base.py reads it).
+ALGORITHMS_PLACEHOLDER = "{algorithms}"
 
 
 def register_algorithm(spec: AlgorithmSpec) -> AlgorithmSpec:
@@ -45,6 +52,14 @@ def register_algorithm(spec: AlgorithmSpec) -> AlgorithmSpec:
 def algorithm_names() -> list[str]:
     """Registered algorithm names, in registration order."""
     return list(_REGISTRY)
+
+
+def algorithm_choices() -> str:
+    """The registered names as `--help` lists them ("rebel | ppo | ... | ddpo for diffusion"): an
+    algorithm that trains no causal LM names the policy kinds it does train."""
+    return " | ".join(spec.name if "causal_lm" in spec.policy_kinds
+                      else f"{spec.name} for {' or '.join(spec.policy_kinds)}"
+                      for spec in _REGISTRY.values())
 
 
 def algorithm_spec(name: str) -> AlgorithmSpec:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .algorithms import ALGORITHMS_PLACEHOLDER, algorithm_choices
 
 CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "configs"
 
@@ -52,7 +53,9 @@ class ConfigBase:
                     source = inspect.getsource(klass)
                     comments.update({m.group(1): m.group(2).strip()
                                      for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)})
-        return comments
+        # `{algorithms}` in a comment is the registry's list, so a new algorithm needs no help edit
+        return {name: text.replace(ALGORITHMS_PLACEHOLDER, algorithm_choices())
+                for name, text in comments.items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Any:

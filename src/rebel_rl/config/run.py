@@ -191,7 +191,7 @@ class OptimizerConfig:
 class TrainingConfig(OptimizerConfig):
     """The algorithm, the iterations and how each batch is reused, and the optimiser."""
 
-    algorithm: str = "rebel"  # the loss: one of the registered algorithms (rebel | ppo | rloo | reinforce | iterative_dpo | ddpo for diffusion | grpo)
+    algorithm: str = "rebel"  # the loss: one of the registered algorithms ({algorithms})
     num_iterations: int = 16  # sample-score-update iterations
     num_epochs: int = 1  # passes over each sampled batch
     minibatch_prompts: int | None = None  # prompts (each with its n completions) per optimiser micro-batch; default: all prompts_per_iteration (one update forward, which also gives log pi_t)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import torch
 
+from ...algorithms.grpo import standardise_groups
 from ...config import DataConfig
 from ...data.pairs import _is_completion
 from ...errors import DataError
 from ...policies.base import Policy, Rollout
-
-NORMALIZATION_EPS = 1e-4
 
 
 def check_completion_columns(dataset, config: DataConfig) -> None:
@@ -77,5 +76,4 @@ def normalize_rewards(reward: torch.Tensor, n: int, mode: str) -> torch.Tensor:
     if mode == "none":
         return reward
     grouped = reward.view(-1, n) if mode == "prompt" else reward.view(1, -1)
-    mean, std = grouped.mean(-1, keepdim=True), grouped.std(-1, keepdim=True)
-    return ((grouped - mean) / (std + NORMALIZATION_EPS)).flatten()
+    return standardise_groups(grouped).flatten()

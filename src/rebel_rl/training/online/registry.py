@@ -96,22 +96,121 @@ class GrpoOptions:
         check_positive(self, ["epsilon"])
 
 
+# The paper of each algorithm, cited by the model card of a run (training/run/hub.py).
+REBEL_PAPER = ("REBEL: Reinforcement Learning via Regressing Relative Rewards. Gao, Chang, "
+               "Zhan, Oertell, Swamy, Brantley, Joachims, Bagnell, Lee, Sun. NeurIPS 2024. "
+               "arXiv 2404.16767")
+REBEL_BIBTEX = r"""@inproceedings{gao2024rebel,
+  title = {{REBEL}: Reinforcement Learning via Regressing Relative Rewards},
+  author = {Gao, Zhaolin and Chang, Jonathan D. and Zhan, Wenhao and Oertell, Owen and
+            Swamy, Gokul and Brantley, Kiant{\'e} and Joachims, Thorsten and
+            Bagnell, J. Andrew and Lee, Jason D. and Sun, Wen},
+  booktitle = {Advances in Neural Information Processing Systems},
+  volume = {37},
+  year = {2024},
+  eprint = {2404.16767},
+  archivePrefix = {arXiv}
+}"""
+PPO_PAPER = ("Proximal Policy Optimization Algorithms. Schulman, Wolski, Dhariwal, Radford, "
+             "Klimov. 2017. arXiv 1707.06347")
+PPO_BIBTEX = r"""@misc{schulman2017ppo,
+  title = {Proximal Policy Optimization Algorithms},
+  author = {Schulman, John and Wolski, Filip and Dhariwal, Prafulla and Radford, Alec and
+            Klimov, Oleg},
+  year = {2017},
+  eprint = {1707.06347},
+  archivePrefix = {arXiv}
+}"""
+RLOO_PAPER = ("Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human "
+              "Feedback in LLMs. Ahmadian, Cremer, Galle, Fadaee, Kreutzer, Pietquin, Ustun, "
+              "Hooker. ACL 2024. arXiv 2402.14740")
+RLOO_BIBTEX = r"""@inproceedings{ahmadian2024rloo,
+  title = {Back to Basics: Revisiting {REINFORCE} Style Optimization for Learning from
+           Human Feedback in {LLMs}},
+  author = {Ahmadian, Arash and Cremer, Chris and Gall{\'e}, Matthias and Fadaee, Marzieh and
+            Kreutzer, Julia and Pietquin, Olivier and {\"U}st{\"u}n, Ahmet and Hooker, Sara},
+  booktitle = {Proceedings of the 62nd Annual Meeting of the Association for Computational
+               Linguistics},
+  year = {2024},
+  eprint = {2402.14740},
+  archivePrefix = {arXiv}
+}"""
+REINFORCE_PAPER = ("Simple Statistical Gradient-Following Algorithms for Connectionist "
+                   "Reinforcement Learning. Williams. Machine Learning 8, 229-256, 1992")
+REINFORCE_BIBTEX = r"""@article{williams1992reinforce,
+  title = {Simple Statistical Gradient-Following Algorithms for Connectionist
+           Reinforcement Learning},
+  author = {Williams, Ronald J.},
+  journal = {Machine Learning},
+  volume = {8},
+  number = {3-4},
+  pages = {229--256},
+  year = {1992}
+}"""
+DPO_PAPER = ("Direct Preference Optimization: Your Language Model is Secretly a Reward Model. "
+             "Rafailov, Sharma, Mitchell, Ermon, Manning, Finn. NeurIPS 2023. arXiv 2305.18290")
+DPO_BIBTEX = r"""@inproceedings{rafailov2023dpo,
+  title = {Direct Preference Optimization: Your Language Model is Secretly a Reward Model},
+  author = {Rafailov, Rafael and Sharma, Archit and Mitchell, Eric and Ermon, Stefano and
+            Manning, Christopher D. and Finn, Chelsea},
+  booktitle = {Advances in Neural Information Processing Systems},
+  volume = {36},
+  year = {2023},
+  eprint = {2305.18290},
+  archivePrefix = {arXiv}
+}"""
+DDPO_PAPER = ("Training Diffusion Models with Reinforcement Learning. Black, Janner, Du, "
+              "Kostrikov, Levine. 2023. arXiv 2305.13301")
+DDPO_BIBTEX = r"""@misc{black2023ddpo,
+  title = {Training Diffusion Models with Reinforcement Learning},
+  author = {Black, Kevin and Janner, Michael and Du, Yilun and Kostrikov, Ilya and
+            Levine, Sergey},
+  year = {2023},
+  eprint = {2305.13301},
+  archivePrefix = {arXiv}
+}"""
+GRPO_PAPER = ("DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models. "
+              "Shao, Wang, Zhu, Xu, Song, Bi, Zhang, Zhang, Li, Wu, Guo. 2024. arXiv 2402.03300")
+GRPO_BIBTEX = r"""@misc{shao2024deepseekmath,
+  title = {{DeepSeekMath}: Pushing the Limits of Mathematical Reasoning in Open Language Models},
+  author = {Shao, Zhihong and Wang, Peiyi and Zhu, Qihao and Xu, Runxin and Song, Junxiao and
+            Bi, Xiao and Zhang, Haowei and Zhang, Mingchuan and Li, Y. K. and Wu, Y. and
+            Guo, Daya},
+  year = {2024},
+  eprint = {2402.03300},
+  archivePrefix = {arXiv}
+}"""
+
+
+NORMALISES_ITSELF = "{name} normalises rewards per prompt itself: use reward_normalization none"
 for spec in [
-    AlgorithmSpec("rebel", f"{OBJECTIVES}:Rebel", RebelOptions, min_generations=2, policy_kinds=BOTH_KINDS,
-                  pair_sources=("online", "hybrid", "offline"), preferences=True, pairings=("all", "best_worst")),
+    AlgorithmSpec("rebel", f"{OBJECTIVES}:Rebel", RebelOptions, min_generations=2,
+                  policy_kinds=BOTH_KINDS, pair_sources=("online", "hybrid", "offline"),
+                  preferences=True, pairings=("all", "best_worst"),
+                  label="REBEL", paper=REBEL_PAPER, bibtex=REBEL_BIBTEX),
     AlgorithmSpec("ppo", f"{OBJECTIVES}:Ppo", PpoOptions, sharding=False,
-                  other_kind_hint="algorithm ppo is token-level PPO with a value model for causal LMs: for a "
-                                  "diffusion policy use ddpo (DDPO-style PPO, no value model)",
-                  reward_normalization="reward_normalization {value!r} does not apply to ppo (it whitens its "
-                                       "advantages): use none"),
-    AlgorithmSpec("rloo", f"{OBJECTIVES}:Rloo", min_generations=2, policy_kinds=BOTH_KINDS),
-    AlgorithmSpec("reinforce", f"{OBJECTIVES}:Reinforce", ReinforceOptions, policy_kinds=BOTH_KINDS),
-    AlgorithmSpec("iterative_dpo", f"{OBJECTIVES}:IterativeDpo", IterativeDpoOptions, min_generations=2,
-                  policy_kinds=BOTH_KINDS),
+                  other_kind_hint="algorithm ppo is token-level PPO with a value model for causal "
+                                  "LMs: for a diffusion policy use ddpo (DDPO-style PPO, no value "
+                                  "model)",
+                  reward_normalization="reward_normalization {value!r} does not apply to ppo (it "
+                                       "whitens its advantages): use none",
+                  label="PPO", paper=PPO_PAPER, bibtex=PPO_BIBTEX),
+    AlgorithmSpec("rloo", f"{OBJECTIVES}:Rloo", min_generations=2, policy_kinds=BOTH_KINDS,
+                  label="RLOO", paper=RLOO_PAPER, bibtex=RLOO_BIBTEX),
+    AlgorithmSpec("reinforce", f"{OBJECTIVES}:Reinforce", ReinforceOptions,
+                  policy_kinds=BOTH_KINDS,
+                  label="REINFORCE", paper=REINFORCE_PAPER, bibtex=REINFORCE_BIBTEX),
+    AlgorithmSpec("iterative_dpo", f"{OBJECTIVES}:IterativeDpo", IterativeDpoOptions,
+                  min_generations=2, policy_kinds=BOTH_KINDS,
+                  label="Iterative DPO", paper=DPO_PAPER, bibtex=DPO_BIBTEX),
     AlgorithmSpec("ddpo", f"{OBJECTIVES}:Ddpo", DdpoOptions, policy_kinds=("diffusion",),
-                  other_kind_hint="algorithm ddpo is PPO for diffusion policies: for a causal LM use ppo",
-                  reward_normalization="ddpo normalises rewards per prompt itself: use reward_normalization none"),
-    AlgorithmSpec("grpo", f"{OBJECTIVES}:Grpo", GrpoOptions, min_generations=2, policy_kinds=BOTH_KINDS,
-                  reward_normalization="grpo normalises rewards per prompt itself: use reward_normalization none"),
+                  other_kind_hint="algorithm ddpo is PPO for diffusion policies: for a causal LM "
+                                  "use ppo",
+                  reward_normalization=NORMALISES_ITSELF.format(name="ddpo"),
+                  label="DDPO", paper=DDPO_PAPER, bibtex=DDPO_BIBTEX),
+    AlgorithmSpec("grpo", f"{OBJECTIVES}:Grpo", GrpoOptions, min_generations=2,
+                  policy_kinds=BOTH_KINDS,
+                  reward_normalization=NORMALISES_ITSELF.format(name="grpo"),
+                  label="GRPO", paper=GRPO_PAPER, bibtex=GRPO_BIBTEX),
 ]:
     register_algorithm(spec)

@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
+from ...config.algorithms import algorithm_names, algorithm_spec
 from ...errors import HubError, RunDirError, first_line
+from ..online import registry as _registry  # noqa: F401 (the algorithms' entries: their papers)
 from .inputs import INPUTS_FILE
 from .outputs import CONFIG_FILE
 
@@ -69,8 +71,34 @@ def model_card(run_dir: Path, repo_id: str) -> str:
         *[f"- {key}: `{value}`" for key, value in settings.items() if value is not None],
         "", "The whole config is `rebel_config.yaml`.", "",
         "## Held-out evaluation, before and after", "", table, "", plot, "",
-        "## Use it", "", "```python", *_loading_code(repo_id, base, adapter), "```", ""])
+        "## Use it", "", "```python", *_loading_code(repo_id, base, adapter), "```", "",
+        *_citation(algorithm)])
     return str(ModelCard.from_template(metadata, template_str="---\n{{ card_data }}\n---\n\n{{ body }}\n", body=body))
+
+
+def _citation(algorithm: str) -> list[str]:
+    """The card's citation section: the algorithm's paper with its BibTeX entry (from its registry
+    entry), then the library. An algorithm no longer registered (an old run) cites the library only."""
+    lines = ["## Citation", ""]
+    if algorithm in algorithm_names() and algorithm_spec(algorithm).paper:
+        spec = algorithm_spec(algorithm)
+        lines += [f"Trained with **{spec.label or algorithm}** (`--algorithm {algorithm}`): "
+                  f"{spec.paper}.", ""]
+        if spec.bibtex:
+            lines += ["```bibtex", spec.bibtex, "```", ""]
+    version = _library_version()
+    lines += [f"Library: rebel-rl {version}. Cite it as: rebel-rl (version {version}), "
+              "REBEL and online reinforcement learning for Hugging Face models.", ""]
+    return lines
+
+
+def _library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rebel-rl")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(source tree)"
 
 
 def _loading_code(repo_id: str, base: str, adapter: bool) -> list[str]:
