@@ -13,7 +13,7 @@ __all__ = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError"
            "RewardError", "RunDirError", "HubError", "push", "train", "RebelTrainer", "SFTConfig", "RewardModelConfig", "DPOConfig",
            "sft", "train_reward_model", "dpo", "PreferenceModelConfig", "train_preference_model", "EvaluateConfig", "evaluate_model", "CompareConfig",
            "rebel_loss", "rebel_preference_loss", "ppo_policy_loss", "ppo_value_loss", "gae", "rloo_advantages", "policy_gradient_loss", "dpo_loss",
-           "grpo_loss", "grpo_advantages"]
+           "grpo_loss", "grpo_advantages", "apo_loss", "optimal_value"]
 __version__ = "0.1.0"
 # The offline stages (docs/pipeline.md), imported on first use like the trainer.
 _STAGE_MODULES = {"sft": ".training.offline.sft", "train_reward_model": ".training.offline.reward_model",
@@ -21,7 +21,7 @@ _STAGE_MODULES = {"sft": ".training.offline.sft", "train_reward_model": ".traini
                   "train_preference_model": ".training.offline.preference_model",
                   "evaluate_model": ".evaluation.model_eval", "push": ".training.run.hub"}
 # The pure losses need torch: imported on first use too, so `import rebel_rl` (and `rebel --help`) stays light.
-_ALGORITHM_NAMES = {"dpo_loss", "gae", "grpo_advantages", "grpo_loss",
+_ALGORITHM_NAMES = {"apo_loss", "optimal_value", "dpo_loss", "gae", "grpo_advantages", "grpo_loss",
                     "policy_gradient_loss", "ppo_policy_loss", "ppo_value_loss", "rebel_loss",
                     "rebel_preference_loss", "rloo_advantages"}
 # `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare, CompareConfig`.
