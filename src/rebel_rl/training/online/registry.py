@@ -96,6 +96,19 @@ class GrpoOptions:
         check_positive(self, ["epsilon"])
 
 
+@dataclass
+class ApoOptions:
+    """A*-PO (algorithms/apo.py): regress beta2 * log(pi/pi_ref) onto r - V*, V* from pi_ref samples."""
+
+    beta1: float = 0.5  # apo: temperature of V*(x) = beta1 * log mean exp(r / beta1) over pi_ref samples
+    beta2: float = 1e-3  # apo: weight of log(pi/pi_ref) in the regression (the implicit KL; use kl_coef 0)
+    vstar_samples: int = 8  # apo: pi_ref samples per prompt for V*, drawn the first time a prompt is seen
+
+    def validate(self) -> None:
+        check_positive(self, ["beta1", "beta2"])
+        check_at_least_one(self, ["vstar_samples"])
+
+
 for spec in [
     AlgorithmSpec("rebel", f"{OBJECTIVES}:Rebel", RebelOptions, min_generations=2, policy_kinds=BOTH_KINDS,
                   pair_sources=("online", "hybrid", "offline"), preferences=True, pairings=("all", "best_worst")),
@@ -113,5 +126,7 @@ for spec in [
                   reward_normalization="ddpo normalises rewards per prompt itself: use reward_normalization none"),
     AlgorithmSpec("grpo", f"{OBJECTIVES}:Grpo", GrpoOptions, min_generations=2, policy_kinds=BOTH_KINDS,
                   reward_normalization="grpo normalises rewards per prompt itself: use reward_normalization none"),
+    AlgorithmSpec("apo", f"{OBJECTIVES}:Apo", ApoOptions,
+                  reward_normalization="apo regresses the raw score onto V*: use reward_normalization none"),
 ]:
     register_algorithm(spec)
