@@ -13,9 +13,11 @@ def test_apo_loss_matches_hand_computed_value_on_three_rows():
     ref = torch.tensor([-1.5, -2.0, -2.0])
     reward = torch.tensor([1.0, 0.0, 2.0])
     vstar = torch.tensor([0.5, 0.5, 1.0])
-    # beta2 * log-ratio = [0.05, 0, -0.1]; advantage = [0.5, -0.5, 1.0]; residuals [-0.45, 0.5, -1.1]
+    # beta2 * log-ratio = [0.05, 0, -0.1]; advantage = [0.5, -0.5, 1.0]
+    # residuals = [-0.45, 0.5, -1.1]
     expected = (0.45 ** 2 + 0.5 ** 2 + 1.1 ** 2) / 3
-    assert apo_loss(logps, ref, reward, vstar, beta2=0.1).item() == pytest.approx(expected, rel=1e-6)
+    loss = apo_loss(logps, ref, reward, vstar, beta2=0.1)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_apo_loss_rejects_mismatched_shapes():

@@ -8,5 +8,5 @@ from .reinforce import policy_gradient_loss, update_moving_baseline
 from .rloo import rloo_advantages
 
 __all__ = ["rebel_loss", "rebel_preference_loss", "dpo_loss", "policy_gradient_loss", "update_moving_baseline", "rloo_advantages", "gae",
-           "ppo_policy_loss", "ppo_value_loss", "token_rewards", "whiten", "grpo_advantages", "grpo_loss",
-           "apo_loss", "optimal_value"]
+           "ppo_policy_loss", "ppo_value_loss", "token_rewards", "whiten", "grpo_advantages",
+           "grpo_loss", "apo_loss", "optimal_value"]

@@ -108,8 +108,8 @@ class RebelTrainer:
         self.objective = build_objective(self.spec, getattr(config, self.spec.name, None), BuildContext(
             policy=self.policy, num_generations=config.num_generations, reward=config.reward,
             model_name_or_path=config.model_name_or_path, device=self.accelerator.device,
-            options=lambda name: getattr(config, name), preference_func=preference_func, pairing=config.pairing,
-            score=lambda prompts, rollout, columns: self._score(prompts, rollout, columns)[0]))
+            options=lambda name: getattr(config, name), preference_func=preference_func,
+            pairing=config.pairing, score=lambda *rows: self._score(*rows)[0]))
         self._build_optimizer()
         self.iteration = 0
         self.reward_queries = 0
@@ -292,8 +292,8 @@ class RebelTrainer:
         return metrics, samples
 
     def _score(self, prompts: list, rollout, columns: dict[str, list]) -> tuple[torch.Tensor, dict]:
-        """The run's score of each row (the rewards minus the missing-EOS penalty, before any KL term)
-        and the named rewards; objectives get it too (A*-PO scores pi_ref samples for V*)."""
+        """The run's score of each row (the rewards minus the missing-EOS penalty, before any KL
+        term) and the named rewards; objectives get it too (A*-PO scores pi_ref samples for V*)."""
         ids = rollout.completion_token_ids()
         score, named = self.rewards(prompts, rollout.completions, columns,
                                     {} if ids is None else {"completion_ids": ids})

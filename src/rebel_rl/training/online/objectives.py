@@ -367,10 +367,10 @@ class Grpo(Objective):
 
 
 class Apo(Objective):
-    """A*-PO (algorithms/apo.py). Stage 1: V*(x) from `vstar_samples` samples of pi_ref, scored by the
-    run's score, the first time a prompt is seen (cached, and kept in checkpoints). Stage 2: the loop's
-    samples of pi_t, regressing beta2 * (log pi_theta - log pi_ref) onto score - V*; log pi_ref is
-    old_logps - kl, so no extra forward."""
+    """A*-PO (algorithms/apo.py). Stage 1: V*(x) from `vstar_samples` samples of pi_ref, scored by
+    the run's score, the first time a prompt is seen (cached, and kept in checkpoints). Stage 2: the
+    loop's samples of pi_t, regressing beta2 * (log pi_theta - log pi_ref) onto score - V*;
+    log pi_ref is old_logps - kl, so no extra forward."""
 
     def __init__(self, options, n: int, score: Callable) -> None:
         super().__init__(options, n)
@@ -382,7 +382,7 @@ class Apo(Objective):
     def build(cls, options, context):
         """Needs the loop's scoring (`context.score`) to score the pi_ref samples for V*."""
         if context.score is None:
-            raise ValueError("apo needs BuildContext.score (the loop's scoring of rows) to compute V*")
+            raise ValueError("apo needs BuildContext.score (the loop's scoring) to compute V*")
         return cls(options, context.num_generations, context.score)
 
     @staticmethod
@@ -402,7 +402,8 @@ class Apo(Objective):
             prompts = [batch.prompts[i] for i in rows]
             with torch.no_grad():
                 rollout = policy.sample(prompts, k, reference=True)
-            columns = {name: [values[i] for i in rows for _ in range(k)] for name, values in batch.columns.items()}
+            columns = {name: [values[i] for i in rows for _ in range(k)]
+                       for name, values in batch.columns.items()}
             score = self.score([p for p in prompts for _ in range(k)], rollout, columns)
             values = optimal_value(score.view(-1, k).float(), self.options.beta1)
             self.vstar.update(zip(first_row, values.tolist()))
@@ -417,7 +418,9 @@ class Apo(Objective):
 
     def loss(self, batch, policy):
         ref_logps = batch.old_logps - batch.kl
-        return apo_loss(batch.log_probs(policy), ref_logps, batch.score, batch.extra["vstar"], self.options.beta2), {}
+        loss = apo_loss(batch.log_probs(policy), ref_logps, batch.score, batch.extra["vstar"],
+                        self.options.beta2)
+        return loss, {}
 
     def state_dict(self):
         return {"vstar": dict(self.vstar)}

@@ -98,11 +98,11 @@ class GrpoOptions:
 
 @dataclass
 class ApoOptions:
-    """A*-PO (algorithms/apo.py): regress beta2 * log(pi/pi_ref) onto r - V*, V* from pi_ref samples."""
+    """A*-PO (algorithms/apo.py): regress beta2 * log(pi/pi_ref) onto r - V*, V* from pi_ref."""
 
-    beta1: float = 0.5  # apo: temperature of V*(x) = beta1 * log mean exp(r / beta1) over pi_ref samples
-    beta2: float = 1e-3  # apo: weight of log(pi/pi_ref) in the regression (the implicit KL; use kl_coef 0)
-    vstar_samples: int = 8  # apo: pi_ref samples per prompt for V*, drawn the first time a prompt is seen
+    beta1: float = 0.5  # apo: V*'s temperature: V* = beta1 * log mean exp(r / beta1)
+    beta2: float = 1e-3  # apo: weight of log(pi/pi_ref), the implicit KL (use kl_coef 0)
+    vstar_samples: int = 8  # apo: pi_ref samples per prompt for V* (once per prompt)
 
     def validate(self) -> None:
         check_positive(self, ["beta1", "beta2"])
@@ -127,6 +127,7 @@ for spec in [
     AlgorithmSpec("grpo", f"{OBJECTIVES}:Grpo", GrpoOptions, min_generations=2, policy_kinds=BOTH_KINDS,
                   reward_normalization="grpo normalises rewards per prompt itself: use reward_normalization none"),
     AlgorithmSpec("apo", f"{OBJECTIVES}:Apo", ApoOptions,
-                  reward_normalization="apo regresses the raw score onto V*: use reward_normalization none"),
+                  reward_normalization="apo regresses the raw score onto V*: use "
+                                       "reward_normalization none"),
 ]:
     register_algorithm(spec)
