@@ -1,5 +1,6 @@
 """A*-PO's pure functions (algorithms/apo.py): the regression loss and the optimal value V*."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -62,3 +63,57 @@ def test_optimal_value_rejects_a_non_positive_beta1():
 
 def test_the_losses_are_exported_from_the_package():
     assert rebel_rl.apo_loss is apo_loss and rebel_rl.optimal_value is optimal_value
+
+
+def _apo_objective(score_calls: list):
+    from rebel_rl.training.online.objectives import Apo
+    from rebel_rl.training.online.registry import ApoOptions
+
+    def score(prompts, rollout, columns):
+        score_calls.append((list(prompts), columns))
+        return torch.tensor(rollout.rewards)
+
+    return Apo(ApoOptions(beta1=1.0, vstar_samples=2), 1, score)
+
+
+class _Policy:
+    """Samples pi_ref 'completions' whose scores are 0 and log 3 (so V* = log 2 at beta1 = 1)."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def sample(self, prompts, n, reference=False):
+        self.calls.append((list(prompts), n, reference))
+        return SimpleNamespace(rewards=[0.0, math.log(3.0)] * len(prompts))
+
+
+def _batch(prompts):
+    return SimpleNamespace(prompts=prompts, columns={"answer": [p.upper() for p in prompts]},
+                           score=torch.zeros(len(prompts)), extra={})
+
+
+def test_apo_objective_samples_pi_ref_once_per_new_prompt_and_a_restored_cache_skips_it():
+    score_calls, policy = [], _Policy()
+    objective = _apo_objective(score_calls)
+    batch = _batch(["a", "b", "a"])
+    stats = objective.prepare(batch, policy)
+    assert policy.calls == [(["a", "b"], 2, True)] and stats["apo/new_prompts"] == 2.0
+    assert score_calls == [(["a", "a", "b", "b"], {"answer": ["A", "A", "B", "B"]})]
+    assert batch.extra["vstar"].tolist() == pytest.approx([math.log(2.0)] * 3)
+    assert objective.reward_queries(3) == 3 + 4
+    restored = _apo_objective(score_calls)
+    restored.load_state_dict(objective.state_dict())
+    restored.prepare(_batch(["b", "c"]), policy)
+    assert policy.calls[1:] == [(["c"], 2, True)]  # "b" came from the checkpoint
+    assert restored.reward_queries(2) == 2 + 2
+
+
+def test_apo_options_and_normalization_are_checked():
+    from rebel_rl import ConfigError, RebelConfig
+
+    with pytest.raises(ConfigError, match="beta2"):
+        RebelConfig(algorithm="apo", beta2=0.0, rewards=["length"]).validate()
+    with pytest.raises(ConfigError, match="vstar_samples"):
+        RebelConfig(algorithm="apo", vstar_samples=0, rewards=["length"]).validate()
+    with pytest.raises(ConfigError, match="apo regresses the raw score"):
+        RebelConfig(algorithm="apo", reward_normalization="prompt", rewards=["length"]).validate()
