@@ -134,3 +134,40 @@ def test_several_minibatches_keep_the_separate_old_logps_pass(files, tmp_path):
     assert not RebelTrainer(config.validate(require_rewards=False), reward_funcs=[count_e]).update_forward_gives_old_logps
     config = make_config(files, tmp_path / "run2", num_epochs=2, eval_prompts=0)
     assert not RebelTrainer(config.validate(require_rewards=False), reward_funcs=[count_e]).update_forward_gives_old_logps
+
+
+def test_apo_computes_vstar_once_per_prompt_and_regresses_onto_score_minus_vstar(files, tmp_path):
+    """A*-PO: pi_ref is sampled vstar_samples times per distinct prompt, only the first time the
+    prompt is seen; V* is optimal_value of those samples' scores; the first loss (pi_t = pi_ref, so
+    the log-ratio is 0) is mean (score - V*)^2; the V* queries count as reward queries."""
+    from rebel_rl.algorithms import optimal_value
+
+    config = make_config(files, tmp_path / "run", algorithm="apo", num_generations=1,
+                         prompts_per_iteration=2, minibatch_prompts=2, num_iterations=3,
+                         eval_prompts=0, vstar_samples=3, beta1=0.5, log_completions=2)
+    trainer = RebelTrainer(config.validate(require_rewards=False), reward_funcs=[count_e])
+    calls, sample = [], trainer.policy.sample
+
+    def spy(prompts, n, **kwargs):
+        rollout = sample(prompts, n, **kwargs)
+        if kwargs.get("reference"):
+            calls.append((list(prompts), n, rollout))
+        return rollout
+
+    trainer.policy.sample = spy
+    steps = [trainer.step() for _ in range(3)]
+    # the third iteration starts a second pass over the 4 prompts: no new V*
+    assert [m["apo/new_prompts"] for m, _ in steps] == [2.0, 2.0, 0.0]
+    seen = [p for prompts, _, _ in calls for p in prompts]
+    assert sorted(seen) == sorted(TRAIN) and all(n == 3 for _, n, _ in calls)
+    for prompts, _, rollout in calls:
+        score = torch.tensor(count_e(None, rollout.completions))
+        score -= config.missing_eos_penalty * (~rollout.has_eos).float().cpu()
+        expected = optimal_value(score.view(-1, 3), 0.5)
+        cached = [trainer.objective.vstar[p] for p in prompts]
+        assert cached == pytest.approx(expected.tolist(), rel=1e-5)
+    metrics, samples = steps[0]
+    residuals = [(s["reward"] - trainer.objective.vstar[s["prompt"]]) ** 2 for s in samples]
+    assert metrics["loss"] == pytest.approx(sum(residuals) / 2, rel=1e-4, abs=1e-6)
+    assert trainer.reward_queries == 3 * 2 + 4 * 3
+    assert trainer.objective.state_dict() == {"vstar": trainer.objective.vstar}

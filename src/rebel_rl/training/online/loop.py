@@ -108,7 +108,8 @@ class RebelTrainer:
         self.objective = build_objective(self.spec, getattr(config, self.spec.name, None), BuildContext(
             policy=self.policy, num_generations=config.num_generations, reward=config.reward,
             model_name_or_path=config.model_name_or_path, device=self.accelerator.device,
-            options=lambda name: getattr(config, name), preference_func=preference_func, pairing=config.pairing))
+            options=lambda name: getattr(config, name), preference_func=preference_func,
+            pairing=config.pairing, score=lambda *rows: self._score(*rows)[0]))
         self._build_optimizer()
         self.iteration = 0
         self.reward_queries = 0
@@ -263,10 +264,8 @@ class RebelTrainer:
             old_token_logps = None if reuse_forward else self.policy.sampling_token_log_probs(rollout)
         with timer("scoring"):
             self.trainer_state.global_step = self.iteration
-            ids = rollout.completion_token_ids()
-            score, named = self.rewards(prompts, rollout.completions, columns,
-                                        {} if ids is None else {"completion_ids": ids})
-            score = score.to(ref_token_logps.device) - config.missing_eos_penalty * (~rollout.has_eos).float()
+            score, named = self._score(prompts, rollout, columns)
+            score = score.to(ref_token_logps.device)
         with timer("update"):
             current_token_logps = self.policy.token_log_probs(rollout) if reuse_forward else None
             if reuse_forward:
@@ -291,6 +290,15 @@ class RebelTrainer:
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i], "reward": float(score[i])}
                    for i in range(min(config.log_completions, len(rollout)))]
         return metrics, samples
+
+    def _score(self, prompts: list, rollout, columns: dict[str, list]) -> tuple[torch.Tensor, dict]:
+        """The run's score of each row (the rewards minus the missing-EOS penalty, before any KL
+        term) and the named rewards; objectives get it too (A*-PO scores pi_ref samples for V*)."""
+        ids = rollout.completion_token_ids()
+        score, named = self.rewards(prompts, rollout.completions, columns,
+                                    {} if ids is None else {"completion_ids": ids})
+        no_eos = (~rollout.has_eos).float()
+        return score.to(no_eos.device) - self.config.missing_eos_penalty * no_eos, named
 
     def update(self, batch: Batch) -> tuple[list[float], list[float], dict[str, float]]:
         """`num_epochs` passes over minibatches of prompts (with their n samples), one loss each."""

@@ -14,10 +14,12 @@ from typing import Any, Callable
 import torch
 
 from ...algorithms import (
+    apo_loss,
     dpo_loss,
     gae,
     grpo_advantages,
     grpo_loss,
+    optimal_value,
     policy_gradient_loss,
     ppo_policy_loss,
     ppo_value_loss,
@@ -86,6 +88,8 @@ class BuildContext:
     options: Callable[[str], Any]  # another algorithm's option group by name (DDPO reads ppo's clip_range)
     preference_func: Callable | None = None  # a Python preference from the API, in place of reward.preference
     pairing: str = "all"  # the data group's pairing of each prompt's samples (REBEL: all or best_worst)
+    # the loop's score of rows (prompts, rollout, columns) -> (N,), before the KL term (A*-PO's V*)
+    score: Callable | None = None
 
 
 class Objective:
@@ -360,6 +364,69 @@ class Grpo(Objective):
         live = batch.rollout.completion_mask.bool()
         return loss, {"grpo/clip_fraction": clipped.item(),
                       "grpo/ratio_max_deviation": (ratio.detach()[live] - 1).abs().max().item()}
+
+
+class Apo(Objective):
+    """A*-PO (algorithms/apo.py). Stage 1: V*(x) from `vstar_samples` samples of pi_ref, scored by
+    the run's score, the first time a prompt is seen (cached, and kept in checkpoints). Stage 2: the
+    loop's samples of pi_t, regressing beta2 * (log pi_theta - log pi_ref) onto score - V*;
+    log pi_ref is old_logps - kl, so no extra forward."""
+
+    def __init__(self, options, n: int, score: Callable) -> None:
+        super().__init__(options, n)
+        self.score = score
+        self.vstar: dict[str, float] = {}  # prompt key -> V*(x)
+        self.new_queries = 0  # pi_ref completions scored for V* in the last `prepare`
+
+    @classmethod
+    def build(cls, options, context):
+        """Needs the loop's scoring (`context.score`) to score the pi_ref samples for V*."""
+        if context.score is None:
+            raise ValueError("apo needs BuildContext.score (the loop's scoring) to compute V*")
+        return cls(options, context.num_generations, context.score)
+
+    @staticmethod
+    def prompt_key(prompt: Any) -> str:
+        """The cache key of a prompt (a string, or chat messages)."""
+        return prompt if isinstance(prompt, str) else repr(prompt)
+
+    def prepare(self, batch, policy):
+        keys = [self.prompt_key(p) for p in batch.prompts]
+        first_row: dict[str, int] = {}  # prompts without V* yet -> their first row
+        for row, key in enumerate(keys):
+            if key not in self.vstar:
+                first_row.setdefault(key, row)
+        k, rows = self.options.vstar_samples, list(first_row.values())
+        self.new_queries = len(rows) * k
+        if rows:
+            prompts = [batch.prompts[i] for i in rows]
+            with torch.no_grad():
+                rollout = policy.sample(prompts, k, reference=True)
+            columns = {name: [values[i] for i in rows for _ in range(k)]
+                       for name, values in batch.columns.items()}
+            score = self.score([p for p in prompts for _ in range(k)], rollout, columns)
+            values = optimal_value(score.view(-1, k).float(), self.options.beta1)
+            self.vstar.update(zip(first_row, values.tolist()))
+        vstar = torch.tensor([self.vstar[key] for key in keys], device=batch.score.device)
+        batch.extra["vstar"] = vstar
+        return {"apo/vstar_mean": float(vstar.mean()), "apo/new_prompts": float(len(rows)),
+                "apo/advantage_mean": float((batch.score.float() - vstar).mean())}
+
+    def reward_queries(self, num_rows: int) -> int:
+        """The iteration's rows plus the pi_ref samples scored for V* of its new prompts."""
+        return num_rows + self.new_queries
+
+    def loss(self, batch, policy):
+        ref_logps = batch.old_logps - batch.kl
+        loss = apo_loss(batch.log_probs(policy), ref_logps, batch.score, batch.extra["vstar"],
+                        self.options.beta2)
+        return loss, {}
+
+    def state_dict(self):
+        return {"vstar": dict(self.vstar)}
+
+    def load_state_dict(self, state):
+        self.vstar = dict(state.get("vstar", {}))
 
 
 def build_objective(spec: AlgorithmSpec, options: Any, context: BuildContext) -> Objective:

@@ -182,7 +182,32 @@ GRPO_BIBTEX = r"""@misc{shao2024deepseekmath,
 }"""
 
 
+APO_PAPER = ("Accelerating RL for LLM Reasoning with Optimal Advantage Regression. Brantley, "
+             "Chen, Gao, Lee, Sun, Zhan, Zhang. 2025. arXiv 2505.20686")
+APO_BIBTEX = r"""@misc{brantley2025apo,
+  title = {Accelerating {RL} for {LLM} Reasoning with Optimal Advantage Regression},
+  author = {Brantley, Kiant{\'e} and Chen, Mingyu and Gao, Zhaolin and Lee, Jason D. and
+            Sun, Wen and Zhan, Wenhao and Zhang, Xuezhou},
+  year = {2025},
+  eprint = {2505.20686},
+  archivePrefix = {arXiv}
+}"""
+
+
 NORMALISES_ITSELF = "{name} normalises rewards per prompt itself: use reward_normalization none"
+@dataclass
+class ApoOptions:
+    """A*-PO (algorithms/apo.py): regress beta2 * log(pi/pi_ref) onto r - V*, V* from pi_ref."""
+
+    beta1: float = 0.5  # apo: V*'s temperature: V* = beta1 * log mean exp(r / beta1)
+    beta2: float = 1e-3  # apo: weight of log(pi/pi_ref), the implicit KL (use kl_coef 0)
+    vstar_samples: int = 8  # apo: pi_ref samples per prompt for V* (once per prompt)
+
+    def validate(self) -> None:
+        check_positive(self, ["beta1", "beta2"])
+        check_at_least_one(self, ["vstar_samples"])
+
+
 for spec in [
     AlgorithmSpec("rebel", f"{OBJECTIVES}:Rebel", RebelOptions, min_generations=2,
                   policy_kinds=BOTH_KINDS, pair_sources=("online", "hybrid", "offline"),
@@ -212,5 +237,9 @@ for spec in [
                   policy_kinds=BOTH_KINDS,
                   reward_normalization=NORMALISES_ITSELF.format(name="grpo"),
                   label="GRPO", paper=GRPO_PAPER, bibtex=GRPO_BIBTEX),
+    AlgorithmSpec("apo", f"{OBJECTIVES}:Apo", ApoOptions,
+                  reward_normalization="apo regresses the raw score onto V*: use "
+                                       "reward_normalization none",
+                  label="A*-PO", paper=APO_PAPER, bibtex=APO_BIBTEX),
 ]:
     register_algorithm(spec)
