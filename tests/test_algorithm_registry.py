@@ -41,7 +41,7 @@ def test_a_registered_algorithm_appears_in_compare_and_help(throwaway):
     assert label("zz_text") == "ZZ Text" and label("grpo") == "GRPO" and label("sft") == "SFT"
     assert "zz_text" in swept_methods() and knob_of("zz_text")[0] == "num_epochs"
     assert tuned_settings()["zz_text"] == DEFAULT_SETTINGS
-    assert "| grpo | zz_text | zz_pixels for diffusion)" in _train_help()
+    assert "| grpo | apo | zz_text | zz_pixels for diffusion)" in _train_help()
 
 
 def test_after_removal_nothing_is_left():
@@ -52,13 +52,14 @@ def test_after_removal_nothing_is_left():
 
 
 def test_compare_lists_every_text_algorithm_and_no_diffusion_one():
-    assert methods() == ["sft", "dpo", "rebel", "ppo", "rloo", "reinforce", "iterative_dpo", "grpo"]
+    assert methods() == ["sft", "dpo", "rebel", "ppo", "rloo", "reinforce", "iterative_dpo", "grpo", "apo"]
     assert "ddpo for diffusion" in _train_help()
 
 
 @pytest.mark.parametrize("name, arxiv", [
     ("rebel", "2404.16767"), ("ppo", "1707.06347"), ("grpo", "2402.03300"),
-    ("rloo", "2402.14740"), ("iterative_dpo", "2305.18290"), ("ddpo", "2305.13301")])
+    ("rloo", "2402.14740"), ("iterative_dpo", "2305.18290"), ("ddpo", "2305.13301"),
+    ("apo", "2505.20686")])
 def test_each_algorithm_cites_its_paper(name, arxiv):
     spec = algorithms.algorithm_spec(name)
     assert spec.paper.endswith(f"arXiv {arxiv}") and f"eprint = {{{arxiv}}}" in spec.bibtex

@@ -201,6 +201,6 @@ def test_study_runs_the_sweep_then_the_table_with_its_choice_then_the_frontier(m
     assert tuned["rebel"]["eta"] == 3.0 and summary["results"] == 6 + 2
     main = read_section(tmp_path / "out" / "results.md", "main")
     assert "| RLOO | 2 | -15.0 [-15.0, -15.0] |" in main and "## Reward-vs-KL frontier" in main
-    assert "Not in this table: DPO, PPO, REINFORCE, Iterative DPO, GRPO (not run" in main
+    assert "Not in this table: DPO, PPO, REINFORCE, Iterative DPO, GRPO, A*-PO (not run" in main
     assert "| REBEL | 0.2 | 1 |" in main and (tmp_path / "out" / "frontier.png").stat().st_size > 0
     assert "tuning_rebel.png" in (tmp_path / "out" / "tuning.md").read_text()
