@@ -7,12 +7,13 @@ content of its last `<answer>...</answer>` tag, else of its last `\\boxed{...}`;
 with neither scores 0, except that `math_answer` then takes the last number in the text ("The
 answer is 2."), as GSM8K-style graders do: a model that answers right in the wrong place is still
 right, and the format rewards teach the place. `math_answer` checks equivalence with HF's
-math-verify (LaTeX, fractions, plain numbers), so "0.5", "1/2" and "\\frac{1}{2}" all match a reference of 1/2.
+math-verify (LaTeX, fractions, plain numbers), so "0.5", "1/2" and "\\frac{1}{2}" all match a
+reference of 1/2.
 """
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from rebel_rl.data.formats import completion_text
 from rebel_rl.errors import RewardError
@@ -81,27 +82,34 @@ def math_equivalent(reference: str, answer: str) -> bool:
     return bool(gold) and bool(guess) and bool(verify(gold, guess))
 
 
+def _graded(reward: str, completions: list, columns: dict[str, Any],
+            answer_of: Callable[[str], str | None],
+            correct: Callable[[str, str], bool]) -> list[float]:
+    """1.0 per completion whose answer (`answer_of` its text) is `correct(reference, answer)`."""
+    references = reference_answers(reward, completions, columns)
+    scores = []
+    for completion, reference in zip(completions, references):
+        answer = answer_of(completion_text(completion))
+        scores.append(float(answer is not None and correct(reference, answer)))
+    return scores
+
+
+def _answer_or_last_number(text: str) -> str | None:
+    """The tagged or boxed answer, else the last number in the text."""
+    answer = extract_answer(text)
+    return last_number(text) if answer is None else answer
+
+
 def math_answer(prompts: list, completions: list, **columns: Any) -> list[float]:
     """1.0 per completion whose answer (tagged or boxed, else its last number) math-verify finds
     equivalent to the reference, else 0.0."""
-    references = reference_answers("math_answer", completions, columns)
-    scores = []
-    for completion, reference in zip(completions, references):
-        text = completion_text(completion)
-        answer = extract_answer(text)
-        answer = last_number(text) if answer is None else answer
-        scores.append(float(answer is not None and math_equivalent(reference, answer)))
-    return scores
+    return _graded("math_answer", completions, columns, _answer_or_last_number, math_equivalent)
 
 
 def exact_match(prompts: list, completions: list, **columns: Any) -> list[float]:
     """1.0 per completion whose extracted answer equals the reference after `normalize`."""
-    references = reference_answers("exact_match", completions, columns)
-    scores = []
-    for completion, reference in zip(completions, references):
-        answer = extract_answer(completion_text(completion))
-        scores.append(float(answer is not None and normalize(answer) == normalize(reference)))
-    return scores
+    same = lambda reference, answer: normalize(answer) == normalize(reference)  # noqa: E731
+    return _graded("exact_match", completions, columns, extract_answer, same)
 
 
 def answer_tag_format(prompts: list, completions: list, **columns: Any) -> list[float]:
