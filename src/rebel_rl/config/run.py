@@ -169,6 +169,23 @@ class SamplingConfig:
 
 
 @dataclass
+class EnvironmentConfig:
+    """Multi-turn episodes: the policy talks to an environment for several turns (docs/multiturn.md)."""
+
+    environment: str | None = None  # module:Class, file.py:Class or builtin:NAME; None = single-turn
+    max_turns: int = 4  # environment: most policy turns per episode
+    max_total_tokens: int = 512  # environment: most tokens per episode (prompt excluded), all turns
+    step_timeout: float | None = None  # environment: seconds per reset/step call; None = no limit
+    step_failure_score: float | None = None  # environment: episode reward when a step fails; None = stop
+
+    def validate(self) -> None:
+        check_at_least_one(self, ["max_turns", "max_total_tokens"])
+        if self.step_timeout is not None and not self.step_timeout > 0:
+            raise ConfigError(f"step_timeout must be > 0 seconds, got {self.step_timeout}: "
+                              "leave it unset (None) for no time-out")
+
+
+@dataclass
 class OptimizerConfig:
     """AdamW with a warmup-then-decay schedule (the online loop and every offline stage)."""
 
@@ -268,7 +285,7 @@ class OutputConfig(OutputConfigBase):
 
 # The groups every online run has, in the order of --help; then one group per registered algorithm.
 RUN_GROUPS = {"model": ModelConfig, "data": DataConfig, "reward": RewardConfig, "sampling": SamplingConfig,
-              "training": TrainingConfig}
+              "environment": EnvironmentConfig, "training": TrainingConfig}
 LATE_GROUPS = {"evaluation": EvalConfig, "output": OutputConfig}
 
 
