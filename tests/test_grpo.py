@@ -39,6 +39,66 @@ def test_clipping_stops_the_gradient_beyond_one_plus_epsilon():
     assert logps.grad[0, 0] == 0 and logps.grad[0, 1] < 0
 
 
+# Two completions of very different lengths (4 tokens and 1) at ratio 1, so l_{i,t} = -A_i: each
+# reduction weighs the short one differently, and all four values differ.
+VARIED_MASK = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]])
+VARIED_ADVANTAGES = torch.tensor([1.0, -2.0])
+
+
+def _varied_loss(**kwargs):
+    logps = torch.zeros(2, 4, requires_grad=True)
+    loss, _, _ = grpo_loss(logps, torch.zeros(2, 4), VARIED_ADVANTAGES, VARIED_MASK, 0.2, **kwargs)
+    loss.backward()
+    return loss.item(), logps.grad
+
+
+@pytest.mark.parametrize(("kwargs", "value", "row_grads"), [
+    # grpo: mean_i (1/|y_i|) sum_t -A_i = (-1 + 2) / 2; d/dlogp = -A_i / (N |y_i|)
+    ({}, 0.5, (-1 / 8, 1.0)),
+    ({"loss_type": "grpo"}, 0.5, (-1 / 8, 1.0)),
+    # bnpo: sum_{i,t} -A_i / sum_i |y_i| = (-4 + 2) / 5; d/dlogp = -A_i / 5
+    ({"loss_type": "bnpo"}, -0.4, (-0.2, 0.4)),
+    # dapo without the step's count is bnpo; with 10 tokens in the step: -2 / 10
+    ({"loss_type": "dapo"}, -0.4, (-0.2, 0.4)),
+    ({"loss_type": "dapo", "num_tokens": 10}, -0.2, (-0.1, 0.2)),
+    # dr_grpo: sum -A_i / (N * L_max) = -2 / (2 * 8); L_max defaults to the 4 token columns
+    ({"loss_type": "dr_grpo", "max_completion_length": 8}, -0.125, (-1 / 16, 1 / 8)),
+    ({"loss_type": "dr_grpo"}, -0.25, (-1 / 8, 1 / 4)),
+])
+def test_loss_types_normalise_tokens_as_trl_names_them(kwargs, value, row_grads):
+    loss, grad = _varied_loss(**kwargs)
+    assert loss == pytest.approx(value)
+    expected = torch.tensor([[row_grads[0]] * 4, [row_grads[1], 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(grad, expected)
+
+
+def test_the_default_reduction_is_still_per_completion_then_mean():
+    """Pins today's behaviour: the default is "grpo", not a token-level mean."""
+    assert _varied_loss()[0] == pytest.approx(_varied_loss(loss_type="grpo")[0])
+    assert _varied_loss()[0] != pytest.approx(_varied_loss(loss_type="bnpo")[0])
+
+
+def test_advantage_scaling_group_batch_none():
+    rewards = torch.tensor([[1.0, 3.0], [5.0, 5.0], [0.0, 3.0]])
+    centred = torch.tensor([[-1.0, 1.0], [0.0, 0.0], [-1.5, 1.5]])
+    # the sample std of all six rewards [1, 3, 5, 5, 0, 3] (mean 17/6): sqrt(125/6 / 5) = sqrt(25/6)
+    batch_std = (25 / 6) ** 0.5
+    torch.testing.assert_close(grpo_advantages(rewards, "batch"),
+                               centred / (batch_std + GROUP_STD_EPS))
+    torch.testing.assert_close(grpo_advantages(rewards, "none"), centred)
+    torch.testing.assert_close(grpo_advantages(rewards, "group"), grpo_advantages(rewards, True))
+    torch.testing.assert_close(grpo_advantages(rewards, False), centred)
+
+
+def test_bad_loss_type_scale_and_length_are_named():
+    with pytest.raises(ValueError, match="loss_type must be one of"):
+        _varied_loss(loss_type="token")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        grpo_advantages(torch.zeros(1, 2), "prompt")
+    with pytest.raises(ValueError, match="max_completion_length 3 is below the longest completion"):
+        _varied_loss(loss_type="dr_grpo", max_completion_length=3)
+
+
 def test_the_registry_entry_declares_what_grpo_needs():
     spec = algorithm_spec("grpo")
     assert spec.min_generations == 2 and "diffusion" in spec.policy_kinds
