@@ -62,9 +62,12 @@ def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Te
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clipped surrogate over tokens (N, T) with one advantage (N,) per completion, reduced as
     `loss_type` says (module docstring): "grpo" per completion then over completions (default),
-    "bnpo" over this batch's tokens, "dapo" over `num_tokens` (the step's token count across
-    micro-batches and ranks; this batch's when None), "dr_grpo" over N * `max_completion_length`
-    (T when None). Returns (loss, ratio, fraction of tokens clipped)."""
+    "bnpo" over this batch's tokens, "dapo" over `num_tokens` (this batch's when None), "dr_grpo"
+    over N * `max_completion_length` (T when None). For a token mean over a whole optimiser step,
+    `num_tokens` is the step's token count (all micro-batches, all ranks) divided by what the
+    caller's averaging already divides by (the ranks' gradient mean; accumulation steps when each
+    micro-batch's loss is divided by them), as TRL's num_items_in_batch / num_processes.
+    Returns (loss, ratio, fraction of tokens clipped)."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     mask = mask.to(logps.dtype)
