@@ -10,12 +10,13 @@ end; R(y_h), R(y'_h) are the rewards collected from turn h on (the "future"). RE
                                          - (log pi_theta(y'_h|s_h) - log pi_t(y'_h|s_h)) )
                                - ( R(y_h) - R(y'_h) ) ]^2
 
-(the paper's Sec. 4 and Algorithm 1; the official code, ZhaolinGao/REFUEL, regresses the ratio
-difference onto eta' * the reward difference, so its eta' is our 1/eta). log pi(y_h|s_h) sums the
-log-probs of the turn-h response's own tokens only (the official code's response mask at the
-sampled turn): later turns enter through their rewards, not their log-probs. Summing the log-probs
-of every remaining policy turn instead regresses onto a whole-trajectory step (pi_t(tau) *
-exp(eta R(tau)) when the user's replies are deterministic), which is not the Q step below
+(the paper's regression; the official code, ZhaolinGao/REFUEL, regresses the ratio difference
+onto eta * the reward difference: the same minimiser, its loss eta^2 times this one; in its
+setting two the rewards carry the KL penalty, as ours do). log pi(y_h|s_h) sums the log-probs of
+the turn-h response's own tokens only (the official code's response mask at the sampled turn):
+later turns enter through their rewards, not their log-probs. Summing the log-probs of every
+remaining policy turn instead regresses onto a whole-trajectory step (pi_t(tau) * exp(eta R(tau))
+when the user's replies are deterministic), which is not the Q step below
 (tests/test_refuel.py shows the difference).
 
 Why the future and not the immediate reward: least squares fits the conditional mean of its target
