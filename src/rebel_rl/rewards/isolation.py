@@ -91,7 +91,10 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGKILL this worker when its parent dies (prctl PR_SET_PDEATHSIG), which also
     ends a reward stuck in C code that holds the GIL (a backtracking regex), where the polling
-    thread cannot run. Elsewhere only the polling thread guards; a parent already gone ends it."""
+    thread cannot run. Elsewhere only the polling thread guards; a parent already gone ends it.
+    The signal follows the parent thread that started the worker: should that thread end first,
+    the worker is killed and the next call starts a fresh one (rewards are scored from the
+    trainer's main thread, so this does not happen in a run)."""
     try:
         import ctypes
 
