@@ -113,6 +113,8 @@ class RewardConfig:
     preference: str | None = None  # rebel: regress on P(y > y'|x) - 1/2 instead of rewards: builtin, module:fn, file.py:fn, model:PATH
     reward_timeout: float | None = None  # seconds per call of a module:fn, file.py:fn reward
     reward_failure_score: float | None = None  # score for failed/timed-out calls; None: stop
+    reward_workers: int = 1  # with reward_timeout: processes per file/module reward, a chunk each
+    reward_max_consecutive_failures: int | None = None  # stop at N failed calls in a row
 
     def validate(self, require_rewards: bool = True) -> None:
         check_non_negative(self, ["kl_coef"])
@@ -125,6 +127,12 @@ class RewardConfig:
         if self.reward_timeout is not None and not self.reward_timeout > 0:
             raise ConfigError(f"reward_timeout must be > 0 seconds, got {self.reward_timeout}: "
                               "leave it unset (None) for no time-out")
+        check_at_least_one(self, ["reward_workers"])
+        if self.reward_workers > 1 and self.reward_timeout is None:
+            raise ConfigError(f"reward_workers={self.reward_workers} needs reward_timeout (workers "
+                              "run only with a time-out): set reward_timeout, or reward_workers: 1")
+        if self.reward_max_consecutive_failures is not None:
+            check_at_least_one(self, ["reward_max_consecutive_failures"])
         if self.preference is not None and self.reward_normalization != "none":
             raise ConfigError(f"reward_normalization {self.reward_normalization!r} does not apply to a preference "
                               "(its target is P - 1/2): use none")

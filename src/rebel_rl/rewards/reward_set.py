@@ -24,8 +24,8 @@ from rebel_rl.errors import ConfigError, RewardError, first_line
 from rebel_rl.rewards.builtin import BUILTIN_REWARDS
 from rebel_rl.rewards.functions import load_reward_function
 from rebel_rl.rewards.isolation import (
-    RewardFailureWarning, RewardTimeout, RewardWorker, call_reward_function, is_async_reward,
-    run_coroutine,
+    RewardFailureWarning, RewardPool, RewardTimeout, call_reward_function, check_worker_count,
+    is_async_reward, outcome, run_coroutine,
 )
 from rebel_rl.rewards.specs import check_reward_spec, parse_reward_spec  # noqa: F401 (re-exported)
 from rebel_rl.rewards.reward_model import RewardModel
@@ -51,13 +51,16 @@ class RewardSet:
 
     def __init__(
         self, specs: list[str | Callable], weights: list[float] | None = None, device: str = "cpu",
-        timeout: float | None = None, failure_score: float | None = None,
+        timeout: float | None = None, failure_score: float | None = None, workers: int = 1,
+        max_consecutive_failures: int | None = None,
     ) -> None:
         """Resolve every spec (loading reward models on `device`); a callable is used as it is.
 
         Weights default to 1.0 each. With `timeout`, each `module:fn` / `file.py:fn` reward runs in
-        its own worker process and an async reward is cancelled past it; `failure_score` is what
-        every sample of a call that timed out or failed scores (None: that call raises RewardError).
+        a pool of `workers` processes (a contiguous chunk of the batch each, one call per chunk)
+        and an async reward is cancelled past it; `failure_score` is what every sample of a call
+        that timed out or failed scores (None: that call raises RewardError), and after
+        `max_consecutive_failures` such calls of one reward in a row a RewardError stops the run.
         """
         if not specs:
             raise ConfigError("no reward given: set at least one reward (e.g. reward: sentiment)")
@@ -77,12 +80,16 @@ class RewardSet:
         self.functions = [function for _, function in resolved]
         self.weights = weights
         self.timeout, self.failure_score = timeout, failure_score
-        self._workers = {
-            name: RewardWorker(name, spec, timeout) for name, spec in zip(self._names, specs)
+        self.max_consecutive_failures = max_consecutive_failures
+        self._pools = {
+            name: RewardPool(name, spec, timeout, workers) for name, spec in zip(self._names, specs)
             if timeout is not None and isinstance(spec, str)
             and parse_reward_spec(spec).kind in ("module", "file")
         }
+        if self._pools:
+            check_worker_count(workers)
         self._counts = {name: {"timeouts": 0, "failures": 0} for name in self._names}
+        self._streaks = dict.fromkeys(self._names, 0)  # failed calls in a row, per reward
         self._warned: set[str] = set()
 
     @property
@@ -108,7 +115,8 @@ class RewardSet:
         keywords = {name: {**(columns or {}), **_accepted(function, extras)}
                     for name, function in zip(self._names, self.functions)}
         outcomes = self._call_all(prompts, formatted, keywords)
-        per_reward = {name: self._scores(name, outcomes[name], len(completions))
+        per_reward = {name: torch.cat([self._scores(name, result, stop - start)
+                                       for start, stop, result in outcomes[name]])
                       for name in self._names}
         stacked = torch.stack(list(per_reward.values()), dim=1)  # (N, rewards)
         total = (stacked * torch.tensor(self.weights, dtype=torch.float32)).nansum(dim=1)
@@ -121,28 +129,28 @@ class RewardSet:
 
     def _call_all(
         self, prompts: list, completions: list, keywords: dict[str, dict]
-    ) -> dict[str, Any]:
-        """Each reward's raw output, or the exception its call ended with. Worker calls are sent
-        first and collected last, so they run alongside the in-process ones; async rewards in this
-        process are awaited together (as TRL gathers them)."""
+    ) -> dict[str, list[tuple[int, int, Any]]]:
+        """Each reward's calls as (start row, stop row, raw output or the exception the call ended
+        with): one call of every row in this process, one per chunk in a worker pool. Pool calls
+        are sent first and collected last, so they run alongside the in-process ones; async
+        rewards in this process are awaited together (as TRL gathers them)."""
+        for name, pool in self._pools.items():
+            pool.submit(prompts, completions, keywords[name])
         outcomes: dict[str, Any] = {}
-        for name, worker in self._workers.items():
-            outcomes[name] = _outcome(worker.submit, prompts, completions, keywords[name])
         coroutines = {}
         for name, function in zip(self._names, self.functions):
-            if name in self._workers:
+            if name in self._pools:
                 continue
             if is_async_reward(function):
                 coroutines[name] = function(prompts, completions, **keywords[name])
             else:
-                outcomes[name] = _outcome(call_reward_function, function, prompts, completions,
-                                          keywords[name])
+                outcomes[name] = outcome(call_reward_function, function, prompts, completions,
+                                         keywords[name])
         if coroutines:
             outcomes.update(zip(coroutines, run_coroutine(self._gather(list(coroutines.values())))))
-        for name, worker in self._workers.items():
-            if not isinstance(outcomes[name], BaseException):  # submitted: wait for its answer
-                outcomes[name] = _outcome(worker.result)
-        return outcomes
+        calls = {name: [(0, len(completions), result)] for name, result in outcomes.items()}
+        calls.update((name, pool.collect()) for name, pool in self._pools.items())
+        return calls
 
     async def _gather(self, coroutines: list) -> list:
         """Await the coroutines concurrently, each bounded by the time-out; exceptions returned."""
@@ -153,12 +161,15 @@ class RewardSet:
                 if isinstance(r, asyncio.TimeoutError) else r for r in results]
 
     def _scores(self, name: str, outcome: Any, count: int) -> torch.Tensor:
-        """One reward's checked scores; a timed-out or failed call scores `failure_score` per
-        sample (counted, warned once) or, without one, raises a RewardError naming the reward."""
+        """One call's checked scores; a timed-out or failed call scores `failure_score` per
+        sample (counted, warned once) or, without one or past the limit of failed calls in a row,
+        raises a RewardError naming the reward."""
         try:
             if isinstance(outcome, BaseException):
                 raise outcome
-            return _checked(name, outcome, count)
+            scores = _checked(name, outcome, count)
+            self._streaks[name] = 0
+            return scores
         except RewardTimeout:
             self._counts[name]["timeouts"] += 1
             problem = f"reward '{name}' timed out after {self.timeout:g} s (reward_timeout)"
@@ -171,6 +182,14 @@ class RewardSet:
             problem, advice = _raised(name, exc), ""
         if self.failure_score is None:
             raise RewardError(problem + advice) from None
+        self._streaks[name] += 1
+        limit = self.max_consecutive_failures
+        if limit is not None and self._streaks[name] >= limit:
+            raise RewardError(
+                f"reward '{name}' failed {self._streaks[name]} calls in a row "
+                f"(reward_max_consecutive_failures={limit}), the last: {problem}; fix the reward "
+                "or raise reward_max_consecutive_failures"
+            )
         if name not in self._warned:
             self._warned.add(name)
             warnings.warn(f"{problem}; its samples score "
@@ -191,16 +210,8 @@ class RewardSet:
 
     def close(self) -> None:
         """Stop the reward worker processes (they also end with this process)."""
-        for worker in self._workers.values():
-            worker.close()
-
-
-def _outcome(function: Callable, *args: Any) -> Any:
-    """`function(*args)`, or the exception it raised (handled per reward by `_scores`)."""
-    try:
-        return function(*args)
-    except Exception as exc:
-        return exc
+        for pool in self._pools.values():
+            pool.close()
 
 
 def _accepted(function: Callable, extras: dict[str, Any] | None) -> dict[str, Any]:

@@ -167,7 +167,9 @@ class RebelTrainer:
                                      device=device))
         weights = None if config.reward_weights is None else list(config.reward_weights) + [1.0] * len(extra)
         specs = list(config.rewards) + extra
-        guard = {"timeout": config.reward_timeout, "failure_score": config.reward_failure_score}
+        guard = {"timeout": config.reward_timeout, "failure_score": config.reward_failure_score,
+                 "workers": config.reward_workers,
+                 "max_consecutive_failures": config.reward_max_consecutive_failures}
         self.rewards = RewardSet(specs, weights, device=device, **guard) if specs else NoRewards()
         self.eval_rewards = (RewardSet(config.eval_rewards, device=device, **guard)
                              if config.eval_rewards else None)
