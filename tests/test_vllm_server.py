@@ -1,7 +1,7 @@
-"""`generation_backend: vllm_server`: a `rebel vllm-serve` server samples, the trainer pushes weights.
+"""`generation_backend: vllm_server`: `rebel vllm-serve` samples, the trainer sends it its weights.
 
-The first tests need no vLLM (the trainer's side talks plain HTTP): a missing or unreachable server is
-one line, and so is a server that serves another model (a stand-in server, stdlib http.server, that
+The first tests need no vLLM (the trainer's side talks plain HTTP): a missing or unreachable server
+is one line, and so is a server of another model (a stand-in server, stdlib http.server, that
 answers /health and /model_info only). The rest start a real `rebel vllm-serve` (vLLM, so
 `.venv-vllm/`; tests/test_vllm_env.py runs this file there) on a tiny model: the weights pushed give
 the trainer's greedy tokens and a skipped push does not; several URLs give the samples of one; a
@@ -30,11 +30,12 @@ from rebel_rl.policies.vllm_serve_app import model_signature
 from rebel_rl.policies.vllm_server import check_servers
 from tiny import save_tiny_causal_lm, tiny_tokenizer, write_jsonl
 
-PROMPTS = ["the movie was", "tell me about your weekend", "i feel", "write one sentence about the sea"]
+PROMPTS = ["the movie was", "tell me about your weekend", "i feel",
+           "write one sentence about the sea"]
 VLLM_TINY = dict(hidden_size=64, num_attention_heads=2, num_key_value_heads=1)  # vLLM's CPU heads
 SRC = Path(__file__).resolve().parents[1] / "src"
 needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                                reason="needs vLLM (.venv-vllm/; tests/test_vllm_env.py runs it there)")
+                                reason="needs vLLM (.venv-vllm/: tests/test_vllm_env.py runs it)")
 
 
 def free_port() -> int:
@@ -125,8 +126,9 @@ def test_a_server_of_another_model_is_one_line(tiny, change):
 def start_server(model: str, port: int) -> subprocess.Popen:
     """`rebel vllm-serve` in its own process (this environment, this checkout), once it answers."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
-    process = subprocess.Popen([sys.executable, "-m", "rebel_rl.cli", "vllm-serve", "--model", model,
-                                "--port", str(port), "--kv_cache_gb", "0.25"], env=env,
+    command = [sys.executable, "-m", "rebel_rl.cli", "vllm-serve", "--model", model,
+               "--port", str(port), "--kv_cache_gb", "0.25"]
+    process = subprocess.Popen(command, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600  # vLLM on a loaded 2-core CPU: about a minute, often more
     while time.monotonic() < deadline:
@@ -214,3 +216,46 @@ def test_several_urls_share_the_prompts_and_give_the_same_samples(policy):
     assert two.completions == one.completions
     torch.manual_seed(1)  # and the seeds matter: another draw gives other samples
     assert not torch.equal(policy.sample(PROMPTS[:3], 2).completion_ids, one.completion_ids)
+
+
+@needs_vllm
+def test_a_server_killed_mid_run_is_one_line_and_resume_continues(tiny, server, tmp_path):
+    """The server dies during iteration 2: iteration 3's weight push stops the run with one line,
+    the iteration-2 checkpoint stays; with the server back, `resume` runs iteration 3 only. (The
+    last test here: it restarts the module's server.)"""
+    from rebel_rl.training.online.loop import RebelTrainer
+    from rebel_rl.training.run.checkpoint import list_checkpoints
+    from rebel_rl.training.run.outputs import read_metrics
+
+    run_dir = tmp_path / "run"
+    config = dict(model_name_or_path=tiny, dataset=write_jsonl(tmp_path / "train.jsonl",
+                                                               [{"prompt": p} for p in PROMPTS]),
+                  rewards=[], num_iterations=3, prompts_per_iteration=2, minibatch_prompts=2,
+                  num_generations=2, max_new_tokens=4, num_epochs=1, eval_prompts=0, kl_coef=0.0,
+                  lora_r=4, mixed_precision="no", progress=False, tensorboard=False, save_every=1,
+                  seed=0, output_dir=str(run_dir), generation_backend="vllm_server",
+                  vllm_server_url=server["url"])
+    calls = []
+
+    def length_killing_the_server(prompts, completions, **kwargs):
+        calls.append(len(completions))
+        if len(calls) == 2:  # iteration 2 has sampled: the server goes away
+            server["process"].kill()
+            server["process"].wait()
+        return [float(len(c)) for c in completions]
+
+    trainer = RebelTrainer(RebelConfig(**config), reward_funcs=[length_killing_the_server])
+    with pytest.raises(ConfigError) as caught:
+        trainer.train()
+    message = str(caught.value)
+    assert message.startswith(f"the vLLM server {server['url']} does not answer /update_weights (")
+    assert "\n" not in message and "--resume" in message
+    assert [m["iteration"] for m in read_metrics(run_dir)] == [1, 2]
+    assert int(list_checkpoints(run_dir / "checkpoints")[-1].name.split("-")[1]) == 2
+    del trainer
+    server["process"] = start_server(tiny, server["port"])
+    resumed = RebelTrainer(RebelConfig(**config), reward_funcs=[length_killing_the_server],
+                           resume=True)
+    resumed.train()
+    assert [m["iteration"] for m in read_metrics(run_dir)] == [1, 2, 3]
+    assert len(calls) == 3  # iteration 3 alone ran again

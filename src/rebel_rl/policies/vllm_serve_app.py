@@ -1,7 +1,7 @@
 """`rebel vllm-serve`: a vLLM engine in a process of its own, for `generation_backend: vllm_server`.
 
-A small FastAPI app around one `vllm.LLM` (its engine core in this process, as in the colocated mode,
-so weights reach the model by reference): generation is vLLM's own; the app only carries requests.
+A small FastAPI app around one `vllm.LLM` (its engine core in this process, as in the colocated
+mode, so weights reach the model by reference): generation is vLLM's own; the app carries requests.
 
     GET  /health         {"status": "ok"}
     GET  /model_info     what it serves (`model_signature`), its dtype and max_model_len
@@ -10,11 +10,11 @@ so weights reach the model by reference): generation is vLLM's own; the app only
     POST /update_weights the body is a safetensors file of (checkpoint name -> tensor): loaded in
                          place with vLLM's `reload_weights`, prefix cache dropped
 
-Why not vLLM's own routes: in vLLM 0.32 the RL weight-transfer routes (`/init_weight_transfer_engine`,
-`/update_weights` under VLLM_SERVER_DEV_MODE) move tensors over NCCL or CUDA IPC, which a CPU does not
-have, and the dev `/collective_rpc` route passes only strings (so `reload_weights` there reads a path:
-the trainer and server would need a shared disk and a full checkpoint written per update). A
-safetensors body over HTTP needs neither; docs/vllm.md gives the sizes.
+Why not vLLM's own routes: in vLLM 0.32 the RL weight-transfer routes (`/update_weights` and
+`/init_weight_transfer_engine`, under VLLM_SERVER_DEV_MODE) move tensors over NCCL or CUDA IPC,
+which a CPU does not have, and the dev `/collective_rpc` route passes only strings (so
+`reload_weights` there reads a path: trainer and server would need a shared disk and a checkpoint
+written per update). A safetensors body over HTTP needs neither; docs/vllm.md gives the sizes.
 """
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations (Request, a
 # name local to build_app) at run time to tell a raw request from a JSON body.
@@ -40,8 +40,8 @@ def model_signature(config, tokenizer) -> dict:
 
 
 def build_app(engine, model: str, signature: dict, dtype: str, max_model_len: int):
-    """The FastAPI app serving the `vllm.LLM` `engine` (which serves `model`); one request reaches the
-    engine at a time (vllm.LLM is not thread-safe; the trainer sends one batch at a time anyway)."""
+    """The FastAPI app serving the `vllm.LLM` `engine` (which serves `model`); one request reaches
+    the engine at a time (vllm.LLM is not thread-safe; the trainer sends one batch at a time)."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from safetensors.torch import load
@@ -92,7 +92,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, dtype: str = "f
     except ImportError:
         from .vllm_sampler import INSTALL_HINT
 
-        raise ModelError(INSTALL_HINT.replace("generation_backend vllm", "rebel vllm-serve")) from None
+        hint = INSTALL_HINT.replace("generation_backend vllm", "rebel vllm-serve")
+        raise ModelError(hint) from None
     from transformers import AutoConfig, AutoTokenizer
 
     from .vllm_sampler import ENGINE_SETTINGS

@@ -66,7 +66,7 @@ class VllmServerSampledCausalLM(VllmSampledCausalLM):
     """A causal LM trained here, sampled by vLLM servers kept in sync with it over HTTP."""
 
     def _start_engine(self) -> list[str]:
-        """The servers' addresses, once each answers and serves this model (ConfigError otherwise)."""
+        """The servers' addresses, once each answers and serves this model (else ConfigError)."""
         urls = server_urls(self.options.vllm_server_url)
         ours = model_signature(self.model.config, self.tokenizer)
         # As the colocated engine: a sequence needs at most the model's context.
@@ -78,7 +78,8 @@ class VllmServerSampledCausalLM(VllmSampledCausalLM):
             for key, value in ours.items():
                 if info.get(key) != value:
                     raise ConfigError(
-                        f"the vLLM server {url} serves {info.get('model')} ({key} {info.get(key)}), "
+                        f"the vLLM server {url} serves {info.get('model')} "
+                        f"({key} {info.get(key)}), "
                         f"not this run's model {self.model_path} ({key} {value}): start it with "
                         f"`rebel vllm-serve --model {self.model_path}`")
             if info["max_model_len"] < needed:
