@@ -81,6 +81,15 @@ def test_an_unreachable_server_is_one_line_fast_and_writes_nothing(tiny, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+def test_vllm_serve_without_vllm_is_one_line(tiny, monkeypatch, capfd):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` fails, as in the main env
+    capfd.readouterr()
+    assert main(["vllm-serve", "--model", tiny, "--port", str(free_port())]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: rebel vllm-serve needs vLLM: pip install"), err
+
+
 def _stand_in_server(info: dict) -> tuple[ThreadingHTTPServer, str]:
     """An HTTP server answering /health and /model_info with `info` (nothing of vLLM's)."""
 

@@ -121,11 +121,11 @@ def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 
 def _sampling_engine(sampling) -> dict:
     """The policy class (and its options) that samples with the SamplingConfig's generation backend."""
     if sampling.generation_backend == "vllm":
-        from .vllm_sampler import VllmSampledCausalLM  # a colocated engine (policies/vllm_sampler.py)
+        from .vllm_sampler import VllmSampledCausalLM  # an engine in this process
 
         return {"policy_class": VllmSampledCausalLM, "engine_options": sampling}
     if sampling.generation_backend == "vllm_server":
-        from .vllm_server import VllmServerSampledCausalLM  # vLLM servers (policies/vllm_server.py)
+        from .vllm_server import VllmServerSampledCausalLM  # `rebel vllm-serve` servers
 
         return {"policy_class": VllmServerSampledCausalLM, "engine_options": sampling}
     return {}
@@ -163,4 +163,5 @@ def _check_causal_lm(model) -> None:
 register_policy_kind(PolicyKind("diffusion", DiffusionPolicy.supports, looks_like_diffusion, check_diffusion_source,
                                 load_diffusion_policy))
 register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
-                                _load_causal_lm, _wrap_causal_lm, backends=("hf", "vllm", "vllm_server")))
+                                _load_causal_lm, _wrap_causal_lm,
+                                backends=("hf", "vllm", "vllm_server")))

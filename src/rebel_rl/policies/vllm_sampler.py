@@ -62,7 +62,7 @@ def check_vllm_source(model) -> None:
                          f"{', '.join(architectures)} is not one it supports (use generation_backend hf)")
 
 
-# The engine settings both modes share (the colocated engine here, `rebel vllm-serve`'s server): no CUDA
+# The engine settings both modes share (the colocated engine here, `rebel vllm-serve`'s): no CUDA
 # graphs, vLLM's log-probs of the tempered (processed) distribution for the diagnostic, quiet.
 ENGINE_SETTINGS = dict(enforce_eager=True, seed=0, logprobs_mode="processed_logprobs",
                        disable_log_stats=True, use_tqdm_on_load=False)
@@ -71,8 +71,8 @@ ENGINE_SETTINGS = dict(enforce_eager=True, seed=0, logprobs_mode="processed_logp
 def engine_samples(engine, token_ids: list[list[int]], seeds: list[int], *, n: int,
                    temperature: float, top_k: int, top_p: float, max_tokens: int,
                    stop_token_ids: list[int]) -> list[tuple[list[int], list[float]]]:
-    """Sample a `vllm.LLM` `engine`: n (completion ids, log-prob of each) pairs per prompt (token ids,
-    one seed each), prompt by prompt, each prompt's in vLLM's sample order."""
+    """Sample a `vllm.LLM` `engine`: n (completion ids, log-prob of each) pairs per prompt (token
+    ids, one seed each), prompt by prompt, each prompt's in vLLM's sample order."""
     from vllm import SamplingParams
 
     params = [SamplingParams(n=n, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -131,7 +131,8 @@ class VllmSampledCausalLM(CausalLMPolicy):
         context = getattr(self.model.config, "max_position_embeddings", None) or 1 << 30
         options = dict(model=self.model_path, dtype=str(next(self.model.parameters()).dtype).removeprefix("torch."),
                        max_model_len=min(context, self.max_prompt_length + self.max_new_tokens),
-                       tensor_parallel_size=self.options.vllm_tensor_parallel_size, **ENGINE_SETTINGS)
+                       tensor_parallel_size=self.options.vllm_tensor_parallel_size,
+                       **ENGINE_SETTINGS)
         if self.device.type == "cpu":
             options["kv_cache_memory_bytes"] = int(self.options.vllm_kv_cache_gb * (1 << 30))
         else:
@@ -205,13 +206,14 @@ class VllmSampledCausalLM(CausalLMPolicy):
 
     def generate_ids(self, token_ids: list[list[int]], n: int, temperature: float, seeds: list[int]
                      ) -> list[tuple[list[int], list[float]]]:
-        """vLLM's samples of each prompt (token ids, one seed each): n (completion ids, their log-probs)
-        pairs per prompt, prompt by prompt. The server mode sends the same request over HTTP
-        (policies/vllm_server.py)."""
-        return engine_samples(self.engine, token_ids, seeds, **self.sampling_request(n, temperature))
+        """vLLM's samples of each prompt (token ids, one seed each): n (completion ids, their
+        log-probs) pairs per prompt, prompt by prompt. The server mode sends the same request over
+        HTTP (policies/vllm_server.py)."""
+        return engine_samples(self.engine, token_ids, seeds,
+                              **self.sampling_request(n, temperature))
 
     def sampling_request(self, n: int, temperature: float) -> dict:
-        """The sampling settings of one `generate_ids` call, as plain values (JSON for the server mode)."""
+        """The sampling settings of one `generate_ids` call, as plain values (JSON for a server)."""
         return dict(n=n, temperature=temperature, top_k=self.top_k or -1, top_p=self.top_p,
                     max_tokens=self.max_new_tokens, stop_token_ids=self.eos_token_ids.tolist())
 

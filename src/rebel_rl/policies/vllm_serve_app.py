@@ -86,17 +86,15 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, dtype: str = "f
     stopped (Ctrl-C). dtype: the engine's (match the trainer's: float32 on a CPU); kv_cache_gb on a
     CPU, gpu_memory_utilization on a GPU. ModelError (one line) when vLLM is missing or the engine
     does not start."""
+    from .vllm_sampler import ENGINE_SETTINGS, INSTALL_HINT  # first: it sets vLLM's log level
+
     try:
         import uvicorn
         from vllm import LLM
     except ImportError:
-        from .vllm_sampler import INSTALL_HINT
-
         hint = INSTALL_HINT.replace("generation_backend vllm", "rebel vllm-serve")
         raise ModelError(hint) from None
     from transformers import AutoConfig, AutoTokenizer
-
-    from .vllm_sampler import ENGINE_SETTINGS
 
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # weights move by reference
     options = dict(model=model, dtype=dtype, max_model_len=max_model_len, **ENGINE_SETTINGS)
