@@ -16,6 +16,7 @@ the standard library talks HTTP: the trainer's environment does not need vLLM.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -48,7 +49,7 @@ def _request(url: str, path: str, body: bytes | dict | None, timeout: float,
         detail = exc.read().decode(errors="replace").strip().splitlines()
         raise ConfigError(f"the vLLM server {url} refused {path} (HTTP {exc.code}: "
                           f"{detail[0][:200] if detail else exc.reason})") from None
-    except (OSError, ValueError) as exc:  # refused, reset, timed out, not HTTP
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, cut, timed out
         reason = getattr(exc, "reason", None) or exc
         raise ConfigError(f"the vLLM server {url} does not answer {path} ({reason}): start it with "
                           "`rebel vllm-serve --model MODEL --port PORT` or fix vllm_server_url "
