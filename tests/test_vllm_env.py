@@ -23,7 +23,8 @@ def test_the_vllm_tests_pass_in_the_vllm_environment():
             pytest.fail(f"{VLLM_PYTHON} is missing: CI must run the vLLM tests (bash scripts/setup.sh makes it)")
         pytest.skip("no .venv-vllm/ (bash scripts/setup.sh makes it): the vLLM tests did not run")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run([str(VLLM_PYTHON), "-m", "pytest", "tests/test_vllm_backend.py", "-q",
+    result = subprocess.run([str(VLLM_PYTHON), "-m", "pytest", "tests/test_vllm_backend.py",
+                             "tests/test_vllm_server.py", "-q",
                              "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=1800)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]

@@ -121,6 +121,24 @@ def build_parser(options_for: str | None = ALL_COMMANDS) -> argparse.ArgumentPar
     push.add_argument("--hub_model_id", metavar="ID", help="the Hub repository (default: the run's hub_model_id)")
     push.add_argument("--private", action="store_true", default=None, help="create the repository as private")
     push.add_argument("--to_folder", metavar="DIR", help="only write what would be uploaded into DIR (no network)")
+    serve = commands.add_parser(
+        "vllm-serve", allow_abbrev=False,
+        help="serve a model with vLLM for generation_backend vllm_server",
+        description="Start a vLLM server for a model folder: runs with generation_backend "
+                    "vllm_server and vllm_server_url http://HOST:PORT sample from it and send it "
+                    "their weights after each update (docs/vllm.md).")
+    serve.add_argument("--model", required=True, metavar="PATH",
+                       help="the model folder (the run's model)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--dtype", default="float32",
+                       help="the engine's dtype: the trainer's (default float32)")
+    serve.add_argument("--kv_cache_gb", type=float, default=2.0,
+                       help="on a CPU: KV-cache GiB (default 2)")
+    serve.add_argument("--gpu_memory_utilization", type=float, default=0.9,
+                       help="on a GPU: the fraction of its memory the engine takes (default 0.9)")
+    serve.add_argument("--max_model_len", type=int, default=None,
+                       help="tokens per sequence (default: the model's context)")
     for name, (cls, summary) in STAGES.items():
         stage = commands.add_parser(name, allow_abbrev=False, help=summary,
                                     description=summary[0].upper() + summary[1:] + ".")
@@ -276,6 +294,15 @@ def _run_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_vllm_serve(args: argparse.Namespace) -> int:
+    start_work()  # before torch and vLLM load: their logs read the levels it sets
+    from .policies.vllm_serve_app import serve
+
+    serve(args.model, args.host, args.port, args.dtype, args.kv_cache_gb,
+          args.gpu_memory_utilization, args.max_model_len)
+    return 0
+
+
 # subcommand -> function(args) -> exit code; each stage registers its parser in build_parser.
 RUNNERS: dict[str, Any] = {
     "train": _run_train,
@@ -288,6 +315,7 @@ RUNNERS: dict[str, Any] = {
     "compare": _run_compare,
     "recipes": _run_recipes,
     "push": _run_push,
+    "vllm-serve": _run_vllm_serve,
 }
 
 

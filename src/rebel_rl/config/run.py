@@ -149,10 +149,12 @@ class SamplingConfig:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # nucleus sampling; 1.0 = off
     # --- causal LMs: the generation engine (docs/vllm.md) ---
-    generation_backend: str = "hf"  # hf (transformers generate) | vllm (a vLLM engine in the training process, synced after each update; install: docs/vllm.md)
+    generation_backend: str = "hf"  # hf (transformers generate) | vllm (a vLLM engine in the training process, synced after each update; install: docs/vllm.md) | vllm_server (vLLM servers at vllm_server_url, sent the weights after each update)
     vllm_gpu_memory_utilization: float = 0.3  # vllm on a GPU: fraction of its memory the engine may take (it shares the GPU with training)
     vllm_kv_cache_gb: float = 2.0  # vllm on a CPU: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
     vllm_tensor_parallel_size: int = 1  # vllm on GPUs: GPUs one engine spans (vLLM's tensor parallelism)
+    vllm_server_url: str = ""  # vllm_server: the `rebel vllm-serve` server(s), e.g. http://127.0.0.1:8000; several comma-separated share the prompts round-robin
+    vllm_server_timeout: float = 600.0  # vllm_server: seconds one request (a batch's samples, a weight push) may take before the run stops
     # --- diffusion policies (images, docs/images.md) ---
     sampler: str = "ddim"  # diffusion: ddim (stochastic DDIM) | lcm (multi-step consistency sampling, for LCM checkpoints)
     num_inference_steps: int = 10  # diffusion: denoising steps per image (each step is one action)
@@ -169,8 +171,11 @@ class SamplingConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         check_non_negative(self, ["top_k"])
         check_choice("sampler", self.sampler, ["ddim", "lcm"])
-        check_choice("generation_backend", self.generation_backend, ["hf", "vllm"])
-        check_positive(self, ["vllm_gpu_memory_utilization", "vllm_kv_cache_gb"])
+        check_choice("generation_backend", self.generation_backend, ["hf", "vllm", "vllm_server"])
+        if self.generation_backend == "vllm_server" and not self.vllm_server_url.strip(","):
+            raise ConfigError("generation_backend vllm_server needs vllm_server_url: start a server "
+                              "with rebel vllm-serve --model MODEL, then pass its http://HOST:PORT")
+        check_positive(self, ["vllm_gpu_memory_utilization", "vllm_kv_cache_gb", "vllm_server_timeout"])
         check_unit_interval(self, ["vllm_gpu_memory_utilization"])
         check_at_least_one(self, ["vllm_tensor_parallel_size"])
         check_positive(self, ["ddim_eta", "guidance_scale"])

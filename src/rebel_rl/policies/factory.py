@@ -95,6 +95,10 @@ def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "onl
         from .vllm_sampler import check_vllm_source
 
         check_vllm_source(model)
+    if backend == "vllm_server":  # the servers answer (what they serve is checked once loaded)
+        from .vllm_server import check_servers
+
+        check_servers(sampling.vllm_server_url)
     return kind
 
 
@@ -116,11 +120,15 @@ def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 
 
 def _sampling_engine(sampling) -> dict:
     """The policy class (and its options) that samples with the SamplingConfig's generation backend."""
-    if sampling.generation_backend != "vllm":
-        return {}
-    from .vllm_sampler import VllmSampledCausalLM  # a colocated vLLM engine (policies/vllm_sampler.py)
+    if sampling.generation_backend == "vllm":
+        from .vllm_sampler import VllmSampledCausalLM  # an engine in this process
 
-    return {"policy_class": VllmSampledCausalLM, "engine_options": sampling}
+        return {"policy_class": VllmSampledCausalLM, "engine_options": sampling}
+    if sampling.generation_backend == "vllm_server":
+        from .vllm_server import VllmServerSampledCausalLM  # `rebel vllm-serve` servers
+
+        return {"policy_class": VllmServerSampledCausalLM, "engine_options": sampling}
+    return {}
 
 
 def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
@@ -155,4 +163,5 @@ def _check_causal_lm(model) -> None:
 register_policy_kind(PolicyKind("diffusion", DiffusionPolicy.supports, looks_like_diffusion, check_diffusion_source,
                                 load_diffusion_policy))
 register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
-                                _load_causal_lm, _wrap_causal_lm, backends=("hf", "vllm")))
+                                _load_causal_lm, _wrap_causal_lm,
+                                backends=("hf", "vllm", "vllm_server")))

@@ -62,6 +62,39 @@ def check_vllm_source(model) -> None:
                          f"{', '.join(architectures)} is not one it supports (use generation_backend hf)")
 
 
+# The engine settings both modes share (the colocated engine here, `rebel vllm-serve`'s): no CUDA
+# graphs, vLLM's log-probs of the tempered (processed) distribution for the diagnostic, quiet.
+ENGINE_SETTINGS = dict(enforce_eager=True, seed=0, logprobs_mode="processed_logprobs",
+                       disable_log_stats=True, use_tqdm_on_load=False)
+
+
+def engine_samples(engine, token_ids: list[list[int]], seeds: list[int], *, n: int,
+                   temperature: float, top_k: int, top_p: float, max_tokens: int,
+                   stop_token_ids: list[int]) -> list[tuple[list[int], list[float]]]:
+    """Sample a `vllm.LLM` `engine`: n (completion ids, log-prob of each) pairs per prompt (token
+    ids, one seed each), prompt by prompt, each prompt's in vLLM's sample order."""
+    from vllm import SamplingParams
+
+    params = [SamplingParams(n=n, temperature=temperature, top_k=top_k, top_p=top_p,
+                             max_tokens=max_tokens, stop_token_ids=stop_token_ids, ignore_eos=False,
+                             logprobs=0, seed=seed, detokenize=False) for seed in seeds]
+    outputs = engine.generate([{"prompt_token_ids": ids} for ids in token_ids], params,
+                              use_tqdm=False)
+    samples = [sample for output in outputs
+               for sample in sorted(output.outputs, key=lambda s: s.index)]
+    return [(list(sample.token_ids),
+             [step[token].logprob for step, token in zip(sample.logprobs, sample.token_ids)])
+            for sample in samples]
+
+
+def push_weights(engine, weights: list[tuple[str, torch.Tensor]]) -> None:
+    """Load (checkpoint name, tensor) pairs into a `vllm.LLM` engine's model in place (vLLM's
+    `reload_weights`: the model's `load_weights` plus its post-load processing) and drop cached
+    prefixes computed with the old weights."""
+    engine.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+    engine.reset_prefix_cache()
+
+
 @dataclass
 class VllmRollout(TextRollout):
     """A TextRollout that also keeps vLLM's per-token log-probs, for the diagnostic alone."""
@@ -98,8 +131,8 @@ class VllmSampledCausalLM(CausalLMPolicy):
         context = getattr(self.model.config, "max_position_embeddings", None) or 1 << 30
         options = dict(model=self.model_path, dtype=str(next(self.model.parameters()).dtype).removeprefix("torch."),
                        max_model_len=min(context, self.max_prompt_length + self.max_new_tokens),
-                       enforce_eager=True, seed=0, logprobs_mode="processed_logprobs", disable_log_stats=True,
-                       use_tqdm_on_load=False, tensor_parallel_size=self.options.vllm_tensor_parallel_size)
+                       tensor_parallel_size=self.options.vllm_tensor_parallel_size,
+                       **ENGINE_SETTINGS)
         if self.device.type == "cpu":
             options["kv_cache_memory_bytes"] = int(self.options.vllm_kv_cache_gb * (1 << 30))
         else:
@@ -127,8 +160,7 @@ class VllmSampledCausalLM(CausalLMPolicy):
     def sync_engine(self) -> None:
         """Push the trainer's current weights into the engine's model (vLLM's in-place `reload_weights`,
         which re-runs its post-load processing) and drop cached prefixes computed with the old ones."""
-        self.engine.collective_rpc("reload_weights", kwargs={"weights_iterator": list(self._engine_weights())})
-        self.engine.reset_prefix_cache()
+        push_weights(self.engine, list(self._engine_weights()))
         self._stale = False
 
     @torch.no_grad()
@@ -152,26 +184,18 @@ class VllmSampledCausalLM(CausalLMPolicy):
                ) -> TextRollout:
         if reference:  # the engine holds pi_t; pi_ref samples (the "before" evaluation) stay on hf
             return super().sample(prompts, n, reference=True, temperature=temperature)
-        from vllm import SamplingParams
-
         if self._stale:
             self.sync_engine()
         temperature = self.temperature if temperature is None else temperature
         prompt_ids, prompt_mask = self.encode_prompts(prompts)
-        token_ids = self.prompt_token_ids(prompts)
         seeds = torch.randint(2**31 - 1, (len(prompts),)).tolist()
-        params = [SamplingParams(n=n, temperature=temperature, top_k=self.top_k or -1, top_p=self.top_p,
-                                 max_tokens=self.max_new_tokens, stop_token_ids=self.eos_token_ids.tolist(),
-                                 ignore_eos=False, logprobs=0, seed=seed, detokenize=False) for seed in seeds]
-        outputs = self.engine.generate([{"prompt_token_ids": ids} for ids in token_ids], params, use_tqdm=False)
-        samples = [sample for output in outputs for sample in sorted(output.outputs, key=lambda s: s.index)]
-        width = max(len(sample.token_ids) for sample in samples)
+        samples = self.generate_ids(self.prompt_token_ids(prompts), n, temperature, seeds)
+        width = max(len(ids) for ids, _ in samples)
         completion_ids = torch.full((len(samples), width), self.tokenizer.pad_token_id, dtype=torch.long)
         engine_logps = torch.zeros(len(samples), width)
-        for row, sample in enumerate(samples):
-            completion_ids[row, :len(sample.token_ids)] = torch.tensor(sample.token_ids)
-            engine_logps[row, :len(sample.token_ids)] = torch.tensor(
-                [step[token].logprob for step, token in zip(sample.logprobs, sample.token_ids)])
+        for row, (ids, logps) in enumerate(samples):
+            completion_ids[row, :len(ids)] = torch.tensor(ids)
+            engine_logps[row, :len(ids)] = torch.tensor(logps)
         completion_ids = completion_ids.to(self.device)
         completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)
         kept = [ids[: int(length)] for ids, length in zip(completion_ids, completion_mask.sum(-1))]
@@ -179,6 +203,19 @@ class VllmSampledCausalLM(CausalLMPolicy):
         return VllmRollout(prompt_ids.repeat_interleave(n, dim=0), prompt_mask.repeat_interleave(n, dim=0),
                            completion_ids, completion_mask, has_eos, texts,
                            engine_token_log_probs=engine_logps.to(self.device) * completion_mask)
+
+    def generate_ids(self, token_ids: list[list[int]], n: int, temperature: float, seeds: list[int]
+                     ) -> list[tuple[list[int], list[float]]]:
+        """vLLM's samples of each prompt (token ids, one seed each): n (completion ids, their
+        log-probs) pairs per prompt, prompt by prompt. The server mode sends the same request over
+        HTTP (policies/vllm_server.py)."""
+        return engine_samples(self.engine, token_ids, seeds,
+                              **self.sampling_request(n, temperature))
+
+    def sampling_request(self, n: int, temperature: float) -> dict:
+        """The sampling settings of one `generate_ids` call, as plain values (JSON for a server)."""
+        return dict(n=n, temperature=temperature, top_k=self.top_k or -1, top_p=self.top_p,
+                    max_tokens=self.max_new_tokens, stop_token_ids=self.eos_token_ids.tolist())
 
     def sampling_token_log_probs(self, rollout: TextRollout, current: torch.Tensor | None = None) -> torch.Tensor:
         """The trainer's log pi_t, as for `hf`; vLLM's differ by the diagnostic `vllm/logprob_diff`."""
