@@ -28,7 +28,9 @@ def fake_rollout(prompt_tokens: list[int], completion_tokens: list[int]) -> Simp
 def test_rows_packed_by_whole_groups_then_rows_then_split_to_a_count():
     # tokens per row: 3+1, 3+12 | 2+3, 2+3 | 4+12, 4+11 | 1+2, 1+5 = 4, 15 | 5, 5 | 16, 15 | 3, 6
     rollout = fake_rollout([3, 3, 2, 2, 4, 4, 1, 1], LENGTHS)
-    parts = lambda budget, **kw: [p.tolist() for p in microbatch_rows(rollout, 2, budget, **kw)]  # noqa: E731
+    def parts(budget: int, **kw) -> list[list[int]]:
+        return [p.tolist() for p in microbatch_rows(rollout, 2, budget, **kw)]
+
     # 19 + 10 fit 29; group 3 (31) is over budget: its rows alone; 16 alone; 15 + 9 = 24
     assert parts(30) == [[0, 1, 2, 3], [4], [5, 6, 7]]
     assert parts(1000) == [[0, 1, 2, 3, 4, 5, 6, 7]]
@@ -76,13 +78,14 @@ def captured_batch(trainer, monkeypatch):
 def gradients(trainer, backward) -> list[torch.Tensor]:
     trainer.optimizer.zero_grad(set_to_none=True)
     backward()
-    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in trainer.trainable_params]
+    params = trainer.trainable_params
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
 
 
 @pytest.mark.parametrize("algorithm", ["rebel", "grpo", "rloo", "ppo", "iterative_dpo", "apo"])
 @pytest.mark.parametrize("budget", [40, 12])
-def test_accumulated_gradient_equals_the_one_pass_gradient(files, tmp_path, monkeypatch, algorithm,  # noqa: F811
-                                                           budget):
+def test_accumulated_gradient_equals_the_one_pass_gradient(files, tmp_path,  # noqa: F811
+                                                           monkeypatch, algorithm, budget):
     config = make_config(files, tmp_path / "run", algorithm=algorithm, max_new_tokens=12,
                          minibatch_prompts=4, max_tokens_per_microbatch=budget, kl_coef=0.1,
                          rewards=[files["count_e"]])
@@ -131,9 +134,10 @@ def test_accumulated_gradient_equals_the_one_pass_gradient(files, tmp_path, monk
 def test_run_with_micro_batches_from_the_cli(files, tmp_path):  # noqa: F811
     run = tmp_path / "run"
     code = main(["train", "--model_name_or_path", files["model"], "--dataset", files["train"],
-                 "--rewards", files["count_e"], "--num_iterations", "2", "--prompts_per_iteration", "4",
-                 "--minibatch_prompts", "2", "--num_generations", "2", "--max_new_tokens", "8",
-                 "--eval_prompts", "0", "--lora_r", "4", "--mixed_precision", "no", "--progress", "false",
+                 "--rewards", files["count_e"], "--num_iterations", "2",
+                 "--prompts_per_iteration", "4", "--minibatch_prompts", "2",
+                 "--num_generations", "2", "--max_new_tokens", "8", "--eval_prompts", "0",
+                 "--lora_r", "4", "--mixed_precision", "no", "--progress", "false",
                  "--tensorboard", "false", "--save_every", "0", "--max_tokens_per_microbatch", "20",
                  "--output_dir", str(run)])
     assert code in (0, None)

@@ -305,8 +305,9 @@ class RebelTrainer:
         return score.to(no_eos.device) - self.config.missing_eos_penalty * no_eos, named
 
     def update(self, batch: Batch) -> tuple[list[float], list[float], dict[str, float]]:
-        """`num_epochs` passes over minibatches of prompts (with their n samples), one loss each; with
-        `max_tokens_per_microbatch`, each minibatch's backward runs in micro-batches (`_microbatched`)."""
+        """`num_epochs` passes over minibatches of prompts (with their n samples), one loss each;
+        with `max_tokens_per_microbatch`, a minibatch's backward runs in micro-batches
+        (`_microbatched`)."""
         config, n = self.config, self.config.num_generations
         num_prompts = len(batch.rollout) // n
         accumulate = config.gradient_accumulation_steps

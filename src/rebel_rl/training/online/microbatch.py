@@ -13,10 +13,10 @@ import torch
 
 
 def microbatch_rows(rollout: Any, n: int, budget: int, at_least: int = 1) -> list[torch.Tensor]:
-    """The rollout's rows (n consecutive per prompt) in consecutive micro-batches of at most `budget`
-    real tokens (prompt + completion under the masks): whole prompt groups while a group fits, its
-    rows one by one when it does not, a row over budget alone; then the largest is halved until
-    there are `at_least` (every process must run as many forwards)."""
+    """The rollout's rows (n consecutive per prompt) in consecutive micro-batches of at most
+    `budget` real tokens (prompt + completion under the masks): whole prompt groups while a group
+    fits, its rows one by one when it does not, a row over budget alone; then the largest is halved
+    until there are `at_least` (every process must run as many forwards)."""
     tokens = rollout.completion_mask.sum(-1)
     if getattr(rollout, "prompt_mask", None) is not None:
         tokens = tokens + rollout.prompt_mask.sum(-1)
@@ -49,4 +49,5 @@ def narrowed(rollout: Any) -> Any:
     start = int(rollout.prompt_mask.any(0).long().argmax())
     return replace(rollout, completion_ids=rollout.completion_ids[:, :width],
                    completion_mask=rollout.completion_mask[:, :width],
-                   prompt_ids=rollout.prompt_ids[:, start:], prompt_mask=rollout.prompt_mask[:, start:])
+                   prompt_ids=rollout.prompt_ids[:, start:],
+                   prompt_mask=rollout.prompt_mask[:, start:])
