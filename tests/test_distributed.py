@@ -34,7 +34,9 @@ def launch(*args: str, fsdp: bool = False, expect_error: bool = False) -> subpro
     launcher = Path(sys.executable).with_name("torchrun")
     entry = [str(TESTS / "fsdp_on_cpu.py")] if fsdp else ["-m", "rebel_rl.cli"]
     command = [str(launcher), "--nproc_per_node", "2", *entry, "train", *ARGS, *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(TESTS)}
+    # the caller's PYTHONPATH after tests/ (a worktree's src over the editable install)
+    path = os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": path}
     result = subprocess.run(command, capture_output=True, text=True, timeout=150, env=env)
     if expect_error:
         assert result.returncode != 0

@@ -226,10 +226,12 @@ class TrainingConfig(OptimizerConfig):
     num_epochs: int = 1  # passes over each sampled batch
     minibatch_prompts: int | None = None  # prompts (each with its n completions) per optimiser micro-batch; default: all prompts_per_iteration (one update forward, which also gives log pi_t)
     gradient_accumulation_steps: int = 1  # minibatches per optimiser step
+    max_tokens_per_microbatch: int = 0  # real tokens per forward+backward, same gradient (0 = off)
 
     def validate(self) -> None:
         check_at_least_one(self, ["num_iterations", "num_epochs", "gradient_accumulation_steps"]
                            + ([] if self.minibatch_prompts is None else ["minibatch_prompts"]))
+        check_non_negative(self, ["max_tokens_per_microbatch"])
         super().validate()
         algorithm_spec(self.algorithm)
 

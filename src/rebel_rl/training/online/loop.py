@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from ..run.outputs import (
     truncate_logs,
     write_json,
 )
+from .microbatch import microbatch_rows, narrowed
 from .objectives import Batch, BuildContext, build_objective
 from .pairs import check_completion_columns, collect_rollout, normalize_rewards
 from .progress import TrainingProgress
@@ -222,7 +224,9 @@ class RebelTrainer:
         # After prepare: FSDP2 replaces the parameters by sharded ones (and points the optimizer at them).
         self.trainable_params = [p for group in self.optimizer.param_groups for p in group["params"]]
         # The update is then a single forward over the whole batch before the weights change (see `step`).
-        self.update_forward_gives_old_logps = config.num_epochs == 1 and minibatches == 1
+        # Not with micro-batches: that forward's graph spans the whole batch (`_microbatched`).
+        self.update_forward_gives_old_logps = (config.num_epochs == 1 and minibatches == 1
+                                               and not config.max_tokens_per_microbatch)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
@@ -303,7 +307,9 @@ class RebelTrainer:
         return score.to(no_eos.device) - self.config.missing_eos_penalty * no_eos, named
 
     def update(self, batch: Batch) -> tuple[list[float], list[float], dict[str, float]]:
-        """`num_epochs` passes over minibatches of prompts (with their n samples), one loss each."""
+        """`num_epochs` passes over minibatches of prompts (with their n samples), one loss each;
+        with `max_tokens_per_microbatch`, a minibatch's backward runs in micro-batches
+        (`_microbatched`)."""
         config, n = self.config, self.config.num_generations
         num_prompts = len(batch.rollout) // n
         accumulate = config.gradient_accumulation_steps
@@ -313,10 +319,12 @@ class RebelTrainer:
             for k, prompt_index in enumerate(order.split(config.minibatch_prompts)):
                 rows = (prompt_index[:, None] * n + torch.arange(n)).flatten()
                 sync = (k + 1) % accumulate == 0
-                no_sync = contextlib.nullcontext() if sync else self.accelerator.no_sync(self.policy.train_module)
-                with no_sync:
-                    loss, step_stats = self.objective.loss(batch.select(rows), self.policy)
-                    self.accelerator.backward(loss / accumulate)
+                if config.max_tokens_per_microbatch:
+                    loss, step_stats = self._microbatched(batch.select(rows), accumulate, sync)
+                else:
+                    with self._gradient_sync(sync):
+                        loss, step_stats = self.objective.loss(batch.select(rows), self.policy)
+                        self.accelerator.backward(loss / accumulate)
                 losses.append(loss.item())
                 for key, value in step_stats.items():
                     stats.setdefault(key, []).append(value)
@@ -329,6 +337,46 @@ class RebelTrainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
         return losses, grad_norms, {key: sum(v) / len(v) for key, v in stats.items()}
+
+    def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager:
+        """DDP's all-reduce on this backward (`sync`), or accumulate locally (no_sync)."""
+        if sync:
+            return contextlib.nullcontext()
+        return self.accelerator.no_sync(self.policy.train_module)
+
+    def _microbatched(self, minibatch: Batch, accumulate: int, sync: bool
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The minibatch's backward, with the policy's forwards in micro-batches of at most
+        `max_tokens_per_microbatch` real tokens, and exactly the one-pass gradient (chain rule,
+        docs/long_completions.md): (a) log pi_theta per token of each micro-batch without a graph;
+        (b) the objective's loss on the whole minibatch with those as a leaf, backward, giving
+        dL/d(log pi_theta); (c) per micro-batch, the forward again with a graph and its backward
+        with that gradient. Processes run the same number of micro-batches (FSDP2 and DDP forwards
+        are collectives); DDP syncs only on the last backward of a sync step."""
+        policy, rollout = self.policy, minibatch.rollout
+        budget = self.config.max_tokens_per_microbatch
+        parts = microbatch_rows(rollout, self.config.num_generations, budget)
+        if self.accelerator.num_processes > 1:
+            count = torch.tensor([len(parts)], device=self.accelerator.device)
+            most = int(self.accelerator.gather(count).max())
+            parts = microbatch_rows(rollout, self.config.num_generations, budget, at_least=most)
+        with torch.no_grad():
+            pieces = [policy.token_log_probs(narrowed(rollout.select(part))) for part in parts]
+        leaf = pieces[0].new_zeros(rollout.completion_mask.shape)
+        for part, piece in zip(parts, pieces):
+            leaf[part.to(leaf.device), : piece.shape[1]] = piece
+        leaf.requires_grad_(True)
+        # step() leaves current_token_logps None here: reusing one graph over the whole batch is
+        # what micro-batching avoids (update_forward_gives_old_logps is off with the option)
+        loss, stats = self.objective.loss(replace(minibatch, current_token_logps=leaf), policy)
+        self.accelerator.backward(loss / accumulate)  # (b): other modules (PPO's values) get theirs
+        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
+        for i, part in enumerate(parts):
+            with self._gradient_sync(sync and i == len(parts) - 1):
+                logps = policy.token_log_probs(narrowed(rollout.select(part)))
+                # grad already holds 1/accumulate and any fp16 loss scale, so a plain backward
+                logps.backward(grad[part.to(grad.device), : logps.shape[1]].to(logps.dtype))
+        return loss.detach(), stats
 
     # ------------------------------------------------------------------ helpers
     def _prompt_indices(self, iteration: int) -> list[int]:
