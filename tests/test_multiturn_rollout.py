@@ -61,7 +61,8 @@ def make_policy(tiny_path, eos_bias: float = 0.0, max_new_tokens: int = 8):
         biased.bias.zero_()
         biased.bias[tokenizer.eos_token_id] = eos_bias
     model.lm_head = biased
-    config = RebelConfig(model_name_or_path=str(tiny_path), max_new_tokens=max_new_tokens, temperature=1.0)
+    config = RebelConfig(model_name_or_path=str(tiny_path), max_new_tokens=max_new_tokens,
+                         temperature=1.0)
     return wrap_causal_lm_policy(model, tokenizer, config.sampling, torch.device("cpu"))
 
 
@@ -114,22 +115,31 @@ def test_policy_ids_unchanged_env_tokens_masked_end_of_turn_scored(tiny_path, mo
             assert ids[start:end] == expected
             if eos in sampled:
                 assert ids[end - 1] == eos and mask[end - 1] == 1
-                if end < attended:  # the template's "\n" after the end-of-turn token: not the policy's
+                if end < attended:  # the template's "\n" after the end-of-turn token: not sampled
                     assert ids[end:end + len(newline)] == newline and mask[end] == 0
-        assert sum(1 for (s, e) in spans if ids[e - 1] == eos) >= 1  # the bias makes EOS turns happen
+        assert sum(1 for (s, e) in spans if ids[e - 1] == eos) >= 1  # the bias makes EOS turns
         # Everything between turns is the environment's and the template's: attended, never scored.
         assert sum(mask) < attended and all(m == 0 for m in mask[attended:])
-        # The whole sequence is the template's rendering of the dialogue (nothing re-tokenised wrongly).
+        # The whole sequence is the template's rendering of the dialogue, up to the last turn.
+        decode = policy.tokenizer.decode
+        contents = [decode(ids[s:e], skip_special_tokens=True) for s, e in spans]
+        dialogue = [{"role": "user", "content": PROMPTS[i]},
+                    {"role": "system", "content": f"echo {rows[i]['tag']}"}]
+        for content in contents[:-1]:
+            dialogue += [{"role": "assistant", "content": content},
+                         {"role": "user", "content": content[::-1] or "say something"}]
+        last = ids[spans[-1][0]:spans[-1][1]]
+        expected = render(policy.tokenizer, None, dialogue, True) + decode(last)
         prompt = rollout.prompt_ids[i][rollout.prompt_mask[i].bool()].tolist()
-        text = policy.tokenizer.decode(prompt + ids[:attended], skip_special_tokens=False)
-        assert text.startswith(render(policy.tokenizer, None, [
-            {"role": "user", "content": PROMPTS[i]}, {"role": "system", "content": f"echo {rows[i]['tag']}"}],
-            True))
-        assert rollout.completions[i] == policy.tokenizer.decode(ids[:attended], skip_special_tokens=False)
+        assert decode(prompt + ids[:attended], skip_special_tokens=False) == expected
+        assert spans[-1][1] == attended  # the sequence ends with the policy's last turn
+        assert rollout.completions[i] == decode(ids[:attended], skip_special_tokens=False)
     # Each step's reward is the length of the turn's text: the return is their sum.
     assert rollout.episode_rewards.tolist() == [
-        float(sum(len(policy.tokenizer.decode(rollout.completion_ids[i][s:e], skip_special_tokens=True))
-                  for s, e in turn_spans(rollout.completion_mask[i].tolist()))) for i in range(2)]
+        float(sum(len(policy.tokenizer.decode(rollout.completion_ids[i][s:e],
+                                              skip_special_tokens=True))
+                  for s, e in turn_spans(rollout.completion_mask[i].tolist())))
+        for i in range(2)]
 
 
 def test_done_ends_the_episode_with_its_return(tiny_path):
@@ -146,8 +156,8 @@ def test_done_ends_the_episode_with_its_return(tiny_path):
 def test_max_turns_and_max_total_tokens_stop_episodes(tiny_path):
     torch.manual_seed(2)
     policy = make_policy(tiny_path, eos_bias=0.0, max_new_tokens=8)  # turns run to max_new_tokens
-    rollout = policy.sample_episodes(PROMPTS, [{"tag": "a"}] * 2, [EchoEnv(), EchoEnv()], max_turns=2,
-                                     max_total_tokens=400)
+    rollout = policy.sample_episodes(PROMPTS, [{"tag": "a"}] * 2, [EchoEnv(), EchoEnv()],
+                                     max_turns=2, max_total_tokens=400)
     assert rollout.turns.tolist() == [2, 2]
     assert rollout.completion_mask.sum(-1).tolist() == [16, 16]
     assert rollout.has_eos.tolist() == [False, False]  # the last turn ran out of max_new_tokens
@@ -172,6 +182,11 @@ def test_episode_log_prob_is_the_sum_of_its_turns_log_probs(tiny_path):
                                      max_total_tokens=200)
     assert shared_prompts.prompt_groups(rollout.prompt_ids, rollout.prompt_mask) is not None
     episode = policy.log_probs(rollout, reference=True)
+    with torch.no_grad():  # the chunked head path attends and scores the same
+        chunked = token_logps(policy.reference_model, rollout.prompt_ids, rollout.prompt_mask,
+                              rollout.completion_ids, rollout.completion_mask,
+                              policy.temperature, 3, rollout.completion_attention_mask).sum(-1)
+    assert torch.allclose(chunked, episode, atol=1e-4)
     for i in range(4):
         prompt = rollout.prompt_ids[i][rollout.prompt_mask[i].bool()].tolist()
         ids = rollout.completion_ids[i].tolist()
@@ -179,23 +194,25 @@ def test_episode_log_prob_is_the_sum_of_its_turns_log_probs(tiny_path):
         for start, end in turn_spans(rollout.completion_mask[i].tolist()):
             context = torch.tensor([prompt + ids[:start]])
             turn = torch.tensor([ids[start:end]])
-            total += float(token_logps(policy.reference_model, context, torch.ones_like(context), turn,
-                                       torch.ones_like(turn), policy.temperature).sum())
+            total += float(token_logps(policy.reference_model, context, torch.ones_like(context),
+                                       turn, torch.ones_like(turn), policy.temperature).sum())
         assert float(episode[i]) == pytest.approx(total, abs=1e-4)
-    assert len({round(float(x), 3) for x in episode}) == 4  # four different episodes, not one repeated
+    assert len({round(float(x), 3) for x in episode}) == 4  # four episodes, not one repeated
 
 
 # ------------------------------------------------------------------ the loop
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("episodes")
-    return write_jsonl(root / "train.jsonl", [{"prompt": p, "tag": str(i)} for i, p in enumerate(PROMPTS * 2)])
+    rows = [{"prompt": p, "tag": str(i)} for i, p in enumerate(PROMPTS * 2)]
+    return write_jsonl(root / "train.jsonl", rows)
 
 
 def trainer_for(tiny_path, data, run_dir, environment, **overrides) -> RebelTrainer:
     values = dict(model_name_or_path=str(tiny_path), dataset=data, rewards=[], num_iterations=1,
                   prompts_per_iteration=2, num_generations=2, max_new_tokens=4, max_turns=2,
-                  max_total_tokens=64, eval_prompts=0, lora_r=4, learning_rate=1e-2, warmup_ratio=0.0,
+                  max_total_tokens=64, eval_prompts=0, lora_r=4, learning_rate=1e-2,
+                  warmup_ratio=0.0,
                   mixed_precision="no", progress=False, tensorboard=False, save_every=0, seed=0,
                   output_dir=str(run_dir))
     values.update(overrides)
@@ -221,8 +238,10 @@ def distinct_returns():
 @pytest.mark.parametrize("algorithm", ["rebel", "rloo", "grpo"])
 def test_loss_gradient_is_zero_at_every_environment_position(tiny_path, data, tmp_path, monkeypatch,
                                                              algorithm):
-    monkeypatch.setattr(shared_prompts, "ENABLED", False)  # one plain forward: logits column j = token j
-    trainer = trainer_for(tiny_path, data, tmp_path / algorithm, distinct_returns(), algorithm=algorithm)
+    # One plain forward: logits column j predicts completion token j.
+    monkeypatch.setattr(shared_prompts, "ENABLED", False)
+    trainer = trainer_for(tiny_path, data, tmp_path / algorithm, distinct_returns(),
+                          algorithm=algorithm)
     rollouts, logits = [], []
     sample = trainer.policy.sample_episodes
     monkeypatch.setattr(trainer.policy, "sample_episodes",

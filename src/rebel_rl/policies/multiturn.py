@@ -45,13 +45,15 @@ class _Episode:
     ended_cleanly: bool = False  # done, or the last turn ended with EOS: not cut by a limit
 
 
-def render(tokenizer: Any, environment: Any, messages: list[Message], generation_prompt: bool) -> str:
+def render(tokenizer: Any, environment: Any, messages: list[Message],
+           generation_prompt: bool) -> str:
     """The dialogue as text: the environment's own `render` where it has one (tools shown in the
     system prompt), else the tokenizer's chat template."""
     own = getattr(environment, "render", None)
     if callable(own):
         return own(tokenizer, messages, add_generation_prompt=generation_prompt)
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    return tokenizer.apply_chat_template(messages, tokenize=False,
+                                         add_generation_prompt=generation_prompt)
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -70,39 +72,42 @@ def _after_turn(tokenizer: Any, episode: _Episode, turn_ids: list[int], content:
     closed = render(tokenizer, episode.environment, assistant, False)
     following = render(tokenizer, episode.environment, assistant + replies, True)
     if not (closed.startswith(before) and following.startswith(closed)):
-        raise ModelError("the chat template renders earlier turns differently once a turn is added "
-                         "(e.g. it drops reasoning): multi-turn episodes need a template whose "
-                         "rendering of a dialogue is a prefix of the rendering of its continuation")
+        raise ModelError("the chat template renders earlier turns differently once a turn is "
+                         "added (e.g. it drops reasoning): multi-turn episodes need a template "
+                         "whose rendering of a dialogue is a prefix of that of its continuation")
     turn = closed[len(before):]
-    sampled = tokenizer.decode(turn_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    sampled = tokenizer.decode(turn_ids, skip_special_tokens=False,
+                               clean_up_tokenization_spaces=False)
     if turn.startswith(sampled):
-        closing = turn[len(sampled):]  # e.g. the "\n" after the end-of-turn token the policy sampled
+        closing = turn[len(sampled):]  # e.g. the "\n" after the end-of-turn token it sampled
     elif turn.startswith(content):
-        closing = turn[len(content):]  # the policy's EOS is not the template's: close the turn as it does
+        closing = turn[len(content):]  # its EOS is not the template's: close the turn as it does
     else:
-        raise ModelError(f"the chat template rewrites the assistant's text (renders {turn[:40]!r} for "
-                         f"{content[:40]!r}): multi-turn episodes need it rendered verbatim")
+        raise ModelError(f"the chat template rewrites the assistant's text (renders {turn[:40]!r} "
+                         f"for {content[:40]!r}): multi-turn episodes need it rendered verbatim")
     return closing + following[len(closed):]
 
 
-def rollout_episodes(policy: Any, prompts: list, rows: list[dict], environments: list | Callable[[], Any],
-                     *, max_turns: int, max_total_tokens: int, reference: bool = False) -> TextRollout:
+def rollout_episodes(policy: Any, prompts: list, rows: list[dict],
+                     environments: list | Callable[[], Any], *, max_turns: int,
+                     max_total_tokens: int, reference: bool = False) -> TextRollout:
     """Play one episode per prompt with `policy` (a CausalLMPolicy) sampling the assistant turns,
     prompt i against `environments[i]` (or a fresh one from a factory callable), reset with
     `rows[i]`; a TextRollout whose rows are the episodes in order, with `episode_rewards` (the sum
     of step rewards), `turns` and `completion_attention_mask` set (module docstring)."""
     tokenizer = policy.tokenizer
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ConfigError("multi-turn episodes render the dialogue with the tokenizer's chat template, and "
-                          "this tokenizer has none: set tokenizer.chat_template")
+        raise ConfigError("multi-turn episodes render the dialogue with the tokenizer's chat "
+                          "template, and this tokenizer has none: set tokenizer.chat_template")
     if callable(environments) and not isinstance(environments, list):
         environments = [environments() for _ in prompts]
     if len(environments) != len(prompts) or len(rows) != len(prompts):
-        raise ConfigError(f"{len(prompts)} prompts need as many rows and environments, got {len(rows)} "
-                          f"and {len(environments)}: one environment instance per episode")
+        raise ConfigError(f"{len(prompts)} prompts need as many rows and environments, got "
+                          f"{len(rows)} and {len(environments)}: one environment per episode")
     episodes = []
     for prompt, row, environment in zip(prompts, rows, environments):
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        is_text = isinstance(prompt, str)
+        messages = [{"role": "user", "content": prompt}] if is_text else list(prompt)
         messages += environment.reset(dict(row))
         text = render(tokenizer, environment, messages, True)
         episodes.append(_Episode(environment, messages, _encode(tokenizer, text)))
@@ -110,31 +115,33 @@ def rollout_episodes(policy: Any, prompts: list, rows: list[dict], environments:
         live = [e for e in episodes if not e.finished]
         if not live:
             break
-        _play_turn(policy, live, max_total_tokens, reference)
-    for episode in episodes:
-        if not episode.finished:  # max_turns reached: clean if the last turn ended with EOS
-            episode.finished = True
+        _play_turn(policy, live, max_total_tokens, max_turns, reference)
     return _to_rollout(policy, episodes)
 
 
 @torch.no_grad()
-def _play_turn(policy: Any, live: list[_Episode], max_total_tokens: int, reference: bool) -> None:
-    """One policy turn of every live episode (one batched `generate`), then each environment's step."""
+def _play_turn(policy: Any, live: list[_Episode], max_total_tokens: int, max_turns: int,
+               reference: bool) -> None:
+    """One policy turn of every live episode (one batched `generate`), then each one's step."""
     tokenizer = policy.tokenizer
     budgets = [max_total_tokens - len(e.completion) for e in live]
     batch = tokenizer.pad({"input_ids": [e.prompt + e.completion for e in live]}, padding=True,
                           return_tensors="pt")
-    input_ids, attention_mask = batch["input_ids"].to(policy.device), batch["attention_mask"].to(policy.device)
+    input_ids = batch["input_ids"].to(policy.device)
+    attention_mask = batch["attention_mask"].to(policy.device)
     config = GenerationConfig(do_sample=True, temperature=policy.temperature, top_k=policy.top_k,
-                              top_p=policy.top_p, max_new_tokens=min(policy.max_new_tokens, max(budgets)),
-                              eos_token_id=policy.eos_token_ids.tolist(), pad_token_id=tokenizer.pad_token_id)
-    with policy.sampling_model(reference) as model, ready_to_generate(model) as extra, policy.autocast():
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                **extra)
+                              top_p=policy.top_p,
+                              max_new_tokens=min(policy.max_new_tokens, max(budgets)),
+                              eos_token_id=policy.eos_token_ids.tolist(),
+                              pad_token_id=tokenizer.pad_token_id)
+    with (policy.sampling_model(reference) as model, ready_to_generate(model) as extra,
+          policy.autocast()):
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                generation_config=config, **extra)
     generated = output[:, input_ids.shape[1]:].cpu()
     kept, has_eos = first_eos_mask(generated, policy.eos_token_ids)
     for episode, ids, length, eos, budget in zip(live, generated, kept.sum(-1), has_eos, budgets):
-        # A turn longer than this episode's budget is cut there: the same as sampling with that limit.
+        # A turn longer than the episode's budget is cut there: as if sampled with that limit.
         turn_ids = ids[: min(int(length), budget)].tolist()
         ended_with_eos = bool(eos) and int(length) <= budget
         episode.completion += turn_ids
@@ -147,10 +154,11 @@ def _play_turn(policy: Any, live: list[_Episode], max_total_tokens: int, referen
         replies, reward, done = episode.environment.step(content)
         episode.reward += float(reward)
         episode.ended_cleanly = bool(done) or ended_with_eos
-        if done:
-            episode.finished = True
+        if done or episode.turns == max_turns:  # max_turns: clean if the turn ended with EOS
+            episode.finished = True  # nothing follows the last turn: the sequence ends with it
             continue
-        following = _encode(tokenizer, _after_turn(tokenizer, episode, turn_ids, content, list(replies)))
+        text = _after_turn(tokenizer, episode, turn_ids, content, list(replies))
+        following = _encode(tokenizer, text)
         episode.messages += [{"role": "assistant", "content": content}, *replies]
         if len(episode.completion) + len(following) >= max_total_tokens:
             episode.finished, episode.ended_cleanly = True, False  # the next turn would not fit
@@ -166,7 +174,8 @@ def _to_rollout(policy: Any, episodes: list[_Episode]) -> TextRollout:
     width = max(1, max(len(e.completion) for e in episodes))
 
     def rows(lists: list[list[int]], value: int, left: bool, size: int) -> torch.Tensor:
-        padded = [[value] * (size - len(x)) + x if left else x + [value] * (size - len(x)) for x in lists]
+        fill = [[value] * (size - len(x)) for x in lists]
+        padded = [f + x if left else x + f for f, x in zip(fill, lists)]
         return torch.tensor(padded, dtype=torch.long, device=policy.device)
 
     completions = [e.completion for e in episodes]
