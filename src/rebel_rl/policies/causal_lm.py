@@ -54,7 +54,8 @@ def token_logps(
             hidden = completion_logits(model, prompt_ids, prompt_mask, completion_ids, attended)
         logps = chunked_completion_logps(hidden, head, completion_ids, temperature, chunk_size)
         return logps * completion_mask
-    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, attended).float() / temperature
+    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, attended).float()
+    logits = logits / temperature
     chosen = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     return (chosen - logits.logsumexp(-1)) * completion_mask
 
@@ -165,14 +166,16 @@ class CausalLMPolicy(Policy):
         """Per-token log-probs (N, C) of the completions, 0 after the first EOS; differentiable unless `reference`."""
         temperature = self.temperature if temperature is None else temperature
         args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
-                rollout.completion_mask, temperature, self.logprob_chunk_size, rollout.completion_attention_mask)
+                rollout.completion_mask, temperature, self.logprob_chunk_size,
+                rollout.completion_attention_mask)
         if reference:
             with torch.no_grad(), self.sampling_model(reference=True) as model, self.autocast():
                 return token_logps(model, *args)
         return token_logps(self.train_module, *args)
 
-    def sample_episodes(self, prompts: list, rows: list[dict], environments: list, *, max_turns: int,
-                        max_total_tokens: int, reference: bool = False) -> TextRollout:
+    def sample_episodes(self, prompts: list, rows: list[dict], environments: list, *,
+                        max_turns: int, max_total_tokens: int,
+                        reference: bool = False) -> TextRollout:
         """One multi-turn episode per prompt (repeat a prompt for several), each against its own
         environment instance: see multiturn.py."""
         return rollout_episodes(self, prompts, rows, environments, max_turns=max_turns,

@@ -77,22 +77,23 @@ class RebelTrainer:
     `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config;
     `preference_func` (`f(prompts, completions_a, completions_b, **columns) -> list[float]` in [0, 1])
     takes the place of `config.preference` (REBEL's general-preference variant).
-    `environment` (a class or a zero-argument callable returning one fresh environment per episode,
-    policies/episodes.py) makes every sample a multi-turn episode, scored by its return plus the rewards.
+    `environment` (a class or a zero-argument callable returning one fresh environment per
+    episode, policies/episodes.py) makes every sample a multi-turn episode, scored by its return
+    plus the rewards.
     Every config, data, reward-spec and run-directory problem is raised before any model is loaded
     (prompt lengths are checked right after the tokenizer loads, before any training).
     """
 
     def __init__(self, config: RebelConfig, *, model=None, tokenizer=None, train_dataset=None, eval_dataset=None,
-                 reward_funcs: list | None = None, reward_model=None, preference_func=None, environment=None,
-                 resume: bool = False, new_lr_schedule: bool = False) -> None:
+                 reward_funcs: list | None = None, reward_model=None, preference_func=None,
+                 environment=None, resume: bool = False, new_lr_schedule: bool = False) -> None:
         given = {"model": model, "tokenizer": tokenizer, "train_dataset": train_dataset, "eval_dataset": eval_dataset,
-                 "reward_funcs": reward_funcs, "reward_model": reward_model, "preference_func": preference_func,
-                 "environment": environment}
+                 "reward_funcs": reward_funcs, "reward_model": reward_model,
+                 "preference_func": preference_func, "environment": environment}
         # An environment's return is a score of its own: rewards become optional.
         episodes = environment is not None or config.environment.environment is not None
-        self.config = config.validate(require_rewards=not (reward_funcs or preference_func or episodes
-                                                           or reward_model is not None))
+        rewards_given = reward_funcs or preference_func or episodes or reward_model is not None
+        self.config = config.validate(require_rewards=not rewards_given)
         self.environment_factory = environment_factory(config, environment)  # None: single-turn
         self.run_dir = Path(config.output_dir)
         self.spec = algorithm_spec(config.algorithm)
@@ -309,13 +310,13 @@ class RebelTrainer:
                                     {} if ids is None else {"completion_ids": ids})
         no_eos = (~rollout.has_eos).float()
         episode_return = getattr(rollout, "episode_rewards", None)
-        if episode_return is not None:  # a multi-turn episode: its return, plus the rewards of its transcript
+        if episode_return is not None:  # an episode: its return plus the rewards of its transcript
             score = score.to(no_eos.device) + episode_return.to(no_eos.device)
         return score.to(no_eos.device) - self.config.missing_eos_penalty * no_eos, named
 
     def _episode_metrics(self, rollout) -> dict[str, float]:
-        """environment/return and environment/turns (means over all processes) of multi-turn episodes,
-        and the environment's time-out and failure counts where its factory keeps them."""
+        """environment/return and environment/turns (means over all processes) of multi-turn
+        episodes, and the environment's time-out and failure counts where its factory keeps them."""
         if getattr(rollout, "episode_rewards", None) is None:
             return {}
         device = self.accelerator.device
@@ -521,8 +522,8 @@ def train(config: RebelConfig, **objects: Any) -> dict[str, Any]:
     return RebelTrainer(config, **objects).train()
 
 
-_OBJECTS = ("model", "tokenizer", "train_dataset", "eval_dataset", "reward_funcs", "reward_model", "preference_func",
-            "environment")
+_OBJECTS = ("model", "tokenizer", "train_dataset", "eval_dataset", "reward_funcs", "reward_model",
+            "preference_func", "environment")
 
 
 def resume(run_dir: str | Path, *, new_lr_schedule: bool = False, **objects_and_overrides: Any) -> dict[str, Any]:
