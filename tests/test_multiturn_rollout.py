@@ -3,6 +3,7 @@ environment tokens are attended but never scored, the policy's ids go in unchang
 episodes, an episode's log-prob is the sum of its turns', and REBEL, RLOO and GRPO train on them."""
 import itertools
 import json
+import sys
 
 import pytest
 import torch
@@ -208,7 +209,7 @@ def data(tmp_path_factory):
     return write_jsonl(root / "train.jsonl", rows)
 
 
-def trainer_for(tiny_path, data, run_dir, environment, **overrides) -> RebelTrainer:
+def trainer_for(tiny_path, data, run_dir, env_object, **overrides) -> RebelTrainer:
     values = dict(model_name_or_path=str(tiny_path), dataset=data, rewards=[], num_iterations=1,
                   prompts_per_iteration=2, num_generations=2, max_new_tokens=4, max_turns=2,
                   max_total_tokens=64, eval_prompts=0, lora_r=4, learning_rate=1e-2,
@@ -216,7 +217,7 @@ def trainer_for(tiny_path, data, run_dir, environment, **overrides) -> RebelTrai
                   mixed_precision="no", progress=False, tensorboard=False, save_every=0, seed=0,
                   output_dir=str(run_dir))
     values.update(overrides)
-    return RebelTrainer(RebelConfig(**values), environment=environment)
+    return RebelTrainer(RebelConfig(**values), environment=env_object)
 
 
 def distinct_returns():
@@ -277,7 +278,10 @@ def test_one_iteration_per_algorithm_logs_the_environment(tiny_path, data, tmp_p
     assert line["reward"] == pytest.approx(1.5)  # done ends cleanly: no missing-EOS penalty
 
 
-def test_environment_refusals(tiny_path, data, tmp_path):
+def test_environment_refusals(tiny_path, data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rebel_rl.environments", None)  # an install without loaders
+    with pytest.raises(ConfigError, match="cannot load environment specs"):
+        trainer_for(tiny_path, data, tmp_path / "s", None, environment="builtin:guess_number")
     with pytest.raises(ConfigError, match="generation_backend hf"):
         trainer_for(tiny_path, data, tmp_path / "v", TwoTurnEnv, generation_backend="vllm")
     with pytest.raises(ConfigError, match="its class or a zero-argument callable"):
