@@ -51,7 +51,12 @@ class Rollout(abc.ABC):
         values = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            values[f.name] = [value[i] for i in index.tolist()] if isinstance(value, list) else value[index.to(value.device)]
+            if value is None:  # an optional field the rollout does not have
+                values[f.name] = None
+            elif isinstance(value, list):
+                values[f.name] = [value[i] for i in index.tolist()]
+            else:
+                values[f.name] = value[index.to(value.device)]
         return type(self)(**values)
 
     @property

@@ -24,6 +24,7 @@ from .base import Policy, PolicySupports
 from .checkpointing import enable_gradient_checkpointing
 from .chunked_head import chunkable_head, chunked_completion_logps, head_skipped
 from .lora_sampling import adapter_folded, can_fold_adapter
+from .multiturn import rollout_episodes
 from .offline import rollout_from_text
 from .pretrained import model_load_errors, resolve_model_path
 from .shared_prompts import completion_logits, generate_sharing_prompts
@@ -38,19 +39,23 @@ def token_logps(
     completion_mask: torch.Tensor,
     temperature: float,
     chunk_size: int = 0,
+    completion_attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-token log softmax(logits / temperature) of the completion tokens, 0 outside the mask; (N, C).
     Without gradients, a prompt repeated over consecutive rows is computed once (shared_prompts.py).
     `chunk_size` > 0 runs a plain Linear head over that many positions at a time, never holding the
-    (N, C, vocab) logits (chunked_head.py); other heads, or 0, take the full path."""
+    (N, C, vocab) logits (chunked_head.py); other heads, or 0, take the full path.
+    `completion_attention_mask` (episodes: every dialogue token) is what the forward attends to;
+    None attends to `completion_mask`, the tokens scored."""
+    attended = completion_mask if completion_attention_mask is None else completion_attention_mask
     head = chunkable_head(model) if chunk_size > 0 else None
     if head is not None:
         with head_skipped(model):
-            hidden = completion_logits(model, prompt_ids, prompt_mask, completion_ids,
-                                       completion_mask)
+            hidden = completion_logits(model, prompt_ids, prompt_mask, completion_ids, attended)
         logps = chunked_completion_logps(hidden, head, completion_ids, temperature, chunk_size)
         return logps * completion_mask
-    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask).float() / temperature
+    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, attended).float()
+    logits = logits / temperature
     chosen = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     return (chosen - logits.logsumexp(-1)) * completion_mask
 
@@ -161,11 +166,20 @@ class CausalLMPolicy(Policy):
         """Per-token log-probs (N, C) of the completions, 0 after the first EOS; differentiable unless `reference`."""
         temperature = self.temperature if temperature is None else temperature
         args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
-                rollout.completion_mask, temperature, self.logprob_chunk_size)
+                rollout.completion_mask, temperature, self.logprob_chunk_size,
+                rollout.completion_attention_mask)
         if reference:
             with torch.no_grad(), self.sampling_model(reference=True) as model, self.autocast():
                 return token_logps(model, *args)
         return token_logps(self.train_module, *args)
+
+    def sample_episodes(self, prompts: list, rows: list[dict], environments: list, *,
+                        max_turns: int, max_total_tokens: int,
+                        reference: bool = False) -> TextRollout:
+        """One multi-turn episode per prompt (repeat a prompt for several), each against its own
+        environment instance: see multiturn.py."""
+        return rollout_episodes(self, prompts, rows, environments, max_turns=max_turns,
+                                max_total_tokens=max_total_tokens, reference=reference)
 
     def rollout_from_text(self, prompts: list, completions: list) -> TextRollout:
         return rollout_from_text(self, prompts, completions)

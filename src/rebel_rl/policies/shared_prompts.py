@@ -48,7 +48,9 @@ def shared_prompt_cache(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
 
 def completion_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                       completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """Logits (N, C, V) predicting each completion token (from the last prompt token on). Rows that repeat
+    """Logits (N, C, V) predicting each completion token (from the last prompt token on);
+    `completion_mask` is the attention mask over the completion (an episode's: every dialogue token).
+    Rows that repeat
     a prompt, as a rollout's n samples do, are packed into one sequence per prompt (`packed_logits`)
     where the model's attention takes a custom mask; otherwise one padded forward over all rows."""
     groups = prompt_groups(prompt_ids, prompt_mask) if packs_prompts(model) else None

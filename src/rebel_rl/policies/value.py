@@ -38,7 +38,8 @@ def load_value_model(source: str, vocab_size: int, dtype: torch.dtype, device: t
 def token_values(model: torch.nn.Module, rollout: TextRollout) -> torch.Tensor:
     """V(s_t) for every completion token t (N, C): the value of the state just before token t is chosen."""
     input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
-    attention_mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)
+    # Episodes: environment tokens are read (attended) but hold no value target (completion_mask).
+    attention_mask = torch.cat([rollout.prompt_mask, rollout.attention], dim=1)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
     num_completion = rollout.completion_ids.shape[1]

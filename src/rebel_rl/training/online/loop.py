@@ -63,7 +63,7 @@ from ..run.outputs import (
 )
 from .microbatch import microbatch_rows, narrowed
 from .objectives import Batch, BuildContext, build_objective
-from .pairs import check_completion_columns, collect_rollout, normalize_rewards
+from .pairs import check_completion_columns, collect_rollout, environment_factory, normalize_rewards
 from .progress import TrainingProgress
 
 
@@ -79,16 +79,24 @@ class RebelTrainer:
     `reward_funcs` optionally adds Python callables with TRL's signature to the rewards named in config;
     `preference_func` (`f(prompts, completions_a, completions_b, **columns) -> list[float]` in [0, 1])
     takes the place of `config.preference` (REBEL's general-preference variant).
+    `environment` (a class or a zero-argument callable returning one fresh environment per
+    episode, policies/episodes.py) makes every sample a multi-turn episode, scored by its return
+    plus the rewards.
     Every config, data, reward-spec and run-directory problem is raised before any model is loaded
     (prompt lengths are checked right after the tokenizer loads, before any training).
     """
 
     def __init__(self, config: RebelConfig, *, model=None, tokenizer=None, train_dataset=None, eval_dataset=None,
                  reward_funcs: list | None = None, reward_model=None, preference_func=None,
-                 resume: bool = False, new_lr_schedule: bool = False) -> None:
+                 environment=None, resume: bool = False, new_lr_schedule: bool = False) -> None:
         given = {"model": model, "tokenizer": tokenizer, "train_dataset": train_dataset, "eval_dataset": eval_dataset,
-                 "reward_funcs": reward_funcs, "reward_model": reward_model, "preference_func": preference_func}
-        self.config = config.validate(require_rewards=not (reward_funcs or preference_func or reward_model is not None))
+                 "reward_funcs": reward_funcs, "reward_model": reward_model,
+                 "preference_func": preference_func, "environment": environment}
+        # An environment's return is a score of its own: rewards become optional.
+        episodes = environment is not None or config.environment.environment is not None
+        rewards_given = reward_funcs or preference_func or episodes or reward_model is not None
+        self.config = config.validate(require_rewards=not rewards_given)
+        self.environment_factory = environment_factory(config, environment)  # None: single-turn
         self.run_dir = Path(config.output_dir)
         self.spec = algorithm_spec(config.algorithm)
         kind = self._check_inputs(model is not None, preference_func)
@@ -261,7 +269,9 @@ class RebelTrainer:
         with timer("sampling"):
             # Seeded by (seed, iteration, process) alone: algorithms share rollouts as long as policies agree.
             torch.manual_seed(((config.seed * 1_000_003 + self.iteration) * 1_009 + self.accelerator.process_index))
-            rollout = collect_rollout(self.policy, rows, n, config.data)  # pairs.py: online, hybrid or offline
+            # pairs.py: online, hybrid or offline; multi-turn episodes with an environment
+            rollout = collect_rollout(self.policy, rows, n, config.data, self.environment_factory,
+                                      config.environment)
         # One epoch in one minibatch: the update's forward, made before the weights change, is log pi_t
         # exactly; the separate pass that would recompute it is skipped (unless sampling recorded it).
         reuse_forward = self.update_forward_gives_old_logps and rollout.recorded_token_log_probs is None
@@ -293,6 +303,7 @@ class RebelTrainer:
         metrics.update(loss_stats)
         metrics.update(self._sampling_metrics())
         metrics.update(self.rewards.take_counts())  # rewards/NAME/timeouts, /failures (this process)
+        metrics.update(self._episode_metrics(rollout))
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i], "reward": float(score[i])}
                    for i in range(min(config.log_completions, len(rollout)))]
         return metrics, samples
@@ -304,7 +315,22 @@ class RebelTrainer:
         score, named = self.rewards(prompts, rollout.completions, columns,
                                     {} if ids is None else {"completion_ids": ids})
         no_eos = (~rollout.has_eos).float()
+        episode_return = getattr(rollout, "episode_rewards", None)
+        if episode_return is not None:  # an episode: its return plus the rewards of its transcript
+            score = score.to(no_eos.device) + episode_return.to(no_eos.device)
         return score.to(no_eos.device) - self.config.missing_eos_penalty * no_eos, named
+
+    def _episode_metrics(self, rollout) -> dict[str, float]:
+        """environment/return and environment/turns (means over all processes) of multi-turn
+        episodes, and the environment's time-out and failure counts where its factory keeps them."""
+        if getattr(rollout, "episode_rewards", None) is None:
+            return {}
+        device = self.accelerator.device
+        gather = self.accelerator.gather
+        take_counts = getattr(self.environment_factory, "take_counts", None)
+        return {"environment/return": gather(rollout.episode_rewards.to(device)).mean().item(),
+                "environment/turns": gather(rollout.turns.to(device).float()).mean().item(),
+                **(take_counts() if take_counts is not None else {})}
 
     def update(self, batch: Batch) -> tuple[list[float], list[float], dict[str, float]]:
         """`num_epochs` passes over minibatches of prompts (with their n samples), one loss each;
@@ -542,11 +568,12 @@ class _PhaseTimer:
 def train(config: RebelConfig, **objects: Any) -> dict[str, Any]:
     """Train with REBEL as `config` says; return a summary (run dir, held-out before/after).
     Keyword arguments (`model`, `tokenizer`, `train_dataset`, `eval_dataset`, `reward_funcs`, `reward_model`,
-    `preference_func`) are objects in memory, as for `RebelTrainer`."""
+    `preference_func`, `environment`) are objects in memory, as for `RebelTrainer`."""
     return RebelTrainer(config, **objects).train()
 
 
-_OBJECTS = ("model", "tokenizer", "train_dataset", "eval_dataset", "reward_funcs", "reward_model", "preference_func")
+_OBJECTS = ("model", "tokenizer", "train_dataset", "eval_dataset", "reward_funcs", "reward_model",
+            "preference_func", "environment")
 
 
 def resume(run_dir: str | Path, *, new_lr_schedule: bool = False, **objects_and_overrides: Any) -> dict[str, Any]:

@@ -13,12 +13,15 @@ completions come from, which pairs the loss regresses, and how rewards are norma
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 
 from ...algorithms.grpo import standardise_groups
-from ...config import DataConfig
+from ...config import DataConfig, RebelConfig
+from ...config.run import EnvironmentConfig
 from ...data.pairs import _is_completion
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 from ...policies.base import Policy, Rollout
 
 
@@ -37,10 +40,25 @@ def check_completion_columns(dataset, config: DataConfig) -> None:
                                 f"{{'role', 'content'}} messages, got {value!r:.80}")
 
 
-def collect_rollout(policy: Policy, rows: dict[str, list], n: int, config: DataConfig) -> Rollout:
+def collect_rollout(policy: Policy, rows: dict[str, list], n: int, config: DataConfig,
+                    environment_factory: Callable[[], Any] | None = None,
+                    episodes: EnvironmentConfig | None = None) -> Rollout:
     """The iteration's Rollout, n consecutive rows per prompt: first the n - k samples from pi_t, then the
-    prompt's k dataset completions in `completion_columns` order."""
+    prompt's k dataset completions in `completion_columns` order. With an `environment_factory`,
+    each of a prompt's n copies plays one multi-turn episode against its own fresh environment,
+    within the limits of `episodes` (policies/multiturn.py)."""
     prompts = rows["prompt"]
+    if environment_factory is not None:
+        sample_episodes = getattr(policy, "sample_episodes", None)
+        if sample_episodes is None:
+            raise ConfigError(f"{policy.supports.description} cannot play multi-turn episodes: "
+                              "unset environment or train a causal LM")
+        columns = [dict(zip(rows, values)) for values in zip(*rows.values())]
+        return sample_episodes([p for p in prompts for _ in range(n)],
+                               [c for c in columns for _ in range(n)],
+                               [environment_factory() for _ in range(len(prompts) * n)],
+                               max_turns=episodes.max_turns,
+                               max_total_tokens=episodes.max_total_tokens)
     columns = config.written_columns()
     samples = n - len(columns)
     parts = [policy.sample(prompts, samples)] if samples else []
@@ -49,6 +67,41 @@ def collect_rollout(policy: Policy, rows: dict[str, list], n: int, config: DataC
         return parts[0]
     merged = policy.concat(parts)
     return merged.select(interleave_order(len(prompts), samples, len(columns)))
+
+
+def environment_factory(config: RebelConfig, environment: Any = None) -> Callable[[], Any] | None:
+    """The factory of one fresh environment per episode: the `environment` object (a class or a
+    zero-argument callable) or the `environment` spec of the config (loaded by
+    rebel_rl.environments, with its time-outs); None for single-turn runs. ConfigError for what
+    episodes cannot be combined with."""
+    spec = environment if environment is not None else config.environment.environment
+    if spec is None:
+        return None
+    if config.sampling.generation_backend == "vllm":
+        raise ConfigError("multi-turn episodes sample with the hf backend only: set "
+                          "generation_backend hf or unset environment")
+    if config.data.pair_source != "online":
+        raise ConfigError(f"multi-turn episodes are sampled online: set pair_source online (got "
+                          f"{config.data.pair_source}) or unset environment")
+    if not isinstance(spec, str):
+        if not callable(spec):
+            raise ConfigError(f"environment is a {type(spec).__name__} instance: pass its class or "
+                              "a zero-argument callable that returns a fresh one per episode")
+        return spec
+    import importlib  # environments/ (the other layer 4) is optional here: imported when asked
+
+    try:
+        module = importlib.import_module("rebel_rl.environments")
+    except ImportError:
+        module = None
+    make = getattr(module, "environment_factory", None)
+    if make is not None:
+        return make(config.environment)
+    load = getattr(module, "load_environment", None)
+    if load is None:
+        raise ConfigError(f"environment {spec!r}: this install cannot load environment specs "
+                          "(no rebel_rl.environments): pass the class as environment= instead")
+    return load(spec)
 
 
 def interleave_order(num_prompts: int, samples: int, written: int) -> torch.Tensor:
