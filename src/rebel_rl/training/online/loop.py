@@ -548,8 +548,10 @@ def sharding_needs(config: RebelConfig, supports: PolicySupports) -> dict[str, b
     spec = algorithm_spec(config.algorithm)
     return {supports.description: not supports.sharding, f"algorithm {spec.name}": not spec.sharding,
             "merge_adapter": config.merge_adapter and config.use_lora,
-            # the weight push reads whole tensors; FSDP2 holds shards (DDP: one engine per process, docs/vllm.md)
-            "generation_backend vllm": config.sampling.generation_backend == "vllm"}
+            # the weight push reads whole tensors; FSDP2 holds shards (DDP: one engine per
+            # process, docs/vllm.md); a vLLM server is pushed whole tensors too
+            f"generation_backend {config.sampling.generation_backend}":
+                config.sampling.generation_backend in ("vllm", "vllm_server")}
 
 
 class _PhaseTimer:
