@@ -61,7 +61,7 @@ class ModelConfig(LoraConfig, WeightsConfig):
     model_type: str = "auto"  # auto (diffusion for builtin:digits-denoiser and diffusers folders) | causal_lm | diffusion (a pipeline hub id)
     merge_adapter: bool = False  # also save a merged full model at the end
     gradient_checkpointing: bool = False  # causal LM: recompute each layer in the update's backward instead of keeping its activations (half the peak memory at 128 tokens: docs/benchmark_memory.md)
-    logprob_chunk_size: int = 0  # causal LM: run the LM head over this many positions at a time in the log-prob passes, logits recomputed in the backward, so no (tokens x vocab) logits tensor lives (0: all at once, the default until measured; docs/long_completions.md)
+    logprob_chunk_size: int = 128  # causal LM: LM head over this many positions at a time in log-prob passes, recomputed in the backward; 0: full logits (docs/long_completions.md)
 
     def validate(self) -> None:
         WeightsConfig.validate(self)
