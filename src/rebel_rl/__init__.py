@@ -2,8 +2,9 @@
 from .config import RebelConfig
 from .training.online import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
 from .errors import ConfigError, DataError, HubError, ModelError, RebelError, RewardError, RunDirError
-# The built-in tasks register their prompt sets, rewards and models into the registries of data/, rewards/ and
-# policies/ (light: no torch or datasets); importing them here registers them before any lookup.
+# The built-in tasks register their prompt sets, rewards and models into the registries of data/,
+# rewards/ and policies/ (light: no torch or datasets); importing them here registers them before
+# any lookup.
 from . import tasks  # noqa: F401
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
@@ -23,11 +24,13 @@ _STAGE_MODULES = {"sft": ".training.offline.sft", "train_reward_model": ".traini
                   "evaluate_model": ".evaluation.model_eval", "push": ".training.run.hub"}
 # The pure losses (algorithms/, whose __all__ lists them) need torch: imported on first use too, so
 # `import rebel_rl` (and `rebel --help`) stays light.
-# `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare, CompareConfig`.
+# `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare,
+# CompareConfig`.
 
 
 def __getattr__(name: str):
-    # torch, transformers, datasets and diffusers load only when a trainer, stage or loss is first used.
+    # torch, transformers, datasets and diffusers load only when a trainer, stage or loss is first
+    # used.
     if name in ("train", "RebelTrainer"):
         from .training.online import loop
 

@@ -1,7 +1,7 @@
-"""Fail fast when a hub id cannot be fetched: with HF_HUB_OFFLINE set, or with no network (found once, by one
-short connection attempt), an id that is not in the local cache is one error line at once, instead of the
-libraries' half a minute of retries. With no network, the libraries are switched to offline mode, so ids
-that are cached load from the cache without retrying.
+"""Fail fast when a hub id cannot be fetched: with HF_HUB_OFFLINE set, or with no network (found
+once, by one short connection attempt), an id that is not in the local cache is one error line at
+once, instead of the libraries' half a minute of retries. With no network, the libraries are
+switched to offline mode, so ids that are cached load from the cache without retrying.
 
 Light on purpose (no torch, transformers or datasets): the command line calls it before they load.
 """
@@ -20,7 +20,8 @@ _probe: list[str | None] = []  # the one connectivity probe's result, once made
 
 
 def hub_unreachable() -> str | None:
-    """Why the Hugging Face hub cannot be reached (HF_HUB_OFFLINE is set, or no network), or None."""
+    """Why the Hugging Face hub cannot be reached (HF_HUB_OFFLINE is set, or no network), or
+    None."""
     if _probe and _probe[0] is not None:  # found before (and HF_HUB_OFFLINE set since, by us)
         return _probe[0]
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE or _library_offline():
@@ -33,8 +34,9 @@ def hub_unreachable() -> str | None:
 
 
 def check_hub_id(repo_id: str, kind: str, error: type[RebelError], hint: str) -> None:
-    """Raise `error` (one line naming `repo_id`) when the hub cannot be reached and the id is not cached.
-    `kind` is "model" or "dataset" (where the caches keep it); `hint` says what to give instead."""
+    """Raise `error` (one line naming `repo_id`) when the hub cannot be reached and the id is not
+    cached. `kind` is "model" or "dataset" (where the caches keep it); `hint` says what to give
+    instead."""
     reason = hub_unreachable()
     if reason is None or is_cached(repo_id, kind):
         return

@@ -1,11 +1,12 @@
-"""Configs of the stages before and beside RL: `rebel sft`, `rebel reward-model`, `rebel preference-model`,
-`rebel dpo`.
+"""Configs of the stages before and beside RL: `rebel sft`, `rebel reward-model`, `rebel
+preference-model`, `rebel dpo`.
 
-The TL;DR pipeline of the REBEL paper: supervised fine-tuning on reference completions, a Bradley-Terry
-reward model initialised from the SFT model, then RL (`rebel train`) from the SFT model against that
-reward model; offline DPO on the same preference data is the baseline that needs no reward model.
-Each stage is a grouped config built from the shared groups (weights, LoRA, data, optimisation,
-outputs) plus one small group of its own; `defaults` and `help` say where a stage differs.
+The TL;DR pipeline of the REBEL paper: supervised fine-tuning on reference completions, a
+Bradley-Terry reward model initialised from the SFT model, then RL (`rebel train`) from the SFT
+model against that reward model; offline DPO on the same preference data is the baseline that needs
+no reward model. Each stage is a grouped config built from the shared groups (weights, LoRA, data,
+optimisation, outputs) plus one small group of its own; `defaults` and `help` say where a stage
+differs.
 """
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ FROM_SFT = "the checkpoint to start from, e.g. --model_name_or_path runs/sft/fin
 
 
 class StageConfig(GroupedConfig):
-    """A stage: the shared groups plus its own; validation of every group, then the stage's own rules."""
+    """A stage: the shared groups plus its own; validation of every group, then the stage's own
+    rules."""
 
     own_group: tuple[str, type] = ("", object)
     help: dict[str, str] = {}
@@ -150,7 +152,8 @@ class SFTConfig(StageConfig):
             "seed": "seed for initialisation, data order and the held-out split"}
 
     def validate(self) -> "SFTConfig":
-        """Also fills in the learning rate, which depends on whether the model starts from scratch."""
+        """Also fills in the learning rate, which depends on whether the model starts from
+        scratch."""
         scratch = is_scratch(self.model_name_or_path)
         if scratch:
             scratch_size(self.model_name_or_path)
@@ -174,8 +177,8 @@ class RewardModelConfig(StageConfig):
 
 
 class PreferenceModelConfig(RewardModelConfig):
-    """A pairwise preference model P(a > b | x) on preference data in both orders (`rebel preference-model`);
-    every other option is the reward model's."""
+    """A pairwise preference model P(a > b | x) on preference data in both orders (`rebel
+    preference-model`); every other option is the reward model's."""
 
     command = "preference-model"
     help = {**RewardModelConfig.help, "center_rewards_coefficient":

@@ -2,7 +2,8 @@
 
 Sample k completions per prompt; each one's baseline is the mean reward of the OTHER k - 1:
 
-    A_i = r_i - 1/(k-1) * sum_{j != i} r_j,         loss(theta) = - mean_i [ A_i * log pi_theta(y_i | x) ]
+    A_i = r_i - 1/(k-1) * sum_{j != i} r_j,         loss(theta) = - mean_i [ A_i * log pi_theta(y_i
+    | x) ]
 
 The baseline excludes the sample itself, so the gradient estimate stays unbiased. The surrogate is
 `policy_gradient_loss` from reinforce.py: RLOO differs from REINFORCE only in its baseline.

@@ -15,10 +15,11 @@ from .rebel import rebel_preference_loss
 
 def tabular_preference_step(old_logp: torch.Tensor, preferences: torch.Tensor, eta: float,
                             opponent: torch.Tensor | None = None) -> torch.Tensor:
-    """log pi_{t+1} (K,) minimising the exact expected REBEL preference loss from log pi_t `old_logp`.
+    """log pi_{t+1} (K,) minimising the exact expected REBEL preference loss from log pi_t
+    `old_logp`.
 
-    `preferences` (K, K): [a, b] = P(a > b), with P(a > b) + P(b > a) = 1. Minimised with L-BFGS over
-    the softmax logits, in float64, started from pi_t.
+    `preferences` (K, K): [a, b] = P(a > b), with P(a > b) + P(b > a) = 1. Minimised with L-BFGS
+    over the softmax logits, in float64, started from pi_t.
     """
     old_logp = old_logp.double()
     preferences = preferences.double()

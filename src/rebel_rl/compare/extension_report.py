@@ -1,5 +1,6 @@
-"""A results.md section other than the main table (`--report_section NAME`): the same table for the methods
-of this invocation (REBEL's extensions beside REBEL), what each row changes, and its learning curves."""
+"""A results.md section other than the main table (`--report_section NAME`): the same table for the
+methods of this invocation (REBEL's extensions beside REBEL), what each row changes, and its
+learning curves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,8 @@ from .results import curves, label, plot_learning_curves, plot_reward_vs_kl, res
 
 
 def section_lines(config: CompareConfig, results: list[dict[str, Any]], wall_seconds: float) -> list[str]:
-    """The markdown lines of section `config.report_section`, writing its plots beside results.md."""
+    """The markdown lines of section `config.report_section`, writing its plots beside
+    results.md."""
     folder, name = Path(config.report_dir), config.report_section
     data = curves(results)
     if data:

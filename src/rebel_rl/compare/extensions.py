@@ -1,10 +1,12 @@
-"""REBEL's extensions as extra methods of `rebel compare` (not in the default grid): each is an algorithm
-plus config overrides plus a label, and keeps the shared budget of reward queries per iteration.
+"""REBEL's extensions as extra methods of `rebel compare` (not in the default grid): each is an
+algorithm plus config overrides plus a label, and keeps the shared budget of reward queries per
+iteration.
 
     rebel compare --algorithms rebel rebel_hybrid rebel_offline rebel_judge_preference rebel_n4 \\
                   rebel_best_worst4 --report_dir docs --report_section extensions
 
-Every variant starts from REBEL's tuned settings (tuned.py) and changes only what its extension needs.
+Every variant starts from REBEL's tuned settings (tuned.py) and changes only what its extension
+needs.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from .task import JUDGE, PREFERENCES, SFT_DATA, TASK
 
 
 class Budget(Protocol):
-    """What an extension reads of the CompareConfig, the shared budget per iteration (config.py imports this
-    module to list the extensions, so the CompareConfig is not imported here)."""
+    """What an extension reads of the CompareConfig, the shared budget per iteration (config.py
+    imports this module to list the extensions, so the CompareConfig is not imported here)."""
 
     num_generations: int
     prompts_per_iteration: int
@@ -24,7 +26,8 @@ class Budget(Protocol):
 
 @dataclass(frozen=True)
 class Extension:
-    """One extra method: the algorithm whose tuned settings it starts from, its overrides, its label."""
+    """One extra method: the algorithm whose tuned settings it starts from, its overrides, its
+    label."""
 
     algorithm: str
     label: str
@@ -33,8 +36,9 @@ class Extension:
 
 
 def _hybrid(config: Budget, reward_model: str) -> dict[str, Any]:
-    # builtin:tldr_sft holds the same training posts in the same order as builtin:tldr, with the reference
-    # summary as a TRL completion (leading space: tokenized exactly as the SFT model learnt it).
+    # builtin:tldr_sft holds the same training posts in the same order as builtin:tldr, with the
+    # reference summary as a TRL completion (leading space: tokenized exactly as the SFT model
+    # learnt it).
     return {"pair_source": "hybrid", "completion_columns": ["completion"], "dataset": SFT_DATA, "eval_dataset": TASK}
 
 
@@ -44,8 +48,8 @@ def _offline(config: Budget, reward_model: str) -> dict[str, Any]:
 
 
 def _judge_preference(config: Budget, reward_model: str) -> dict[str, Any]:
-    # No reward model in training: the judge's pairwise verdict is the signal. The RM is scored only at
-    # evaluation (eval_rewards), so the learning curves still show it.
+    # No reward model in training: the judge's pairwise verdict is the signal. The RM is scored only
+    # at evaluation (eval_rewards), so the learning curves still show it.
     return {"preference": "tldr_judge_preference", "rewards": [], "eval_rewards": [*JUDGE, f"model:{reward_model}"]}
 
 
@@ -74,7 +78,8 @@ LABELS = {name: extension.label for name, extension in EXTENSIONS.items()}
 
 
 def extension_settings(name: str, tuned: dict[str, dict], config: Budget, reward_model: str) -> dict[str, Any]:
-    """The settings of extension `name`: its algorithm's tuned settings, the algorithm itself, its overrides."""
+    """The settings of extension `name`: its algorithm's tuned settings, the algorithm itself, its
+    overrides."""
     extension = EXTENSIONS[name]
     return {**tuned.get(extension.algorithm, {}), "algorithm": extension.algorithm,
             **extension.overrides(config, reward_model)}

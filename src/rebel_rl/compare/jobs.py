@@ -1,8 +1,8 @@
-"""The jobs of a comparison, each run in its own process by `worker.py`: SFT, the reward model, and one
-job per (method, seed) that trains (or not, for SFT) and then evaluates on the test split.
+"""The jobs of a comparison, each run in its own process by `worker.py`: SFT, the reward model, and
+one job per (method, seed) that trains (or not, for SFT) and then evaluates on the test split.
 
-A job is a JSON-able dict; the worker records its wall time and peak memory beside the result, and the
-grid skips a job whose result exists for the same spec (so an interrupted comparison resumes).
+A job is a JSON-able dict; the worker records its wall time and peak memory beside the result, and
+the grid skips a job whose result exists for the same spec (so an interrupted comparison resumes).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from .tuned import TUNED, tuned_settings
 
 
 def check_job(job: dict[str, Any]) -> None:
-    """Validate a job's configs in the parent, so a bad value is one error line before anything runs."""
+    """Validate a job's configs in the parent, so a bad value is one error line before anything
+    runs."""
     from ..config import RebelConfig
     from ..evaluation.model_eval import EvaluateConfig
     from ..stage_configs import DPOConfig, RewardModelConfig, SFTConfig
@@ -29,7 +30,8 @@ def check_job(job: dict[str, Any]) -> None:
 
 
 def sft_job(config: CompareConfig) -> dict[str, Any]:
-    """Supervised fine-tuning of a scratch model on the reference summaries (shared by every method)."""
+    """Supervised fine-tuning of a scratch model on the reference summaries (shared by every
+    method)."""
     return {"kind": "sft_stage", "name": "sft-model", "dir": str(Path(config.output_dir) / "sft"),
             "config": {"model_name_or_path": f"scratch:{config.model_size}", "dataset": SFT_DATA, **TUNED["sft_stage"],
                        "output_dir": str(Path(config.output_dir) / "sft"), "overwrite": True, "progress": False}}
@@ -54,8 +56,9 @@ def reward_model_job(config: CompareConfig) -> dict[str, Any]:
 def method_job(config: CompareConfig, method: str, seed: int, *, split: str = "test",
                overrides: dict[str, Any] | None = None, name: str | None = None,
                paper_eval: bool = True) -> dict[str, Any]:
-    """Train `method` from the SFT model with `seed` (nothing for sft), then evaluate on `split` (and, with
-    `paper_eval`, again at the paper's temperature). Settings: the output folder's tuned ones (tuned.py)."""
+    """Train `method` from the SFT model with `seed` (nothing for sft), then evaluate on `split`
+    (and, with `paper_eval`, again at the paper's temperature). Settings: the output folder's tuned
+    ones (tuned.py)."""
     out = Path(config.output_dir)
     sft_final, reward_model = stage_paths(config)
     name = name or f"{method}-seed{seed}"
@@ -85,10 +88,12 @@ def method_job(config: CompareConfig, method: str, seed: int, *, split: str = "t
 
 def online_config(config: CompareConfig, method: str, seed: int, run_dir: Path, sft_final: str, reward_model: str,
                   settings: dict[str, Any]) -> dict[str, Any]:
-    """The `RebelConfig` of one online run: the same budget, reward, KL term and EOS penalty for every method."""
+    """The `RebelConfig` of one online run: the same budget, reward, KL term and EOS penalty for
+    every method."""
     settings = dict(settings)
     minibatches = settings.pop("minibatches", 1)
-    prompts = settings.get("prompts_per_iteration", config.prompts_per_iteration)  # extensions may change it
+    # extensions may change it
+    prompts = settings.get("prompts_per_iteration", config.prompts_per_iteration)
     minibatch_prompts = max(1, prompts // minibatches)
     while prompts % minibatch_prompts:
         minibatch_prompts -= 1

@@ -1,5 +1,5 @@
-"""The table's paired comparison against REBEL: per-prompt differences on the same test prompts, seeds and
-evaluation random numbers, with a bootstrap 95% CI over prompts and seeds (stats.py)."""
+"""The table's paired comparison against REBEL: per-prompt differences on the same test prompts,
+seeds and evaluation random numbers, with a bootstrap 95% CI over prompts and seeds (stats.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,7 +16,8 @@ WORDS = {"higher": "REBEL loses", "lower": "REBEL wins", "tie": "tie"}
 
 
 def per_prompt(result: dict[str, Any], name: str) -> np.ndarray:
-    """Reward `name` per test prompt (each the mean over its evaluation samples) of one job's result."""
+    """Reward `name` per test prompt (each the mean over its evaluation samples) of one job's
+    result."""
     values = result["evaluation"].get("per_prompt_rewards", {}).get(name)
     if values is None:
         raise ValueError(f"{result['job']['name']}: its evaluation has no per-prompt {name} (re-run the job)")
@@ -24,7 +25,8 @@ def per_prompt(result: dict[str, Any], name: str) -> np.ndarray:
 
 
 def paired_differences(runs: list[dict[str, Any]], baseline: list[dict[str, Any]], name: str) -> np.ndarray:
-    """seeds x prompts: `runs` minus `baseline` on reward `name`, paired by seed (the seeds both have)."""
+    """seeds x prompts: `runs` minus `baseline` on reward `name`, paired by seed (the seeds both
+    have)."""
     mine = {r["job"]["seed"]: per_prompt(r, name) for r in runs}
     theirs = {r["job"]["seed"]: per_prompt(r, name) for r in baseline}
     seeds = sorted(set(mine) & set(theirs))
@@ -32,8 +34,9 @@ def paired_differences(runs: list[dict[str, Any]], baseline: list[dict[str, Any]
 
 
 def paired_table(results: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows: each method against REBEL, mean paired difference [95% CI] per column and a verdict
-    from the win-rate interval (REBEL wins / tie / REBEL loses); [] without REBEL in the results."""
+    """Markdown rows: each method against REBEL, mean paired difference [95% CI] per column and a
+    verdict from the win-rate interval (REBEL wins / tie / REBEL loses); [] without REBEL in the
+    results."""
     grouped = by_method(results)
     if BASELINE not in grouped:
         return []

@@ -1,6 +1,6 @@
-"""The comparison's report: results.md (its main table with the paired comparison against REBEL and the
-reward-vs-KL frontier, or another section through extension_report.py) with its plots. The sweep's tuning.md
-is sweep_report.py's."""
+"""The comparison's report: results.md (its main table with the paired comparison against REBEL and
+the reward-vs-KL frontier, or another section through extension_report.py) with its plots. The
+sweep's tuning.md is sweep_report.py's."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,10 +32,10 @@ def stage_lines(stages: list[list[dict[str, Any]]]) -> list[str]:
 
 def write_report(config: CompareConfig, results: list[dict[str, Any]], stages: list[list[dict[str, Any]]],
                  wall_seconds: float, frontier: list[dict[str, Any]] | None = None) -> Path:
-    """results.md (the table, the paired comparison against REBEL and, given the `frontier` runs, the
-    reward-vs-KL frontier) plus its plots in `config.report_dir`. Only the section
-    `config.report_section` of results.md is (re)written (sections.py); another section than the main table
-    holds this invocation's methods (extension_report.py)."""
+    """results.md (the table, the paired comparison against REBEL and, given the `frontier` runs,
+    the reward-vs-KL frontier) plus its plots in `config.report_dir`. Only the section
+    `config.report_section` of results.md is (re)written (sections.py); another section than the
+    main table holds this invocation's methods (extension_report.py)."""
     folder = Path(config.report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     if config.report_section != "main":

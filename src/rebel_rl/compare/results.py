@@ -1,5 +1,6 @@
-"""A comparison's results read back: the table in the paper's format, per-seed learning curves and their
-plots. report.py (results.md, tuning.md) and extension_report.py (another section) both use them."""
+"""A comparison's results read back: the table in the paper's format, per-seed learning curves and
+their plots. report.py (results.md, tuning.md) and extension_report.py (another section) both use
+them."""
 from __future__ import annotations
 
 import json
@@ -48,7 +49,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def results_table(results: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows: mean ± std over seeds; best in bold, second underlined (SFT's KL of 0 not ranked)."""
+    """Markdown rows: mean ± std over seeds; best in bold, second underlined (SFT's KL of 0 not
+    ranked)."""
     grouped = by_method(results)
     cells: dict[str, dict[str, str]] = {m: {} for m in grouped}
     for column, (read, higher, fmt) in COLUMNS.items():
@@ -77,8 +79,8 @@ def results_table(results: list[dict[str, Any]]) -> list[str]:
 
 
 def curves(results: list[dict[str, Any]]) -> dict[str, list[list[dict[str, float]]]]:
-    """Per online method, per seed: validation points (reward queries, win rate, RM score, KL), starting
-    from the SFT model's own validation result at 0 queries."""
+    """Per online method, per seed: validation points (reward queries, win rate, RM score, KL),
+    starting from the SFT model's own validation result at 0 queries."""
     out: dict[str, list[list[dict[str, float]]]] = {}
     for method, runs in by_method(results).items():
         if method in ("sft", "dpo"):
@@ -117,7 +119,8 @@ def plot_learning_curves(data: dict[str, list[list[dict[str, float]]]], path: Pa
 
 
 def save_win_rm_figure(fig: Any, axes: Any, path: Path, xlabel: str, split: str) -> None:
-    """Label a two-panel figure (win rate in %, RM score; one line per method), save it and close it."""
+    """Label a two-panel figure (win rate in %, RM score; one line per method), save it and close
+    it."""
     import matplotlib.pyplot as plt
 
     axes[0].set(xlabel=xlabel, ylabel=f"{split} win rate vs reference (%)")

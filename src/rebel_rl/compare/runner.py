@@ -1,5 +1,5 @@
-"""Run comparison jobs, `workers` at a time, each in its own process (worker.py); a job whose result exists
-for the same spec is skipped, so an interrupted comparison resumes where it stopped."""
+"""Run comparison jobs, `workers` at a time, each in its own process (worker.py); a job whose result
+exists for the same spec is skipped, so an interrupted comparison resumes where it stopped."""
 from __future__ import annotations
 
 import json
@@ -16,8 +16,8 @@ from .jobs import check_job
 
 
 def run_jobs(jobs: list[dict[str, Any]], config: CompareConfig) -> list[dict[str, Any]]:
-    """Run `jobs` in `config.workers` parallel processes (skipping finished ones); return their results
-    in job order. RebelError naming the failed jobs and their logs if any failed."""
+    """Run `jobs` in `config.workers` parallel processes (skipping finished ones); return their
+    results in job order. RebelError naming the failed jobs and their logs if any failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     for job in jobs:

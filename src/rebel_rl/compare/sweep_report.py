@@ -1,5 +1,5 @@
-"""tuning.md: the sweep's record (sweep.py) as one small heat-map per method (validation win rate over
-learning rate x the method's knob, the chosen cell boxed) and a table of every cell."""
+"""tuning.md: the sweep's record (sweep.py) as one small heat-map per method (validation win rate
+over learning rate x the method's knob, the chosen cell boxed) and a table of every cell."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,7 +1,8 @@
 """Run one comparison job in this process: `python -m rebel_rl.compare.worker JOB.json THREADS`.
 
 Writes `result.json` into the job's folder: the job spec, wall time, peak resident memory of this
-process, reward queries, and the test evaluation. Separate processes keep each job's peak memory its own.
+process, reward queries, and the test evaluation. Separate processes keep each job's peak memory its
+own.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "reward_queries": summary.get("reward_queries", 0),
         "summary": _jsonable(summary),
-        "evaluation": evaluations[0] if evaluations else None,  # at the comparison's evaluation temperature
+        # at the comparison's evaluation temperature
+        "evaluation": evaluations[0] if evaluations else None,
         "extra_evaluations": evaluations[1:],  # e.g. at the paper's temperature 0.01
     }
 

@@ -21,7 +21,8 @@ PREFERENCE_COLUMNS = ("chosen", "rejected")
 
 def load_pair_dataset(source: str, split: str, columns: tuple[str, ...]) -> datasets.Dataset:
     """Load `split` of `source` (any form `load_prompt_dataset` takes) and check that every row has
-    a valid prompt and, in each of `columns`, a string or a list of messages; DataError otherwise."""
+    a valid prompt and, in each of `columns`, a string or a list of messages; DataError
+    otherwise."""
     dataset = load_prompt_dataset(source, split)
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
@@ -42,9 +43,9 @@ def load_train_eval(source: str, split: str, eval_source: str | None, eval_split
                     ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """The training rows and the held-out rows (None: no evaluation).
 
-    Held-out rows come from `eval_source` (default `source`) split `eval_split`. A single data file has
-    no splits, so when `source` is one and `eval_source` is unset, a seeded `eval_fraction` of its rows
-    is held out instead (0 = no evaluation). `eval_split=None` turns evaluation off.
+    Held-out rows come from `eval_source` (default `source`) split `eval_split`. A single data file
+    has no splits, so when `source` is one and `eval_source` is unset, a seeded `eval_fraction` of
+    its rows is held out instead (0 = no evaluation). `eval_split=None` turns evaluation off.
     """
     train = load_pair_dataset(source, split, columns)
     if eval_split is None:

@@ -1,8 +1,9 @@
-"""Prompt datasets: load from a built-in set, a local file, a save_to_disk folder or the hub; validate prompts.
+"""Prompt datasets: load from a built-in set, a local file, a save_to_disk folder or the hub;
+validate prompts.
 
 A prompt is either a non-empty string (TRL "standard" format) or a non-empty list of
-`{"role": ..., "content": ...}` messages (TRL "conversational" format). Columns other than the prompt
-are kept: they are passed to reward functions as keyword arguments.
+`{"role": ..., "content": ...}` messages (TRL "conversational" format). Columns other than the
+prompt are kept: they are passed to reward functions as keyword arguments.
 """
 from __future__ import annotations
 
@@ -29,10 +30,10 @@ def load_prompt_dataset(
 
     `source` is `builtin:NAME`, a .jsonl/.json/.csv/.parquet file, a folder written by
     `save_to_disk` (Dataset or DatasetDict), a hub dataset id, or a `datasets.Dataset`/`DatasetDict`
-    object already in memory. A single file or Dataset holds one split and is returned whatever `split`
-    is asked for; for the other forms `split` picks the split.
-    `prompt_column` is renamed to "prompt". Every prompt must be a non-empty string or a non-empty
-    list of role/content messages, all in the same format. Raises DataError on any problem.
+    object already in memory. A single file or Dataset holds one split and is returned whatever
+    `split` is asked for; for the other forms `split` picks the split. `prompt_column` is renamed to
+    "prompt". Every prompt must be a non-empty string or a non-empty list of role/content messages,
+    all in the same format. Raises DataError on any problem.
     """
     import datasets  # on first use: `rebel --help` and config errors must not wait for it
 
@@ -132,8 +133,8 @@ def _load_file(path: Path) -> datasets.Dataset:
 
 
 def check_data_file(path: Path) -> None:
-    """DataError, naming the file (and for JSON Lines the line), for an empty file or a line that is not a
-    JSON object: found here in one pass, before datasets reports it in its own words."""
+    """DataError, naming the file (and for JSON Lines the line), for an empty file or a line that is
+    not a JSON object: found here in one pass, before datasets reports it in its own words."""
     if path.stat().st_size == 0:
         raise DataError(f"dataset file {path.name} has no rows: give at least one prompt")
     if path.suffix.lower() != ".jsonl":
@@ -182,7 +183,8 @@ def _pick_split(loaded: "datasets.Dataset | datasets.DatasetDict", split: str, n
 
 
 def _load_hub(source: str, split: str) -> datasets.Dataset:
-    """Load `split` of hub dataset `source`; any failure (offline, not found, bad split) is a DataError."""
+    """Load `split` of hub dataset `source`; any failure (offline, not found, bad split) is a
+    DataError."""
     check_hub_id(source, "dataset", DataError, HUB_HINT)  # at once when the hub cannot be reached
     try:
         import datasets

@@ -14,11 +14,11 @@ from .verifiable import is_verifier_score, verifier_metrics
 
 @dataclass
 class EvalResult:
-    """Mean reward and KL with standard errors over prompts, per-prompt scores (for paired comparisons of two
-    policies on the same prompts), a few samples.
+    """Mean reward and KL with standard errors over prompts, per-prompt scores (for paired
+    comparisons of two policies on the same prompts), a few samples.
 
-    `rewards`/`rewards_se` hold each named reward (training rewards and evaluation-only ones such as a
-    judge's win rate); `reward` is the weighted training reward the run optimises.
+    `rewards`/`rewards_se` hold each named reward (training rewards and evaluation-only ones such as
+    a judge's win rate); `reward` is the weighted training reward the run optimises.
     """
 
     reward: float
@@ -61,8 +61,9 @@ def seeded(seed: int | None):
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's part of a multi-process evaluation: batches `index`, `index + count`, ...; `gather`
-    concatenates a list of picklable objects from every process (accelerate's `gather_object`)."""
+    """This process's part of a multi-process evaluation: batches `index`, `index + count`, ...;
+    `gather` concatenates a list of picklable objects from every process (accelerate's
+    `gather_object`)."""
 
     index: int
     count: int
@@ -84,16 +85,17 @@ def evaluate(
     seed: int | None = 0,
     shard: Shard | None = None,
 ) -> EvalResult:
-    """Sample `num_generations` completions per held-out prompt from the policy (or pi_ref) and score them.
+    """Sample `num_generations` completions per held-out prompt from the policy (or pi_ref) and
+    score them.
 
     Scores (training rewards, plus `eval_reward_set`'s evaluation-only rewards such as a judge) are
-    taken at `temperature` (default: the policy's; the paper evaluates at 0.01). KL(pi || pi_ref) is the
-    Monte-Carlo estimate mean[log pi(y) - log pi_ref(y)], y ~ pi at the policy's own sampling temperature,
-    from separate samples when `temperature` differs (a near-greedy temperature has no useful KL).
-    Standard errors are over prompts (each prompt's samples averaged first), so they stay honest when
-    samples of a prompt are correlated. A fixed `seed` gives every evaluation the same random numbers
-    (for a given number of processes). With a `shard`, each process evaluates every count-th batch and
-    all processes return the whole result.
+    taken at `temperature` (default: the policy's; the paper evaluates at 0.01). KL(pi || pi_ref) is
+    the Monte-Carlo estimate mean[log pi(y) - log pi_ref(y)], y ~ pi at the policy's own sampling
+    temperature, from separate samples when `temperature` differs (a near-greedy temperature has no
+    useful KL). Standard errors are over prompts (each prompt's samples averaged first), so they
+    stay honest when samples of a prompt are correlated. A fixed `seed` gives every evaluation the
+    same random numbers (for a given number of processes). With a `shard`, each process evaluates
+    every count-th batch and all processes return the whole result.
     """
     temperature = policy.temperature if temperature is None else temperature
     prompts_per_batch = max(1, batch_size // num_generations)
@@ -142,7 +144,8 @@ def _aggregate(batches: list[dict[str, Any]], num_generations: int, num_samples_
     """Batches (in dataset order) into means and standard errors over prompts."""
     per_prompt = lambda chunks: torch.cat(list(chunks)).view(-1, num_generations).mean(-1)  # noqa: E731
     score, kl = per_prompt(b["score"] for b in batches), per_prompt(b["kl"] for b in batches)
-    # A reward that returned None (not applicable) for a sample is averaged over the samples it scored.
+    # A reward that returned None (not applicable) for a sample is averaged over the samples it
+    # scored.
     named_per_prompt = {name: torch.cat([b["named"][name] for b in batches]).view(-1, num_generations).nanmean(-1)
                         for name in batches[0]["named"]}
     return EvalResult(

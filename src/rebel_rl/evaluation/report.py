@@ -8,7 +8,8 @@ from .heldout import EvalResult, paired_difference
 
 
 def before_after_markdown(before: EvalResult, after: EvalResult, label: str) -> str:
-    """A markdown table of reward and KL before and after training on `label` prompts, plus samples."""
+    """A markdown table of reward and KL before and after training on `label` prompts, plus
+    samples."""
     delta, delta_se = paired_difference(before, after)
     lines = [
         f"Evaluation on {label} (mean +/- standard error over prompts).",
@@ -72,7 +73,8 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in metrics if "reward" in m]  # training iterations, not the periodic eval/* records
+    # training iterations, not the periodic eval/* records
+    metrics = [m for m in metrics if "reward" in m]
     if not metrics:
         return
     steps = [m["iteration"] for m in metrics]

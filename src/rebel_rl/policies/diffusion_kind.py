@@ -1,8 +1,9 @@
 """The diffusion kind of policy: how a model source is recognised as one, checked, and loaded.
 
-`model_type: auto` (the default) reads the source: `builtin:digits-denoiser`, a diffusers pipeline folder
-(model_index.json or unet/) and a saved UNet folder are diffusion models. A hub id of a diffusion pipeline
-(e.g. SimianLuo/LCM_Dreamshaper_v7) needs `model_type: diffusion`: nothing is fetched to find out.
+`model_type: auto` (the default) reads the source: `builtin:digits-denoiser`, a diffusers pipeline
+folder (model_index.json or unet/) and a saved UNet folder are diffusion models. A hub id of a
+diffusion pipeline (e.g. SimianLuo/LCM_Dreamshaper_v7) needs `model_type: diffusion`: nothing is
+fetched to find out.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ DIGITS_DENOISER = "builtin:digits-denoiser"
 
 
 def looks_like_diffusion(model) -> bool:
-    """Whether the source of `model` (a ModelConfig) is a diffusion model (see the module docstring)."""
+    """Whether the source of `model` (a ModelConfig) is a diffusion model (see the module
+    docstring)."""
     name = model.model_name_or_path
     if name == DIGITS_DENOISER:
         return True
@@ -38,7 +40,8 @@ def _unet_class(path: Path) -> str | None:
 
 
 def check_diffusion_source(model) -> None:
-    """Cheap checks before anything loads: a built-in name exists, a path exists and holds a UNet."""
+    """Cheap checks before anything loads: a built-in name exists, a path exists and holds a
+    UNet."""
     name = model.model_name_or_path
     if name.startswith("builtin:") and name != DIGITS_DENOISER:
         raise ModelError(f"unknown built-in diffusion model {name!r}: the built-in one is {DIGITS_DENOISER}")
@@ -49,15 +52,17 @@ def check_diffusion_source(model) -> None:
     if path.is_dir() and not ((path / "unet").is_dir() or _unet_class(path) is not None):
         raise ModelError(f"diffusion model folder {name} has neither unet/ (a diffusers pipeline) nor a UNet "
                          "config.json (a saved denoiser)")
-    if not path.exists() and name != DIGITS_DENOISER:  # a hub id: at once when the hub cannot be reached
+    # a hub id: at once when the hub cannot be reached
+    if not path.exists() and name != DIGITS_DENOISER:
         check_hub_id(name, "model", ModelError, f"give a local diffusers folder or {DIGITS_DENOISER}")
 
 
 
 def load_diffusion_policy(model, sampling, device: torch.device, max_prompt_length: int = 0):
-    """A diffusion policy from its config groups (`model`: weights and LoRA; `sampling`: the sampler): the
-    built-in digits denoiser, a saved class-conditional UNet (prompts name a digit), or a Stable Diffusion /
-    LCM pipeline (folder or hub id). Prompts are not tokenized, so `max_prompt_length` is not read."""
+    """A diffusion policy from its config groups (`model`: weights and LoRA; `sampling`: the
+    sampler): the built-in digits denoiser, a saved class-conditional UNet (prompts name a digit),
+    or a Stable Diffusion / LCM pipeline (folder or hub id). Prompts are not tokenized, so
+    `max_prompt_length` is not read."""
     from .builtin import builtin_model
 
     settings = dict(sampler=sampling.sampler, num_steps=sampling.num_inference_steps, eta=sampling.ddim_eta,

@@ -1,10 +1,10 @@
 """The REBEL paper's image setup, for users with a GPU: a text-conditioned latent diffusion policy.
 
-Components come from a diffusers Stable Diffusion or LCM checkpoint (e.g. "SimianLuo/LCM_Dreamshaper_v7"):
-`UNet2DConditionModel` (the trained denoiser, with LoRA on its attention projections), `AutoencoderKL`
-(decodes final latents to images), `CLIPTextModel` + `CLIPTokenizer` (prompt embeddings, frozen) and the
-scheduler config (its betas drive our DDIM or LCM sampler). Sampling, log-densities and guidance are
-the generic ones of `DiffusionPolicy`.
+Components come from a diffusers Stable Diffusion or LCM checkpoint (e.g.
+"SimianLuo/LCM_Dreamshaper_v7"): `UNet2DConditionModel` (the trained denoiser, with LoRA on its
+attention projections), `AutoencoderKL` (decodes final latents to images), `CLIPTextModel` +
+`CLIPTokenizer` (prompt embeddings, frozen) and the scheduler config (its betas drive our DDIM or
+LCM sampler). Sampling, log-densities and guidance are the generic ones of `DiffusionPolicy`.
 
 Guidance: a UNet with `time_cond_proj_dim` (a guidance-distilled LCM) takes the guidance scale as an
 embedding of w = guidance_scale - 1, exactly as diffusers' LCM pipeline does, in one pass; any other
@@ -25,7 +25,8 @@ ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 class LatentDiffusionPolicy(DiffusionPolicy):
-    """A Stable Diffusion / LCM UNet with its VAE and CLIP text encoder; conditioning = text embeddings."""
+    """A Stable Diffusion / LCM UNet with its VAE and CLIP text encoder; conditioning = text
+    embeddings."""
 
     def __init__(self, unet: torch.nn.Module, vae, text_encoder, tokenizer, sampler: DDIMSampler | LCMSampler, *,
                  height: int = 512, width: int = 512, negative_prompt: str = "", **kwargs) -> None:
@@ -43,7 +44,8 @@ class LatentDiffusionPolicy(DiffusionPolicy):
 
     @property
     def uses_guidance(self) -> bool:
-        """Classifier-free guidance only when the UNet does not take the guidance scale as an input."""
+        """Classifier-free guidance only when the UNet does not take the guidance scale as an
+        input."""
         return self.guidance_embedding_dim is None and self.guidance_scale != 1.0
 
     def check_prompts(self, prompts: list, chunk: int = 256) -> None:
@@ -74,7 +76,8 @@ class LatentDiffusionPolicy(DiffusionPolicy):
         return self._null.expand(batch, *self._null.shape[1:])
 
     def denoise(self, module, x, t, conditioning):
-        # Latents are kept in float32 (for exact log-densities); a half-precision UNet gets its own dtype.
+        # Latents are kept in float32 (for exact log-densities); a half-precision UNet gets its own
+        # dtype.
         dtype = next(self.model.parameters()).dtype
         extra = {}
         if self.guidance_embedding_dim is not None:
@@ -84,8 +87,8 @@ class LatentDiffusionPolicy(DiffusionPolicy):
     def _guidance_embedding(self, batch: int, dtype: torch.dtype) -> torch.Tensor:
         from diffusers import LatentConsistencyModelPipeline
 
-        # diffusers' LCM pipeline uses w = guidance_scale - 1 (the Imagen CFG convention); the method
-        # does not touch `self`, so we call it unbound rather than copy it.
+        # diffusers' LCM pipeline uses w = guidance_scale - 1 (the Imagen CFG convention); the
+        # method does not touch `self`, so we call it unbound rather than copy it.
         w = torch.full((batch,), self.guidance_scale - 1.0)
         embedding = LatentConsistencyModelPipeline.get_guidance_scale_embedding(
             None, w, embedding_dim=self.guidance_embedding_dim)
@@ -101,8 +104,8 @@ def build_latent_diffusion_policy(unet, vae, text_encoder, tokenizer, scheduler_
                                   guidance_scale: float = 8.0, temperature: float = 1.0, height: int = 512,
                                   width: int = 512, use_lora: bool = True, lora_r: int = 8, lora_alpha: int = 16,
                                   lora_targets: tuple[str, ...] = ATTENTION_TARGETS) -> LatentDiffusionPolicy:
-    """Assemble a policy from loaded components: the sampler on the scheduler's betas, LoRA on the UNet
-    (reference = adapter disabled) or else a frozen copy of the UNet as reference."""
+    """Assemble a policy from loaded components: the sampler on the scheduler's betas, LoRA on the
+    UNet (reference = adapter disabled) or else a frozen copy of the UNet as reference."""
     steps_sampler = make_sampler(sampler, scheduler_config, num_steps, eta)
     unet.eval()
     reference = None

@@ -1,10 +1,10 @@
-"""Dataset completions as rollouts of a causal LM (a `CausalLMPolicy`, passed in as `policy`): log pi(y|x)
-of a written (prompt, completion) pair, computed exactly as for a sampled one.
+"""Dataset completions as rollouts of a causal LM (a `CausalLMPolicy`, passed in as `policy`): log
+pi(y|x) of a written (prompt, completion) pair, computed exactly as for a sampled one.
 
-`CausalLMPolicy.sample` tokenizes the prompt on its own (left-padded) and generates completion tokens
-after it, ending with EOS. Here the completion text is tokenized on its own too (no special tokens added)
-and EOS is appended, so SFT targets, DPO pairs and RL samples are all scored through the same
-`policy.log_probs` with the same masks.
+`CausalLMPolicy.sample` tokenizes the prompt on its own (left-padded) and generates completion
+tokens after it, ending with EOS. Here the completion text is tokenized on its own too (no special
+tokens added) and EOS is appended, so SFT targets, DPO pairs and RL samples are all scored through
+the same `policy.log_probs` with the same masks.
 """
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ def completion_token_ids(policy: Policy, completions: list) -> list[list[int]]:
 
 def rollout_from_ids(policy: Policy, prompt_ids: list[list[int]], completion_ids: list[list[int]],
                      texts: list[str] | None = None) -> TextRollout:
-    """Pad token ids into a Rollout shaped like a sampled one: prompts left-padded (as `encode_prompts`
-    does), completions right-padded, `completion_mask` up to and including the first EOS."""
+    """Pad token ids into a Rollout shaped like a sampled one: prompts left-padded (as
+    `encode_prompts` does), completions right-padded, `completion_mask` up to and including the
+    first EOS."""
     prompts = policy.tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt",
                                    padding_side="left")
     pad = policy.tokenizer.pad_token_id
@@ -45,7 +46,8 @@ def rollout_from_ids(policy: Policy, prompt_ids: list[list[int]], completion_ids
 
 def rollout_from_text(policy: Policy, prompts: list, completions: list[str]) -> TextRollout:
     """A Rollout of dataset completions, so that `policy.log_probs(rollout)` is log pi(y + EOS | x)
-    computed exactly as for sampled completions. Prompts longer than the policy allows raise DataError."""
+    computed exactly as for sampled completions. Prompts longer than the policy allows raise
+    DataError."""
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     return rollout_from_ids(policy, policy.prompt_token_ids(prompts), completion_token_ids(policy, completions),
@@ -54,8 +56,9 @@ def rollout_from_text(policy: Policy, prompts: list, completions: list[str]) -> 
 
 def encode_examples(policy: Policy, prompts: list, completions: list, max_length: int,
                     what: str = "training") -> tuple[list[list[int]], list[list[int]]]:
-    """Prompt ids and completion-plus-EOS ids of dataset examples, tokenized once up front; DataError
-    for the first example with more than `max_length` tokens in all (`what` names the data in it)."""
+    """Prompt ids and completion-plus-EOS ids of dataset examples, tokenized once up front;
+    DataError for the first example with more than `max_length` tokens in all (`what` names the data
+    in it)."""
     prompt_ids: list[list[int]] = []
     for start in range(0, len(prompts), 512):
         prompt_ids += policy.prompt_token_ids(prompts[start:start + 512], first_index=start)

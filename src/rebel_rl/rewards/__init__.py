@@ -1,8 +1,9 @@
-"""Rewards: built-ins, user functions and reward models, resolved from specs and combined with weights.
+"""Rewards: built-ins, user functions and reward models, resolved from specs and combined with
+weights.
 
 All rewards follow the TRL convention `f(prompts, completions, **columns) -> list[float]`. The names
-below are imported on first use (reward_set.py pulls in torch and transformers), so the registries in
-builtin.py stay cheap to import.
+below are imported on first use (reward_set.py pulls in torch and transformers), so the registries
+in builtin.py stay cheap to import.
 """
 from __future__ import annotations
 

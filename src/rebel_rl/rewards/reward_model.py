@@ -16,7 +16,8 @@ DEFAULT_MAX_LENGTH = 1024
 
 
 class RewardModel:
-    """Scores (prompt, completion) pairs with any `AutoModelForSequenceClassification` with one label.
+    """Scores (prompt, completion) pairs with any `AutoModelForSequenceClassification` with one
+    label.
 
     Callable as `rm(prompts, completions, **columns) -> list[float]`. Conversational prompts are
     rendered with the reward model's own chat template when it has one (prompt messages plus the
@@ -34,8 +35,9 @@ class RewardModel:
         batch_size: int = 16,
         max_length: int | None = None,
     ) -> None:
-        """Load the tokenizer and model from a local folder or hub id, or take a `(model, tokenizer)` pair
-        already in memory (the tokenizer object is copied, not changed); RewardError on any failure."""
+        """Load the tokenizer and model from a local folder or hub id, or take a `(model,
+        tokenizer)` pair already in memory (the tokenizer object is copied, not changed);
+        RewardError on any failure."""
         self.device = torch.device(device)
         self.batch_size = batch_size
         if isinstance(path, tuple):

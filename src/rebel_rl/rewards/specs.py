@@ -1,5 +1,6 @@
-"""Reward specs checked cheaply, before any model or heavy library loads (the command line asks these
-before the trainer imports torch): builtin names, `model:PATH` folders or hub ids, `module:fn`, `file.py:fn`."""
+"""Reward specs checked cheaply, before any model or heavy library loads (the command line asks
+these before the trainer imports torch): builtin names, `model:PATH` folders or hub ids,
+`module:fn`, `file.py:fn`."""
 from __future__ import annotations
 
 from dataclasses import dataclass

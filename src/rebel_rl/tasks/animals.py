@@ -1,5 +1,5 @@
-"""Built-in prompt set `animals`: one common animal name per prompt, as in DDPO's and the REBEL paper's
-aesthetic-score experiments (prompts such as "cat", "dog", ...). For text-to-image policies
+"""Built-in prompt set `animals`: one common animal name per prompt, as in DDPO's and the REBEL
+paper's aesthetic-score experiments (prompts such as "cat", "dog", ...). For text-to-image policies
 (configs/lcm_aesthetic.yaml); the test split holds animals the train split does not.
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ SPLITS = ("train", "test")
 
 
 def load_animal_prompts(split: str = "train") -> datasets.Dataset:
-    """`train`: the animals above minus the test ones (39); `test`: 9 held-out animals. Column `prompt`."""
+    """`train`: the animals above minus the test ones (39); `test`: 9 held-out animals. Column
+    `prompt`."""
     if split not in SPLITS:
         raise DataError(f"the animals task has no split '{split}': use one of {', '.join(SPLITS)}")
     import datasets

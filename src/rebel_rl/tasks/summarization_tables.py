@@ -1,7 +1,7 @@
-"""The word tables of the `tldr` task: topics (subreddits) with their roles, intros, problems and asks;
-distractor sentences; names; the phrases a noisy writer adds. The generator (summarization.py) draws
-posts and summaries from them, and the judge (summarization_judge.py) reads its lexicon of fact words
-and its fluent phrases from them.
+"""The word tables of the `tldr` task: topics (subreddits) with their roles, intros, problems and
+asks; distractor sentences; names; the phrases a noisy writer adds. The generator (summarization.py)
+draws posts and summaries from them, and the judge (summarization_judge.py) reads its lexicon of
+fact words and its fluent phrases from them.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Problem:
-    """A problem: its summary phrase, the post sentence stating it, an elaboration, and its key words."""
+    """A problem: its summary phrase, the post sentence stating it, an elaboration, and its key
+    words."""
     phrase: str
     sentence: str
     elaboration: str
@@ -26,7 +27,8 @@ class Ask:
 
 @dataclass(frozen=True)
 class Detail:
-    """A distractor: an irrelevant post sentence, the clause a careless summary would copy, key words."""
+    """A distractor: an irrelevant post sentence, the clause a careless summary would copy, key
+    words."""
     sentence: str
     clause: str
     keys: tuple[str, ...]
@@ -34,7 +36,8 @@ class Detail:
 
 @dataclass(frozen=True)
 class Subreddit:
-    """One topic: the roles a post can be about, intro templates, problems and topic-specific asks."""
+    """One topic: the roles a post can be about, intro templates, problems and topic-specific
+    asks."""
     roles: tuple[str, ...]
     intros: tuple[str, ...]
     problems: tuple[Problem, ...]

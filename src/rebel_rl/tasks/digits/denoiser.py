@@ -1,4 +1,5 @@
-"""The digits UNet: its configuration, its pre-training by denoising score matching, and its cache."""
+"""The digits UNet: its configuration, its pre-training by denoising score matching, and its
+cache."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,8 @@ from rebel_rl.tasks.digits.images import IMAGE_SIZE, load_digit_images
 
 NULL_CLASS = 10
 
-# A small UNet: about 180k parameters, attention at 8x8. Pre-training it takes ~2 minutes on one thread.
+# A small UNet: about 180k parameters, attention at 8x8. Pre-training it takes ~2 minutes on one
+# thread.
 DENOISER_CONFIG = {
     "sample_size": IMAGE_SIZE,
     "in_channels": 1,
@@ -55,7 +57,8 @@ def pretrain_denoiser(*, steps: int = PRETRAIN_STEPS, batch_size: int = 64, lr: 
     """Train the digits UNet by denoising score matching (epsilon loss) with an EMA of its weights.
 
     Returns (model with the EMA weights, info dict with steps, seconds and the final smoothed loss).
-    Labels are replaced by NULL_CLASS with probability `label_dropout`, for classifier-free guidance.
+    Labels are replaced by NULL_CLASS with probability `label_dropout`, for classifier-free
+    guidance.
     """
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
@@ -100,8 +103,8 @@ def denoiser_dir() -> Path:
 
 
 def load_pretrained_denoiser(path: str | Path | None = None, log: Callable[[str], None] = _log):
-    """The pre-trained digits UNet from `path` (default: the cache), pre-training and caching it first
-    if it is not there. The cache is written atomically: a temp folder renamed into place."""
+    """The pre-trained digits UNet from `path` (default: the cache), pre-training and caching it
+    first if it is not there. The cache is written atomically: a temp folder renamed into place."""
     from diffusers import UNet2DModel
 
     target = Path(path) if path is not None else denoiser_dir()

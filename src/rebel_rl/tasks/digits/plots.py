@@ -1,4 +1,5 @@
-"""Sample grids: images tiled into one, and a PNG of a digits policy's samples (one column per digit)."""
+"""Sample grids: images tiled into one, and a PNG of a digits policy's samples (one column per
+digit)."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def sample_grid(images: list[torch.Tensor], columns: int, pad: int = 2) -> torch.Tensor:
-    """Tile equally-sized images (C, H, W) into one (C, H', W') grid with `pad` pixels between them."""
+    """Tile equally-sized images (C, H, W) into one (C, H', W') grid with `pad` pixels between
+    them."""
     channels, height, width = images[0].shape
     rows = math.ceil(len(images) / columns)
     grid = torch.full((channels, rows * (height + pad) + pad, columns * (width + pad) + pad), 0.5)

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from rebel_rl.tasks.digits.prompts import digit_of_prompt
 
-if TYPE_CHECKING:  # torch and diffusers are imported when a model is built: registering it stays light
+# torch and diffusers are imported when a model is built: registering it stays light
+if TYPE_CHECKING:
     import torch
 
     from rebel_rl.policies.diffusion import ClassConditionalDiffusionPolicy
@@ -20,7 +21,8 @@ def load_digits_policy(*, sampler: str = "ddim", num_steps: int = 10, eta: float
                        lora_r: int = 8, lora_alpha: int = 16, lora_targets: tuple[str, ...] = LORA_TARGETS,
                        denoiser=None, device: str | torch.device = "cpu") -> ClassConditionalDiffusionPolicy:
     """The digits policy: the pre-trained UNet (or `denoiser`), a DDIM (eta) or LCM sampler with
-    `num_steps` trailing-spaced steps, CFG at `guidance_scale`, and LoRA or a frozen reference copy."""
+    `num_steps` trailing-spaced steps, CFG at `guidance_scale`, and LoRA or a frozen reference
+    copy."""
     from diffusers import DDPMScheduler
 
     from rebel_rl.policies.diffusion import (

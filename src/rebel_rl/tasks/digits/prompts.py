@@ -27,7 +27,8 @@ SPLITS = {"train": TRAIN_TEMPLATES, "test": TEST_TEMPLATES}
 def load_digit_prompts(split: str = "train") -> datasets.Dataset:
     """The `split` ("train" or "test") of digit prompts: columns `prompt` (str) and `digit` (int).
 
-    Every template of the split is applied to every digit, digit-major; DataError for an unknown split.
+    Every template of the split is applied to every digit, digit-major; DataError for an unknown
+    split.
     """
     if split not in SPLITS:
         raise DataError(f"the digits task has no split '{split}': use one of {', '.join(SPLITS)}")

@@ -1,6 +1,6 @@
-"""The `digit_quality` reward of the `digits` task: the probability, under a small CNN trained by us on the
-scikit-learn digits, that an image shows the digit its prompt names (an offline stand-in for an
-aesthetic/quality predictor). The classifier trains once in a few seconds and is cached in
+"""The `digit_quality` reward of the `digits` task: the probability, under a small CNN trained by us
+on the scikit-learn digits, that an image shows the digit its prompt names (an offline stand-in for
+an aesthetic/quality predictor). The classifier trains once in a few seconds and is cached in
 $REBEL_RL_CACHE/digit-classifier (default ~/.cache/rebel_rl/digit-classifier).
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ def build_digit_classifier() -> nn.Sequential:
 
 
 def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random shifts of up to one pixel and light noise, so the classifier tolerates generated digits."""
+    """Random shifts of up to one pixel and light noise, so the classifier tolerates generated
+    digits."""
     padded = F.pad(images, (1, 1, 1, 1))
     dx, dy = torch.randint(0, 3, (2,), generator=generator).tolist()
     shifted = padded[..., dy:dy + images.shape[-2], dx:dx + images.shape[-1]]
@@ -42,7 +43,8 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @torch.enable_grad()  # the first reward call trains it, possibly inside an evaluation's no_grad
 def train_digit_classifier(*, epochs: int = 15, batch_size: int = 64, seed: int = 0) -> tuple[nn.Sequential, dict]:
-    """Train the classifier on 90% of the scikit-learn digits; return it (eval mode) and its held-out accuracy."""
+    """Train the classifier on 90% of the scikit-learn digits; return it (eval mode) and its
+    held-out accuracy."""
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # a seeded initialisation that leaves the caller's RNG alone
         torch.manual_seed(seed)
@@ -101,8 +103,8 @@ def _classifier_input(images: list[torch.Tensor]) -> torch.Tensor:
 
 def digit_quality(prompts: list, completions: list[torch.Tensor], digit: list[int] | None = None,
                   **columns) -> list[float]:
-    """The classifier's probability that each image shows its target digit: the `digit` column when the
-    dataset has one, else the digit its prompt names."""
+    """The classifier's probability that each image shows its target digit: the `digit` column when
+    the dataset has one, else the digit its prompt names."""
     targets = list(digit) if digit is not None else [digit_of_prompt(p) for p in prompts]
     if len(targets) != len(completions):
         raise ValueError(f"{len(completions)} images but {len(targets)} prompts/digits: give one per image")

@@ -1,11 +1,12 @@
-"""Offline DPO (`rebel dpo`): the preference-data baseline that needs no reward model and no sampling.
+"""Offline DPO (`rebel dpo`): the preference-data baseline that needs no reward model and no
+sampling.
 
-Minimises `algorithms.dpo.dpo_loss` over a fixed preference dataset, with pi_ref the start model held
-fixed (a frozen copy, or the model with its LoRA adapter disabled). Sequence log-probs of the chosen and
-rejected completions come from `policy.log_probs` on `rollout_from_text`-shaped rollouts: the same
-tokenization, EOS handling and temperature as the RL loop's samples. Held-out pairs are ranked by the
-implicit reward beta * (log pi - log pi_ref): accuracy against the labels and, if present, against the
-noise-free `judge_prefers_chosen` labels.
+Minimises `algorithms.dpo.dpo_loss` over a fixed preference dataset, with pi_ref the start model
+held fixed (a frozen copy, or the model with its LoRA adapter disabled). Sequence log-probs of the
+chosen and rejected completions come from `policy.log_probs` on `rollout_from_text`-shaped rollouts:
+the same tokenization, EOS handling and temperature as the RL loop's samples. Held-out pairs are
+ranked by the implicit reward beta * (log pi - log pi_ref): accuracy against the labels and, if
+present, against the noise-free `judge_prefers_chosen` labels.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from .supervised import SupervisedTrainer, batches, preference_accuracy
 
 def dpo(config: DPOConfig) -> dict[str, Any]:
     """Train with offline DPO as `config` says; return a summary: output_dir, final model folder,
-    held-out metrics (also in OUTPUT/eval.json), training seconds. Every config, data and model problem
-    is raised before the run directory is written."""
+    held-out metrics (also in OUTPUT/eval.json), training seconds. Every config, data and model
+    problem is raised before the run directory is written."""
     config = config.validate()
     train_rows, eval_rows = load_train_eval(config.dataset, config.dataset_split, config.eval_dataset,
                                             config.eval_split, config.eval_fraction, config.seed, PREFERENCE_COLUMNS)
@@ -91,7 +92,8 @@ class _PreferencePairs:
         return loss, preference_metrics(chosen, rejected, ref_chosen, ref_rejected, self.beta)
 
     def evaluate(self, judge: list[bool] | None) -> dict[str, float]:
-        """Held-out DPO loss and implicit-reward ranking accuracy (vs labels, and vs the judge if given)."""
+        """Held-out DPO loss and implicit-reward ranking accuracy (vs labels, and vs the judge if
+        given)."""
         margins, losses = [], []
         for rows in batches(len(self), 32):
             ref_chosen, ref_rejected = self.reference_logps(rows)

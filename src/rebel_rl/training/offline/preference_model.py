@@ -1,14 +1,17 @@
-"""Pairwise preference-model training (`rebel preference-model`): a classifier of P(a > b | x) over the pair.
+"""Pairwise preference-model training (`rebel preference-model`): a classifier of P(a > b | x) over
+the pair.
 
 Each preference row (prompt, chosen, rejected) is shown in both orders, f = the classifier's logit:
 
-    loss = mean_rows [ -log sigmoid(f(x, chosen, rejected)) - log sigmoid(-f(x, rejected, chosen)) ] / 2
-           + center_rewards_coefficient * mean_rows [ (f(x, chosen, rejected) + f(x, rejected, chosen))^2 ]
+    loss = mean_rows [ -log sigmoid(f(x, chosen, rejected)) - log sigmoid(-f(x, rejected, chosen)) ]
+    / 2
+           + center_rewards_coefficient * mean_rows [ (f(x, chosen, rejected) + f(x, rejected,
+           chosen))^2 ]
 
-so the model is antisymmetric in expectation (the second term pulls the two orders' logits to sum to 0).
-Everything else is the reward-model stage (training/reward_model.py): the same initialisation from a
-causal-LM checkpoint, epoch loop, held-out accuracy against labels and judge, and outputs. The final
-folder is a `model:OUTPUT/final` preference for `rebel train --preference`.
+so the model is antisymmetric in expectation (the second term pulls the two orders' logits to sum to
+0). Everything else is the reward-model stage (training/reward_model.py): the same initialisation
+from a causal-LM checkpoint, epoch loop, held-out accuracy against labels and judge, and outputs.
+The final folder is a `model:OUTPUT/final` preference for `rebel train --preference`.
 """
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ from .supervised import batches
 
 
 def train_preference_model(config: PreferenceModelConfig) -> dict[str, Any]:
-    """Train a pairwise preference model as `config` says; return the summary the reward-model stage returns
-    (held-out accuracy: how often P(chosen > rejected) > 1/2)."""
+    """Train a pairwise preference model as `config` says; return the summary the reward-model stage
+    returns (held-out accuracy: how often P(chosen > rejected) > 1/2)."""
     return train_pair_scorer(config, "Preference model", PreferenceModel, _OrderedPairs, init=init_preference_model)
 
 
@@ -41,8 +44,9 @@ def init_preference_model(name: str, folder: Path, dtype: str, device: torch.dev
 
 
 class _OrderedPairs(_Pairs):
-    """Preference rows encoded in both orders: `chosen` holds (x, chosen, rejected), `rejected` holds
-    (x, rejected, chosen); `rewards` then returns the two orders' logits, and margins are their difference."""
+    """Preference rows encoded in both orders: `chosen` holds (x, chosen, rejected), `rejected`
+    holds (x, rejected, chosen); `rewards` then returns the two orders' logits, and margins are
+    their difference."""
 
     def __init__(self, model: PreferenceModel, rows: datasets.Dataset) -> None:
         self.rm = model
@@ -51,7 +55,8 @@ class _OrderedPairs(_Pairs):
         self.rejected = [model.encode_pair(p, r, c) for p, c, r in triples]
 
     def loss(self, module: torch.nn.Module, rows: list[int], center: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """Cross-entropy of both orders, plus the antisymmetry term; metrics: accuracy and margin."""
+        """Cross-entropy of both orders, plus the antisymmetry term; metrics: accuracy and
+        margin."""
         forward, backward = self.rewards(module, rows)
         loss = -(F.logsigmoid(forward) + F.logsigmoid(-backward)).mean() / 2
         if center:

@@ -4,9 +4,10 @@
            + center_rewards_coefficient * mean_pairs [ (r(x, y_chosen) + r(x, y_rejected))^2 ]
 
 r is an `AutoModelForSequenceClassification` with one label, initialised from a causal-LM checkpoint
-(the SFT model, as in the REBEL paper): the transformer keeps its weights, the score head is new. The BT
-loss sees only reward differences, so the level of r is arbitrary; HF score heads have no bias to
-shift after training, so the (optional, default on) centring term keeps the mean reward near 0 instead.
+(the SFT model, as in the REBEL paper): the transformer keeps its weights, the score head is new.
+The BT loss sees only reward differences, so the level of r is arbitrary; HF score heads have no
+bias to shift after training, so the (optional, default on) centring term keeps the mean reward near
+0 instead.
 
 Pairs are encoded by `rewards.reward_model.RewardModel` itself, the class that scores completions
 during RL: the model is trained on exactly the token sequences it will read (same text layout, chat
@@ -33,17 +34,18 @@ from .supervised import SupervisedTrainer, batches, preference_accuracy
 
 
 def train_reward_model(config: RewardModelConfig) -> dict[str, Any]:
-    """Train a reward model as `config` says; return a summary: output_dir, final model folder, held-out
-    accuracies (also in OUTPUT/eval.json), training seconds. Every config, data and model problem is
-    raised before the run directory is written."""
+    """Train a reward model as `config` says; return a summary: output_dir, final model folder,
+    held-out accuracies (also in OUTPUT/eval.json), training seconds. Every config, data and model
+    problem is raised before the run directory is written."""
     return train_pair_scorer(config, "Reward model", RewardModel, _Pairs)
 
 
 def train_pair_scorer(config: RewardModelConfig, title: str, scorer_class: Callable[..., RewardModel],
                       pairs_class: type["_Pairs"], init: Callable[..., str] | None = None) -> dict[str, Any]:
-    """The stage behind `rebel reward-model` and `rebel preference-model`: a one-logit classifier built by
-    `init` (default `init_reward_model`) from the checkpoint, loaded as `scorer_class`, trained on the
-    preference rows as `pairs_class` encodes them and defines their loss, evaluated on held-out pairs."""
+    """The stage behind `rebel reward-model` and `rebel preference-model`: a one-logit classifier
+    built by `init` (default `init_reward_model`) from the checkpoint, loaded as `scorer_class`,
+    trained on the preference rows as `pairs_class` encodes them and defines their loss, evaluated
+    on held-out pairs."""
     config = config.validate()
     train_rows, eval_rows = load_train_eval(config.dataset, config.dataset_split, config.eval_dataset,
                                             config.eval_split, config.eval_fraction, config.seed, PREFERENCE_COLUMNS)
@@ -67,7 +69,8 @@ def train_pair_scorer(config: RewardModelConfig, title: str, scorer_class: Calla
 
 def init_reward_model(name: str, folder: Path, dtype: str, device: torch.device) -> str:
     """Write to `folder` a one-label sequence classifier built from causal-LM checkpoint `name` (new
-    score head; pad token set, falling back to EOS, since the model pools at the last non-pad token)."""
+    score head; pad token set, falling back to EOS, since the model pools at the last non-pad
+    token)."""
     path = resolve_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -84,7 +87,8 @@ def init_reward_model(name: str, folder: Path, dtype: str, device: torch.device)
 
 
 class _Pairs:
-    """Preference rows encoded once by the reward model's own `encode`, and their Bradley-Terry loss."""
+    """Preference rows encoded once by the reward model's own `encode`, and their Bradley-Terry
+    loss."""
 
     def __init__(self, rm: RewardModel, rows: datasets.Dataset) -> None:
         self.rm = rm
@@ -104,7 +108,8 @@ class _Pairs:
         return scores[: len(rows)], scores[len(rows):]
 
     def loss(self, module: torch.nn.Module, rows: list[int], center: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """Bradley-Terry loss of a minibatch, plus the centring term; metrics: accuracy and margin."""
+        """Bradley-Terry loss of a minibatch, plus the centring term; metrics: accuracy and
+        margin."""
         chosen, rejected = self.rewards(module, rows)
         loss = -F.logsigmoid(chosen - rejected).mean()
         if center:
@@ -114,7 +119,8 @@ class _Pairs:
 
     @torch.no_grad()
     def margins(self) -> torch.Tensor:
-        """r(chosen) - r(rejected) of every row, scored as `RewardModel` scores them (no gradient)."""
+        """r(chosen) - r(rejected) of every row, scored as `RewardModel` scores them (no
+        gradient)."""
         rows = batches(len(self), self.rm.batch_size)
         return torch.cat([torch.sub(*self.rewards(self.rm.model, batch)) for batch in rows])
 

@@ -1,14 +1,15 @@
-"""Supervised fine-tuning (`rebel sft`): maximise log pi(completion + EOS | prompt) on prompt-completion data.
+"""Supervised fine-tuning (`rebel sft`): maximise log pi(completion + EOS | prompt) on
+prompt-completion data.
 
 The loss is the mean negative log-likelihood per completion token, EOS included; prompt tokens are
 context only. Examples are tokenized and scored exactly as the RL loop scores its samples (prompt on
-its own, left-padded; completion on its own with EOS appended; `policy.log_probs` at temperature 1), so
-the SFT model starts RL with the very distribution it was trained to have.
+its own, left-padded; completion on its own with EOS appended; `policy.log_probs` at temperature 1),
+so the SFT model starts RL with the very distribution it was trained to have.
 
-Start from a checkpoint, or from scratch (`scratch:small`, `scratch:medium`): a new small Llama with a
-word-level tokenizer trained on the training split's prompts and completions. OUTPUT/final loads with
-`AutoModelForCausalLM`/`AutoTokenizer` and serves as `model_name_or_path` of `rebel train`, `rebel
-reward-model` and `rebel dpo`.
+Start from a checkpoint, or from scratch (`scratch:small`, `scratch:medium`): a new small Llama with
+a word-level tokenizer trained on the training split's prompts and completions. OUTPUT/final loads
+with `AutoModelForCausalLM`/`AutoTokenizer` and serves as `model_name_or_path` of `rebel train`,
+`rebel reward-model` and `rebel dpo`.
 """
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ from ...rewards.builtin import completion_text
 from ...stage_configs import SFTConfig
 from .supervised import SupervisedTrainer, batches
 
-# The stages check total length against max_length themselves; the policy only enforces the context window.
+# The stages check total length against max_length themselves; the policy only enforces the context
+# window.
 NO_PROMPT_LIMIT = 10**9
 
 
 def sft(config: SFTConfig) -> dict[str, Any]:
     """Fine-tune as `config` says; return a summary: output_dir, final model folder, last eval_loss,
-    training seconds. Every config, data and model problem is raised before the run directory is written."""
+    training seconds. Every config, data and model problem is raised before the run directory is
+    written."""
     config = config.validate()
     train_rows, eval_rows = load_train_eval(config.dataset, config.dataset_split, config.eval_dataset,
                                             config.eval_split, config.eval_fraction, config.seed, COMPLETION_COLUMNS)
@@ -87,7 +90,8 @@ class SFTExamples:
         return len(self.prompt_ids)
 
     def nll(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed negative log-likelihood of the rows' completion tokens (EOS included), and their count."""
+        """Summed negative log-likelihood of the rows' completion tokens (EOS included), and their
+        count."""
         rollout = rollout_from_ids(self.policy, [self.prompt_ids[i] for i in rows],
                                    [self.completion_ids[i] for i in rows], texts=[""] * len(rows))
         return -self.policy.log_probs(rollout, temperature=1.0).sum(), rollout.completion_mask.sum()

@@ -1,9 +1,9 @@
 """The epoch loop shared by the offline stages (SFT, reward model, DPO): minibatches, AdamW with a
 warmup schedule, gradient clipping, held-out evaluation every epoch, metrics.jsonl, progress bar.
 
-A stage supplies `batch_loss(rows) -> (loss, metrics)` and `evaluate() -> metrics`; everything else is
-here, so the three trainers cannot drift apart. Runs on accelerate (device, mixed precision), in one
-process: the offline stages are small next to RL.
+A stage supplies `batch_loss(rows) -> (loss, metrics)` and `evaluate() -> metrics`; everything else
+is here, so the three trainers cannot drift apart. Runs on accelerate (device, mixed precision), in
+one process: the offline stages are small next to RL.
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ class SupervisedTrainer:
         self.title = title
         self.run_dir = Path(config.output_dir)
         if not config.overwrite and self.run_dir.exists():
-            prepare_run_dir(self.run_dir, overwrite=False)  # fails fast (before models load) on an existing run
+            # fails fast (before models load) on an existing run
+            prepare_run_dir(self.run_dir, overwrite=False)
         set_seed(config.seed)
         self.accelerator = make_accelerator(resolve_mixed_precision(config.mixed_precision))
 
@@ -126,7 +127,8 @@ class SupervisedTrainer:
         _append_jsonl(self.run_dir / METRICS_FILE, {"step": self.step, **metrics})
 
     def save(self, model: Any, tokenizer: Any, results: dict[str, Any] | None = None) -> Path:
-        """Save `model` and `tokenizer` atomically to OUTPUT/final (and `results` to OUTPUT/eval.json)."""
+        """Save `model` and `tokenizer` atomically to OUTPUT/final (and `results` to
+        OUTPUT/eval.json)."""
         final = self.run_dir / "final"
         save_pretrained_atomic(model, tokenizer, final)
         if results is not None:
@@ -142,15 +144,16 @@ def batches(count: int, size: int) -> list[list[int]]:
 
 
 def preference_accuracy(margins: torch.Tensor, judge_prefers_chosen: list[bool] | None) -> dict[str, float]:
-    """How well a scorer ranks held-out pairs, from its margins score(chosen) - score(rejected) (a tie
-    counts as wrong): accuracy against the dataset's labels and, when the dataset has noise-free
+    """How well a scorer ranks held-out pairs, from its margins score(chosen) - score(rejected) (a
+    tie counts as wrong): accuracy against the dataset's labels and, when the dataset has noise-free
     `judge_prefers_chosen` labels, against those; each with its binomial standard error."""
     prefers_chosen = margins.detach().float().cpu() > 0
     metrics = {"eval_margin": margins.float().mean().item(), **_accuracy("eval_accuracy", prefers_chosen)}
     if judge_prefers_chosen is not None:
         judge = torch.tensor(judge_prefers_chosen, dtype=torch.bool)
         metrics.update(_accuracy("eval_judge_accuracy", prefers_chosen == judge))
-        # How noisy the training labels are: the ceiling of `eval_accuracy` for a scorer that agrees with the judge.
+        # How noisy the training labels are: the ceiling of `eval_accuracy` for a scorer that agrees
+        # with the judge.
         metrics["eval_label_judge_agreement"] = judge.float().mean().item()
     return metrics
 

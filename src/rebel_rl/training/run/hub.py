@@ -1,8 +1,9 @@
-"""A finished run on the Hugging Face Hub: the folder as uploaded (final/ or final/merged/, its tokenizer,
-a generated model card, the plot and the config) and the upload itself (`push_to_hub: true`, `rebel push`).
+"""A finished run on the Hugging Face Hub: the folder as uploaded (final/ or final/merged/, its
+tokenizer, a generated model card, the plot and the config) and the upload itself (`push_to_hub:
+true`, `rebel push`).
 
-`hub_folder` writes exactly what `push_run` uploads, so a test (or a user without a network) can load it
-back with transformers/peft and read the card.
+`hub_folder` writes exactly what `push_run` uploads, so a test (or a user without a network) can
+load it back with transformers/peft and read the card.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ EXTRA_FILES = {"reward_kl.png": "reward_kl.png", "eval.json": "eval.json", CONFI
 
 
 def model_folder(run_dir: Path) -> tuple[Path, bool]:
-    """The saved model to upload and whether it is a LoRA adapter: final/merged/ when the run merged its
-    adapter, else final/ (an adapter, or a fully fine-tuned model)."""
+    """The saved model to upload and whether it is a LoRA adapter: final/merged/ when the run merged
+    its adapter, else final/ (an adapter, or a fully fine-tuned model)."""
     final = run_dir / "final"
     if (final / "merged" / "config.json").is_file():
         return final / "merged", False
@@ -36,8 +37,9 @@ def model_folder(run_dir: Path) -> tuple[Path, bool]:
 
 
 def model_card(run_dir: Path, repo_id: str) -> str:
-    """The model card of a finished run: metadata (base model, library, tags, dataset), then the run's
-    algorithm and settings, data, rewards, held-out before/after table, plot, and how to load it."""
+    """The model card of a finished run: metadata (base model, library, tags, dataset), then the
+    run's algorithm and settings, data, rewards, held-out before/after table, plot, and how to load
+    it."""
     from huggingface_hub import ModelCard, ModelCardData
 
     config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
@@ -78,7 +80,8 @@ def model_card(run_dir: Path, repo_id: str) -> str:
 
 def _citation(algorithm: str) -> list[str]:
     """The card's citation section: the algorithm's paper with its BibTeX entry (from its registry
-    entry), then the library. An algorithm no longer registered (an old run) cites the library only."""
+    entry), then the library. An algorithm no longer registered (an old run) cites the library
+    only."""
     lines = ["## Citation", ""]
     if algorithm in algorithm_names() and algorithm_spec(algorithm).paper:
         spec = algorithm_spec(algorithm)
@@ -117,8 +120,8 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def hub_folder(run_dir: str | Path, folder: str | Path, repo_id: str) -> Path:
-    """Write into `folder` exactly what `push_run` uploads: the model (final/ or final/merged/) with its
-    tokenizer, README.md (the model card), the plot, eval.json and the run's config."""
+    """Write into `folder` exactly what `push_run` uploads: the model (final/ or final/merged/) with
+    its tokenizer, README.md (the model card), the plot, eval.json and the run's config."""
     run_dir, folder = Path(run_dir), Path(folder)
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}")
@@ -151,9 +154,9 @@ def push_run(run_dir: str | Path, repo_id: str | None, *, private: bool = False,
 
 def push(run_dir: str | Path, hub_model_id: str | None = None, *, private: bool | None = None,
          to_folder: str | Path | None = None) -> str:
-    """Push a finished run after the fact (`rebel push RUN_DIR`): to `hub_model_id`, else the run's own
-    `hub_model_id`; with `to_folder`, only write there what would be uploaded (no network). Returns the
-    repository URL or the folder."""
+    """Push a finished run after the fact (`rebel push RUN_DIR`): to `hub_model_id`, else the run's
+    own `hub_model_id`; with `to_folder`, only write there what would be uploaded (no network).
+    Returns the repository URL or the folder."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}")

@@ -1,8 +1,9 @@
 """What an image run writes besides the common outputs (training/outputs.py):
 
-* `samples/iter-XXXXXX-K.png`: the sample images logged each iteration; completions.jsonl names them;
-* `samples_before_after.png`: the same prompts and the same noise seeds sampled from pi_ref (left) and
-  the trained policy (right), one column per prompt;
+* `samples/iter-XXXXXX-K.png`: the sample images logged each iteration; completions.jsonl names
+  them;
+* `samples_before_after.png`: the same prompts and the same noise seeds sampled from pi_ref (left)
+  and the trained policy (right), one column per prompt;
 * `reward_curves.png`: every named reward of the training batches (and of the held-out evaluations
   when `eval_every` is set) against the number of reward queries.
 """
@@ -25,7 +26,8 @@ def is_image(value: Any) -> bool:
 
 
 def save_image(image: torch.Tensor, path: Path, max_side: int = 256) -> Path:
-    """Save a (C, H, W) image in [0, 1] as PNG, enlarged (nearest) to at least 64 px or shrunk to `max_side`."""
+    """Save a (C, H, W) image in [0, 1] as PNG, enlarged (nearest) to at least 64 px or shrunk to
+    `max_side`."""
     from PIL import Image
 
     from ...rewards.images import to_pil
@@ -54,7 +56,8 @@ def image_records(run_dir: Path, iteration: int, records: list[dict[str, Any]]) 
 
 
 def spread_prompts(prompts: list, count: int) -> list:
-    """`count` prompts spread evenly over `prompts` (the digits' held-out set is digit-major: one per digit)."""
+    """`count` prompts spread evenly over `prompts` (the digits' held-out set is digit-major: one
+    per digit)."""
     if len(prompts) <= count:
         return list(prompts)
     return [prompts[round(i * (len(prompts) - 1) / (count - 1))] for i in range(count)] if count > 1 else prompts[:1]
@@ -62,7 +65,8 @@ def spread_prompts(prompts: list, count: int) -> list:
 
 @torch.no_grad()
 def sample_pair(policy, prompts: list, per_prompt: int, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """`per_prompt` images per prompt from pi_ref and from the policy with the same noise (same generator seed)."""
+    """`per_prompt` images per prompt from pi_ref and from the policy with the same noise (same
+    generator seed)."""
     images = []
     for reference in (True, False):
         generator = torch.Generator(policy.device).manual_seed(seed)
@@ -72,8 +76,8 @@ def sample_pair(policy, prompts: list, per_prompt: int, seed: int) -> tuple[list
 
 def write_before_after_grid(policy, prompts: list, path: Path, *, per_prompt: int = 4, seed: int = 0,
                             max_side: int = 128) -> Path:
-    """PNG: pi_ref (left) and the policy (right) on the same prompts and noise; one column per prompt,
-    `per_prompt` rows. Images larger than `max_side` are shrunk first."""
+    """PNG: pi_ref (left) and the policy (right) on the same prompts and noise; one column per
+    prompt, `per_prompt` rows. Images larger than `max_side` are shrunk first."""
     from PIL import Image, ImageDraw
 
     from ...rewards.images import to_pil
@@ -103,9 +107,9 @@ def write_before_after_grid(policy, prompts: list, path: Path, *, per_prompt: in
 
 def plot_reward_curves(metrics: list[dict[str, Any]], path: Path, before: dict | None = None,
                        after: dict | None = None) -> Path | None:
-    """One panel per named reward against reward queries: training-batch means (and their moving average
-    over 5 iterations), and the held-out evaluations (`before` at 0, the `eval/` records of `eval_every`,
-    `after` at the end: EvalResult dicts or None)."""
+    """One panel per named reward against reward queries: training-batch means (and their moving
+    average over 5 iterations), and the held-out evaluations (`before` at 0, the `eval/` records of
+    `eval_every`, `after` at the end: EvalResult dicts or None)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,8 +144,8 @@ def plot_reward_curves(metrics: list[dict[str, Any]], path: Path, before: dict |
 
 
 def write_run_images(policy, prompts: list, run_dir: Path, metrics: list[dict[str, Any]], seed: int) -> None:
-    """The image run's final outputs: the before/after grid (held-out prompts) and the reward curves (with
-    the held-out evaluation before and after from eval.json when the run wrote one)."""
+    """The image run's final outputs: the before/after grid (held-out prompts) and the reward curves
+    (with the held-out evaluation before and after from eval.json when the run wrote one)."""
     write_before_after_grid(policy, spread_prompts(list(prompts), 10), run_dir / BEFORE_AFTER_GRID, seed=seed)
     evaluation = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").is_file() else {}
     plot_reward_curves(metrics, run_dir / REWARD_CURVES, evaluation.get("before"), evaluation.get("after"))

@@ -38,7 +38,8 @@ def describe_object(value: Any) -> dict[str, Any]:
 
 
 def write_inputs(run_dir: Path, objects: dict[str, Any]) -> None:
-    """Write `inputs.json` describing the objects given (None values are skipped); nothing when none were."""
+    """Write `inputs.json` describing the objects given (None values are skipped); nothing when none
+    were."""
     given = {name: value for name, value in objects.items() if value is not None}
     if not given:
         return

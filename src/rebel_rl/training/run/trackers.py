@@ -1,9 +1,9 @@
-"""Experiment trackers beside metrics.jsonl: Weights & Biases and trackio through accelerate's tracker
-classes (`report_to: [tensorboard, wandb, trackio]`). Each receives the same scalar metrics under the same
-names as metrics.jsonl and TensorBoard, the run's config once, and the sample completions as a table.
-Neither package is a dependency: `pip install 'rebel-rl[wandb]'` / `'rebel-rl[trackio]'` (the config
-refuses the name with one line when it is missing). Offline use: `WANDB_MODE=offline`; trackio is local
-unless told to sync to a Space.
+"""Experiment trackers beside metrics.jsonl: Weights & Biases and trackio through accelerate's
+tracker classes (`report_to: [tensorboard, wandb, trackio]`). Each receives the same scalar metrics
+under the same names as metrics.jsonl and TensorBoard, the run's config once, and the sample
+completions as a table. Neither package is a dependency: `pip install 'rebel-rl[wandb]'` /
+`'rebel-rl[trackio]'` (the config refuses the name with one line when it is missing). Offline use:
+`WANDB_MODE=offline`; trackio is local unless told to sync to a Space.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 class ExternalTrackers:
-    """The wandb/trackio runs named in `report_to` (TensorBoard is written by MetricsLogger itself)."""
+    """The wandb/trackio runs named in `report_to` (TensorBoard is written by MetricsLogger
+    itself)."""
 
     def __init__(self, names: list[str], run_dir: Path, project: str, run_name: str, config: dict[str, Any]) -> None:
         from accelerate.tracking import TrackioTracker, WandBTracker
