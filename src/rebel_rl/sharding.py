@@ -55,19 +55,25 @@ def check_sharding(accelerator, unsupported: dict[str, bool]) -> None:
     if state.distributed_type == DistributedType.DEEPSPEED:
         plugin = state.deepspeed_plugin
         if plugin is not None and plugin.zero_stage == 3:
-            raise ConfigError("DeepSpeed ZeRO-3 is not supported (sampling needs whole weights): use ZeRO-2, "
-                              "or FSDP2 (accelerate launch --use_fsdp --fsdp_version 2)")
+            raise ConfigError(
+                "DeepSpeed ZeRO-3 is not supported (sampling needs whole weights): use ZeRO-2, "
+                "or FSDP2 (accelerate launch --use_fsdp --fsdp_version 2)"
+            )
         return
     if state.distributed_type != DistributedType.FSDP:
         return
     if state.fsdp_plugin.fsdp_version != 2:
-        raise ConfigError("FSDP1 is not supported: use FSDP2 (fsdp_version: 2 in the accelerate config, or "
-                          "accelerate launch --fsdp_version 2)")
+        raise ConfigError(
+            "FSDP1 is not supported: use FSDP2 (fsdp_version: 2 in the accelerate config, or "
+            "accelerate launch --fsdp_version 2)"
+        )
     for what, used in unsupported.items():
         if used:
-            raise ConfigError(f"{what} is not supported under FSDP yet: run it with DDP (accelerate launch "
-                              "without --use_fsdp)" + ("; merge the saved final/ adapter afterwards"
-                                                       if what == "merge_adapter" else ""))
+            raise ConfigError(
+                f"{what} is not supported under FSDP yet: run it with DDP (accelerate launch "
+                "without --use_fsdp)"
+                + ("; merge the saved final/ adapter afterwards" if what == "merge_adapter" else "")
+            )
 
 
 @contextlib.contextmanager
@@ -81,7 +87,11 @@ def ready_to_generate(model: torch.nn.Module) -> Iterator[dict[str, Any]]:
         # FSDP sets itself up on the first forward through the root; generate() would start below
         # it.
         with torch.no_grad():
-            model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=next(model.parameters()).device))
+            model(
+                input_ids=torch.zeros(
+                    1, 1, dtype=torch.long, device=next(model.parameters()).device
+                )
+            )
         model._rebel_root_initialised = True
     model.unshard()
     try:

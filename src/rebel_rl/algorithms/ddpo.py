@@ -59,13 +59,25 @@ class PromptStatTracker:
         return out.to(device=rewards.device, dtype=torch.float32)
 
 
-def ddpo_loss(step_logps: torch.Tensor, old_step_logps: torch.Tensor, advantages: torch.Tensor, clip_range: float
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ddpo_loss(
+    step_logps: torch.Tensor,
+    old_step_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_range: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The clipped surrogate over every (image, step): `step_logps` (N, T) with grad,
     `old_step_logps` (N, T) from the sampling policy, `advantages` (N,) shared by an image's steps.
     Returns (loss, ratio, clip fraction)."""
-    if step_logps.dim() != 2 or old_step_logps.shape != step_logps.shape or advantages.shape != step_logps.shape[:1]:
-        raise ValueError(f"step_logps {tuple(step_logps.shape)} and old_step_logps {tuple(old_step_logps.shape)} must "
-                         f"be (N, T) and advantages {tuple(advantages.shape)} must be (N,)")
+    if (
+        step_logps.dim() != 2
+        or old_step_logps.shape != step_logps.shape
+        or advantages.shape != step_logps.shape[:1]
+    ):
+        raise ValueError(
+            f"step_logps {tuple(step_logps.shape)} and old_step_logps {tuple(old_step_logps.shape)} must "
+            f"be (N, T) and advantages {tuple(advantages.shape)} must be (N,)"
+        )
     mask = torch.ones_like(step_logps)
-    return ppo_policy_loss(step_logps, old_step_logps, advantages[:, None].expand_as(step_logps), mask, clip_range)
+    return ppo_policy_loss(
+        step_logps, old_step_logps, advantages[:, None].expand_as(step_logps), mask, clip_range
+    )

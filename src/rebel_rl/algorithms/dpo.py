@@ -31,10 +31,16 @@ def dpo_loss(
     (N,): the same under the reference policy (detached: no gradient flows into the reference).
     `beta` > 0 is the strength of the implicit KL regularisation.
     """
-    shapes = {tuple(t.shape) for t in (chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)}
+    shapes = {
+        tuple(t.shape) for t in (chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    }
     if len(shapes) != 1:
-        raise ValueError(f"the four log-prob tensors must have the same shape, got {sorted(shapes)}")
-    logits = implicit_margin(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+        raise ValueError(
+            f"the four log-prob tensors must have the same shape, got {sorted(shapes)}"
+        )
+    logits = implicit_margin(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
+    )
     # -log sigmoid(z) == softplus(-z), computed stably for large |z|.
     return -F.logsigmoid(logits).mean()
 

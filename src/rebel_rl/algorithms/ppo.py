@@ -35,7 +35,9 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch
     return (values - mean) * torch.rsqrt(var + eps) * mask
 
 
-def token_rewards(score: torch.Tensor, token_kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+def token_rewards(
+    score: torch.Tensor, token_kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
     """Per-token rewards (N, T): -kl_coef * KL_t on every completion token, plus `score` (N,) on the
     last one."""
     rewards = -kl_coef * token_kl * mask
@@ -80,8 +82,13 @@ def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: to
     return masked_mean(per_token, mask), ratio, masked_mean(was_clipped.float(), mask)
 
 
-def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-                   clip_range_value: float) -> torch.Tensor:
+def ppo_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range_value: float,
+) -> torch.Tensor:
     """Clipped value loss over tokens (N, T): the new values may move at most `clip_range_value`
     from the old."""
     old_values, returns = old_values.detach(), returns.detach()

@@ -21,7 +21,9 @@ from __future__ import annotations
 import torch
 
 
-def rebel_loss(logps: torch.Tensor, old_logps: torch.Tensor, rewards: torch.Tensor, eta: float) -> torch.Tensor:
+def rebel_loss(
+    logps: torch.Tensor, old_logps: torch.Tensor, rewards: torch.Tensor, eta: float
+) -> torch.Tensor:
     """The REBEL regression loss, averaged over prompts and over all pairs i < j of their samples.
 
     `logps` (num_prompts, n): sequence log-probs under the policy being trained (with grad);
@@ -29,7 +31,9 @@ def rebel_loss(logps: torch.Tensor, old_logps: torch.Tensor, rewards: torch.Tens
     `rewards` (num_prompts, n): the rewards. `eta` > 0 is the step size.
     """
     if logps.dim() != 2 or logps.shape[1] < 2:
-        raise ValueError(f"logps must have shape (num_prompts, n) with n >= 2, got {tuple(logps.shape)}")
+        raise ValueError(
+            f"logps must have shape (num_prompts, n) with n >= 2, got {tuple(logps.shape)}"
+        )
     if old_logps.shape != logps.shape or rewards.shape != logps.shape:
         raise ValueError(
             f"logps {tuple(logps.shape)}, old_logps {tuple(old_logps.shape)} and rewards "
@@ -43,8 +47,15 @@ def rebel_loss(logps: torch.Tensor, old_logps: torch.Tensor, rewards: torch.Tens
     return ((predicted - target) ** 2).mean()
 
 
-def rebel_preference_loss(logps: torch.Tensor, old_logps: torch.Tensor, preferences: torch.Tensor, eta: float,
-                          kl: torch.Tensor | None = None, kl_coef: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+def rebel_preference_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    preferences: torch.Tensor,
+    eta: float,
+    kl: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """REBEL for general preferences, over every pair i < j of a prompt's n completions:
 
         loss = mean_{x, i<j} [ (1/eta) * ( (log pi_theta(y_i|x) - log pi_t(y_i|x))
@@ -62,11 +73,15 @@ def rebel_preference_loss(logps: torch.Tensor, old_logps: torch.Tensor, preferen
     `reduction="none"` returns the per-pair terms (num_prompts, n*(n-1)/2).
     """
     if logps.dim() != 2 or logps.shape[1] < 2:
-        raise ValueError(f"logps must have shape (num_prompts, n) with n >= 2, got {tuple(logps.shape)}")
+        raise ValueError(
+            f"logps must have shape (num_prompts, n) with n >= 2, got {tuple(logps.shape)}"
+        )
     num_prompts, n = logps.shape
     if old_logps.shape != logps.shape or preferences.shape != (num_prompts, n, n):
-        raise ValueError(f"logps {tuple(logps.shape)} and old_logps {tuple(old_logps.shape)} must match, and "
-                         f"preferences {tuple(preferences.shape)} must be (num_prompts, n, n)")
+        raise ValueError(
+            f"logps {tuple(logps.shape)} and old_logps {tuple(old_logps.shape)} must match, and "
+            f"preferences {tuple(preferences.shape)} must be (num_prompts, n, n)"
+        )
     log_ratio = logps - old_logps.detach()
     i, j = torch.triu_indices(n, n, offset=1, device=logps.device)
     predicted = (log_ratio[:, i] - log_ratio[:, j]) / eta

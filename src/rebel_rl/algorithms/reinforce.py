@@ -19,7 +19,9 @@ import torch
 def policy_gradient_loss(logps: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """-mean(advantage * log pi(y|x)) over sequences; the advantages are constants (detached)."""
     if logps.shape != advantages.shape:
-        raise ValueError(f"logps {tuple(logps.shape)} and advantages {tuple(advantages.shape)} must have the same shape")
+        raise ValueError(
+            f"logps {tuple(logps.shape)} and advantages {tuple(advantages.shape)} must have the same shape"
+        )
     return -(advantages.detach().to(logps.dtype) * logps).mean()
 
 

@@ -16,7 +16,9 @@ import torch
 def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     """Leave-one-out advantages for rewards of shape (num_prompts, k), k >= 2; same shape."""
     if rewards.dim() != 2 or rewards.shape[1] < 2:
-        raise ValueError(f"rewards must have shape (num_prompts, k) with k >= 2, got {tuple(rewards.shape)}")
+        raise ValueError(
+            f"rewards must have shape (num_prompts, k) with k >= 2, got {tuple(rewards.shape)}"
+        )
     k = rewards.shape[1]
     others_mean = (rewards.sum(dim=1, keepdim=True) - rewards) / (k - 1)
     return rewards - others_mean

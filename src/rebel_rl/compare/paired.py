@@ -11,7 +11,10 @@ from .stats import paired_bootstrap, verdict
 
 BASELINE = "rebel"
 # what each column compares: (reward name in the evaluation, scale, format)
-PAIRED = {"Win rate Δ (points)": ("tldr_win_rate", 100, "{:+.1f}"), "RM score Δ": ("reward_model", 1, "{:+.3f}")}
+PAIRED = {
+    "Win rate Δ (points)": ("tldr_win_rate", 100, "{:+.1f}"),
+    "RM score Δ": ("reward_model", 1, "{:+.3f}"),
+}
 WORDS = {"higher": "REBEL loses", "lower": "REBEL wins", "tie": "tie"}
 
 
@@ -20,11 +23,15 @@ def per_prompt(result: dict[str, Any], name: str) -> np.ndarray:
     result."""
     values = result["evaluation"].get("per_prompt_rewards", {}).get(name)
     if values is None:
-        raise ValueError(f"{result['job']['name']}: its evaluation has no per-prompt {name} (re-run the job)")
+        raise ValueError(
+            f"{result['job']['name']}: its evaluation has no per-prompt {name} (re-run the job)"
+        )
     return np.asarray(values, dtype=float)
 
 
-def paired_differences(runs: list[dict[str, Any]], baseline: list[dict[str, Any]], name: str) -> np.ndarray:
+def paired_differences(
+    runs: list[dict[str, Any]], baseline: list[dict[str, Any]], name: str
+) -> np.ndarray:
     """seeds x prompts: `runs` minus `baseline` on reward `name`, paired by seed (the seeds both
     have)."""
     mine = {r["job"]["seed"]: per_prompt(r, name) for r in runs}
@@ -40,8 +47,12 @@ def paired_table(results: list[dict[str, Any]]) -> list[str]:
     grouped = by_method(results)
     if BASELINE not in grouped:
         return []
-    rows = ["| Method | seeds | " + " | ".join(f"{c} [95% CI]" for c in PAIRED) + " | REBEL (win rate) |",
-            "|---|---|" + "---|" * (len(PAIRED) + 1)]
+    rows = [
+        "| Method | seeds | "
+        + " | ".join(f"{c} [95% CI]" for c in PAIRED)
+        + " | REBEL (win rate) |",
+        "|---|---|" + "---|" * (len(PAIRED) + 1),
+    ]
     for method, runs in grouped.items():
         if method == BASELINE:
             continue

@@ -16,7 +16,9 @@ def paired_bootstrap(diffs: np.ndarray, *, resamples: int = 4000, level: float =
     """
     diffs = np.asarray(diffs, dtype=float)
     if diffs.ndim != 2 or diffs.size == 0:
-        raise ValueError(f"diffs must be a non-empty seeds x prompts array, got shape {diffs.shape}")
+        raise ValueError(
+            f"diffs must be a non-empty seeds x prompts array, got shape {diffs.shape}"
+        )
     seeds, prompts = diffs.shape
     rng = np.random.default_rng(seed)
     # counts of each seed and prompt in each resample: the resample mean is w_s . diffs . w_p / (S

@@ -74,27 +74,43 @@ def sweep_job(config: CompareConfig, method: str, key: Key) -> dict[str, Any]:
     """One cell: the method with this learning rate and knob, first seed, evaluated on the
     validation split."""
     knob = knob_of(method)[0]
-    return method_job(config, method, config.seeds[0], split="validation", overrides=cell_settings(method, key),
-                      name=f"sweep-{method}-lr{key[0]:g}-{knob}{key[1]:g}", paper_eval=False)
+    return method_job(
+        config,
+        method,
+        config.seeds[0],
+        split="validation",
+        overrides=cell_settings(method, key),
+        name=f"sweep-{method}-lr{key[0]:g}-{knob}{key[1]:g}",
+        paper_eval=False,
+    )
 
 
 def _scores(results: list[dict[str, Any]], method: str) -> dict[Key, float]:
     knob = knob_of(method)[0]
-    return {(r["job"]["config"]["learning_rate"], r["job"]["config"][knob]): metric(r, "tldr_win_rate")
-            for r in results if r["job"]["method"] == method}
+    return {
+        (r["job"]["config"]["learning_rate"], r["job"]["config"][knob]): metric(r, "tldr_win_rate")
+        for r in results
+        if r["job"]["method"] == method
+    }
 
 
-def run_sweep(config: CompareConfig, run_jobs: Callable[[list, CompareConfig], list]) -> dict[str, Any]:
+def run_sweep(
+    config: CompareConfig, run_jobs: Callable[[list, CompareConfig], list]
+) -> dict[str, Any]:
     """Coarse grid, then refinement, for every method; writes and returns the sweep record
     (tuned.json)."""
     methods = sweep_methods(config)
-    results = run_jobs([sweep_job(config, m, key) for m in methods for key in coarse_keys(m, config.sweep_size)],
-                       config)
+    results = run_jobs(
+        [sweep_job(config, m, key) for m in methods for key in coarse_keys(m, config.sweep_size)],
+        config,
+    )
     refined = [sweep_job(config, m, key) for m in methods
                for key in refine_keys(m, _scores(results, m), config.sweep_refine)]
     results += run_jobs(refined, config) if refined else []
     path = Path(config.output_dir) / "tuned.json"
-    record = merge_records(json.loads(path.read_text()) if path.is_file() else None, sweep_record(config, results))
+    record = merge_records(
+        json.loads(path.read_text()) if path.is_file() else None, sweep_record(config, results)
+    )
     path.write_text(json.dumps(record, indent=2))
     return record
 
@@ -104,22 +120,36 @@ def merge_records(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, 
     if both spent the same budget per method; otherwise `new` alone."""
     if old is None or old.get("budget") != new["budget"] or old.get("seed") != new["seed"]:
         return new
-    return {**new, "chosen": {**old["chosen"], **new["chosen"]}, "cells": {**old["cells"], **new["cells"]}}
+    return {
+        **new,
+        "chosen": {**old["chosen"], **new["chosen"]},
+        "cells": {**old["cells"], **new["cells"]},
+    }
 
 
 def sweep_record(config: CompareConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
     """What tuned.json holds: per method its chosen cell and every cell's validation scores, and the
     budget."""
-    record: dict[str, Any] = {"chosen": {}, "cells": {}, "seed": config.seeds[0],
-                              "budget": {"coarse": config.sweep_size ** 2, "refine": config.sweep_refine}}
+    record: dict[str, Any] = {
+        "chosen": {},
+        "cells": {},
+        "seed": config.seeds[0],
+        "budget": {"coarse": config.sweep_size**2, "refine": config.sweep_refine},
+    }
     for method in sweep_methods(config):
         knob = knob_of(method)[0]
         mine = [r for r in results if r["job"]["method"] == method]
         record["chosen"][method] = cell_settings(method, best_key(_scores(results, method)))
-        record["cells"][method] = [{"learning_rate": r["job"]["config"]["learning_rate"],
-                                    knob: r["job"]["config"][knob], "win_rate": metric(r, "tldr_win_rate"),
-                                    "reward_model": metric(r, "reward_model"), "kl": r["evaluation"]["kl"],
-                                    "stage": "coarse" if i < config.sweep_size ** 2 else "refine",
-                                    "wall_seconds": r["wall_seconds"]}
-                                   for i, r in enumerate(mine)]
+        record["cells"][method] = [
+            {
+                "learning_rate": r["job"]["config"]["learning_rate"],
+                knob: r["job"]["config"][knob],
+                "win_rate": metric(r, "tldr_win_rate"),
+                "reward_model": metric(r, "reward_model"),
+                "kl": r["evaluation"]["kl"],
+                "stage": "coarse" if i < config.sweep_size**2 else "refine",
+                "wall_seconds": r["wall_seconds"],
+            }
+            for i, r in enumerate(mine)
+        ]
     return record

@@ -18,8 +18,20 @@ from .config import OFFLINE, online_methods
 
 BASE: dict[str, dict] = {
     # pinned, so a saved result is only reused for the same training (library defaults may change)
-    "sft_stage": {"num_epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "mixed_precision": "no", "seed": 0},
-    "reward_model_stage": {"num_epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "mixed_precision": "no", "seed": 0},
+    "sft_stage": {
+        "num_epochs": 6,
+        "batch_size": 8,
+        "learning_rate": 3e-3,
+        "mixed_precision": "no",
+        "seed": 0,
+    },
+    "reward_model_stage": {
+        "num_epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "mixed_precision": "no",
+        "seed": 0,
+    },
     "dpo": {"learning_rate": 1e-4, "beta": 0.1, "num_epochs": 1},
     "iterative_dpo": {"learning_rate": 3e-4, "beta": 0.1, "num_epochs": 1, "minibatches": 2},
     "ppo": {"learning_rate": 1e-4, "clip_range": 0.2, "num_epochs": 2, "minibatches": 2},
@@ -34,18 +46,28 @@ BASE: dict[str, dict] = {
 # reduced coarse pair is the hand-picked value before the sweep (BASE) and the next coarse value
 # toward a larger update per iteration (higher learning rate, eta or clip range; lower beta; more
 # epochs).
-LEARNING_RATE = ([1e-5, 1.8e-5, 3e-5, 5.5e-5, 1e-4, 1.8e-4, 3e-4, 5.5e-4, 1e-3], [3e-5, 1e-4, 3e-4], [1e-4, 3e-4])
+LEARNING_RATE = (
+    [1e-5, 1.8e-5, 3e-5, 5.5e-5, 1e-4, 1.8e-4, 3e-4, 5.5e-4, 1e-3],
+    [3e-5, 1e-4, 3e-4],
+    [1e-4, 3e-4],
+)
 _EPOCHS = ([1, 2, 3, 4, 6, 8], [1, 2, 4], [1, 2])
 _BETA = ([0.01, 0.018, 0.03, 0.055, 0.1, 0.18, 0.3, 0.55, 1.0], [0.03, 0.1, 0.3], [0.03, 0.1])
 # method -> (its knob, the knob's axis); the sweep is learning rate x knob
 KNOBS: dict[str, tuple[str, tuple[list, list, list]]] = {
     "dpo": ("beta", _BETA),
     "iterative_dpo": ("beta", _BETA),
-    "ppo": ("clip_range", ([0.05, 0.07, 0.1, 0.14, 0.2, 0.28, 0.4, 0.57, 0.8], [0.1, 0.2, 0.4], [0.2, 0.4])),
+    "ppo": (
+        "clip_range",
+        ([0.05, 0.07, 0.1, 0.14, 0.2, 0.28, 0.4, 0.57, 0.8], [0.1, 0.2, 0.4], [0.2, 0.4]),
+    ),
     "reinforce": ("num_epochs", _EPOCHS),
     "rloo": ("num_epochs", _EPOCHS),
     "grpo": ("num_epochs", _EPOCHS),
-    "rebel": ("eta", ([0.1, 0.18, 0.3, 0.55, 1.0, 1.8, 3.0, 5.5, 10.0], [0.3, 1.0, 3.0], [1.0, 3.0])),
+    "rebel": (
+        "eta",
+        ([0.1, 0.18, 0.3, 0.55, 1.0, 1.8, 3.0, 5.5, 10.0], [0.3, 1.0, 3.0], [1.0, 3.0]),
+    ),
 }
 
 # A registered algorithm with no entry above starts from these and sweeps its epochs, like RLOO.

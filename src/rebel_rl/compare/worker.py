@@ -42,7 +42,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
         summary = RebelTrainer(RebelConfig.from_dict(job["config"]).validate()).train()
     train_seconds = time.perf_counter() - start
-    evaluations = [evaluate_model(EvaluateConfig.from_dict(spec)) for spec in job.get("evaluate", [])]
+    evaluations = [
+        evaluate_model(EvaluateConfig.from_dict(spec)) for spec in job.get("evaluate", [])
+    ]
     return {
         "job": job,
         "train_seconds": train_seconds,

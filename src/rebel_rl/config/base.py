@@ -54,8 +54,12 @@ class ConfigBase:
             for klass in reversed(owner.__mro__):
                 if dataclasses.is_dataclass(klass):
                     source = inspect.getsource(klass)
-                    comments.update({m.group(1): m.group(2).strip()
-                                     for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)})
+                    comments.update(
+                        {
+                            m.group(1): m.group(2).strip()
+                            for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)
+                        }
+                    )
         # `{algorithms}` in a comment is the registry's list, so a new algorithm needs no help edit
         return {name: text.replace(ALGORITHMS_PLACEHOLDER, algorithm_choices())
                 for name, text in comments.items()}
@@ -71,7 +75,9 @@ class ConfigBase:
                 f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
                 f"see `rebel {cls.command} --help` for the list of fields"
             )
-        converted = {k: convert(k, v, typing.get_type_hints(known[k])[k], source) for k, v in values.items()}
+        converted = {
+            k: convert(k, v, typing.get_type_hints(known[k])[k], source) for k, v in values.items()
+        }
         return cls(**converted)
 
     @classmethod
@@ -136,14 +142,18 @@ class GroupedConfig(ConfigBase):
                 return group, field_name
             owners = []
         else:
-            owners = [group for group, klass in groups.items() if name in {f.name for f in fields(klass)}]
+            owners = [
+                group for group, klass in groups.items() if name in {f.name for f in fields(klass)}
+            ]
             if len(owners) == 1:
                 return owners[0], name
         if len(owners) > 1:
             raise ConfigError(f"{name} in {source} exists in groups {' and '.join(owners)}: write "
                               f"{' or '.join(f'{g}.{name}' for g in owners)}")
-        raise ConfigError(f"unknown config key {name!r} in {source}: see `rebel {cls.command} --help` for the list "
-                          "of fields")
+        raise ConfigError(
+            f"unknown config key {name!r} in {source}: see `rebel {cls.command} --help` for the list "
+            "of fields"
+        )
 
     def __getattr__(self, name: str) -> Any:
         groups = self.__dict__.get("_groups")
@@ -195,7 +205,8 @@ class GroupedConfig(ConfigBase):
         if unknown:
             raise ConfigError(
                 f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
-                f"see `rebel {self.command} --help` for the list of fields")
+                f"see `rebel {self.command} --help` for the list of fields"
+            )
         for key, value in pairs:
             group, field_name = self.locate(key, source)
             hint = typing.get_type_hints(self.groups()[group])[field_name]
@@ -206,7 +217,11 @@ class GroupedConfig(ConfigBase):
     def _known(cls, key: str) -> bool:
         group, _, name = key.rpartition(".")
         groups = cls.groups()
-        return any(name in {f.name for f in fields(klass)} for g, klass in groups.items() if not group or g == group)
+        return any(
+            name in {f.name for f in fields(klass)}
+            for g, klass in groups.items()
+            if not group or g == group
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {name: asdict(group) for name, group in self._groups.items()}
@@ -272,7 +287,11 @@ def packaged_accelerate_config(name: str) -> Path:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (`builtin:NAME` is a packaged recipe), turning every I/O or syntax
     problem into one ConfigError line."""
-    path = packaged_config(str(path).removeprefix("builtin:")) if str(path).startswith("builtin:") else Path(path)
+    path = (
+        packaged_config(str(path).removeprefix("builtin:"))
+        if str(path).startswith("builtin:")
+        else Path(path)
+    )
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -280,11 +299,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must be a mapping of `field: value` lines, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must be a mapping of `field: value` lines, got {type(data).__name__}"
+        )
     return data
 
 

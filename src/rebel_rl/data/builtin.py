@@ -28,7 +28,9 @@ class BuiltinPrompts:
 BUILTIN_PROMPTS: Registry[BuiltinPrompts] = Registry("built-in dataset")
 
 
-def register_prompts(name: str, loader: Callable[[str], datasets.Dataset] | str, splits: tuple[str, ...]) -> None:
+def register_prompts(
+    name: str, loader: Callable[[str], datasets.Dataset] | str, splits: tuple[str, ...]
+) -> None:
     """Make `builtin:NAME` load `loader(split)` for each split in `splits` (the loader may be a
     reference)."""
     BUILTIN_PROMPTS.register(name, BuiltinPrompts(loader, tuple(splits)))

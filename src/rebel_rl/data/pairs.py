@@ -33,8 +33,10 @@ def load_pair_dataset(source: str, split: str, columns: tuple[str, ...]) -> data
     for column in columns:
         for index, value in enumerate(dataset[column]):
             if not _is_completion(value):
-                raise DataError(f"dataset '{source}' row {index}: {column} must be a string or a list of "
-                                f"{{'role', 'content'}} messages, got {value!r:.80}")
+                raise DataError(
+                    f"dataset '{source}' row {index}: {column} must be a string or a list of "
+                    f"{{'role', 'content'}} messages, got {value!r:.80}"
+                )
     return dataset
 
 
@@ -54,8 +56,10 @@ def load_train_eval(source: str, split: str, eval_source: str | None, eval_split
         if eval_fraction == 0:
             return train, None
         if len(train) < 2:
-            raise DataError(f"dataset '{source}' has {len(train)} row: hold-out evaluation needs at least 2 "
-                            "(or pass --eval_fraction 0)")
+            raise DataError(
+                f"dataset '{source}' has {len(train)} row: hold-out evaluation needs at least 2 "
+                "(or pass --eval_fraction 0)"
+            )
         held_out = max(1, round(eval_fraction * len(train)))
         parts = train.train_test_split(test_size=held_out, seed=seed)
         return parts["train"], parts["test"]

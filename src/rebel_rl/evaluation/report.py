@@ -50,13 +50,22 @@ def print_before_after(before: EvalResult, after: EvalResult, label: str) -> Non
     for column in ["", "reward", "KL(pi||pi_ref)", "mean length", "no EOS"]:
         table.add_column(column)
     for name, result in [("before (pi_ref)", before), ("after", after)]:
-        table.add_row(name, f"{result.reward:+.3f} ± {result.reward_se:.3f}", f"{result.kl:.3f} ± {result.kl_se:.3f}",
-                      f"{result.mean_length:.1f}", f"{result.no_eos_fraction:.0%}")
+        table.add_row(
+            name,
+            f"{result.reward:+.3f} ± {result.reward_se:.3f}",
+            f"{result.kl:.3f} ± {result.kl_se:.3f}",
+            f"{result.mean_length:.1f}",
+            f"{result.no_eos_fraction:.0%}",
+        )
     samples = Table(title="Side by side", show_lines=True)
     for column in ["prompt", "before", "after"]:
         samples.add_column(column, overflow="fold")
     for b, a in zip(before.samples, after.samples):
-        samples.add_row(b["prompt"], f"{b['completion']} [{b['reward']:+.2f}]", f"{a['completion']} [{a['reward']:+.2f}]")
+        samples.add_row(
+            b["prompt"],
+            f"{b['completion']} [{b['reward']:+.2f}]",
+            f"{a['completion']} [{a['reward']:+.2f}]",
+        )
     console = Console()
     console.print(table)
     ratio = f" = {delta / delta_se:.1f} s.e." if delta_se > 0 else ""
@@ -82,8 +91,13 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
     std = [m["reward_std"] for m in metrics]
     fig, (ax_reward, ax_kl) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax_reward.plot(steps, reward, color="tab:blue")
-    ax_reward.fill_between(steps, [r - s for r, s in zip(reward, std)], [r + s for r, s in zip(reward, std)],
-                           color="tab:blue", alpha=0.2)
+    ax_reward.fill_between(
+        steps,
+        [r - s for r, s in zip(reward, std)],
+        [r + s for r, s in zip(reward, std)],
+        color="tab:blue",
+        alpha=0.2,
+    )
     ax_reward.set(xlabel="iteration", ylabel="reward (batch mean ± std)", title="reward")
     ax_kl.plot(steps, [m["kl"] for m in metrics], color="tab:red")
     ax_kl.set(xlabel="iteration", ylabel="log pi_t - log pi_ref", title="KL to reference")
@@ -97,8 +111,10 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
 
 
 def _row(name: str, result: EvalResult) -> str:
-    return (f"| {name} | {result.reward:+.3f} ± {result.reward_se:.3f} | {result.kl:.3f} ± {result.kl_se:.3f} "
-            f"| {result.mean_length:.1f} | {result.no_eos_fraction:.0%} |")
+    return (
+        f"| {name} | {result.reward:+.3f} ± {result.reward_se:.3f} | {result.kl:.3f} ± {result.kl_se:.3f} "
+        f"| {result.mean_length:.1f} | {result.no_eos_fraction:.0%} |"
+    )
 
 
 def _cell(text: str) -> str:

@@ -32,7 +32,9 @@ class BuiltinModel:
 BUILTIN_MODELS: Registry[BuiltinModel] = Registry("built-in model")
 
 
-def register_model(name: str, builder: Callable[..., Any] | str, *, lora_targets: tuple[str, ...]) -> None:
+def register_model(
+    name: str, builder: Callable[..., Any] | str, *, lora_targets: tuple[str, ...]
+) -> None:
     """Make `builtin:NAME` a model built by `builder(**options)` (or the "module:function" it
     names)."""
     BUILTIN_MODELS.register(name, BuiltinModel(builder, tuple(lora_targets)))

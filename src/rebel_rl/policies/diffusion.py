@@ -85,7 +85,11 @@ def concat_diffusion_rollouts(rollouts: list[DiffusionRollout]) -> DiffusionRoll
     values = {}
     for f in fields(DiffusionRollout):
         parts = [getattr(r, f.name) for r in rollouts]
-        values[f.name] = [item for part in parts for item in part] if isinstance(parts[0], list) else torch.cat(parts)
+        values[f.name] = (
+            [item for part in parts for item in part]
+            if isinstance(parts[0], list)
+            else torch.cat(parts)
+        )
     return DiffusionRollout(**values)
 
 
@@ -99,8 +103,13 @@ class DiffusionPolicy(Policy):
     defined).
     """
 
-    supports = PolicySupports(description="a diffusion policy", default_temperature=1.0, sharding=False,
-                              dataset_completions=False, images=True)
+    supports = PolicySupports(
+        description="a diffusion policy",
+        default_temperature=1.0,
+        sharding=False,
+        dataset_completions=False,
+        images=True,
+    )
 
     def __init__(
         self,
@@ -130,8 +139,9 @@ class DiffusionPolicy(Policy):
         guidance."""
         raise NotImplementedError
 
-    def denoise(self, module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor
-                ) -> torch.Tensor:
+    def denoise(
+        self, module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor
+    ) -> torch.Tensor:
         """One call of the denoiser `module` on latents x (B, ...) at timesteps t (B,)."""
         raise NotImplementedError
 
@@ -149,8 +159,9 @@ class DiffusionPolicy(Policy):
         early."""
         self.encode_prompts(prompts)
 
-    def predict(self, module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor
-                ) -> torch.Tensor:
+    def predict(
+        self, module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor
+    ) -> torch.Tensor:
         """The (guided) model output in float32; with guidance, one batched call on [cond;
         uncond]."""
         if not self.uses_guidance:
@@ -160,8 +171,15 @@ class DiffusionPolicy(Policy):
         return apply_guidance(output, self.guidance_scale)
 
     @torch.no_grad()
-    def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None,
-               generator: torch.Generator | None = None) -> DiffusionRollout:
+    def sample(
+        self,
+        prompts: list,
+        n: int,
+        *,
+        reference: bool = False,
+        temperature: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> DiffusionRollout:
         """Sample `n` trajectories per prompt (rows grouped by prompt) from the policy or the
         reference."""
         temperature = self.temperature if temperature is None else temperature
@@ -174,7 +192,9 @@ class DiffusionPolicy(Policy):
         with self.sampling_model(reference) as module, self.autocast():
             for t, t_prev in zip(timesteps, prev_timesteps):
                 t, t_prev = t.expand(rows), t_prev.expand(rows)
-                mean, std = self.sampler.step(self.predict(module, x, t, conditioning), x, t, t_prev)
+                mean, std = self.sampler.step(
+                    self.predict(module, x, t, conditioning), x, t, t_prev
+                )
                 std = std * temperature
                 noise = torch.randn(x.shape, generator=generator, device=device)
                 x = mean + std.view(-1, *([1] * (x.dim() - 1))) * noise
@@ -205,7 +225,9 @@ class DiffusionPolicy(Policy):
                 return self._step_log_probs(module, rollout, steps)
         return self._step_log_probs(self.train_module, rollout, steps)
 
-    def _step_log_probs(self, module: torch.nn.Module, rollout: DiffusionRollout, steps) -> torch.Tensor:
+    def _step_log_probs(
+        self, module: torch.nn.Module, rollout: DiffusionRollout, steps
+    ) -> torch.Tensor:
         index = torch.arange(rollout.num_steps, device=rollout.timesteps.device)
         index = index if steps is None else index[steps]
         rows, count = len(rollout), len(index)

@@ -44,17 +44,23 @@ def check_diffusion_source(model) -> None:
     UNet."""
     name = model.model_name_or_path
     if name.startswith("builtin:") and name != DIGITS_DENOISER:
-        raise ModelError(f"unknown built-in diffusion model {name!r}: the built-in one is {DIGITS_DENOISER}")
+        raise ModelError(
+            f"unknown built-in diffusion model {name!r}: the built-in one is {DIGITS_DENOISER}"
+        )
     path = Path(name).expanduser()
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_like_path and not path.exists():
         raise ModelError(f"model path does not exist: {name}")
     if path.is_dir() and not ((path / "unet").is_dir() or _unet_class(path) is not None):
-        raise ModelError(f"diffusion model folder {name} has neither unet/ (a diffusers pipeline) nor a UNet "
-                         "config.json (a saved denoiser)")
+        raise ModelError(
+            f"diffusion model folder {name} has neither unet/ (a diffusers pipeline) nor a UNet "
+            "config.json (a saved denoiser)"
+        )
     # a hub id: at once when the hub cannot be reached
     if not path.exists() and name != DIGITS_DENOISER:
-        check_hub_id(name, "model", ModelError, f"give a local diffusers folder or {DIGITS_DENOISER}")
+        check_hub_id(
+            name, "model", ModelError, f"give a local diffusers folder or {DIGITS_DENOISER}"
+        )
 
 
 
@@ -65,9 +71,16 @@ def load_diffusion_policy(model, sampling, device: torch.device, max_prompt_leng
     `max_prompt_length` is not read."""
     from .builtin import builtin_model
 
-    settings = dict(sampler=sampling.sampler, num_steps=sampling.num_inference_steps, eta=sampling.ddim_eta,
-                    guidance_scale=sampling.guidance_scale, temperature=sampling.temperature,
-                    use_lora=model.use_lora, lora_r=model.lora_r, lora_alpha=model.lora_alpha)
+    settings = dict(
+        sampler=sampling.sampler,
+        num_steps=sampling.num_inference_steps,
+        eta=sampling.ddim_eta,
+        guidance_scale=sampling.guidance_scale,
+        temperature=sampling.temperature,
+        use_lora=model.use_lora,
+        lora_r=model.lora_r,
+        lora_alpha=model.lora_alpha,
+    )
     targets = model.lora_target_modules
     name = model.model_name_or_path
     path = Path(name).expanduser()
@@ -81,21 +94,30 @@ def load_diffusion_policy(model, sampling, device: torch.device, max_prompt_leng
             try:
                 denoiser = UNet2DModel.from_pretrained(str(path))
             except model_load_errors() as exc:
-                raise ModelError(f"cannot load the denoiser in {name!r}: {first_line(exc)}") from None
-        return digits.build(**settings, lora_targets=tuple(lora_targets), denoiser=denoiser, device=device)
+                raise ModelError(
+                    f"cannot load the denoiser in {name!r}: {first_line(exc)}"
+                ) from None
+        return digits.build(
+            **settings, lora_targets=tuple(lora_targets), denoiser=denoiser, device=device
+        )
     from .causal_lm import resolve_dtype
     from .diffusion_pipeline import ATTENTION_TARGETS, load_latent_diffusion_policy
 
     lora_targets = ATTENTION_TARGETS if targets == "all-linear" else _split(targets)
     dtype = resolve_dtype(model.dtype, torch.device(device))
     try:
-        return load_latent_diffusion_policy(name, dtype=dtype, device=device, height=sampling.image_size,
-                                            width=sampling.image_size, lora_targets=tuple(lora_targets), **settings)
+        return load_latent_diffusion_policy(
+            name,
+            dtype=dtype,
+            device=device,
+            height=sampling.image_size,
+            width=sampling.image_size,
+            lora_targets=tuple(lora_targets),
+            **settings,
+        )
     except ValueError as exc:  # e.g. a size the VAE cannot decode
         raise ModelError(f"cannot build the diffusion policy from {name!r}: {exc}") from None
 
 
 def _split(targets: str) -> list[str]:
     return [t.strip() for t in targets.split(",") if t.strip()]
-
-

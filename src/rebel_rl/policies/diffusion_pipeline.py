@@ -28,13 +28,31 @@ class LatentDiffusionPolicy(DiffusionPolicy):
     """A Stable Diffusion / LCM UNet with its VAE and CLIP text encoder; conditioning = text
     embeddings."""
 
-    def __init__(self, unet: torch.nn.Module, vae, text_encoder, tokenizer, sampler: DDIMSampler | LCMSampler, *,
-                 height: int = 512, width: int = 512, negative_prompt: str = "", **kwargs) -> None:
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        vae,
+        text_encoder,
+        tokenizer,
+        sampler: DDIMSampler | LCMSampler,
+        *,
+        height: int = 512,
+        width: int = 512,
+        negative_prompt: str = "",
+        **kwargs,
+    ) -> None:
         config = _unet_config(unet)
         scale = 2 ** (len(vae.config.block_out_channels) - 1)
         if height % scale or width % scale:
-            raise ValueError(f"height and width must be multiples of the VAE's downsampling factor {scale}")
-        super().__init__(unet, sampler, latent_shape=(config["in_channels"], height // scale, width // scale), **kwargs)
+            raise ValueError(
+                f"height and width must be multiples of the VAE's downsampling factor {scale}"
+            )
+        super().__init__(
+            unet,
+            sampler,
+            latent_shape=(config["in_channels"], height // scale, width // scale),
+            **kwargs,
+        )
         self.vae = vae.requires_grad_(False).eval()
         self.text_encoder = text_encoder.requires_grad_(False).eval()
         self.tokenizer = tokenizer
@@ -57,12 +75,18 @@ class LatentDiffusionPolicy(DiffusionPolicy):
         limit = self.tokenizer.model_max_length
         for index, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
-                raise DataError(f"prompt {first_index + index} is a {type(prompt).__name__}: image prompts must be text")
+                raise DataError(
+                    f"prompt {first_index + index} is a {type(prompt).__name__}: image prompts must be text"
+                )
             length = len(self.tokenizer(prompt)["input_ids"])
             if length > limit:
-                raise DataError(f"prompt {first_index + index} has {length} tokens, more than the text encoder's "
-                                f"{limit}: shorten it")
-        batch = self.tokenizer(prompts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt")
+                raise DataError(
+                    f"prompt {first_index + index} has {length} tokens, more than the text encoder's "
+                    f"{limit}: shorten it"
+                )
+        batch = self.tokenizer(
+            prompts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
+        )
         return batch["input_ids"]
 
     @torch.no_grad()
@@ -99,11 +123,25 @@ class LatentDiffusionPolicy(DiffusionPolicy):
         return (self.vae.decode(latents).sample / 2 + 0.5).clamp(0, 1)
 
 
-def build_latent_diffusion_policy(unet, vae, text_encoder, tokenizer, scheduler_config: dict, *,
-                                  sampler: str = "lcm", num_steps: int = 8, eta: float = 1.0,
-                                  guidance_scale: float = 8.0, temperature: float = 1.0, height: int = 512,
-                                  width: int = 512, use_lora: bool = True, lora_r: int = 8, lora_alpha: int = 16,
-                                  lora_targets: tuple[str, ...] = ATTENTION_TARGETS) -> LatentDiffusionPolicy:
+def build_latent_diffusion_policy(
+    unet,
+    vae,
+    text_encoder,
+    tokenizer,
+    scheduler_config: dict,
+    *,
+    sampler: str = "lcm",
+    num_steps: int = 8,
+    eta: float = 1.0,
+    guidance_scale: float = 8.0,
+    temperature: float = 1.0,
+    height: int = 512,
+    width: int = 512,
+    use_lora: bool = True,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_targets: tuple[str, ...] = ATTENTION_TARGETS,
+) -> LatentDiffusionPolicy:
     """Assemble a policy from loaded components: the sampler on the scheduler's betas, LoRA on the
     UNet (reference = adapter disabled) or else a frozen copy of the UNet as reference."""
     steps_sampler = make_sampler(sampler, scheduler_config, num_steps, eta)
@@ -113,20 +151,38 @@ def build_latent_diffusion_policy(unet, vae, text_encoder, tokenizer, scheduler_
         unet = add_lora(unet, lora_targets, r=lora_r, alpha=lora_alpha)
     else:
         reference = frozen_copy(unet)
-    return LatentDiffusionPolicy(unet, vae, text_encoder, tokenizer, steps_sampler, height=height, width=width,
-                                 guidance_scale=guidance_scale, temperature=temperature, reference_model=reference)
+    return LatentDiffusionPolicy(
+        unet,
+        vae,
+        text_encoder,
+        tokenizer,
+        steps_sampler,
+        height=height,
+        width=width,
+        guidance_scale=guidance_scale,
+        temperature=temperature,
+        reference_model=reference,
+    )
 
 
-def load_latent_diffusion_policy(name_or_path: str = "SimianLuo/LCM_Dreamshaper_v7", *,
-                                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cuda",
-                                 **options) -> LatentDiffusionPolicy:
+def load_latent_diffusion_policy(
+    name_or_path: str = "SimianLuo/LCM_Dreamshaper_v7",
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cuda",
+    **options,
+) -> LatentDiffusionPolicy:
     """Load unet/, vae/, text_encoder/, tokenizer/ and scheduler/ of a diffusers checkpoint (a local
     folder or a hub id) and build the policy (`options` go to `build_latent_diffusion_policy`).
     ModelError with one line if a component cannot be loaded."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().exists() else name_or_path
+    source = (
+        str(Path(name_or_path).expanduser())
+        if Path(name_or_path).expanduser().exists()
+        else name_or_path
+    )
     try:
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", dtype=dtype)
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", dtype=dtype)
@@ -134,7 +190,15 @@ def load_latent_diffusion_policy(name_or_path: str = "SimianLuo/LCM_Dreamshaper_
         tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
         scheduler_config = DDIMScheduler.load_config(source, subfolder="scheduler")
     except model_load_errors() as exc:
-        raise ModelError(f"cannot load diffusion checkpoint {name_or_path!r}: {first_line(exc)}") from None
-    policy = build_latent_diffusion_policy(unet.to(device), vae.to(device), text_encoder.to(device), tokenizer,
-                                           scheduler_config, **options)
+        raise ModelError(
+            f"cannot load diffusion checkpoint {name_or_path!r}: {first_line(exc)}"
+        ) from None
+    policy = build_latent_diffusion_policy(
+        unet.to(device),
+        vae.to(device),
+        text_encoder.to(device),
+        tokenizer,
+        scheduler_config,
+        **options,
+    )
     return policy

@@ -52,8 +52,9 @@ def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor)
     return torch.where(stochastic, logp, torch.zeros_like(logp))
 
 
-def x0_and_eps(model_output: torch.Tensor, sample: torch.Tensor, alpha: torch.Tensor, prediction_type: str
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def x0_and_eps(
+    model_output: torch.Tensor, sample: torch.Tensor, alpha: torch.Tensor, prediction_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The clean-sample and noise predictions implied by the model output (epsilon, v or sample)."""
     a = _per_row(alpha, sample)
     if prediction_type == "epsilon":
@@ -66,7 +67,9 @@ def x0_and_eps(model_output: torch.Tensor, sample: torch.Tensor, alpha: torch.Te
         x0 = model_output
         eps = (sample - a.sqrt() * x0) / (1 - a).sqrt()
     else:
-        raise ValueError(f"unsupported prediction_type {prediction_type!r}: use epsilon, v_prediction or sample")
+        raise ValueError(
+            f"unsupported prediction_type {prediction_type!r}: use epsilon, v_prediction or sample"
+        )
     return x0, eps
 
 
@@ -83,15 +86,21 @@ class _SchedulerSampler:
 
     def __init__(self, scheduler, num_steps: int) -> None:
         if getattr(scheduler.config, "thresholding", False):
-            raise ValueError("dynamic thresholding is not supported: its x0 is not a smooth function of the model")
+            raise ValueError(
+                "dynamic thresholding is not supported: its x0 is not a smooth function of the model"
+            )
         scheduler.set_timesteps(num_steps)
         self.scheduler = scheduler
         self.num_steps = num_steps
         self.timesteps = scheduler.timesteps.long().cpu()
         self.alphas_cumprod = scheduler.alphas_cumprod.float().cpu()
-        self.final_alpha_cumprod = float(getattr(scheduler, "final_alpha_cumprod", torch.tensor(1.0)))
+        self.final_alpha_cumprod = float(
+            getattr(scheduler, "final_alpha_cumprod", torch.tensor(1.0))
+        )
         self.prediction_type = scheduler.config.prediction_type
-        self.clip_range = scheduler.config.clip_sample_range if scheduler.config.clip_sample else None
+        self.clip_range = (
+            scheduler.config.clip_sample_range if scheduler.config.clip_sample else None
+        )
 
     def schedule(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(timesteps, previous timesteps), each (T,) long; the last previous timestep is FINAL
@@ -133,12 +142,19 @@ class DDIMSampler(_SchedulerSampler):
 
     def __init__(self, scheduler: DDIMScheduler, num_steps: int, eta: float = 1.0) -> None:
         if eta <= 0:
-            raise ValueError(f"DDIM eta must be > 0 for a stochastic policy with log-probs, got {eta}")
+            raise ValueError(
+                f"DDIM eta must be > 0 for a stochastic policy with log-probs, got {eta}"
+            )
         super().__init__(scheduler, num_steps)
         self.eta = eta
 
-    def step(self, model_output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self,
+        model_output: torch.Tensor,
+        sample: torch.Tensor,
+        t: torch.Tensor,
+        t_prev: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (B, ...) and std (B,) of x_{t_prev} given x_t = `sample`; t, t_prev are (B,)
         long."""
         a_t, a_prev = self.alpha(t), self.alpha(t_prev)
@@ -166,8 +182,13 @@ class LCMSampler(_SchedulerSampler):
     def __init__(self, scheduler: LCMScheduler, num_steps: int) -> None:
         super().__init__(scheduler, num_steps)
 
-    def step(self, model_output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self,
+        model_output: torch.Tensor,
+        sample: torch.Tensor,
+        t: torch.Tensor,
+        t_prev: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (B, ...) and std (B,) of x_{t_prev} given x_t = `sample`; t, t_prev are (B,)
         long."""
         x0, _ = self.predict_x0(model_output, sample, t)
@@ -195,7 +216,11 @@ def make_sampler(name: str, scheduler_config: dict, num_steps: int, eta: float =
     accepted = inspect.signature(cls.__init__).parameters
     config = {k: v for k, v in dict(scheduler_config).items() if k in accepted} | overrides
     scheduler = cls.from_config(config)
-    return DDIMSampler(scheduler, num_steps, eta) if name == "ddim" else LCMSampler(scheduler, num_steps)
+    return (
+        DDIMSampler(scheduler, num_steps, eta)
+        if name == "ddim"
+        else LCMSampler(scheduler, num_steps)
+    )
 
 
 def apply_guidance(model_output: torch.Tensor, guidance_scale: float) -> torch.Tensor:

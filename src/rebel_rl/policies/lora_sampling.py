@@ -28,7 +28,11 @@ def can_fold_adapter(model: torch.nn.Module) -> bool:
         return False
     for layer in layers:
         weight = layer.get_base_layer().weight
-        if weight.device.type != "cpu" or not weight.is_floating_point() or type(weight.data) is not torch.Tensor:
+        if (
+            weight.device.type != "cpu"
+            or not weight.is_floating_point()
+            or type(weight.data) is not torch.Tensor
+        ):
             return False
         if any(layer.use_dora.get(name, False) for name in layer.active_adapters):
             return False

@@ -35,13 +35,21 @@ def rollout_from_ids(policy: Policy, prompt_ids: list[list[int]], completion_ids
                                    padding_side="left")
     pad = policy.tokenizer.pad_token_id
     width = max(len(ids) for ids in completion_ids)
-    completions = torch.tensor([ids + [pad] * (width - len(ids)) for ids in completion_ids], dtype=torch.long)
+    completions = torch.tensor(
+        [ids + [pad] * (width - len(ids)) for ids in completion_ids], dtype=torch.long
+    )
     mask, has_eos = first_eos_mask(completions, policy.eos_token_ids)
     device = policy.device
     if texts is None:
         texts = policy.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-    return TextRollout(prompts["input_ids"].to(device), prompts["attention_mask"].to(device), completions.to(device),
-                   mask.to(device), has_eos.to(device), list(texts))
+    return TextRollout(
+        prompts["input_ids"].to(device),
+        prompts["attention_mask"].to(device),
+        completions.to(device),
+        mask.to(device),
+        has_eos.to(device),
+        list(texts),
+    )
 
 
 def rollout_from_text(policy: Policy, prompts: list, completions: list[str]) -> TextRollout:
@@ -50,8 +58,12 @@ def rollout_from_text(policy: Policy, prompts: list, completions: list[str]) -> 
     DataError."""
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-    return rollout_from_ids(policy, policy.prompt_token_ids(prompts), completion_token_ids(policy, completions),
-                            [completion_text(c) for c in completions])
+    return rollout_from_ids(
+        policy,
+        policy.prompt_token_ids(prompts),
+        completion_token_ids(policy, completions),
+        [completion_text(c) for c in completions],
+    )
 
 
 def encode_examples(policy: Policy, prompts: list, completions: list, max_length: int,

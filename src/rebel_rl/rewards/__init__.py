@@ -12,11 +12,19 @@ from typing import Any
 
 # name -> the module of this package that defines it
 _EXPORTS = {
-    "BUILTIN_REWARDS": "builtin", "completion_text": "builtin", "length": "builtin", "sentiment": "builtin",
-    "RewardModel": "reward_model", "load_reward_function": "functions",
-    "RewardSet": "reward_set", "check_reward_spec": "specs",
-    "parse_reward_spec": "specs", "RewardSpec": "specs", "format_completion": "reward_set",
-    "resolve_reward": "reward_set", "RewardFailureWarning": "isolation",
+    "BUILTIN_REWARDS": "builtin",
+    "completion_text": "builtin",
+    "length": "builtin",
+    "sentiment": "builtin",
+    "RewardModel": "reward_model",
+    "load_reward_function": "functions",
+    "RewardSet": "reward_set",
+    "check_reward_spec": "specs",
+    "parse_reward_spec": "specs",
+    "RewardSpec": "specs",
+    "format_completion": "reward_set",
+    "resolve_reward": "reward_set",
+    "RewardFailureWarning": "isolation",
 }
 __all__ = sorted(_EXPORTS)
 

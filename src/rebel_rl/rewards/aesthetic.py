@@ -45,7 +45,9 @@ def load_head_state_dict(source: str) -> dict[str, torch.Tensor]:
     path = Path(source).expanduser()
     if not path.is_file():
         if ":" not in source:
-            raise RewardError(f"aesthetic head weights not found: {source} (give a file or 'hub_repo:filename')")
+            raise RewardError(
+                f"aesthetic head weights not found: {source} (give a file or 'hub_repo:filename')"
+            )
         from huggingface_hub import hf_hub_download
 
         repo, filename = source.rsplit(":", 1)
@@ -53,7 +55,9 @@ def load_head_state_dict(source: str) -> dict[str, torch.Tensor]:
             path = Path(hf_hub_download(repo, filename))
         # offline, missing repo or file (hub errors are OSErrors)
         except (OSError, ValueError) as exc:
-            raise RewardError(f"cannot fetch aesthetic head {source}: {type(exc).__name__}") from None
+            raise RewardError(
+                f"cannot fetch aesthetic head {source}: {type(exc).__name__}"
+            ) from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -67,8 +71,15 @@ class AestheticReward:
 
     __name__ = "aesthetic"
 
-    def __init__(self, clip: nn.Module, processor, head: AestheticMLP, *, device: str | torch.device = "cpu",
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        clip: nn.Module,
+        processor,
+        head: AestheticMLP,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+    ) -> None:
         self.clip = clip.to(device).requires_grad_(False).eval()
         self.processor = processor
         self.head = head.to(device).requires_grad_(False).eval()
@@ -76,8 +87,14 @@ class AestheticReward:
         self.batch_size = batch_size
 
     @classmethod
-    def from_pretrained(cls, clip: str = DEFAULT_CLIP, head: str = DEFAULT_HEAD, *,
-                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> AestheticReward:
+    def from_pretrained(
+        cls,
+        clip: str = DEFAULT_CLIP,
+        head: str = DEFAULT_HEAD,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> AestheticReward:
         """CLIP vision tower + processor from `clip` (folder or hub id) and the MLP head from
         `head`."""
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection

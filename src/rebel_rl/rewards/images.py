@@ -40,6 +40,8 @@ def jpeg_compressibility(prompts: list, completions: list[torch.Tensor], **colum
     return [-jpeg_size_kb(image) for image in completions]
 
 
-def jpeg_incompressibility(prompts: list, completions: list[torch.Tensor], **columns) -> list[float]:
+def jpeg_incompressibility(
+    prompts: list, completions: list[torch.Tensor], **columns
+) -> list[float]:
     """The JPEG size in kB of each image: more detailed, noisier images score higher."""
     return [jpeg_size_kb(image) for image in completions]

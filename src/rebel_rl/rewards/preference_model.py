@@ -30,14 +30,25 @@ class PreferenceModel(RewardModel):
 
     __name__ = "preference_model"
 
-    def __init__(self, path: str, device: str = "cpu", dtype: torch.dtype = torch.float32, batch_size: int = 16,
-                 max_length: int | None = None, require_pairwise: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        require_pairwise: bool = True,
+    ) -> None:
         """Load like `RewardModel`; RewardError if the folder is not a pairwise model (unless
         `require_pairwise` is False, as while one is being trained)."""
-        super().__init__(path, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)
+        super().__init__(
+            path, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length
+        )
         if require_pairwise and not getattr(self.model.config, PAIRWISE_FLAG, False):
-            raise RewardError(f"'{path}' is not a pairwise preference model (its config has no {PAIRWISE_FLAG}): "
-                              "train one with `rebel preference-model`, or use it as a reward (`--rewards model:PATH`)")
+            raise RewardError(
+                f"'{path}' is not a pairwise preference model (its config has no {PAIRWISE_FLAG}): "
+                "train one with `rebel preference-model`, or use it as a reward (`--rewards model:PATH`)"
+            )
 
     def encode_pair(self, prompt: Any, a: Any, b: Any) -> list[int]:
         """Token ids of (prompt, a) as `RewardModel.encode` gives them, the separator, then b;
@@ -46,7 +57,9 @@ class PreferenceModel(RewardModel):
         second = self.tokenizer(completion_text(b), add_special_tokens=False)["input_ids"]
         return (self.encode(prompt, a) + [sep] + second)[-self.max_length:]
 
-    def __call__(self, prompts: list, completions_a: list, completions_b: list, **columns: Any) -> list[float]:
+    def __call__(
+        self, prompts: list, completions_a: list, completions_b: list, **columns: Any
+    ) -> list[float]:
         """P(a > b | x) per row, both orders read and averaged."""
         rows = list(zip(prompts, completions_a, completions_b, strict=True))
         forward = [self.encode_pair(p, a, b) for p, a, b in rows]

@@ -22,7 +22,9 @@ from rebel_rl.rewards.builtin import BUILTIN_PREFERENCES
 from rebel_rl.rewards.functions import load_reward_function
 from rebel_rl.rewards.reward_set import _call_reward, format_completion
 
-SPEC_FORMS = "a builtin ({builtins}), 'module.sub:function', 'path/to/file.py:function' or 'model:PATH'"
+SPEC_FORMS = (
+    "a builtin ({builtins}), 'module.sub:function', 'path/to/file.py:function' or 'model:PATH'"
+)
 
 
 def _model_target(spec: str) -> str | None:
@@ -51,7 +53,9 @@ def check_preference_spec(spec: str) -> None:
         import json
 
         if not json.loads((path / "config.json").read_text()).get("pairwise_preference"):
-            raise RewardError(f"'{target}' is not a pairwise preference model: train one with `rebel preference-model`")
+            raise RewardError(
+                f"'{target}' is not a pairwise preference model: train one with `rebel preference-model`"
+            )
     elif ":" in spec:
         load_reward_function(spec)
     else:
@@ -89,15 +93,21 @@ class Preference:
         wrong count, a non-finite value or one outside [0, 1]."""
         a = [format_completion(p, c) for p, c in zip(prompts, completions_a, strict=True)]
         b = [format_completion(p, c) for p, c in zip(prompts, completions_b, strict=True)]
-        values = _call_reward(self.name, lambda ps, cs, **k: self.function(ps, cs, b, **k), prompts, a, columns or {})
+        values = _call_reward(
+            self.name, lambda ps, cs, **k: self.function(ps, cs, b, **k), prompts, a, columns or {}
+        )
         outside = ((values < 0) | (values > 1)).nonzero()
         if len(outside):
             index = int(outside[0, 0])
-            raise RewardError(f"preference '{self.name}' returned {float(values[index])} at index {index}: "
-                              "a preference is a probability in [0, 1]")
+            raise RewardError(
+                f"preference '{self.name}' returned {float(values[index])} at index {index}: "
+                "a preference is a probability in [0, 1]"
+            )
         return values
 
-    def matrix(self, prompts: list, completions: list[str], columns: dict[str, list], n: int) -> torch.Tensor:
+    def matrix(
+        self, prompts: list, completions: list[str], columns: dict[str, list], n: int
+    ) -> torch.Tensor:
         """(N, n) for N = num_prompts * n rows, n consecutive per prompt: row p*n + i holds P(y_i >
         y_j | x_p) for j = 0..n-1 (0.5 for j = i). One query per pair i < j; P(y_j > y_i) is taken
         as 1 - P(y_i > y_j)."""
@@ -105,8 +115,12 @@ class Preference:
         i, j = torch.triu_indices(n, n, offset=1)
         first = (torch.arange(num_prompts)[:, None] * n + i).flatten().tolist()
         second = (torch.arange(num_prompts)[:, None] * n + j).flatten().tolist()
-        values = self([prompts[r] for r in first], [completions[r] for r in first], [completions[r] for r in second],
-                      {k: [v[r] for r in first] for k, v in columns.items()}).view(num_prompts, -1)
+        values = self(
+            [prompts[r] for r in first],
+            [completions[r] for r in first],
+            [completions[r] for r in second],
+            {k: [v[r] for r in first] for k, v in columns.items()},
+        ).view(num_prompts, -1)
         out = torch.full((num_prompts, n, n), 0.5)
         out[:, i, j] = values
         out[:, j, i] = 1 - values
@@ -118,8 +132,13 @@ class NoRewards:
 
     names: list[str] = []
 
-    def __call__(self, prompts: list, completions: list, columns: dict | None = None, extras: dict | None = None
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self,
+        prompts: list,
+        completions: list,
+        columns: dict | None = None,
+        extras: dict | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return torch.zeros(len(completions)), {}
 
     def take_counts(self) -> dict[str, float]:

@@ -23,7 +23,9 @@ register_prompts("tldr_sft", summarization.load_tldr_sft, summarization.SFT_SPLI
 register_prompts("tldr_preferences", summarization.load_tldr_preferences, summarization.SPLITS)
 register_reward("tldr_judge", "rebel_rl.tasks.summarization_rewards:tldr_judge")
 register_reward("tldr_win_rate", "rebel_rl.tasks.summarization_rewards:tldr_win_rate")
-register_preference("tldr_judge_preference", "rebel_rl.tasks.summarization_rewards:tldr_judge_preference")
+register_preference(
+    "tldr_judge_preference", "rebel_rl.tasks.summarization_rewards:tldr_judge_preference"
+)
 
 # Images (docs/images.md): prompts naming a digit, the digits denoiser and its digit_quality reward;
 # DDPO's animals for text-to-image pipelines.

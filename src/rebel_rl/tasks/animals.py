@@ -12,12 +12,63 @@ if TYPE_CHECKING:  # `datasets` is imported by the loader: registering the task 
     import datasets
 
 ANIMALS = (
-    "cat", "dog", "horse", "monkey", "rabbit", "zebra", "spider", "bird", "sheep", "deer", "cow", "goat",
-    "lion", "tiger", "bear", "raccoon", "fox", "wolf", "lizard", "beetle", "ant", "butterfly", "fish",
-    "shark", "whale", "dolphin", "squirrel", "mouse", "rat", "snake", "turtle", "frog", "chicken", "duck",
-    "goose", "bee", "pig", "turkey", "fly", "llama", "camel", "bat", "gorilla", "hedgehog", "kangaroo",
+    "cat",
+    "dog",
+    "horse",
+    "monkey",
+    "rabbit",
+    "zebra",
+    "spider",
+    "bird",
+    "sheep",
+    "deer",
+    "cow",
+    "goat",
+    "lion",
+    "tiger",
+    "bear",
+    "raccoon",
+    "fox",
+    "wolf",
+    "lizard",
+    "beetle",
+    "ant",
+    "butterfly",
+    "fish",
+    "shark",
+    "whale",
+    "dolphin",
+    "squirrel",
+    "mouse",
+    "rat",
+    "snake",
+    "turtle",
+    "frog",
+    "chicken",
+    "duck",
+    "goose",
+    "bee",
+    "pig",
+    "turkey",
+    "fly",
+    "llama",
+    "camel",
+    "bat",
+    "gorilla",
+    "hedgehog",
+    "kangaroo",
 )
-TEST_ANIMALS = ("zebra", "raccoon", "dolphin", "turtle", "camel", "hedgehog", "owl", "penguin", "panda")
+TEST_ANIMALS = (
+    "zebra",
+    "raccoon",
+    "dolphin",
+    "turtle",
+    "camel",
+    "hedgehog",
+    "owl",
+    "penguin",
+    "panda",
+)
 SPLITS = ("train", "test")
 
 
@@ -28,5 +79,7 @@ def load_animal_prompts(split: str = "train") -> datasets.Dataset:
         raise DataError(f"the animals task has no split '{split}': use one of {', '.join(SPLITS)}")
     import datasets
 
-    names = [a for a in ANIMALS if a not in TEST_ANIMALS] if split == "train" else list(TEST_ANIMALS)
+    names = (
+        [a for a in ANIMALS if a not in TEST_ANIMALS] if split == "train" else list(TEST_ANIMALS)
+    )
     return datasets.Dataset.from_dict({"prompt": names})

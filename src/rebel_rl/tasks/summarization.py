@@ -27,8 +27,20 @@ from rebel_rl.tasks.summarization_judge import (  # re-exported: the task's publ
     LENGTH_BUDGET, judge_breakdown, judge_compare, judge_score, tokenize,
 )
 from rebel_rl.tasks.summarization_tables import (
-    ASK_LEADS, COMMON_ASKS, DISTRACTORS, FEELINGS, FILLER_PREFIXES, FILLER_SUFFIXES, NAMES, PET_NAMES, SUBREDDITS,
-    VAGUE_MAIN, YEARS, Ask, Detail, Problem,
+    ASK_LEADS,
+    COMMON_ASKS,
+    DISTRACTORS,
+    FEELINGS,
+    FILLER_PREFIXES,
+    FILLER_SUFFIXES,
+    NAMES,
+    PET_NAMES,
+    SUBREDDITS,
+    VAGUE_MAIN,
+    YEARS,
+    Ask,
+    Detail,
+    Problem,
 )
 
 if TYPE_CHECKING:  # `datasets` is imported by the loaders: registering the task stays light
@@ -64,10 +76,18 @@ class Post:
         """What the judge needs (the `facts` column, JSON-encoded): key words, distractors, name,
         post."""
         return {
-            "subreddit": self.subreddit, "post": self.text, "name": self.name, "person": [self.role],
-            "problem": list(self.problem.keys), "ask": list(self.ask.keys),
+            "subreddit": self.subreddit,
+            "post": self.text,
+            "name": self.name,
+            "person": [self.role],
+            "problem": list(self.problem.keys),
+            "ask": list(self.ask.keys),
             "distractors": [list(d.keys) for d in self.details],
-            "phrases": {"person": f"my {self.role}", "problem": self.problem.phrase, "ask": self.ask.phrase},
+            "phrases": {
+                "person": f"my {self.role}",
+                "problem": self.problem.phrase,
+                "ask": self.ask.phrase,
+            },
         }
 
 
@@ -149,7 +169,9 @@ def write_summary(post: Post, rng: random.Random, style: WriterStyle) -> tuple[s
     parts = {
         "prefix": rng.choice(FILLER_PREFIXES) if rng.random() < style.filler else "",
         "main": f"{who} {problem.phrase}" if keep[1] else f"{VAGUE_MAIN} {who}",
-        "detail": f", also {rng.choice(post.details).clause}" if rng.random() < style.distractor else "",
+        "detail": (
+            f", also {rng.choice(post.details).clause}" if rng.random() < style.distractor else ""
+        ),
         "suffix": rng.choice(FILLER_SUFFIXES) if rng.random() < style.filler else "",
         "ask": f", {ask.phrase}" if keep[2] else "",
     }
@@ -158,7 +180,11 @@ def write_summary(post: Post, rng: random.Random, style: WriterStyle) -> tuple[s
         if style.max_tokens is None or len(tokenize(_join(parts))) <= style.max_tokens:
             break
         parts[optional] = ""
-    stated = [keep[0] and wrong != "person", keep[1] and wrong != "problem", keep[2] and wrong != "ask"]
+    stated = [
+        keep[0] and wrong != "person",
+        keep[1] and wrong != "problem",
+        keep[2] and wrong != "ask",
+    ]
     hallucinated = wrong is not None and keep[("person", "problem", "ask").index(wrong)]
     meta = {"facts": sum(stated), "hallucinated": hallucinated, "distractor": bool(parts["detail"]),
             "filler": bool(parts["prefix"] or parts["suffix"])}
@@ -222,7 +248,10 @@ def generate_posts(seed: int = 0) -> types.MappingProxyType[str, tuple[Post, ...
 
 
 def preference_pairs(
-    posts: tuple[Post, ...], rng: random.Random, pairs_per_post: int = PAIRS_PER_POST, tau: float = BT_TAU
+    posts: tuple[Post, ...],
+    rng: random.Random,
+    pairs_per_post: int = PAIRS_PER_POST,
+    tau: float = BT_TAU,
 ) -> list[dict[str, Any]]:
     """Bradley-Terry-labelled candidate pairs: chosen = a with probability sigmoid((s_a - s_b) /
     tau).
@@ -241,7 +270,9 @@ def preference_pairs(
                 if abs(score_a - score_b) > 1e-9:
                     break
             else:
-                raise RuntimeError(f"no two candidates with different judge scores for: {post.text}")
+                raise RuntimeError(
+                    f"no two candidates with different judge scores for: {post.text}"
+                )
             a_wins = rng.random() < 1.0 / (1.0 + math.exp(-(score_a - score_b) / tau))
             chosen, rejected = (a, b) if a_wins else (b, a)
             rows.append({"prompt": post.prompt, "chosen": " " + chosen, "rejected": " " + rejected,
@@ -311,7 +342,9 @@ def task_statistics(seed: int = 0, split: str = "train") -> dict[str, float]:
     return {
         "reference_mean_score": statistics.fmean(r["score"] for r in refs),
         "reference_over_budget": statistics.fmean(r["over_length"] > 0 for r in refs),
-        "oracle_mean_score": statistics.fmean(judge_score(p.facts, oracle_summary(p)) for p in posts),
+        "oracle_mean_score": statistics.fmean(
+            judge_score(p.facts, oracle_summary(p)) for p in posts
+        ),
         "oracle_win_rate": statistics.fmean(wins),
         "label_noise_rate": 1.0 - statistics.fmean(prefs["judge_prefers_chosen"]),
         "chosen_longer_rate": statistics.fmean(d > 0 for d in diffs),
@@ -323,8 +356,26 @@ SPLITS = tuple(SPLIT_SIZES)
 SFT_SPLITS = ("train", "validation")
 
 __all__ = [
-    "BT_TAU", "LENGTH_BUDGET", "REFERENCE_STYLE", "SFT_SPLITS", "SPLITS", "Post", "WriterStyle",
-    "candidate_style", "candidate_summary", "generate_posts", "judge_breakdown", "judge_compare",
-    "judge_score", "load_tldr", "load_tldr_preferences", "load_tldr_sft", "make_post", "oracle_summary",
-    "preference_pairs", "reference_summary", "task_statistics", "write_summary",
+    "BT_TAU",
+    "LENGTH_BUDGET",
+    "REFERENCE_STYLE",
+    "SFT_SPLITS",
+    "SPLITS",
+    "Post",
+    "WriterStyle",
+    "candidate_style",
+    "candidate_summary",
+    "generate_posts",
+    "judge_breakdown",
+    "judge_compare",
+    "judge_score",
+    "load_tldr",
+    "load_tldr_preferences",
+    "load_tldr_sft",
+    "make_post",
+    "oracle_summary",
+    "preference_pairs",
+    "reference_summary",
+    "task_statistics",
+    "write_summary",
 ]

@@ -32,11 +32,49 @@ TIE_TOLERANCE = 1e-9
 SLOTS = ("person", "problem", "ask")
 
 # Words that may repeat freely; every other word token counts towards `repeats` on its second use.
-FUNCTION_WORDS = frozenset((
-    "i", "me", "my", "a", "an", "the", "to", "and", "of", "in", "on", "at", "for", "is", "it", "with",
-    "not", "do", "so", "that", "this", "be", "am", "are", "was", "also", "them", "they", "or", "but",
-    "what", "how", "should", "just", "up", "out", "too", "all", "every",
-))
+FUNCTION_WORDS = frozenset(
+    (
+        "i",
+        "me",
+        "my",
+        "a",
+        "an",
+        "the",
+        "to",
+        "and",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "is",
+        "it",
+        "with",
+        "not",
+        "do",
+        "so",
+        "that",
+        "this",
+        "be",
+        "am",
+        "are",
+        "was",
+        "also",
+        "them",
+        "they",
+        "or",
+        "but",
+        "what",
+        "how",
+        "should",
+        "just",
+        "up",
+        "out",
+        "too",
+        "all",
+        "every",
+    )
+)
 _TOKEN = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
 
 
@@ -80,7 +118,9 @@ def phrase_bigrams() -> tuple[frozenset[tuple[str, str]], frozenset[str], frozen
     phrases += list(tables.FILLER_PREFIXES) + list(tables.FILLER_SUFFIXES)
     for sub in tables.SUBREDDITS.values():
         phrases += [p.phrase for p in sub.problems] + [", " + a.phrase for a in sub.asks]
-    phrases += [", " + a.phrase for a in tables.COMMON_ASKS] + [", also " + d.clause for d in tables.DISTRACTORS]
+    phrases += [", " + a.phrase for a in tables.COMMON_ASKS] + [
+        ", also " + d.clause for d in tables.DISTRACTORS
+    ]
     inner, ends, starts = set(), set(), set()
     for phrase in phrases:
         tokens = tokenize(phrase)
@@ -116,8 +156,12 @@ def parse_facts(facts: str | Mapping[str, Any]) -> dict[str, Any]:
     """
     if isinstance(facts, str):
         facts = json.loads(facts)
-    if not isinstance(facts, Mapping) or any(k not in facts for k in (*SLOTS, "distractors", "name")):
-        raise ValueError("facts must hold name, person, problem, ask and distractors (the `facts` column)")
+    if not isinstance(facts, Mapping) or any(
+        k not in facts for k in (*SLOTS, "distractors", "name")
+    ):
+        raise ValueError(
+            "facts must hold name, person, problem, ask and distractors (the `facts` column)"
+        )
     return dict(facts)
 
 
@@ -132,7 +176,9 @@ def judge_breakdown(facts: str | Mapping[str, Any], summary: str) -> dict[str, A
     tokens = tokenize(summary)
     present = set(tokens)
     coverage = sum(
-        sum(key in present for key in facts[slot]) / len(facts[slot]) for slot in SLOTS if facts[slot]
+        sum(key in present for key in facts[slot]) / len(facts[slot])
+        for slot in SLOTS
+        if facts[slot]
     )
     own = {facts["name"].lower()} | {w for slot in SLOTS for w in facts[slot]}
     own |= {w for keys in facts["distractors"] for w in keys}
@@ -151,8 +197,14 @@ def judge_breakdown(facts: str | Mapping[str, Any], summary: str) -> dict[str, A
         - W_OVER_LENGTH * over_length
     )
     return {
-        "coverage": coverage, "hallucinated": hallucinated, "distractors": distractors, "repeats": repeats,
-        "disfluent": disfluent, "length": len(tokens), "over_length": over_length, "score": float(score),
+        "coverage": coverage,
+        "hallucinated": hallucinated,
+        "distractors": distractors,
+        "repeats": repeats,
+        "disfluent": disfluent,
+        "length": len(tokens),
+        "over_length": over_length,
+        "score": float(score),
     }
 
 
@@ -177,6 +229,13 @@ def judge_compare(facts: str | Mapping[str, Any], a: str, b: str) -> float:
 
 
 __all__ = [
-    "LENGTH_BUDGET", "disfluent_pairs", "fact_lexicon", "judge_breakdown", "judge_compare", "judge_score",
-    "parse_facts", "phrase_bigrams", "tokenize",
+    "LENGTH_BUDGET",
+    "disfluent_pairs",
+    "fact_lexicon",
+    "judge_breakdown",
+    "judge_compare",
+    "judge_score",
+    "parse_facts",
+    "phrase_bigrams",
+    "tokenize",
 ]

@@ -56,7 +56,9 @@ def tldr_win_rate(prompts: list, completions: list, **columns: Any) -> list[floa
     ]
 
 
-def tldr_judge_preference(prompts: list, completions_a: list, completions_b: list, **columns: Any) -> list[float]:
+def tldr_judge_preference(
+    prompts: list, completions_a: list, completions_b: list, **columns: Any
+) -> list[float]:
     """The builtin:tldr gold judge as a preference: 1.0 if a scores higher than b, 0.5 on a tie,
     else 0.0.
 

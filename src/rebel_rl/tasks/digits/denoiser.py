@@ -74,14 +74,20 @@ def pretrain_denoiser(*, steps: int = PRETRAIN_STEPS, batch_size: int = 64, lr: 
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.05)
     ema = EMAModel(model.parameters(), decay=0.995)
     start, smoothed = time.perf_counter(), 0.0
-    log(f"pre-training the digits denoiser once ({steps} steps, about 2 minutes on one CPU thread) ...")
+    log(
+        f"pre-training the digits denoiser once ({steps} steps, about 2 minutes on one CPU thread) ..."
+    )
     for step in range(steps):
         index = torch.randint(0, len(images), (batch_size,), generator=generator)
         x0, y = images[index], labels[index].clone()
         y[torch.rand(batch_size, generator=generator) < label_dropout] = NULL_CLASS
         noise = torch.randn(x0.shape, generator=generator)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
-        loss = F.mse_loss(model(noise_scheduler.add_noise(x0, noise, t), t, class_labels=y).sample, noise)
+        t = torch.randint(
+            0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator
+        )
+        loss = F.mse_loss(
+            model(noise_scheduler.add_noise(x0, noise, t), t, class_labels=y).sample, noise
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -92,8 +98,13 @@ def pretrain_denoiser(*, steps: int = PRETRAIN_STEPS, batch_size: int = 64, lr: 
             log(f"  step {step + 1}/{steps}  loss {smoothed / (1 - 0.98 ** (step + 1)):.4f}  "
                 f"{time.perf_counter() - start:.0f}s")
     ema.copy_to(model.parameters())
-    info = {"steps": steps, "batch_size": batch_size, "seconds": round(time.perf_counter() - start, 1),
-            "final_loss": round(smoothed / (1 - 0.98**steps), 4), "threads": torch.get_num_threads()}
+    info = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "seconds": round(time.perf_counter() - start, 1),
+        "final_loss": round(smoothed / (1 - 0.98**steps), 4),
+        "threads": torch.get_num_threads(),
+    }
     return model.eval(), info
 
 
@@ -116,5 +127,7 @@ def load_pretrained_denoiser(path: str | Path | None = None, log: Callable[[str]
             (Path(folder) / "pretraining.json").write_text(json.dumps(info))
 
         save_atomically(target, write)
-        log(f"cached the digits denoiser in {target} ({info['seconds']}s, final loss {info['final_loss']})")
+        log(
+            f"cached the digits denoiser in {target} ({info['seconds']}s, final loss {info['final_loss']})"
+        )
     return UNet2DModel.from_pretrained(str(target)).eval()

@@ -30,8 +30,12 @@ def save_sample_grid(policy: ClassConditionalDiffusionPolicy, path: str | Path, 
     from PIL import Image
 
     prompts = [f"a handwritten digit {d}" for d in range(10)]
-    rollout = policy.sample(prompts, per_digit, generator=torch.Generator(policy.device).manual_seed(seed))
-    by_column = [rollout.completions[d * per_digit + k] for k in range(per_digit) for d in range(10)]
+    rollout = policy.sample(
+        prompts, per_digit, generator=torch.Generator(policy.device).manual_seed(seed)
+    )
+    by_column = [
+        rollout.completions[d * per_digit + k] for k in range(per_digit) for d in range(10)
+    ]
     grid = sample_grid(by_column, columns=10)
     pixels = (grid[0] * 255).round().byte().numpy()
     image = Image.fromarray(pixels)  # 2-D uint8: grayscale

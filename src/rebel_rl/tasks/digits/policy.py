@@ -16,10 +16,20 @@ if TYPE_CHECKING:
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "time_emb_proj")
 
 
-def load_digits_policy(*, sampler: str = "ddim", num_steps: int = 10, eta: float = 1.0,
-                       guidance_scale: float = 2.0, temperature: float = 1.0, use_lora: bool = True,
-                       lora_r: int = 8, lora_alpha: int = 16, lora_targets: tuple[str, ...] = LORA_TARGETS,
-                       denoiser=None, device: str | torch.device = "cpu") -> ClassConditionalDiffusionPolicy:
+def load_digits_policy(
+    *,
+    sampler: str = "ddim",
+    num_steps: int = 10,
+    eta: float = 1.0,
+    guidance_scale: float = 2.0,
+    temperature: float = 1.0,
+    use_lora: bool = True,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_targets: tuple[str, ...] = LORA_TARGETS,
+    denoiser=None,
+    device: str | torch.device = "cpu",
+) -> ClassConditionalDiffusionPolicy:
     """The digits policy: the pre-trained UNet (or `denoiser`), a DDIM (eta) or LCM sampler with
     `num_steps` trailing-spaced steps, CFG at `guidance_scale`, and LoRA or a frozen reference
     copy."""
@@ -34,9 +44,15 @@ def load_digits_policy(*, sampler: str = "ddim", num_steps: int = 10, eta: float
     from rebel_rl.tasks.digits.denoiser import NOISE_SCHEDULE, NULL_CLASS, load_pretrained_denoiser
 
     # A given denoiser is copied: LoRA injection would otherwise change the caller's model in place.
-    model = (copy.deepcopy(denoiser) if denoiser is not None else load_pretrained_denoiser()).to(device).eval()
+    model = (
+        (copy.deepcopy(denoiser) if denoiser is not None else load_pretrained_denoiser())
+        .to(device)
+        .eval()
+    )
     config = DDPMScheduler(**NOISE_SCHEDULE).config
-    steps_sampler = make_sampler(sampler, config, num_steps, eta, timestep_spacing="trailing", set_alpha_to_one=True)
+    steps_sampler = make_sampler(
+        sampler, config, num_steps, eta, timestep_spacing="trailing", set_alpha_to_one=True
+    )
     reference = None
     if use_lora:
         model = add_lora(model, lora_targets, r=lora_r, alpha=lora_alpha)

@@ -51,8 +51,14 @@ def digit_of_prompt(prompt: str | list) -> int:
     if not isinstance(text, str):
         raise DataError(f"a digits prompt must be text, got {type(text).__name__}")
     found = {int(c) for c in re.findall(r"\d", text)}
-    found |= {i for i, word in enumerate(DIGIT_WORDS) if re.search(rf"\b{word}\b", text, re.IGNORECASE)}
+    found |= {
+        i for i, word in enumerate(DIGIT_WORDS) if re.search(rf"\b{word}\b", text, re.IGNORECASE)
+    }
     if len(found) != 1:
-        named = "no digit" if not found else f"several digits ({', '.join(map(str, sorted(found)))})"
-        raise DataError(f"the prompt {text!r} names {named}: name exactly one, e.g. 'a handwritten digit 7'")
+        named = (
+            "no digit" if not found else f"several digits ({', '.join(map(str, sorted(found)))})"
+        )
+        raise DataError(
+            f"the prompt {text!r} names {named}: name exactly one, e.g. 'a handwritten digit 7'"
+        )
     return found.pop()

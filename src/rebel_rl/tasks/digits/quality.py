@@ -42,7 +42,9 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.enable_grad()  # the first reward call trains it, possibly inside an evaluation's no_grad
-def train_digit_classifier(*, epochs: int = 15, batch_size: int = 64, seed: int = 0) -> tuple[nn.Sequential, dict]:
+def train_digit_classifier(
+    *, epochs: int = 15, batch_size: int = 64, seed: int = 0
+) -> tuple[nn.Sequential, dict]:
     """Train the classifier on 90% of the scikit-learn digits; return it (eval mode) and its
     held-out accuracy."""
     generator = torch.Generator().manual_seed(seed)
@@ -63,7 +65,10 @@ def train_digit_classifier(*, epochs: int = 15, batch_size: int = 64, seed: int 
     model.eval()
     with torch.no_grad():
         accuracy = (model(images[held_out]).argmax(-1) == labels[held_out]).float().mean().item()
-    return model, {"held_out_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - start, 1)}
+    return model, {
+        "held_out_accuracy": round(accuracy, 4),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def classifier_dir() -> Path:
@@ -79,8 +84,11 @@ def load_digit_classifier(path: str | None = None) -> nn.Sequential:
     target = Path(path) if path is not None else classifier_dir()
     weights = target / "model.safetensors"
     if not weights.is_file():
-        print("training the digit classifier for the digit_quality reward (once, a few seconds) ...",
-              file=sys.stderr, flush=True)
+        print(
+            "training the digit classifier for the digit_quality reward (once, a few seconds) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         model, info = train_digit_classifier()
 
         def write(folder: str) -> None:
@@ -97,7 +105,9 @@ def _classifier_input(images: list[torch.Tensor]) -> torch.Tensor:
     """Images (C, H, W) in [0, 1] -> (B, 1, 16, 16) grayscale, resized if needed."""
     batch = torch.stack([image.detach().float().cpu().mean(0, keepdim=True) for image in images])
     if batch.shape[-1] != CLASSIFIER_SIZE or batch.shape[-2] != CLASSIFIER_SIZE:
-        batch = F.interpolate(batch, size=CLASSIFIER_SIZE, mode="bilinear", antialias=True, align_corners=False)
+        batch = F.interpolate(
+            batch, size=CLASSIFIER_SIZE, mode="bilinear", antialias=True, align_corners=False
+        )
     return batch.clamp(0, 1)
 
 
@@ -107,7 +117,9 @@ def digit_quality(prompts: list, completions: list[torch.Tensor], digit: list[in
     the dataset has one, else the digit its prompt names."""
     targets = list(digit) if digit is not None else [digit_of_prompt(p) for p in prompts]
     if len(targets) != len(completions):
-        raise ValueError(f"{len(completions)} images but {len(targets)} prompts/digits: give one per image")
+        raise ValueError(
+            f"{len(completions)} images but {len(targets)} prompts/digits: give one per image"
+        )
     classifier = load_digit_classifier()  # outside no_grad: the first call trains it
     with torch.no_grad():
         probs = classifier(_classifier_input(completions)).softmax(-1)

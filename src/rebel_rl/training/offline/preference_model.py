@@ -32,14 +32,18 @@ from .supervised import batches
 def train_preference_model(config: PreferenceModelConfig) -> dict[str, Any]:
     """Train a pairwise preference model as `config` says; return the summary the reward-model stage
     returns (held-out accuracy: how often P(chosen > rejected) > 1/2)."""
-    return train_pair_scorer(config, "Preference model", PreferenceModel, _OrderedPairs, init=init_preference_model)
+    return train_pair_scorer(
+        config, "Preference model", PreferenceModel, _OrderedPairs, init=init_preference_model
+    )
 
 
 def init_preference_model(name: str, folder: Path, dtype: str, device: torch.device) -> str:
     """`init_reward_model`, with the config marked as a pairwise preference model."""
     path = init_reward_model(name, folder, dtype, device)
     config_file = Path(path) / "config.json"
-    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), PAIRWISE_FLAG: True}, indent=2))
+    config_file.write_text(
+        json.dumps({**json.loads(config_file.read_text()), PAIRWISE_FLAG: True}, indent=2)
+    )
     return path
 
 
@@ -54,7 +58,9 @@ class _OrderedPairs(_Pairs):
         self.chosen = [model.encode_pair(p, c, r) for p, c, r in triples]
         self.rejected = [model.encode_pair(p, r, c) for p, c, r in triples]
 
-    def loss(self, module: torch.nn.Module, rows: list[int], center: float) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, module: torch.nn.Module, rows: list[int], center: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy of both orders, plus the antisymmetry term; metrics: accuracy and
         margin."""
         forward, backward = self.rewards(module, rows)
@@ -68,7 +74,9 @@ class _OrderedPairs(_Pairs):
     def reward_stats(self) -> dict[str, float]:
         """Mean P(chosen > rejected) over the training rows (both orders averaged), and the mean
         |f(x, a, b) + f(x, b, a)| (0 for an exactly antisymmetric model)."""
-        scores = [self.rewards(self.rm.model, rows) for rows in batches(len(self), self.rm.batch_size)]
+        scores = [
+            self.rewards(self.rm.model, rows) for rows in batches(len(self), self.rm.batch_size)
+        ]
         forward, backward = torch.cat([f for f, _ in scores]), torch.cat([b for _, b in scores])
         probability = (torch.sigmoid(forward) + 1 - torch.sigmoid(backward)) / 2
         return {"train_mean_chosen_probability": probability.mean().item(),

@@ -40,26 +40,46 @@ def train_reward_model(config: RewardModelConfig) -> dict[str, Any]:
     return train_pair_scorer(config, "Reward model", RewardModel, _Pairs)
 
 
-def train_pair_scorer(config: RewardModelConfig, title: str, scorer_class: Callable[..., RewardModel],
-                      pairs_class: type["_Pairs"], init: Callable[..., str] | None = None) -> dict[str, Any]:
+def train_pair_scorer(
+    config: RewardModelConfig,
+    title: str,
+    scorer_class: Callable[..., RewardModel],
+    pairs_class: type["_Pairs"],
+    init: Callable[..., str] | None = None,
+) -> dict[str, Any]:
     """The stage behind `rebel reward-model` and `rebel preference-model`: a one-logit classifier
     built by `init` (default `init_reward_model`) from the checkpoint, loaded as `scorer_class`,
     trained on the preference rows as `pairs_class` encodes them and defines their loss, evaluated
     on held-out pairs."""
     config = config.validate()
-    train_rows, eval_rows = load_train_eval(config.dataset, config.dataset_split, config.eval_dataset,
-                                            config.eval_split, config.eval_fraction, config.seed, PREFERENCE_COLUMNS)
+    train_rows, eval_rows = load_train_eval(
+        config.dataset,
+        config.dataset_split,
+        config.eval_dataset,
+        config.eval_split,
+        config.eval_fraction,
+        config.seed,
+        PREFERENCE_COLUMNS,
+    )
     judge = judge_labels(eval_rows) if eval_rows is not None else None
     trainer = SupervisedTrainer(config, title)
     with tempfile.TemporaryDirectory(prefix="rebel-rm-init-") as folder:
-        path = (init or init_reward_model)(config.model_name_or_path, Path(folder), config.dtype, trainer.device)
-        rm = scorer_class(path, device=str(trainer.device), dtype=resolve_dtype(config.dtype, trainer.device),
-                          batch_size=2 * config.batch_size)
+        path = (init or init_reward_model)(
+            config.model_name_or_path, Path(folder), config.dtype, trainer.device
+        )
+        rm = scorer_class(
+            path,
+            device=str(trainer.device),
+            dtype=resolve_dtype(config.dtype, trainer.device),
+            batch_size=2 * config.batch_size,
+        )
         train = pairs_class(rm, train_rows)
         module = trainer.prepare(rm.model, len(train))
         held_out = pairs_class(rm, eval_rows) if eval_rows is not None else None
-        result = trainer.fit(lambda rows: train.loss(module, rows, config.center_rewards_coefficient),
-                             (lambda: preference_accuracy(held_out.margins(), judge)) if held_out else None)
+        result = trainer.fit(
+            lambda rows: train.loss(module, rows, config.center_rewards_coefficient),
+            (lambda: preference_accuracy(held_out.margins(), judge)) if held_out else None,
+        )
         results = {"num_pairs": len(held_out) if held_out else 0,
                    **{k.removeprefix("eval_"): v for k, v in (result["eval"] or {}).items()},
                    **train.reward_stats()}
@@ -74,10 +94,13 @@ def init_reward_model(name: str, folder: Path, dtype: str, device: torch.device)
     path = resolve_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
-                                                                   dtype=resolve_dtype(dtype, device))
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=resolve_dtype(dtype, device)
+        )
     except (*model_load_errors(), KeyError) as exc:
-        raise ModelError(f"cannot load {name!r} as a reward model: {first_line(exc)[:200]}") from None
+        raise ModelError(
+            f"cannot load {name!r} as a reward model: {first_line(exc)[:200]}"
+        ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -99,15 +122,25 @@ class _Pairs:
     def __len__(self) -> int:
         return len(self.chosen)
 
-    def rewards(self, module: torch.nn.Module, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def rewards(
+        self, module: torch.nn.Module, rows: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rewards of the rows' chosen and rejected completions, in one padded forward pass."""
         ids = [self.chosen[i] for i in rows] + [self.rejected[i] for i in rows]
         padded = self.rm.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
-        scores = module(input_ids=padded["input_ids"].to(self.rm.device),
-                        attention_mask=padded["attention_mask"].to(self.rm.device)).logits[:, 0].float()
+        scores = (
+            module(
+                input_ids=padded["input_ids"].to(self.rm.device),
+                attention_mask=padded["attention_mask"].to(self.rm.device),
+            )
+            .logits[:, 0]
+            .float()
+        )
         return scores[: len(rows)], scores[len(rows):]
 
-    def loss(self, module: torch.nn.Module, rows: list[int], center: float) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, module: torch.nn.Module, rows: list[int], center: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Bradley-Terry loss of a minibatch, plus the centring term; metrics: accuracy and
         margin."""
         chosen, rejected = self.rewards(module, rows)

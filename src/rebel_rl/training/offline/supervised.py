@@ -68,16 +68,24 @@ class SupervisedTrainer:
         config = self.config
         self.num_rows = num_rows
         self.params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.params, lr=config.learning_rate, weight_decay=config.weight_decay
+        )
         self.total_steps = config.num_epochs * math.ceil(num_rows / config.batch_size)
         name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
-        self.scheduler = get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_ratio * self.total_steps),
-                                       num_training_steps=self.total_steps)
+        self.scheduler = get_scheduler(
+            name,
+            optimizer,
+            num_warmup_steps=int(config.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
         self.model = model
         module, self.optimizer = self.accelerator.prepare(model, optimizer)
         return module
 
-    def fit(self, batch_loss: BatchLoss, evaluate: Evaluate | None, train_mode: bool = True) -> dict[str, Any]:
+    def fit(
+        self, batch_loss: BatchLoss, evaluate: Evaluate | None, train_mode: bool = True
+    ) -> dict[str, Any]:
         """Create the run directory, evaluate, then train epoch by epoch (evaluating after each);
         return the last evaluation's metrics and the training time in seconds."""
         config = self.config
@@ -90,11 +98,19 @@ class SupervisedTrainer:
                 self._epoch(epoch, batch_loss, progress, train_mode)
                 last_eval = self._evaluate(evaluate, epoch=epoch + 1) or last_eval
                 progress.show_eval(last_eval)
-        return {"eval": last_eval, "train_seconds": round(time.perf_counter() - start, 1), "steps": self.step}
+        return {
+            "eval": last_eval,
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "steps": self.step,
+        }
 
-    def _epoch(self, epoch: int, batch_loss: BatchLoss, progress: "_StageProgress", train_mode: bool) -> None:
+    def _epoch(
+        self, epoch: int, batch_loss: BatchLoss, progress: "_StageProgress", train_mode: bool
+    ) -> None:
         config = self.config
-        order = torch.randperm(self.num_rows, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
+        order = torch.randperm(
+            self.num_rows, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        )
         minibatches = order.split(config.batch_size)
         window: list[dict[str, float]] = []
         self.model.train(train_mode)
@@ -109,8 +125,13 @@ class SupervisedTrainer:
             window.append({"loss": loss.item(), "grad_norm": float(norm), **metrics})
             progress.advance(window[-1]["loss"])
             if len(window) == config.logging_steps or index == len(minibatches) - 1:
-                self._log({"epoch": round(epoch + (index + 1) / len(minibatches), 3), **_mean(window),
-                           "learning_rate": self.scheduler.get_last_lr()[0]})
+                self._log(
+                    {
+                        "epoch": round(epoch + (index + 1) / len(minibatches), 3),
+                        **_mean(window),
+                        "learning_rate": self.scheduler.get_last_lr()[0],
+                    }
+                )
                 window = []
         self.model.eval()
 
@@ -143,12 +164,17 @@ def batches(count: int, size: int) -> list[list[int]]:
     return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
 
-def preference_accuracy(margins: torch.Tensor, judge_prefers_chosen: list[bool] | None) -> dict[str, float]:
+def preference_accuracy(
+    margins: torch.Tensor, judge_prefers_chosen: list[bool] | None
+) -> dict[str, float]:
     """How well a scorer ranks held-out pairs, from its margins score(chosen) - score(rejected) (a
     tie counts as wrong): accuracy against the dataset's labels and, when the dataset has noise-free
     `judge_prefers_chosen` labels, against those; each with its binomial standard error."""
     prefers_chosen = margins.detach().float().cpu() > 0
-    metrics = {"eval_margin": margins.float().mean().item(), **_accuracy("eval_accuracy", prefers_chosen)}
+    metrics = {
+        "eval_margin": margins.float().mean().item(),
+        **_accuracy("eval_accuracy", prefers_chosen),
+    }
     if judge_prefers_chosen is not None:
         judge = torch.tensor(judge_prefers_chosen, dtype=torch.bool)
         metrics.update(_accuracy("eval_judge_accuracy", prefers_chosen == judge))
@@ -171,9 +197,15 @@ class _StageProgress:
     """A rich progress bar over optimizer steps, with the running loss and the last evaluation."""
 
     def __init__(self, title: str, total: int, enabled: bool) -> None:
-        self.progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 disable=not enabled)
+        self.progress = Progress(
+            TextColumn(f"[bold]{title}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=not enabled,
+        )
         self.task = self.progress.add_task(title, total=total, stats="")
         self.loss: float | None = None
         self.eval = ""

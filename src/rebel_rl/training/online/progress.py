@@ -19,8 +19,13 @@ class TrainingProgress:
     def __init__(self, total: int, completed: int, enabled: bool = True) -> None:
         self.enabled = enabled
         self.progress = Progress(
-            TextColumn("[bold]REBEL"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
+            TextColumn("[bold]REBEL"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=not enabled,
         )
         self.task = self.progress.add_task("train", total=total, completed=completed, stats="")
 

@@ -26,10 +26,20 @@ from .outputs import holds_run
 
 STATE_FILE = "trainer_state.pt"
 # What torch.load and safetensors raise for a truncated or corrupt file.
-_UNREADABLE = (SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, KeyError)
+_UNREADABLE = (
+    SafetensorError,
+    pickle.UnpicklingError,
+    EOFError,
+    RuntimeError,
+    OSError,
+    ValueError,
+    KeyError,
+)
 
 
-def save_pretrained_atomic(model, tokenizer, target: Path, extra: Callable[[Path], None] | None = None) -> None:
+def save_pretrained_atomic(
+    model, tokenizer, target: Path, extra: Callable[[Path], None] | None = None
+) -> None:
     """`save_pretrained` (plus `extra(folder)`) into a temporary folder, then swap it into
     `target`."""
 
@@ -40,15 +50,24 @@ def save_pretrained_atomic(model, tokenizer, target: Path, extra: Callable[[Path
     save_folder_atomic(write, target, extra)
 
 
-def save_policy_atomic(policy: Policy, target: Path, model=None, extra: Callable[[Path], None] | None = None,
-                       state_dict: dict | None = None) -> None:
+def save_policy_atomic(
+    policy: Policy,
+    target: Path,
+    model=None,
+    extra: Callable[[Path], None] | None = None,
+    state_dict: dict | None = None,
+) -> None:
     """A policy's `save_pretrained` files, atomically: the model (`model` instead, e.g. a merged
     one; its weights from `state_dict` when given, e.g. gathered from FSDP shards) and what loads it
     back (the tokenizer, a diffusion policy's scheduler/)."""
-    save_folder_atomic(lambda tmp: policy.save_pretrained(tmp, model=model, state_dict=state_dict), target, extra)
+    save_folder_atomic(
+        lambda tmp: policy.save_pretrained(tmp, model=model, state_dict=state_dict), target, extra
+    )
 
 
-def save_folder_atomic(write: Callable[[Path], None], target: Path, extra: Callable[[Path], None] | None = None) -> None:
+def save_folder_atomic(
+    write: Callable[[Path], None], target: Path, extra: Callable[[Path], None] | None = None
+) -> None:
     """`write(folder)` (plus `extra(folder)`) into a temporary folder, then swap it into
     `target`."""
     tmp = target.with_name(f".tmp-{target.name}")
@@ -60,8 +79,16 @@ def save_folder_atomic(write: Callable[[Path], None], target: Path, extra: Calla
     _swap_into_place(tmp, target)
 
 
-def save_checkpoint(folder: Path, iteration: int, policy, optimizer_state: dict, scheduler,
-                    counters: dict[str, Any], keep: int = 2, model_state: dict | None = None) -> Path:
+def save_checkpoint(
+    folder: Path,
+    iteration: int,
+    policy,
+    optimizer_state: dict,
+    scheduler,
+    counters: dict[str, Any],
+    keep: int = 2,
+    model_state: dict | None = None,
+) -> Path:
     """Write checkpoint `iter-XXXXXX` under `folder` atomically and keep only the last `keep`.
     `model_state`: whole weights gathered from shards (else the model saves its own)."""
     target = folder / f"iter-{iteration:06d}"
@@ -73,7 +100,12 @@ def save_checkpoint(folder: Path, iteration: int, policy, optimizer_state: dict,
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "counters": counters,
     }
-    save_policy_atomic(policy, target, extra=lambda tmp: torch.save(state, tmp / STATE_FILE), state_dict=model_state)
+    save_policy_atomic(
+        policy,
+        target,
+        extra=lambda tmp: torch.save(state, tmp / STATE_FILE),
+        state_dict=model_state,
+    )
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -91,7 +123,9 @@ def latest_checkpoint_or_fail(run_dir: Path) -> Path:
     is none. A newer one that does not load (a truncated file) is skipped with a one-line note
     naming it and why."""
     if not _complete_checkpoints(run_dir / "checkpoints"):
-        raise RunDirError(f"no checkpoint to resume in {run_dir}: start a new run instead (without --resume)")
+        raise RunDirError(
+            f"no checkpoint to resume in {run_dir}: start a new run instead (without --resume)"
+        )
     return checkpoint_to_resume(run_dir)
 
 
@@ -103,21 +137,30 @@ def checkpoint_to_resume(run_dir: Path) -> Path | None:
     found = _complete_checkpoints(run_dir / "checkpoints")
     if not found:
         if holds_run(run_dir):
-            raise RunDirError(f"{run_dir} has completed iterations but no checkpoint to resume from (save_every 0, "
-                              "or stopped before the first one): start it again with --overwrite instead of --resume")
-        print(f"note: {run_dir} has no checkpoint and no completed iteration: starting the run from the beginning",
-              file=sys.stderr)
+            raise RunDirError(
+                f"{run_dir} has completed iterations but no checkpoint to resume from (save_every 0, "
+                "or stopped before the first one): start it again with --overwrite instead of --resume"
+            )
+        print(
+            f"note: {run_dir} has no checkpoint and no completed iteration: starting the run from the beginning",
+            file=sys.stderr,
+        )
         return None
     problems = []
     for path in reversed(found):
         problem = checkpoint_problem(path)
         if problem is None:
             for skipped, why in problems:
-                print(f"note: skipping checkpoint {skipped} ({why}): resuming from {path.name}", file=sys.stderr)
+                print(
+                    f"note: skipping checkpoint {skipped} ({why}): resuming from {path.name}",
+                    file=sys.stderr,
+                )
             return path
         problems.append((path, problem))
     problems = [f"{path.name} ({why})" for path, why in problems]
-    raise RunDirError(f"no checkpoint of {run_dir} loads: {'; '.join(problems)}: start the run again with --overwrite")
+    raise RunDirError(
+        f"no checkpoint of {run_dir} loads: {'; '.join(problems)}: start the run again with --overwrite"
+    )
 
 
 def _complete_checkpoints(folder: Path) -> list[Path]:
@@ -167,7 +210,9 @@ def load_trainer_state(path: Path, scheduler, new_schedule: bool = False) -> dic
     return state
 
 
-def _check_schedule(scheduler, configured: list[float], saved: list[float] | None, new_schedule: bool) -> None:
+def _check_schedule(
+    scheduler, configured: list[float], saved: list[float] | None, new_schedule: bool
+) -> None:
     """Refuse (unless `new_schedule`) a resume whose options give another learning rate at the
     checkpoint's step than the run had; with `new_schedule`, adopt the new options' base rates
     too."""
@@ -185,7 +230,8 @@ def _check_schedule(scheduler, configured: list[float], saved: list[float] | Non
         f"these options change the learning-rate schedule: at optimizer step {step} the run's rate is "
         f"{saved[0]:.3g}, the new options give {expected[0]:.3g} (num_iterations, lr_scheduler, warmup_ratio and "
         "learning_rate set it): resume with the run's values, or pass --new_lr_schedule to continue on the new "
-        "schedule from this step")
+        "schedule from this step"
+    )
 
 
 @contextlib.contextmanager

@@ -15,10 +15,23 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
 # What a run writes; --overwrite removes exactly these, never other files the user keeps there.
-RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "checkpoints", "final", "inputs.json",
-                 "eval_before.json", "eval.json", "eval.md", "reward_kl.png",
-                 # the last three: image runs
-                 "samples", "samples_before_after.png", "reward_curves.png"]
+RUN_ARTIFACTS = [
+    CONFIG_FILE,
+    METRICS_FILE,
+    COMPLETIONS_FILE,
+    "tensorboard",
+    "checkpoints",
+    "final",
+    "inputs.json",
+    "eval_before.json",
+    "eval.json",
+    "eval.md",
+    "reward_kl.png",
+    # the last three: image runs
+    "samples",
+    "samples_before_after.png",
+    "reward_curves.png",
+]
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> None:
@@ -36,8 +49,11 @@ def prepare_run_dir(path: Path, overwrite: bool) -> None:
         )
     leftovers = [name for name in RUN_ARTIFACTS if (path / name).exists()]
     if leftovers and not overwrite:
-        print(f"note: reusing {path}: it holds no checkpoint and no completed iteration, only what an earlier "
-              f"start left ({', '.join(leftovers)}), which is replaced", file=sys.stderr)
+        print(
+            f"note: reusing {path}: it holds no checkpoint and no completed iteration, only what an earlier "
+            f"start left ({', '.join(leftovers)}), which is replaced",
+            file=sys.stderr,
+        )
     for name in leftovers:
         target = path / name
         if target.is_dir():
@@ -47,16 +63,22 @@ def prepare_run_dir(path: Path, overwrite: bool) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunDirError(f"cannot create output_dir {path} ({type(exc).__name__}: {exc.strerror or exc}): "
-                          "choose another --output_dir") from None
+        raise RunDirError(
+            f"cannot create output_dir {path} ({type(exc).__name__}: {exc.strerror or exc}): "
+            "choose another --output_dir"
+        ) from None
 
 
 def holds_run(path: Path) -> bool:
     """Whether `path` holds a run that only --overwrite may replace: a checkpoint (not a partial
     .tmp- one), a final model, or a completed iteration in metrics.jsonl."""
     checkpoints = path / "checkpoints"
-    return (any(checkpoints.glob("iter-*")) or any(checkpoints.glob(".old-iter-*")) or (path / "final").exists()
-            or has_completed_iteration(path))
+    return (
+        any(checkpoints.glob("iter-*"))
+        or any(checkpoints.glob(".old-iter-*"))
+        or (path / "final").exists()
+        or has_completed_iteration(path)
+    )
 
 
 def has_completed_iteration(run_dir: Path) -> bool:

@@ -24,14 +24,18 @@ class ExternalTrackers:
     """The wandb/trackio runs named in `report_to` (TensorBoard is written by MetricsLogger
     itself)."""
 
-    def __init__(self, names: list[str], run_dir: Path, project: str, run_name: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self, names: list[str], run_dir: Path, project: str, run_name: str, config: dict[str, Any]
+    ) -> None:
         from accelerate.tracking import TrackioTracker, WandBTracker
 
         self.trackers: dict[str, Any] = {}
         if "wandb" in names:
             self.trackers["wandb"] = WandBTracker(project, name=run_name, dir=str(run_dir))
         if "trackio" in names:
-            self.trackers["trackio"] = TrackioTracker(project, name=run_name, auto_log_cpu=False, auto_log_gpu=False)
+            self.trackers["trackio"] = TrackioTracker(
+                project, name=run_name, auto_log_cpu=False, auto_log_gpu=False
+            )
         for tracker in self.trackers.values():
             tracker.start()
             tracker.store_init_configuration(config)
@@ -48,7 +52,9 @@ class ExternalTrackers:
             if "trackio" in self.trackers:
                 import trackio
 
-                self.trackers["trackio"].log({TABLE_NAME: trackio.Table(columns=columns, data=rows)}, step=step)
+                self.trackers["trackio"].log(
+                    {TABLE_NAME: trackio.Table(columns=columns, data=rows)}, step=step
+                )
 
     def close(self) -> None:
         for tracker in self.trackers.values():
