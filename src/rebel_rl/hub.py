@@ -41,7 +41,8 @@ def check_hub_id(repo_id: str, kind: str, error: type[RebelError], hint: str) ->
     if reason is None or is_cached(repo_id, kind):
         return
     raise error(
-        f"cannot load {kind} '{repo_id}' from the Hugging Face hub: it cannot be reached ({reason}) and "
+        f"cannot load {kind} '{repo_id}' from the Hugging Face hub: it cannot be reached "
+        f"({reason}) and "
         f"the id is not in the local cache: {hint}"
     )
 

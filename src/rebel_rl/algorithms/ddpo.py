@@ -74,7 +74,8 @@ def ddpo_loss(
         or advantages.shape != step_logps.shape[:1]
     ):
         raise ValueError(
-            f"step_logps {tuple(step_logps.shape)} and old_step_logps {tuple(old_step_logps.shape)} must "
+            f"step_logps {tuple(step_logps.shape)} and old_step_logps "
+            f"{tuple(old_step_logps.shape)} must "
             f"be (N, T) and advantages {tuple(advantages.shape)} must be (N,)"
         )
     mask = torch.ones_like(step_logps)

@@ -20,7 +20,8 @@ def policy_gradient_loss(logps: torch.Tensor, advantages: torch.Tensor) -> torch
     """-mean(advantage * log pi(y|x)) over sequences; the advantages are constants (detached)."""
     if logps.shape != advantages.shape:
         raise ValueError(
-            f"logps {tuple(logps.shape)} and advantages {tuple(advantages.shape)} must have the same shape"
+            f"logps {tuple(logps.shape)} and advantages {tuple(advantages.shape)} must have the "
+            f"same shape"
         )
     return -(advantages.detach().to(logps.dtype) * logps).mean()
 

@@ -83,7 +83,8 @@ class CompareConfig(ConfigBase):
                               f"got {', '.join(unknown) or 'none'}")
         if not self.report_section.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(
-                f"report_section must be a name of letters, digits, - and _; got {self.report_section!r}"
+                f"report_section must be a name of letters, digits, - and _; got "
+                f"{self.report_section!r}"
             )
         if not self.seeds or not self.frontier_seeds:
             raise ConfigError(
@@ -91,7 +92,8 @@ class CompareConfig(ConfigBase):
             )
         if self.sweep_size not in (2, 3) or self.sweep_refine < 0:
             raise ConfigError(
-                f"sweep_size must be 2 or 3 and sweep_refine >= 0; got {self.sweep_size}, {self.sweep_refine}"
+                f"sweep_size must be 2 or 3 and sweep_refine >= 0; got {self.sweep_size}, "
+                f"{self.sweep_refine}"
             )
         if any(k < 0 for k in self.frontier_kl_coefs):
             raise ConfigError("frontier_kl_coefs must be >= 0")

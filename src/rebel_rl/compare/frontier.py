@@ -81,7 +81,8 @@ def frontier_table(points: dict[str, list[dict[str, float]]]) -> list[str]:
     ]
     for method, line in points.items():
         rows += [
-            f"| {label(method)} | {p['kl_coef']:g} | {p['runs']} | {100 * p['win']:.1f} | {p['rm']:.3f} | "
+            f"| {label(method)} | {p['kl_coef']:g} | {p['runs']} | {100 * p['win']:.1f} | "
+            f"{p['rm']:.3f} | "
             f"{p['kl']:.2f} |"
             for p in line
         ]

@@ -60,14 +60,22 @@ def write_sweep_report(config: CompareConfig, record: dict[str, Any], wall_secon
     text = [
         "# Sweep on the validation split: learning rate x each method's own knob",
         "",
-        f"`rebel compare --sweep true --sweep_size {config.sweep_size} --sweep_refine {config.sweep_refine}` "
-        f"({config.model_size} model, seed {record['seed']}, the table's training budget; {timestamp()}; "
-        f"{wall_seconds / 60:.1f} min wall clock for this invocation, jobs finished by an earlier one reused). "
-        f"Every method gets the same tuning budget: {cells} cells = a {config.sweep_size} x {config.sweep_size} "
-        f"coarse grid, then {budget['refine']} cells of the fine grid nearest its best coarse cell ({full}). "
-        f"A cell is judged by its win rate against the reference summaries on {config.test_prompts} validation "
-        f"posts x {config.eval_samples} summaries at temperature {config.eval_temperature:g}; the best cell "
-        "(boxed) is the method's setting in the table (tuned.json; src/rebel_rl/compare/tuned.py lists the axes "
+        f"`rebel compare --sweep true --sweep_size {config.sweep_size} --sweep_refine "
+        f"{config.sweep_refine}` "
+        f"({config.model_size} model, seed {record['seed']}, the table's training budget; "
+        f"{timestamp()}; "
+        f"{wall_seconds / 60:.1f} min wall clock for this invocation, jobs finished by an earlier "
+        f"one reused). "
+        f"Every method gets the same tuning budget: {cells} cells = a {config.sweep_size} x "
+        f"{config.sweep_size} "
+        f"coarse grid, then {budget['refine']} cells of the fine grid nearest its best coarse cell "
+        f"({full}). "
+        f"A cell is judged by its win rate against the reference summaries on "
+        f"{config.test_prompts} validation "
+        f"posts x {config.eval_samples} summaries at temperature {config.eval_temperature:g}; the "
+        f"best cell "
+        "(boxed) is the method's setting in the table (tuned.json; src/rebel_rl/compare/tuned.py "
+        "lists the axes "
         "and the settings not swept).",
         "",
         "| Method | knob | chosen learning rate | chosen knob | validation win rate (%) | cells |",

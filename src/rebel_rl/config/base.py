@@ -72,7 +72,8 @@ class ConfigBase:
         unknown = [k for k in values if k not in known]
         if unknown:
             raise ConfigError(
-                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
+                f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} in {source}: "
                 f"see `rebel {cls.command} --help` for the list of fields"
             )
         converted = {
@@ -151,7 +152,8 @@ class GroupedConfig(ConfigBase):
             raise ConfigError(f"{name} in {source} exists in groups {' and '.join(owners)}: write "
                               f"{' or '.join(f'{g}.{name}' for g in owners)}")
         raise ConfigError(
-            f"unknown config key {name!r} in {source}: see `rebel {cls.command} --help` for the list "
+            f"unknown config key {name!r} in {source}: see `rebel {cls.command} --help` for the "
+            f"list "
             "of fields"
         )
 
@@ -204,7 +206,8 @@ class GroupedConfig(ConfigBase):
         unknown = [key for key, _ in pairs if not self._known(key)]
         if unknown:
             raise ConfigError(
-                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
+                f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} in {source}: "
                 f"see `rebel {self.command} --help` for the list of fields"
             )
         for key, value in pairs:
@@ -306,7 +309,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"config file {path} must be a mapping of `field: value` lines, got {type(data).__name__}"
+            f"config file {path} must be a mapping of `field: value` lines, got "
+            f"{type(data).__name__}"
         )
     return data
 

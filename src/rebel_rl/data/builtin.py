@@ -45,7 +45,8 @@ def load_builtin_prompts(name: str, split: str = "train") -> datasets.Dataset:
     entry = BUILTIN_PROMPTS[name]
     if split not in entry.splits:
         raise DataError(
-            f"built-in dataset 'builtin:{name}' has no split '{split}': use one of {', '.join(entry.splits)}"
+            f"built-in dataset 'builtin:{name}' has no split '{split}': use one of "
+            f"{', '.join(entry.splits)}"
         )
     return resolve(entry.loader)(split)
 

@@ -27,8 +27,10 @@ def load_pair_dataset(source: str, split: str, columns: tuple[str, ...]) -> data
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
         raise DataError(
-            f"dataset '{source}' has no column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
-            f"(columns: {', '.join(dataset.column_names)}): this stage needs {', '.join(('prompt',) + columns)}"
+            f"dataset '{source}' has no column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))} "
+            f"(columns: {', '.join(dataset.column_names)}): this stage needs "
+            f"{', '.join(('prompt',) + columns)}"
         )
     for column in columns:
         for index, value in enumerate(dataset[column]):

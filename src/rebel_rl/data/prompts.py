@@ -131,7 +131,8 @@ def _load_file(path: Path) -> datasets.Dataset:
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise DataError(
-            f"unsupported dataset file type '{path.suffix}' for {path}: use .jsonl, .json, .csv or .parquet"
+            f"unsupported dataset file type '{path.suffix}' for {path}: use .jsonl, .json, .csv or "
+            f".parquet"
         )
     check_data_file(path)
     try:
@@ -239,7 +240,8 @@ def _select_prompt_column(dataset: datasets.Dataset, source: str, column: str) -
         return dataset
     if "prompt" in columns:
         raise DataError(
-            f"dataset '{source}' has both 'prompt' and '{column}' columns, so --prompt_column {column} "
+            f"dataset '{source}' has both 'prompt' and '{column}' columns, so --prompt_column "
+            f"{column} "
             "is ambiguous: rename or drop one of them"
         )
     return dataset.rename_column(column, "prompt")

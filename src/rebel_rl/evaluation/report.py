@@ -112,7 +112,8 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
 
 def _row(name: str, result: EvalResult) -> str:
     return (
-        f"| {name} | {result.reward:+.3f} ± {result.reward_se:.3f} | {result.kl:.3f} ± {result.kl_se:.3f} "
+        f"| {name} | {result.reward:+.3f} ± {result.reward_se:.3f} | {result.kl:.3f} ± "
+        f"{result.kl_se:.3f} "
         f"| {result.mean_length:.1f} | {result.no_eos_fraction:.0%} |"
     )
 

@@ -76,12 +76,14 @@ class LatentDiffusionPolicy(DiffusionPolicy):
         for index, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
                 raise DataError(
-                    f"prompt {first_index + index} is a {type(prompt).__name__}: image prompts must be text"
+                    f"prompt {first_index + index} is a {type(prompt).__name__}: image prompts "
+                    f"must be text"
                 )
             length = len(self.tokenizer(prompt)["input_ids"])
             if length > limit:
                 raise DataError(
-                    f"prompt {first_index + index} has {length} tokens, more than the text encoder's "
+                    f"prompt {first_index + index} has {length} tokens, more than the text "
+                    f"encoder's "
                     f"{limit}: shorten it"
                 )
         batch = self.tokenizer(

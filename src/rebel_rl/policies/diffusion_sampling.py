@@ -87,7 +87,8 @@ class _SchedulerSampler:
     def __init__(self, scheduler, num_steps: int) -> None:
         if getattr(scheduler.config, "thresholding", False):
             raise ValueError(
-                "dynamic thresholding is not supported: its x0 is not a smooth function of the model"
+                "dynamic thresholding is not supported: its x0 is not a smooth function of the "
+                "model"
             )
         scheduler.set_timesteps(num_steps)
         self.scheduler = scheduler

@@ -78,8 +78,10 @@ def encode_examples(policy: Policy, prompts: list, completions: list, max_length
     for index, (prompt, completion) in enumerate(zip(prompt_ids, completion_ids)):
         if len(prompt) + len(completion) > max_length:
             raise DataError(
-                f"{what} example {index} has {len(prompt) + len(completion)} tokens (prompt {len(prompt)}, "
-                f"completion {len(completion) - 1} + EOS), more than max_length={max_length}: raise max_length "
+                f"{what} example {index} has {len(prompt) + len(completion)} tokens (prompt "
+                f"{len(prompt)}, "
+                f"completion {len(completion) - 1} + EOS), more than max_length={max_length}: "
+                f"raise max_length "
                 "or shorten the example"
             )
     return prompt_ids, completion_ids

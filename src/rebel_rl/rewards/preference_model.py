@@ -47,7 +47,8 @@ class PreferenceModel(RewardModel):
         if require_pairwise and not getattr(self.model.config, PAIRWISE_FLAG, False):
             raise RewardError(
                 f"'{path}' is not a pairwise preference model (its config has no {PAIRWISE_FLAG}): "
-                "train one with `rebel preference-model`, or use it as a reward (`--rewards model:PATH`)"
+                "train one with `rebel preference-model`, or use it as a reward (`--rewards "
+                "model:PATH`)"
             )
 
     def encode_pair(self, prompt: Any, a: Any, b: Any) -> list[int]:

@@ -54,7 +54,8 @@ def check_preference_spec(spec: str) -> None:
 
         if not json.loads((path / "config.json").read_text()).get("pairwise_preference"):
             raise RewardError(
-                f"'{target}' is not a pairwise preference model: train one with `rebel preference-model`"
+                f"'{target}' is not a pairwise preference model: train one with `rebel "
+                f"preference-model`"
             )
     elif ":" in spec:
         load_reward_function(spec)

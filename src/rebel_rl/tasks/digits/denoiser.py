@@ -75,7 +75,8 @@ def pretrain_denoiser(*, steps: int = PRETRAIN_STEPS, batch_size: int = 64, lr: 
     ema = EMAModel(model.parameters(), decay=0.995)
     start, smoothed = time.perf_counter(), 0.0
     log(
-        f"pre-training the digits denoiser once ({steps} steps, about 2 minutes on one CPU thread) ..."
+        f"pre-training the digits denoiser once ({steps} steps, about 2 minutes on one CPU thread) "
+        f"..."
     )
     for step in range(steps):
         index = torch.randint(0, len(images), (batch_size,), generator=generator)
@@ -128,6 +129,7 @@ def load_pretrained_denoiser(path: str | Path | None = None, log: Callable[[str]
 
         save_atomically(target, write)
         log(
-            f"cached the digits denoiser in {target} ({info['seconds']}s, final loss {info['final_loss']})"
+            f"cached the digits denoiser in {target} ({info['seconds']}s, final loss "
+            f"{info['final_loss']})"
         )
     return UNet2DModel.from_pretrained(str(target)).eval()

@@ -138,11 +138,14 @@ def checkpoint_to_resume(run_dir: Path) -> Path | None:
     if not found:
         if holds_run(run_dir):
             raise RunDirError(
-                f"{run_dir} has completed iterations but no checkpoint to resume from (save_every 0, "
-                "or stopped before the first one): start it again with --overwrite instead of --resume"
+                f"{run_dir} has completed iterations but no checkpoint to resume from (save_every "
+                f"0, "
+                "or stopped before the first one): start it again with --overwrite instead of "
+                "--resume"
             )
         print(
-            f"note: {run_dir} has no checkpoint and no completed iteration: starting the run from the beginning",
+            f"note: {run_dir} has no checkpoint and no completed iteration: starting the run from "
+            f"the beginning",
             file=sys.stderr,
         )
         return None
@@ -159,7 +162,8 @@ def checkpoint_to_resume(run_dir: Path) -> Path | None:
         problems.append((path, problem))
     problems = [f"{path.name} ({why})" for path, why in problems]
     raise RunDirError(
-        f"no checkpoint of {run_dir} loads: {'; '.join(problems)}: start the run again with --overwrite"
+        f"no checkpoint of {run_dir} loads: {'; '.join(problems)}: start the run again with "
+        f"--overwrite"
     )
 
 
@@ -227,9 +231,12 @@ def _check_schedule(
         scheduler.base_lrs = configured
         return
     raise RunDirError(
-        f"these options change the learning-rate schedule: at optimizer step {step} the run's rate is "
-        f"{saved[0]:.3g}, the new options give {expected[0]:.3g} (num_iterations, lr_scheduler, warmup_ratio and "
-        "learning_rate set it): resume with the run's values, or pass --new_lr_schedule to continue on the new "
+        f"these options change the learning-rate schedule: at optimizer step {step} the run's rate "
+        f"is "
+        f"{saved[0]:.3g}, the new options give {expected[0]:.3g} (num_iterations, lr_scheduler, "
+        f"warmup_ratio and "
+        "learning_rate set it): resume with the run's values, or pass --new_lr_schedule to "
+        "continue on the new "
         "schedule from this step"
     )
 

@@ -104,7 +104,8 @@ def model_card(run_dir: Path, repo_id: str) -> str:
             "",
             "## Training",
             "",
-            f"- data: `{dataset}` (split `{data.get('dataset_split', 'train')}`, prompts in `{data.get('prompt_column', 'prompt')}`)",
+            f"- data: `{dataset}` (split `{data.get('dataset_split', 'train')}`, prompts in "
+            f"`{data.get('prompt_column', 'prompt')}`)",
             f"- reward: {rewards}",
             *[f"- {key}: `{value}`" for key, value in settings.items() if value is not None],
             "",
@@ -164,7 +165,8 @@ def _loading_code(repo_id: str, base: str, adapter: bool) -> list[str]:
             "from peft import AutoPeftModelForCausalLM",
             "from transformers import AutoTokenizer",
             "",
-            f'model = AutoPeftModelForCausalLM.from_pretrained("{repo_id}")  # loads {base} and the adapter',
+            f'model = AutoPeftModelForCausalLM.from_pretrained("{repo_id}")  # loads {base} and '
+            f'the adapter',
             f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
             "merged = model.merge_and_unload()  # optional: one plain transformers model",
         ]

@@ -50,7 +50,8 @@ def prepare_run_dir(path: Path, overwrite: bool) -> None:
     leftovers = [name for name in RUN_ARTIFACTS if (path / name).exists()]
     if leftovers and not overwrite:
         print(
-            f"note: reusing {path}: it holds no checkpoint and no completed iteration, only what an earlier "
+            f"note: reusing {path}: it holds no checkpoint and no completed iteration, only what "
+            f"an earlier "
             f"start left ({', '.join(leftovers)}), which is replaced",
             file=sys.stderr,
         )
