@@ -106,7 +106,8 @@ class DPOOptions:
 # Where every stage differs from the shared groups' defaults and comments.
 STAGE_DEFAULTS = {"mixed_precision": "no", "model_name_or_path": None}
 STAGE_HELP = {
-    "mixed_precision": "autocast: no | bf16 | fp16 | auto (bf16 where native: slower for tiny models)",
+    "mixed_precision": "autocast: no | bf16 | fp16 | auto (bf16 where native: slower for tiny "
+        "models)",
     "output_dir": "default: runs/COMMAND-YYYYmmdd-HHMMSS",
 }
 FROM_SFT = "the checkpoint to start from, e.g. --model_name_or_path runs/sft/final"
@@ -161,8 +162,10 @@ class SFTConfig(StageConfig):
         "lr_scheduler": "cosine",
     }
     help = {
-        "model_name_or_path": "checkpoint (path, hub id, builtin:NAME), scratch:small or scratch:medium",
-        "dataset": "prompt-completion data: .jsonl/.json/.csv/.parquet, saved folder, hub id, builtin:NAME",
+        "model_name_or_path": "checkpoint (path, hub id, builtin:NAME), scratch:small or "
+            "scratch:medium",
+        "dataset": "prompt-completion data: .jsonl/.json/.csv/.parquet, saved folder, hub id, "
+            "builtin:NAME",
         "learning_rate": "AdamW peak; default 3e-3 from scratch, 5e-5 from a checkpoint",
         "seed": "seed for initialisation, data order and the held-out split",
     }
@@ -186,7 +189,8 @@ class RewardModelConfig(StageConfig):
     defaults = {**STAGE_DEFAULTS, "num_epochs": 2, "learning_rate": 1e-3, "warmup_ratio": 0.05,
                 "lr_scheduler": "cosine"}
     help = {
-        "model_name_or_path": "causal-LM checkpoint to start from (the SFT output); the score head is new",
+        "model_name_or_path": "causal-LM checkpoint to start from (the SFT output); the score head "
+            "is new",
         "dataset": "preference data: prompt, chosen, rejected (optional bool judge_prefers_chosen)",
         "learning_rate": "AdamW peak (suits the scratch models; ~1e-5 for pretrained ones)",
         "batch_size": "preference pairs per optimizer step",
@@ -213,7 +217,8 @@ class DPOConfig(StageConfig):
     help = {
         "model_name_or_path": "checkpoint to start from and reference pi_ref (the SFT output)",
         "dataset": "preference data: prompt, chosen, rejected (optional bool judge_prefers_chosen)",
-        "use_lora": "LoRA (pi_ref = adapter off; merged into final/); else full model, pi_ref = frozen copy",
+        "use_lora": "LoRA (pi_ref = adapter off; merged into final/); else full model, pi_ref = "
+            "frozen copy",
         "lora_dropout": "dropout inside LoRA layers",
         "learning_rate": "AdamW peak (suits the scratch models; ~1e-6 for full pretrained ones)",
         "batch_size": "preference pairs per optimizer step",
