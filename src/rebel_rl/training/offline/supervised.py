@@ -15,18 +15,11 @@ from typing import Any, Callable
 import torch
 from accelerate.utils import set_seed
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from transformers import get_scheduler
 
 from ...policies.causal_lm import resolve_mixed_precision
 from ...sharding import make_accelerator
+from ..progress import ProgressBar
 from ..run.checkpoint import save_pretrained_atomic
 from ..run.outputs import (
     CONFIG_FILE,
@@ -193,37 +186,21 @@ def _mean(records: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(r[key] for r in records) / len(records) for key in records[0]}
 
 
-class _StageProgress:
-    """A rich progress bar over optimizer steps, with the running loss and the last evaluation."""
+class _StageProgress(ProgressBar):
+    """The shared bar over optimizer steps, with the running loss and the last evaluation."""
 
     def __init__(self, title: str, total: int, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn(f"[bold]{title}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            disable=not enabled,
-        )
-        self.task = self.progress.add_task(title, total=total, stats="")
+        super().__init__(title, total, enabled=enabled)
         self.loss: float | None = None
         self.eval = ""
-
-    def __enter__(self) -> "_StageProgress":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
 
     def advance(self, loss: float) -> None:
         # An exponential average: single minibatch losses jump around too much to read.
         self.loss = loss if self.loss is None else 0.9 * self.loss + 0.1 * loss
-        self.progress.update(self.task, advance=1, stats=f"loss {self.loss:.3f}{self.eval}")
+        self.show(f"loss {self.loss:.3f}{self.eval}")
 
     def show_eval(self, metrics: dict[str, float] | None) -> None:
         if metrics:
             key = "eval_accuracy" if "eval_accuracy" in metrics else "eval_loss"
             self.eval = f"  {key} {metrics[key]:.3f}"
-            self.progress.update(self.task, stats=f"loss {self.loss or 0:.3f}{self.eval}")
+            self.show(f"loss {self.loss or 0:.3f}{self.eval}", advance=0)
