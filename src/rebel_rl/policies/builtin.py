@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
@@ -22,6 +23,14 @@ class BuiltinModel:
 
     builder: Callable[..., Any] | str
     lora_targets: tuple[str, ...]
+    kind: str = "causal_lm"
+    # `recognizes(folder) -> bool` (or a "module:function"): a saved fine-tuned copy of this model
+    recognizes: Callable[[Path], bool] | str | None = None
+
+    def holds_saved_copy(self, folder: Path) -> bool:
+        """Whether `folder` holds a saved (e.g. fine-tuned) copy of this model, by its task's
+        test."""
+        return self.recognizes is not None and bool(resolve(self.recognizes)(folder))
 
     def build(self, **options: Any) -> Any:
         """The policy, built by the registered builder with `options` (sampler, LoRA, device,
@@ -33,11 +42,31 @@ BUILTIN_MODELS: Registry[BuiltinModel] = Registry("built-in model")
 
 
 def register_model(
-    name: str, builder: Callable[..., Any] | str, *, lora_targets: tuple[str, ...]
+    name: str,
+    builder: Callable[..., Any] | str,
+    *,
+    lora_targets: tuple[str, ...],
+    kind: str = "causal_lm",
+    recognizes: Callable[[Path], bool] | str | None = None,
 ) -> None:
-    """Make `builtin:NAME` a model built by `builder(**options)` (or the "module:function" it
-    names)."""
-    BUILTIN_MODELS.register(name, BuiltinModel(builder, tuple(lora_targets)))
+    """Make `builtin:NAME` a model of `kind` built by `builder(**options)` (or the
+    "module:function" it names); `recognizes(folder)` tells a saved copy of it (a fine-tuned
+    one)."""
+    BUILTIN_MODELS.register(name, BuiltinModel(builder, tuple(lora_targets), kind, recognizes))
+
+
+def builtin_names(kind: str) -> list[str]:
+    """The `builtin:NAME` sources of every registered model of `kind` (e.g. "diffusion")."""
+    return [f"builtin:{n}" for n in sorted(BUILTIN_MODELS) if BUILTIN_MODELS[n].kind == kind]
+
+
+def builtin_of_folder(folder: Path, kind: str) -> BuiltinModel | None:
+    """The registered model of `kind` whose task recognises `folder` as a saved copy, else None."""
+    for name in sorted(BUILTIN_MODELS):
+        entry = BUILTIN_MODELS[name]
+        if entry.kind == kind and folder.is_dir() and entry.holds_saved_copy(folder):
+            return entry
+    return None
 
 
 def builtin_model(source: str) -> BuiltinModel:
@@ -50,4 +79,11 @@ def builtin_model(source: str) -> BuiltinModel:
     return BUILTIN_MODELS[name]
 
 
-__all__ = ["BUILTIN_MODELS", "BuiltinModel", "builtin_model", "register_model"]
+__all__ = [
+    "BUILTIN_MODELS",
+    "BuiltinModel",
+    "builtin_model",
+    "builtin_names",
+    "builtin_of_folder",
+    "register_model",
+]

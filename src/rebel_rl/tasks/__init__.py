@@ -32,7 +32,8 @@ register_preference(
 register_prompts("digits", digits_prompts.load_digit_prompts, tuple(digits_prompts.SPLITS))
 register_reward("digit_quality", "rebel_rl.tasks.digits.quality:digit_quality")
 register_model("digits-denoiser", "rebel_rl.tasks.digits.policy:load_digits_policy",
-               lora_targets=digits_policy.LORA_TARGETS)
+               lora_targets=digits_policy.LORA_TARGETS, kind="diffusion",
+               recognizes=digits_policy.is_saved_denoiser)
 register_prompts("animals", animals.load_animal_prompts, animals.SPLITS)
 
 # Reasoning with a verifier (docs/reasoning.md): reasoning-gym arithmetic problems with an `answer`

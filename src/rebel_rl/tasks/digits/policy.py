@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rebel_rl.tasks.digits.prompts import digit_of_prompt
@@ -62,3 +64,13 @@ def load_digits_policy(
         model, steps_sampler, prompt_to_class=digit_of_prompt, null_class=NULL_CLASS,
         guidance_scale=guidance_scale, temperature=temperature, reference_model=reference,
     )
+
+
+def is_saved_denoiser(folder: Path) -> bool:
+    """Whether `folder` holds a saved digits denoiser, e.g. one a run fine-tuned: a diffusers
+    UNet2D config.json (the class this task's policy loads). Reads one small JSON file."""
+    try:
+        name = json.loads((Path(folder) / "config.json").read_text()).get("_class_name", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(name, str) and name.startswith("UNet2D")
