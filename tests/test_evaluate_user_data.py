@@ -11,7 +11,7 @@ import pytest
 from rebel_rl.errors import ConfigError
 from rebel_rl.evaluation.model_eval import EvaluateConfig
 from test_cli import assert_one_error_line, run_main
-from test_reliability import files, in_tmp_dir, train_args  # noqa: F401 (fixtures)
+from cli_run import files, in_tmp_dir, train_args  # noqa: F401 (fixtures)
 from rebel_rl.cli import main
 
 

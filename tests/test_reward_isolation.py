@@ -209,7 +209,7 @@ def test_train_with_a_hanging_reward_finishes_and_logs_it(reward_file, tmp_path,
     import json
 
     from rebel_rl.cli import main
-    from test_reliability import train_args
+    from cli_run import train_args
     from tiny import save_tiny_causal_lm, write_jsonl
 
     files = {"model": str(save_tiny_causal_lm(tmp_path / "tiny")),

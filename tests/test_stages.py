@@ -172,7 +172,12 @@ def test_dpo_moves_the_implicit_reward_margin(sft_run, data, tmp_path):
     assert train[-1]["loss"] < train[0]["loss"]
     assert train[-1]["rewards/margins"] > train[0]["rewards/margins"]
     assert run["eval"]["eval_margin"] > 0 and run["eval"]["eval_judge_accuracy"] > 0.9
-    assert AutoModelForCausalLM.from_pretrained(run["final"]) is not None
+    # final/ holds the trained weights, not the SFT start: same tensors, some changed, all finite
+    trained = AutoModelForCausalLM.from_pretrained(run["final"]).state_dict()
+    start = AutoModelForCausalLM.from_pretrained(sft_run["final"]).state_dict()
+    assert trained.keys() == start.keys()
+    assert any(not torch.equal(trained[k], start[k]) for k in trained)
+    assert all(torch.isfinite(v).all() for v in trained.values())
 
 
 def test_cli_pipeline_end_to_end(data, tmp_path):

@@ -1,9 +1,21 @@
 """rebel-rl: REBEL (REgression to RElative REward Based RL) for Hugging Face models."""
 from .config import RebelConfig
-from .training.online import registry as _algorithm_registry  # noqa: F401 (registers the online algorithms; no torch)
-from .errors import ConfigError, DataError, HubError, ModelError, RebelError, RewardError, RunDirError
-# The built-in tasks register their prompt sets, rewards and models into the registries of data/, rewards/ and
-# policies/ (light: no torch or datasets); importing them here registers them before any lookup.
+from .training.online import (
+    registry as _algorithm_registry,
+)  # noqa: F401 (registers the online algorithms; no torch)
+from .errors import (
+    ConfigError,
+    DataError,
+    HubError,
+    ModelError,
+    RebelError,
+    RewardError,
+    RunDirError,
+)
+
+# The built-in tasks register their prompt sets, rewards and models into the registries of data/,
+# rewards/ and policies/ (light: no torch or datasets); importing them here registers them before
+# any lookup.
 from . import tasks  # noqa: F401
 from .compare.config import CompareConfig
 from .evaluation.model_eval import EvaluateConfig
@@ -17,17 +29,23 @@ _PUBLIC = ["RebelConfig", "RebelError", "ConfigError", "DataError", "ModelError"
            "CompareConfig"]
 __version__ = "0.1.0"
 # The offline stages (docs/pipeline.md), imported on first use like the trainer.
-_STAGE_MODULES = {"sft": ".training.offline.sft", "train_reward_model": ".training.offline.reward_model",
-                  "dpo": ".training.offline.offline_dpo",
-                  "train_preference_model": ".training.offline.preference_model",
-                  "evaluate_model": ".evaluation.model_eval", "push": ".training.run.hub"}
+_STAGE_MODULES = {
+    "sft": ".training.offline.sft",
+    "train_reward_model": ".training.offline.reward_model",
+    "dpo": ".training.offline.offline_dpo",
+    "train_preference_model": ".training.offline.preference_model",
+    "evaluate_model": ".evaluation.model_eval",
+    "push": ".training.run.hub",
+}
 # The pure losses (algorithms/, whose __all__ lists them) need torch: imported on first use too, so
 # `import rebel_rl` (and `rebel --help`) stays light.
-# `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare, CompareConfig`.
+# `rebel_rl.compare` is the comparison subpackage: `from rebel_rl.compare import compare,
+# CompareConfig`.
 
 
 def __getattr__(name: str):
-    # torch, transformers, datasets and diffusers load only when a trainer, stage or loss is first used.
+    # torch, transformers, datasets and diffusers load only when a trainer, stage or loss is first
+    # used.
     if name in ("train", "RebelTrainer"):
         from .training.online import loop
 

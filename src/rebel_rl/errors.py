@@ -14,7 +14,8 @@ class DataError(RebelError):
 
 
 class RewardError(RebelError):
-    """A reward cannot be loaded, raised, or returned the wrong number of values or a non-finite one."""
+    """A reward cannot be loaded, raised, or returned the wrong number of values or a non-finite
+    one."""
 
 
 class ModelError(RebelError):
@@ -26,10 +27,12 @@ class RunDirError(RebelError):
 
 
 class HubError(RebelError):
-    """A run cannot be pushed to the Hugging Face Hub (no hub_model_id, no network, no permission)."""
+    """A run cannot be pushed to the Hugging Face Hub (no hub_model_id, no network, no
+    permission)."""
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name if it has none): for one-line errors."""
+    """The first line of an exception's message (its type name if it has none): for one-line
+    errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -1,4 +1,5 @@
-"""What the libraries we drive may print: the terminal is kept for our progress bar and error lines."""
+"""What the libraries we drive may print: the terminal is kept for our progress bar and error
+lines."""
 from __future__ import annotations
 
 
@@ -8,8 +9,8 @@ def quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # C++ warnings logged by torch and by extensions (vLLM's CPU kernels: "NUMA binding: Using MEMBIND
-    # policy ..."); read when torch loads, which the CLI does after this.
+    # C++ warnings logged by torch and by extensions (vLLM's CPU kernels: "NUMA binding: Using
+    # MEMBIND policy ..."); read when torch loads, which the CLI does after this.
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -18,6 +19,8 @@ def quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    # datasets draws "Generating train split" bars on stderr, which must hold only the `error:` line.
+    # datasets draws "Generating train split" bars on stderr, which must hold only the `error:`
+    # line.
     datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity(datasets.logging.CRITICAL)  # its "Failed to load JSON" error lines too
+    # its "Failed to load JSON" error lines too
+    datasets.utils.logging.set_verbosity(datasets.logging.CRITICAL)

@@ -1,17 +1,18 @@
-"""What a run needs under sharded data parallelism (accelerate's FSDP2) that a plain or DDP module does not.
+"""What a run needs under sharded data parallelism (accelerate's FSDP2) that a plain or DDP module
+does not.
 
-Under FSDP2 every process holds a shard of each parameter (a DTensor); a module's forward hooks gather
-its parameters and free them again. Three places in the loop see the difference:
+Under FSDP2 every process holds a shard of each parameter (a DTensor); a module's forward hooks
+gather its parameters and free them again. Three places in the loop see the difference:
 
-* `generate()` runs the wrapped model's forward, not the FSDP root's, so the root's hooks never fire:
-  the root's own parameters must be gathered around it, and processes must keep stepping together
-  until all are done (`synced_gpus`), since each forward is a collective.
-* checkpoints need whole tensors: the model's and the optimizer's state dicts are gathered (a collective
-  on every process) and written by the main process.
+* `generate()` runs the wrapped model's forward, not the FSDP root's, so the root's hooks never
+  fire: the root's own parameters must be gathered around it, and processes must keep stepping
+  together until all are done (`synced_gpus`), since each forward is a collective.
+* checkpoints need whole tensors: the model's and the optimizer's state dicts are gathered (a
+  collective on every process) and written by the main process.
 * resuming scatters them back.
 
-Everything else (log-prob passes, backward, clipping, the optimizer step) goes through accelerate and
-the root module unchanged. FSDP1 and DeepSpeed ZeRO-3 are refused with a one-line error.
+Everything else (log-prob passes, backward, clipping, the optimizer step) goes through accelerate
+and the root module unchanged. FSDP1 and DeepSpeed ZeRO-3 are refused with a one-line error.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def is_fsdp(module: torch.nn.Module) -> bool:
 
 def make_accelerator(mixed_precision: str):
     """An Accelerator; in a single process, several trainers may run one after another with
-    different precision (accelerate's state is a process-wide singleton otherwise fixed by the first)."""
+    different precision (accelerate's state is a process-wide singleton otherwise fixed by the
+    first)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
@@ -45,27 +47,33 @@ def make_accelerator(mixed_precision: str):
 
 def check_sharding(accelerator, unsupported: dict[str, bool]) -> None:
     """Refuse set-ups the loop does not support, with the fix, before any model is prepared.
-    `unsupported`: what the run uses (as an error names it) -> whether it cannot train under FSDP2, as
-    the policy kind and the algorithm registry declare."""
+    `unsupported`: what the run uses (as an error names it) -> whether it cannot train under FSDP2,
+    as the policy kind and the algorithm registry declare."""
     from accelerate.utils import DistributedType
 
     state = accelerator.state
     if state.distributed_type == DistributedType.DEEPSPEED:
         plugin = state.deepspeed_plugin
         if plugin is not None and plugin.zero_stage == 3:
-            raise ConfigError("DeepSpeed ZeRO-3 is not supported (sampling needs whole weights): use ZeRO-2, "
-                              "or FSDP2 (accelerate launch --use_fsdp --fsdp_version 2)")
+            raise ConfigError(
+                "DeepSpeed ZeRO-3 is not supported (sampling needs whole weights): use ZeRO-2, "
+                "or FSDP2 (accelerate launch --use_fsdp --fsdp_version 2)"
+            )
         return
     if state.distributed_type != DistributedType.FSDP:
         return
     if state.fsdp_plugin.fsdp_version != 2:
-        raise ConfigError("FSDP1 is not supported: use FSDP2 (fsdp_version: 2 in the accelerate config, or "
-                          "accelerate launch --fsdp_version 2)")
+        raise ConfigError(
+            "FSDP1 is not supported: use FSDP2 (fsdp_version: 2 in the accelerate config, or "
+            "accelerate launch --fsdp_version 2)"
+        )
     for what, used in unsupported.items():
         if used:
-            raise ConfigError(f"{what} is not supported under FSDP yet: run it with DDP (accelerate launch "
-                              "without --use_fsdp)" + ("; merge the saved final/ adapter afterwards"
-                                                       if what == "merge_adapter" else ""))
+            raise ConfigError(
+                f"{what} is not supported under FSDP yet: run it with DDP (accelerate launch "
+                "without --use_fsdp)"
+                + ("; merge the saved final/ adapter afterwards" if what == "merge_adapter" else "")
+            )
 
 
 @contextlib.contextmanager
@@ -76,9 +84,14 @@ def ready_to_generate(model: torch.nn.Module) -> Iterator[dict[str, Any]]:
         yield {}
         return
     if not getattr(model, "_rebel_root_initialised", False):
-        # FSDP sets itself up on the first forward through the root; generate() would start below it.
+        # FSDP sets itself up on the first forward through the root; generate() would start below
+        # it.
         with torch.no_grad():
-            model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=next(model.parameters()).device))
+            model(
+                input_ids=torch.zeros(
+                    1, 1, dtype=torch.long, device=next(model.parameters()).device
+                )
+            )
         model._rebel_root_initialised = True
     model.unshard()
     try:
@@ -95,8 +108,8 @@ def _options():
 
 
 def gathered_model_state(model: torch.nn.Module) -> dict | None:
-    """The model's state dict with whole tensors (on the main process) under FSDP2, a collective every
-    process must call; None otherwise: the model saves its own weights."""
+    """The model's state dict with whole tensors (on the main process) under FSDP2, a collective
+    every process must call; None otherwise: the model saves its own weights."""
     if not is_fsdp(model):
         return None
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
@@ -115,7 +128,8 @@ def gathered_optimizer_state(model: torch.nn.Module, optimizer) -> dict:
 
 
 def load_optimizer_state(model: torch.nn.Module, optimizer, state: dict) -> None:
-    """Restore an optimizer state saved by `gathered_optimizer_state`, re-sharding it under FSDP2."""
+    """Restore an optimizer state saved by `gathered_optimizer_state`, re-sharding it under
+    FSDP2."""
     if not is_fsdp(model):
         optimizer.load_state_dict(state)
         return

@@ -1,11 +1,12 @@
-"""Configs of the stages before and beside RL: `rebel sft`, `rebel reward-model`, `rebel preference-model`,
-`rebel dpo`.
+"""Configs of the stages before and beside RL: `rebel sft`, `rebel reward-model`, `rebel
+preference-model`, `rebel dpo`.
 
-The TL;DR pipeline of the REBEL paper: supervised fine-tuning on reference completions, a Bradley-Terry
-reward model initialised from the SFT model, then RL (`rebel train`) from the SFT model against that
-reward model; offline DPO on the same preference data is the baseline that needs no reward model.
-Each stage is a grouped config built from the shared groups (weights, LoRA, data, optimisation,
-outputs) plus one small group of its own; `defaults` and `help` say where a stage differs.
+The TL;DR pipeline of the REBEL paper: supervised fine-tuning on reference completions, a
+Bradley-Terry reward model initialised from the SFT model, then RL (`rebel train`) from the SFT
+model against that reward model; offline DPO on the same preference data is the baseline that needs
+no reward model. Each stage is a grouped config built from the shared groups (weights, LoRA, data,
+optimisation, outputs) plus one small group of its own; `defaults` and `help` say where a stage
+differs.
 """
 from __future__ import annotations
 
@@ -47,8 +48,10 @@ class StageDataConfig:
 
     def validate(self) -> None:
         if not self.dataset:
-            raise ConfigError("dataset is required: give a data file, folder, hub id or builtin:NAME, "
-                              "e.g. --dataset data.jsonl")
+            raise ConfigError(
+                "dataset is required: give a data file, folder, hub id or builtin:NAME, "
+                "e.g. --dataset data.jsonl"
+            )
         if not 0 <= self.eval_fraction < 1:
             raise ConfigError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
 
@@ -103,14 +106,16 @@ class DPOOptions:
 # Where every stage differs from the shared groups' defaults and comments.
 STAGE_DEFAULTS = {"mixed_precision": "no", "model_name_or_path": None}
 STAGE_HELP = {
-    "mixed_precision": "autocast: no | bf16 | fp16 | auto (bf16 where native: slower for tiny models)",
+    "mixed_precision": "autocast: no | bf16 | fp16 | auto (bf16 where native: slower for tiny "
+        "models)",
     "output_dir": "default: runs/COMMAND-YYYYmmdd-HHMMSS",
 }
 FROM_SFT = "the checkpoint to start from, e.g. --model_name_or_path runs/sft/final"
 
 
 class StageConfig(GroupedConfig):
-    """A stage: the shared groups plus its own; validation of every group, then the stage's own rules."""
+    """A stage: the shared groups plus its own; validation of every group, then the stage's own
+    rules."""
 
     own_group: tuple[str, type] = ("", object)
     help: dict[str, str] = {}
@@ -118,8 +123,13 @@ class StageConfig(GroupedConfig):
     @classmethod
     def groups(cls) -> dict[str, type]:
         name, group = cls.own_group
-        return {"model": WeightsConfig, "data": StageDataConfig, name: group, "optim": StageOptimConfig,
-                "output": OutputConfigBase}
+        return {
+            "model": WeightsConfig,
+            "data": StageDataConfig,
+            name: group,
+            "optim": StageOptimConfig,
+            "output": OutputConfigBase,
+        }
 
     @classmethod
     def field_comments(cls) -> dict[str, str]:
@@ -142,15 +152,27 @@ class SFTConfig(StageConfig):
 
     command = "sft"
     own_group = ("sft", SFTOptions)
-    defaults = {**STAGE_DEFAULTS, "model_name_or_path": "scratch:small", "learning_rate": None, "num_epochs": 6,
-                "batch_size": 8, "warmup_ratio": 0.05, "lr_scheduler": "cosine"}
-    help = {"model_name_or_path": "checkpoint (path, hub id, builtin:NAME), scratch:small or scratch:medium",
-            "dataset": "prompt-completion data: .jsonl/.json/.csv/.parquet, saved folder, hub id, builtin:NAME",
-            "learning_rate": "AdamW peak; default 3e-3 from scratch, 5e-5 from a checkpoint",
-            "seed": "seed for initialisation, data order and the held-out split"}
+    defaults = {
+        **STAGE_DEFAULTS,
+        "model_name_or_path": "scratch:small",
+        "learning_rate": None,
+        "num_epochs": 6,
+        "batch_size": 8,
+        "warmup_ratio": 0.05,
+        "lr_scheduler": "cosine",
+    }
+    help = {
+        "model_name_or_path": "checkpoint (path, hub id, builtin:NAME), scratch:small or "
+            "scratch:medium",
+        "dataset": "prompt-completion data: .jsonl/.json/.csv/.parquet, saved folder, hub id, "
+            "builtin:NAME",
+        "learning_rate": "AdamW peak; default 3e-3 from scratch, 5e-5 from a checkpoint",
+        "seed": "seed for initialisation, data order and the held-out split",
+    }
 
     def validate(self) -> "SFTConfig":
-        """Also fills in the learning rate, which depends on whether the model starts from scratch."""
+        """Also fills in the learning rate, which depends on whether the model starts from
+        scratch."""
         scratch = is_scratch(self.model_name_or_path)
         if scratch:
             scratch_size(self.model_name_or_path)
@@ -166,16 +188,20 @@ class RewardModelConfig(StageConfig):
     own_group = ("reward_model", RewardModelOptions)
     defaults = {**STAGE_DEFAULTS, "num_epochs": 2, "learning_rate": 1e-3, "warmup_ratio": 0.05,
                 "lr_scheduler": "cosine"}
-    help = {"model_name_or_path": "causal-LM checkpoint to start from (the SFT output); the score head is new",
-            "dataset": "preference data: prompt, chosen, rejected (optional bool judge_prefers_chosen)",
-            "learning_rate": "AdamW peak (suits the scratch models; ~1e-5 for pretrained ones)",
-            "batch_size": "preference pairs per optimizer step", "num_epochs": "passes over the training pairs",
-            "seed": "seed for the score head, data order and the held-out split"}
+    help = {
+        "model_name_or_path": "causal-LM checkpoint to start from (the SFT output); the score head "
+            "is new",
+        "dataset": "preference data: prompt, chosen, rejected (optional bool judge_prefers_chosen)",
+        "learning_rate": "AdamW peak (suits the scratch models; ~1e-5 for pretrained ones)",
+        "batch_size": "preference pairs per optimizer step",
+        "num_epochs": "passes over the training pairs",
+        "seed": "seed for the score head, data order and the held-out split",
+    }
 
 
 class PreferenceModelConfig(RewardModelConfig):
-    """A pairwise preference model P(a > b | x) on preference data in both orders (`rebel preference-model`);
-    every other option is the reward model's."""
+    """A pairwise preference model P(a > b | x) on preference data in both orders (`rebel
+    preference-model`); every other option is the reward model's."""
 
     command = "preference-model"
     help = {**RewardModelConfig.help, "center_rewards_coefficient":
@@ -188,13 +214,17 @@ class DPOConfig(StageConfig):
     command = "dpo"
     own_group = ("dpo", DPOOptions)
     defaults = {**STAGE_DEFAULTS, "use_lora": False, "learning_rate": 1e-4}
-    help = {"model_name_or_path": "checkpoint to start from and reference pi_ref (the SFT output)",
-            "dataset": "preference data: prompt, chosen, rejected (optional bool judge_prefers_chosen)",
-            "use_lora": "LoRA (pi_ref = adapter off; merged into final/); else full model, pi_ref = frozen copy",
-            "lora_dropout": "dropout inside LoRA layers",
-            "learning_rate": "AdamW peak (suits the scratch models; ~1e-6 for full pretrained ones)",
-            "batch_size": "preference pairs per optimizer step", "num_epochs": "passes over the training pairs",
-            "seed": "seed for data order and the held-out split"}
+    help = {
+        "model_name_or_path": "checkpoint to start from and reference pi_ref (the SFT output)",
+        "dataset": "preference data: prompt, chosen, rejected (optional bool judge_prefers_chosen)",
+        "use_lora": "LoRA (pi_ref = adapter off; merged into final/); else full model, pi_ref = "
+            "frozen copy",
+        "lora_dropout": "dropout inside LoRA layers",
+        "learning_rate": "AdamW peak (suits the scratch models; ~1e-6 for full pretrained ones)",
+        "batch_size": "preference pairs per optimizer step",
+        "num_epochs": "passes over the training pairs",
+        "seed": "seed for data order and the held-out split",
+    }
 
     @classmethod
     def groups(cls) -> dict[str, type]:

@@ -1,17 +1,19 @@
 """PPO for RLHF, token level (Schulman et al. 2017; Ouyang et al. 2022; Huang et al. 2024, "The N+
 implementation details of RLHF with PPO").
 
-Each completion token is an action. Per-token reward: the KL penalty at every token, plus the sequence
-score at the last one:
+Each completion token is an action. Per-token reward: the KL penalty at every token, plus the
+sequence score at the last one:
 
     r_t = -kl_coef * (log pi_t(a_t|s_t) - log pi_ref(a_t|s_t)) + [t = last] * score
 
 Advantages by GAE over the completion, A_t = sum_l (gamma*lam)^l delta_{t+l} with
-delta_t = r_t + gamma * V(s_{t+1}) - V(s_t) (V = 0 after the last token), returns R_t = A_t + V(s_t),
-then advantages whitened over the batch. With ratio rho_t = pi_theta(a_t|s_t) / pi_t(a_t|s_t):
+delta_t = r_t + gamma * V(s_{t+1}) - V(s_t) (V = 0 after the last token), returns R_t = A_t +
+V(s_t), then advantages whitened over the batch. With ratio rho_t = pi_theta(a_t|s_t) /
+pi_t(a_t|s_t):
 
     policy loss = mean_t max( -A_t * rho_t, -A_t * clip(rho_t, 1 - eps, 1 + eps) )
-    value loss  = 0.5 * mean_t max( (V_t - R_t)^2, (clip(V_t, V_old - eps_v, V_old + eps_v) - R_t)^2 )
+    value loss  = 0.5 * mean_t max( (V_t - R_t)^2, (clip(V_t, V_old - eps_v, V_old + eps_v) - R_t)^2
+    )
 
 means over completion tokens (the mask covers tokens up to and including the first EOS).
 """
@@ -33,8 +35,11 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch
     return (values - mean) * torch.rsqrt(var + eps) * mask
 
 
-def token_rewards(score: torch.Tensor, token_kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
-    """Per-token rewards (N, T): -kl_coef * KL_t on every completion token, plus `score` (N,) on the last one."""
+def token_rewards(
+    score: torch.Tensor, token_kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
+    """Per-token rewards (N, T): -kl_coef * KL_t on every completion token, plus `score` (N,) on the
+    last one."""
     rewards = -kl_coef * token_kl * mask
     last = (mask.long().sum(-1) - 1).clamp(min=0)
     return rewards.scatter_add(1, last[:, None], score[:, None].to(rewards.dtype))
@@ -77,9 +82,15 @@ def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: to
     return masked_mean(per_token, mask), ratio, masked_mean(was_clipped.float(), mask)
 
 
-def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-                   clip_range_value: float) -> torch.Tensor:
-    """Clipped value loss over tokens (N, T): the new values may move at most `clip_range_value` from the old."""
+def ppo_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range_value: float,
+) -> torch.Tensor:
+    """Clipped value loss over tokens (N, T): the new values may move at most `clip_range_value`
+    from the old."""
     old_values, returns = old_values.detach(), returns.detach()
     clipped = old_values + (values - old_values).clamp(-clip_range_value, clip_range_value)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)

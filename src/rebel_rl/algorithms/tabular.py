@@ -15,10 +15,11 @@ from .rebel import rebel_preference_loss
 
 def tabular_preference_step(old_logp: torch.Tensor, preferences: torch.Tensor, eta: float,
                             opponent: torch.Tensor | None = None) -> torch.Tensor:
-    """log pi_{t+1} (K,) minimising the exact expected REBEL preference loss from log pi_t `old_logp`.
+    """log pi_{t+1} (K,) minimising the exact expected REBEL preference loss from log pi_t
+    `old_logp`.
 
-    `preferences` (K, K): [a, b] = P(a > b), with P(a > b) + P(b > a) = 1. Minimised with L-BFGS over
-    the softmax logits, in float64, started from pi_t.
+    `preferences` (K, K): [a, b] = P(a > b), with P(a > b) + P(b > a) = 1. Minimised with L-BFGS
+    over the softmax logits, in float64, started from pi_t.
     """
     old_logp = old_logp.double()
     preferences = preferences.double()
@@ -27,12 +28,26 @@ def tabular_preference_step(old_logp: torch.Tensor, preferences: torch.Tensor, e
     first, second = first.flatten(), second.flatten()
     opponent = old_logp.exp() if opponent is None else opponent.double()
     weights = old_logp.exp()[first] * opponent[second]
-    pair_prefs = torch.stack([torch.stack([torch.full_like(preferences[first, second], 0.5), preferences[first, second]], -1),
-                              torch.stack([preferences[second, first], torch.full_like(preferences[first, second], 0.5)], -1)],
-                             -2)  # (K*K, 2, 2)
+    pair_prefs = torch.stack(
+        [
+            torch.stack(
+                [torch.full_like(preferences[first, second], 0.5), preferences[first, second]], -1
+            ),
+            torch.stack(
+                [preferences[second, first], torch.full_like(preferences[first, second], 0.5)], -1
+            ),
+        ],
+        -2,
+    )  # (K*K, 2, 2)
     theta = old_logp.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([theta], lr=1, max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-15,
-                                  line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [theta],
+        lr=1,
+        max_iter=200,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -49,7 +64,9 @@ def tabular_preference_step(old_logp: torch.Tensor, preferences: torch.Tensor, e
     return torch.log_softmax(theta.detach(), -1)
 
 
-def preference_self_play(preferences: torch.Tensor, pi0: torch.Tensor, eta: float, iterations: int) -> torch.Tensor:
+def preference_self_play(
+    preferences: torch.Tensor, pi0: torch.Tensor, eta: float, iterations: int
+) -> torch.Tensor:
     """The iterates pi_0 .. pi_T (T+1, K) of REBEL with both responses of a pair drawn from pi_t."""
     logp = torch.log(pi0.double() / pi0.sum())
     iterates = [logp.exp()]

@@ -82,19 +82,37 @@ class CompareConfig(ConfigBase):
             raise ConfigError(f"algorithms must be among {', '.join(known)}; "
                               f"got {', '.join(unknown) or 'none'}")
         if not self.report_section.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"report_section must be a name of letters, digits, - and _; got {self.report_section!r}")
+            raise ConfigError(
+                f"report_section must be a name of letters, digits, - and _; got "
+                f"{self.report_section!r}"
+            )
         if not self.seeds or not self.frontier_seeds:
-            raise ConfigError("seeds and frontier_seeds must not be empty: give at least one seed, e.g. --seeds 0")
+            raise ConfigError(
+                "seeds and frontier_seeds must not be empty: give at least one seed, e.g. --seeds 0"
+            )
         if self.sweep_size not in (2, 3) or self.sweep_refine < 0:
-            raise ConfigError(f"sweep_size must be 2 or 3 and sweep_refine >= 0; got {self.sweep_size}, {self.sweep_refine}")
+            raise ConfigError(
+                f"sweep_size must be 2 or 3 and sweep_refine >= 0; got {self.sweep_size}, "
+                f"{self.sweep_refine}"
+            )
         if any(k < 0 for k in self.frontier_kl_coefs):
             raise ConfigError("frontier_kl_coefs must be >= 0")
-        for name in ["workers", "num_iterations", "prompts_per_iteration", "max_new_tokens", "eval_every",
-                     "eval_prompts", "test_prompts", "eval_samples"]:
+        for name in [
+            "workers",
+            "num_iterations",
+            "prompts_per_iteration",
+            "max_new_tokens",
+            "eval_every",
+            "eval_prompts",
+            "test_prompts",
+            "eval_samples",
+        ]:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_generations < 2:
-            raise ConfigError("num_generations must be >= 2: REBEL, RLOO and iterative DPO compare samples")
+            raise ConfigError(
+                "num_generations must be >= 2: REBEL, RLOO and iterative DPO compare samples"
+            )
         for name in ["temperature", "eval_temperature", "paper_temperature"]:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

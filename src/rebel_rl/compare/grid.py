@@ -1,6 +1,7 @@
-"""Run the comparison: SFT, then the reward model, then (with --study or --sweep) the validation sweep, then
-every (method, seed) job and the reward-vs-KL frontier's runs, `workers` at a time, each in its own process;
-each stage writes its report when its jobs are done. Finished jobs are kept and skipped on a re-run."""
+"""Run the comparison: SFT, then the reward model, then (with --study or --sweep) the validation
+sweep, then every (method, seed) job and the reward-vs-KL frontier's runs, `workers` at a time, each
+in its own process; each stage writes its report when its jobs are done. Finished jobs are kept and
+skipped on a re-run."""
 from __future__ import annotations
 
 import time
@@ -15,8 +16,9 @@ from .sweep import run_sweep
 
 
 def compare(config: CompareConfig) -> dict[str, Any]:
-    """Run what `config` describes (the table; the sweep alone with `sweep`; sweep, table and frontier with
-    `study`) and write its reports; return the path of the last report and the number of results."""
+    """Run what `config` describes (the table; the sweep alone with `sweep`; sweep, table and
+    frontier with `study`) and write its reports; return the path of the last report and the number
+    of results."""
     from .report import write_report
     from .sweep_report import write_sweep_report
 
@@ -37,7 +39,8 @@ def compare(config: CompareConfig) -> dict[str, Any]:
     jobs = [method_job(config, m, s) for s in config.seeds
             for m in sorted(config.algorithms, key=order.index)]
     results = run_jobs(jobs, config)
-    report = write_report(config, results, stages, time.perf_counter() - start)  # the table, before the frontier
+    # the table, before the frontier
+    report = write_report(config, results, stages, time.perf_counter() - start)
     extra = frontier_jobs(config) if config.report_section == "main" else []
     frontier = run_jobs(extra, config) if extra else []
     if frontier:

@@ -1,5 +1,6 @@
-"""A comparison's results read back: the table in the paper's format, per-seed learning curves and their
-plots. report.py (results.md, tuning.md) and extension_report.py (another section) both use them."""
+"""A comparison's results read back: the table in the paper's format, per-seed learning curves and
+their plots. report.py (results.md, tuning.md) and extension_report.py (another section) both use
+them."""
 from __future__ import annotations
 
 import json
@@ -48,7 +49,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def results_table(results: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows: mean ± std over seeds; best in bold, second underlined (SFT's KL of 0 not ranked)."""
+    """Markdown rows: mean ± std over seeds; best in bold, second underlined (SFT's KL of 0 not
+    ranked)."""
     grouped = by_method(results)
     cells: dict[str, dict[str, str]] = {m: {} for m in grouped}
     for column, (read, higher, fmt) in COLUMNS.items():
@@ -62,23 +64,40 @@ def results_table(results: list[dict[str, Any]]) -> list[str]:
                 cells[method][column] = "–"
         ranked = sorted(means, key=means.get, reverse=higher)
         for place, method in enumerate(ranked[:2]):
-            cells[method][column] = f"**{cells[method][column]}**" if place == 0 else f"<u>{cells[method][column]}</u>"
-    header = ["Method", *COLUMNS, "Judge score", "Win rate (%) at T=0.01", "Reward queries", "Train time (s)",
-              "Peak memory (MB)"]
+            cells[method][column] = (
+                f"**{cells[method][column]}**" if place == 0 else f"<u>{cells[method][column]}</u>"
+            )
+    header = [
+        "Method",
+        *COLUMNS,
+        "Judge score",
+        "Win rate (%) at T=0.01",
+        "Reward queries",
+        "Train time (s)",
+        "Peak memory (MB)",
+    ]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, runs in grouped.items():
         judge = _mean_std([metric(r, "tldr_judge") for r in runs])
-        paper = _mean_std([100 * r["extra_evaluations"][0]["rewards"]["tldr_win_rate"] for r in runs])
-        extra = [f"{judge[0]:.2f} ± {judge[1]:.2f}", f"{paper[0]:.1f} ± {paper[1]:.1f}", f"{statistics.fmean(r['reward_queries'] for r in runs):,.0f}",
-                 f"{statistics.fmean(r['train_seconds'] for r in runs):.0f}",
-                 f"{statistics.fmean(r['peak_memory_mb'] for r in runs):.0f}"]
-        rows.append("| " + " | ".join([label(method), *(cells[method][c] for c in COLUMNS), *extra]) + " |")
+        paper = _mean_std(
+            [100 * r["extra_evaluations"][0]["rewards"]["tldr_win_rate"] for r in runs]
+        )
+        extra = [
+            f"{judge[0]:.2f} ± {judge[1]:.2f}",
+            f"{paper[0]:.1f} ± {paper[1]:.1f}",
+            f"{statistics.fmean(r['reward_queries'] for r in runs):,.0f}",
+            f"{statistics.fmean(r['train_seconds'] for r in runs):.0f}",
+            f"{statistics.fmean(r['peak_memory_mb'] for r in runs):.0f}",
+        ]
+        rows.append(
+            "| " + " | ".join([label(method), *(cells[method][c] for c in COLUMNS), *extra]) + " |"
+        )
     return rows
 
 
 def curves(results: list[dict[str, Any]]) -> dict[str, list[list[dict[str, float]]]]:
-    """Per online method, per seed: validation points (reward queries, win rate, RM score, KL), starting
-    from the SFT model's own validation result at 0 queries."""
+    """Per online method, per seed: validation points (reward queries, win rate, RM score, KL),
+    starting from the SFT model's own validation result at 0 queries."""
     out: dict[str, list[list[dict[str, float]]]] = {}
     for method, runs in by_method(results).items():
         if method in ("sft", "dpo"):
@@ -91,8 +110,14 @@ def curves(results: list[dict[str, Any]]) -> dict[str, list[list[dict[str, float
             for line in (folder / "metrics.jsonl").read_text().splitlines():
                 record = json.loads(line) if line.strip() else {}
                 if "eval/tldr_win_rate" in record:
-                    points.append({"queries": record["reward_queries"], "win": record["eval/tldr_win_rate"],
-                                   "rm": record["eval/reward_model"], "kl": record["eval/kl"]})
+                    points.append(
+                        {
+                            "queries": record["reward_queries"],
+                            "win": record["eval/tldr_win_rate"],
+                            "rm": record["eval/reward_model"],
+                            "kl": record["eval/kl"],
+                        }
+                    )
             out.setdefault(method, []).append(points)
     return out
 
@@ -117,7 +142,8 @@ def plot_learning_curves(data: dict[str, list[list[dict[str, float]]]], path: Pa
 
 
 def save_win_rm_figure(fig: Any, axes: Any, path: Path, xlabel: str, split: str) -> None:
-    """Label a two-panel figure (win rate in %, RM score; one line per method), save it and close it."""
+    """Label a two-panel figure (win rate in %, RM score; one line per method), save it and close
+    it."""
     import matplotlib.pyplot as plt
 
     axes[0].set(xlabel=xlabel, ylabel=f"{split} win rate vs reference (%)")
@@ -128,7 +154,9 @@ def save_win_rm_figure(fig: Any, axes: Any, path: Path, xlabel: str, split: str)
     plt.close(fig)
 
 
-def plot_reward_vs_kl(data: dict[str, list[list[dict[str, float]]]], path: Path, bins: int = 8) -> None:
+def plot_reward_vs_kl(
+    data: dict[str, list[list[dict[str, float]]]], path: Path, bins: int = 8
+) -> None:
     """RM score and judge win rate against KL(pi || pi_sft), every validation point binned by KL."""
     import matplotlib
 
@@ -136,7 +164,9 @@ def plot_reward_vs_kl(data: dict[str, list[list[dict[str, float]]]], path: Path,
     import matplotlib.pyplot as plt
     import numpy as np
 
-    points = [(p["kl"], p["rm"], p["win"], m) for m, seeds in data.items() for s in seeds for p in s]
+    points = [
+        (p["kl"], p["rm"], p["win"], m) for m, seeds in data.items() for s in seeds for p in s
+    ]
     edges = np.quantile([p[0] for p in points], np.linspace(0, 1, bins + 1))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for method in data:

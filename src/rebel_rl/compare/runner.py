@@ -1,5 +1,5 @@
-"""Run comparison jobs, `workers` at a time, each in its own process (worker.py); a job whose result exists
-for the same spec is skipped, so an interrupted comparison resumes where it stopped."""
+"""Run comparison jobs, `workers` at a time, each in its own process (worker.py); a job whose result
+exists for the same spec is skipped, so an interrupted comparison resumes where it stopped."""
 from __future__ import annotations
 
 import json
@@ -16,15 +16,17 @@ from .jobs import check_job
 
 
 def run_jobs(jobs: list[dict[str, Any]], config: CompareConfig) -> list[dict[str, Any]]:
-    """Run `jobs` in `config.workers` parallel processes (skipping finished ones); return their results
-    in job order. RebelError naming the failed jobs and their logs if any failed."""
+    """Run `jobs` in `config.workers` parallel processes (skipping finished ones); return their
+    results in job order. RebelError naming the failed jobs and their logs if any failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     for job in jobs:
         check_job(job)
     threads = max(1, (os.cpu_count() or 1) // config.workers)
     failures: list[str] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as bar:
         task = bar.add_task(f"{jobs[0]['name'] if len(jobs) == 1 else 'runs'}", total=len(jobs))
 
         def run(job: dict[str, Any]) -> dict[str, Any] | None:
@@ -48,7 +50,9 @@ def _finished(job: dict[str, Any]) -> dict[str, Any] | None:
     return result if result.get("job") == job else None
 
 
-def _run_in_process(job: dict[str, Any], threads: int, failures: list[str]) -> dict[str, Any] | None:
+def _run_in_process(
+    job: dict[str, Any], threads: int, failures: list[str]
+) -> dict[str, Any] | None:
     folder = Path(job["dir"])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "result.json").unlink(missing_ok=True)
@@ -57,8 +61,12 @@ def _run_in_process(job: dict[str, Any], threads: int, failures: list[str]) -> d
     log = folder / "job.log"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     with log.open("w") as handle:
-        code = subprocess.run([sys.executable, "-m", "rebel_rl.compare.worker", str(spec), str(threads)],
-                              stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        code = subprocess.run(
+            [sys.executable, "-m", "rebel_rl.compare.worker", str(spec), str(threads)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        ).returncode
     if code != 0:
         last = [line for line in log.read_text().splitlines() if line.strip()][-1:] or ["no output"]
         failures.append(f"{job['name']} (exit {code}: {last[0][:200]}; log {log})")

@@ -1,8 +1,8 @@
 """Sections of results.md: each `rebel compare` invocation writes only its own section, between
 `<!-- compare:NAME -->` and `<!-- /compare:NAME -->`, and keeps every other one as it is.
 
-A file without any marker was written whole by the main grid (before sections existed): it is kept as the
-`main` section. A new section goes after the existing ones.
+A file without any marker was written whole by the main grid (before sections existed): it is kept
+as the `main` section. A new section goes after the existing ones.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def markers(name: str) -> tuple[str, str]:
 
 
 def write_section(path: Path, name: str, lines: list[str]) -> Path:
-    """Write `lines` as section `name` of the markdown file `path` (created if missing), atomically."""
+    """Write `lines` as section `name` of the markdown file `path` (created if missing),
+    atomically."""
     start, end = markers(name)
     block = "\n".join([start, *lines, end])
     text = path.read_text() if path.is_file() else ""

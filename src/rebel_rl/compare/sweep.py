@@ -1,9 +1,10 @@
-"""The 2-D validation sweep of `rebel compare --sweep true`: per trained method, learning rate x the method's
-own knob (tuned.knob_of), first seed only, judged by the validation win rate.
+"""The 2-D validation sweep of `rebel compare --sweep true`: per trained method, learning rate x the
+method's own knob (tuned.knob_of), first seed only, judged by the validation win rate.
 
-A coarse grid first (`sweep_size` values per axis), then `sweep_refine` cells of the fine grid around the best
-coarse cell; the best of all the method's cells is chosen. Every method gets the same number of cells. The
-chosen cells (and every cell's scores) go to `tuned.json` in the output folder, which the grid then reads.
+A coarse grid first (`sweep_size` values per axis), then `sweep_refine` cells of the fine grid
+around the best coarse cell; the best of all the method's cells is chosen. Every method gets the
+same number of cells. The chosen cells (and every cell's scores) go to `tuned.json` in the output
+folder, which the grid then reads.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ Key = tuple[float, float]  # (learning rate, knob value)
 
 
 def sweep_methods(config: CompareConfig) -> list[str]:
-    """The methods of this invocation that have a knob to sweep (not SFT, not REBEL's extensions)."""
+    """The methods of this invocation that have a knob to sweep (not SFT, not REBEL's
+    extensions)."""
     return [m for m in config.algorithms if m in swept_methods()]
 
 
@@ -38,9 +40,10 @@ def coarse_keys(method: str, size: int) -> list[Key]:
 
 
 def refine_keys(method: str, scores: dict[Key, float], count: int) -> list[Key]:
-    """`count` fine-grid cells not yet run, nearest the best cell so far (Euclidean distance in fine-grid
-    steps); among equally near ones, those whose run neighbours score higher on average come first, so an
-    edge of the grid that holds the best cell is extended before the space between it and a worse cell."""
+    """`count` fine-grid cells not yet run, nearest the best cell so far (Euclidean distance in
+    fine-grid steps); among equally near ones, those whose run neighbours score higher on average
+    come first, so an edge of the grid that holds the best cell is extended before the space between
+    it and a worse cell."""
     (fine_lr, *_), (fine_knob, *_) = axes(method)
     run = {(fine_lr.index(lr), fine_knob.index(k)): s for (lr, k), s in scores.items()}
     bi, bj = _index_of(fine_lr, fine_knob, best_key(scores))
@@ -68,52 +71,85 @@ def cell_settings(method: str, key: Key) -> dict[str, float]:
 
 
 def sweep_job(config: CompareConfig, method: str, key: Key) -> dict[str, Any]:
-    """One cell: the method with this learning rate and knob, first seed, evaluated on the validation split."""
+    """One cell: the method with this learning rate and knob, first seed, evaluated on the
+    validation split."""
     knob = knob_of(method)[0]
-    return method_job(config, method, config.seeds[0], split="validation", overrides=cell_settings(method, key),
-                      name=f"sweep-{method}-lr{key[0]:g}-{knob}{key[1]:g}", paper_eval=False)
+    return method_job(
+        config,
+        method,
+        config.seeds[0],
+        split="validation",
+        overrides=cell_settings(method, key),
+        name=f"sweep-{method}-lr{key[0]:g}-{knob}{key[1]:g}",
+        paper_eval=False,
+    )
 
 
 def _scores(results: list[dict[str, Any]], method: str) -> dict[Key, float]:
     knob = knob_of(method)[0]
-    return {(r["job"]["config"]["learning_rate"], r["job"]["config"][knob]): metric(r, "tldr_win_rate")
-            for r in results if r["job"]["method"] == method}
+    return {
+        (r["job"]["config"]["learning_rate"], r["job"]["config"][knob]): metric(r, "tldr_win_rate")
+        for r in results
+        if r["job"]["method"] == method
+    }
 
 
-def run_sweep(config: CompareConfig, run_jobs: Callable[[list, CompareConfig], list]) -> dict[str, Any]:
-    """Coarse grid, then refinement, for every method; writes and returns the sweep record (tuned.json)."""
+def run_sweep(
+    config: CompareConfig, run_jobs: Callable[[list, CompareConfig], list]
+) -> dict[str, Any]:
+    """Coarse grid, then refinement, for every method; writes and returns the sweep record
+    (tuned.json)."""
     methods = sweep_methods(config)
-    results = run_jobs([sweep_job(config, m, key) for m in methods for key in coarse_keys(m, config.sweep_size)],
-                       config)
+    results = run_jobs(
+        [sweep_job(config, m, key) for m in methods for key in coarse_keys(m, config.sweep_size)],
+        config,
+    )
     refined = [sweep_job(config, m, key) for m in methods
                for key in refine_keys(m, _scores(results, m), config.sweep_refine)]
     results += run_jobs(refined, config) if refined else []
     path = Path(config.output_dir) / "tuned.json"
-    record = merge_records(json.loads(path.read_text()) if path.is_file() else None, sweep_record(config, results))
+    record = merge_records(
+        json.loads(path.read_text()) if path.is_file() else None, sweep_record(config, results)
+    )
     path.write_text(json.dumps(record, indent=2))
     return record
 
 
 def merge_records(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """`new` plus the methods only `old` swept (a sweep of some methods keeps the others' choice), if both
-    spent the same budget per method; otherwise `new` alone."""
+    """`new` plus the methods only `old` swept (a sweep of some methods keeps the others' choice),
+    if both spent the same budget per method; otherwise `new` alone."""
     if old is None or old.get("budget") != new["budget"] or old.get("seed") != new["seed"]:
         return new
-    return {**new, "chosen": {**old["chosen"], **new["chosen"]}, "cells": {**old["cells"], **new["cells"]}}
+    return {
+        **new,
+        "chosen": {**old["chosen"], **new["chosen"]},
+        "cells": {**old["cells"], **new["cells"]},
+    }
 
 
 def sweep_record(config: CompareConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """What tuned.json holds: per method its chosen cell and every cell's validation scores, and the budget."""
-    record: dict[str, Any] = {"chosen": {}, "cells": {}, "seed": config.seeds[0],
-                              "budget": {"coarse": config.sweep_size ** 2, "refine": config.sweep_refine}}
+    """What tuned.json holds: per method its chosen cell and every cell's validation scores, and the
+    budget."""
+    record: dict[str, Any] = {
+        "chosen": {},
+        "cells": {},
+        "seed": config.seeds[0],
+        "budget": {"coarse": config.sweep_size**2, "refine": config.sweep_refine},
+    }
     for method in sweep_methods(config):
         knob = knob_of(method)[0]
         mine = [r for r in results if r["job"]["method"] == method]
         record["chosen"][method] = cell_settings(method, best_key(_scores(results, method)))
-        record["cells"][method] = [{"learning_rate": r["job"]["config"]["learning_rate"],
-                                    knob: r["job"]["config"][knob], "win_rate": metric(r, "tldr_win_rate"),
-                                    "reward_model": metric(r, "reward_model"), "kl": r["evaluation"]["kl"],
-                                    "stage": "coarse" if i < config.sweep_size ** 2 else "refine",
-                                    "wall_seconds": r["wall_seconds"]}
-                                   for i, r in enumerate(mine)]
+        record["cells"][method] = [
+            {
+                "learning_rate": r["job"]["config"]["learning_rate"],
+                knob: r["job"]["config"][knob],
+                "win_rate": metric(r, "tldr_win_rate"),
+                "reward_model": metric(r, "reward_model"),
+                "kl": r["evaluation"]["kl"],
+                "stage": "coarse" if i < config.sweep_size**2 else "refine",
+                "wall_seconds": r["wall_seconds"],
+            }
+            for i, r in enumerate(mine)
+        ]
     return record

@@ -1,4 +1,5 @@
-"""The built-in task every comparison runs on (docs/summarization_task.md): its datasets and judge rewards."""
+"""The built-in task every comparison runs on (docs/summarization_task.md): its datasets and judge
+rewards."""
 
 TASK = "builtin:tldr"
 SFT_DATA = "builtin:tldr_sft"

@@ -1,7 +1,8 @@
 """Run one comparison job in this process: `python -m rebel_rl.compare.worker JOB.json THREADS`.
 
 Writes `result.json` into the job's folder: the job spec, wall time, peak resident memory of this
-process, reward queries, and the test evaluation. Separate processes keep each job's peak memory its own.
+process, reward queries, and the test evaluation. Separate processes keep each job's peak memory its
+own.
 """
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
         summary = RebelTrainer(RebelConfig.from_dict(job["config"]).validate()).train()
     train_seconds = time.perf_counter() - start
-    evaluations = [evaluate_model(EvaluateConfig.from_dict(spec)) for spec in job.get("evaluate", [])]
+    evaluations = [
+        evaluate_model(EvaluateConfig.from_dict(spec)) for spec in job.get("evaluate", [])
+    ]
     return {
         "job": job,
         "train_seconds": train_seconds,
@@ -49,7 +52,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "reward_queries": summary.get("reward_queries", 0),
         "summary": _jsonable(summary),
-        "evaluation": evaluations[0] if evaluations else None,  # at the comparison's evaluation temperature
+        # at the comparison's evaluation temperature
+        "evaluation": evaluations[0] if evaluations else None,
         "extra_evaluations": evaluations[1:],  # e.g. at the paper's temperature 0.01
     }
 

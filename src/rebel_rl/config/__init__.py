@@ -1,16 +1,55 @@
-"""Configs: the shared machinery (base.py), the online run's groups (run.py) and the algorithm registry
-(algorithms.py) that training/online/registry.py fills."""
+"""Configs: the shared machinery (base.py), the online run's groups (run.py) and the algorithm
+registry (algorithms.py) that training/online/registry.py fills."""
 from .algorithms import AlgorithmSpec, algorithm_names, algorithm_spec, register_algorithm
-from .base import (ConfigBase, GroupedConfig, check_choice, convert, packaged_accelerate_config, packaged_config,
-                   packaged_recipes, read_yaml)
+from .base import (
+    ConfigBase,
+    GroupedConfig,
+    check_choice,
+    convert,
+    packaged_accelerate_config,
+    packaged_config,
+    packaged_recipes,
+    read_yaml,
+)
 from .base import config_fields as _config_fields
-from .run import (DEFAULT_DATASET, DEFAULT_MODEL, DataConfig, EvalConfig, ModelConfig, OutputConfig, RebelConfig,
-                  RewardConfig, SamplingConfig, TrainingConfig)
+from .run import (
+    DEFAULT_DATASET,
+    DEFAULT_MODEL,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    OutputConfig,
+    RebelConfig,
+    RewardConfig,
+    SamplingConfig,
+    TrainingConfig,
+)
 
-__all__ = ["AlgorithmSpec", "ConfigBase", "DataConfig", "DEFAULT_DATASET", "DEFAULT_MODEL", "EvalConfig",
-           "GroupedConfig", "ModelConfig", "OutputConfig", "RebelConfig", "RewardConfig", "SamplingConfig",
-           "TrainingConfig", "algorithm_names", "algorithm_spec", "check_choice",
-           "config_fields", "convert", "packaged_config", "packaged_accelerate_config", "packaged_recipes", "read_yaml", "register_algorithm"]
+__all__ = [
+    "AlgorithmSpec",
+    "ConfigBase",
+    "DataConfig",
+    "DEFAULT_DATASET",
+    "DEFAULT_MODEL",
+    "EvalConfig",
+    "GroupedConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "RebelConfig",
+    "RewardConfig",
+    "SamplingConfig",
+    "TrainingConfig",
+    "algorithm_names",
+    "algorithm_spec",
+    "check_choice",
+    "config_fields",
+    "convert",
+    "packaged_config",
+    "packaged_accelerate_config",
+    "packaged_recipes",
+    "read_yaml",
+    "register_algorithm",
+]
 _check_choice = check_choice  # the name compare/config.py knew it by
 
 

@@ -1,10 +1,12 @@
-"""Config machinery shared by every command: dataclasses filled from YAML, dicts and `--field value`.
+"""Config machinery shared by every command: dataclasses filled from YAML, dicts and `--field
+value`.
 
-Two shapes use it. A flat config (`CompareConfig`, `EvaluateConfig`) is one dataclass. A grouped config
-(`RebelConfig`, the stage configs) is a set of small group dataclasses, one per layer (model, data,
-sampling, ...), so that each component receives only its own group. A grouped config is still filled and
-read by flat names (`RebelConfig(eta=0.5)`, `--eta 0.5`, `config.eta`, old flat YAML files); a name that
-two groups share must be written `group.name`. Every problem is one `ConfigError` line.
+Two shapes use it. A flat config (`CompareConfig`, `EvaluateConfig`) is one dataclass. A grouped
+config (`RebelConfig`, the stage configs) is a set of small group dataclasses, one per layer (model,
+data, sampling, ...), so that each component receives only its own group. A grouped config is still
+filled and read by flat names (`RebelConfig(eta=0.5)`, `--eta 0.5`, `config.eta`, old flat YAML
+files); a name that two groups share must be written `group.name`. Every problem is one
+`ConfigError` line.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "configs"
 
 
 class ConfigBase:
-    """YAML, dict and command-line construction shared by every config (flat dataclasses and grouped).
+    """YAML, dict and command-line construction shared by every config (flat dataclasses and
+    grouped).
 
     `command` names the CLI subcommand that takes the config (for error messages).
     """
@@ -43,31 +46,39 @@ class ConfigBase:
 
     @classmethod
     def field_comments(cls) -> dict[str, str]:
-        """Each option's trailing `# comment` in the dataclass declaring it (or one it inherits the field
-        from; a subclass's comment wins): the one place options are documented."""
+        """Each option's trailing `# comment` in the dataclass declaring it (or one it inherits the
+        field from; a subclass's comment wins): the one place options are documented."""
         comments: dict[str, str] = {}
         owners = list(dict.fromkeys(owner for _, _, owner in cls.option_fields()))
         for owner in owners:
             for klass in reversed(owner.__mro__):
                 if dataclasses.is_dataclass(klass):
                     source = inspect.getsource(klass)
-                    comments.update({m.group(1): m.group(2).strip()
-                                     for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)})
+                    comments.update(
+                        {
+                            m.group(1): m.group(2).strip()
+                            for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)
+                        }
+                    )
         # `{algorithms}` in a comment is the registry's list, so a new algorithm needs no help edit
         return {name: text.replace(ALGORITHMS_PLACEHOLDER, algorithm_choices())
                 for name, text in comments.items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Any:
-        """Build a config from a mapping, rejecting unknown keys and converting values to field types."""
+        """Build a config from a mapping, rejecting unknown keys and converting values to field
+        types."""
         known = {name: owner for name, _, owner in cls.option_fields()}
         unknown = [k for k in values if k not in known]
         if unknown:
             raise ConfigError(
-                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
+                f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} in {source}: "
                 f"see `rebel {cls.command} --help` for the list of fields"
             )
-        converted = {k: convert(k, v, typing.get_type_hints(known[k])[k], source) for k, v in values.items()}
+        converted = {
+            k: convert(k, v, typing.get_type_hints(known[k])[k], source) for k, v in values.items()
+        }
         return cls(**converted)
 
     @classmethod
@@ -93,12 +104,13 @@ class ConfigBase:
 
 
 class GroupedConfig(ConfigBase):
-    """A config made of group dataclasses (`groups()`: attribute name -> class), read and written by flat
-    option names as well as by group.
+    """A config made of group dataclasses (`groups()`: attribute name -> class), read and written by
+    flat option names as well as by group.
 
-    `RebelConfig(eta=0.5)`, `config.eta` and `config.rebel.eta` all reach the same value; `to_dict` and
-    the saved YAML are nested by group; `from_dict` takes nested groups, flat names or `group.name`.
-    Subclasses may set `defaults` (flat name -> value) to change a shared group's defaults for one stage.
+    `RebelConfig(eta=0.5)`, `config.eta` and `config.rebel.eta` all reach the same value; `to_dict`
+    and the saved YAML are nested by group; `from_dict` takes nested groups, flat names or
+    `group.name`. Subclasses may set `defaults` (flat name -> value) to change a shared group's
+    defaults for one stage.
     """
 
     defaults: dict[str, Any] = {}
@@ -131,14 +143,19 @@ class GroupedConfig(ConfigBase):
                 return group, field_name
             owners = []
         else:
-            owners = [group for group, klass in groups.items() if name in {f.name for f in fields(klass)}]
+            owners = [
+                group for group, klass in groups.items() if name in {f.name for f in fields(klass)}
+            ]
             if len(owners) == 1:
                 return owners[0], name
         if len(owners) > 1:
             raise ConfigError(f"{name} in {source} exists in groups {' and '.join(owners)}: write "
                               f"{' or '.join(f'{g}.{name}' for g in owners)}")
-        raise ConfigError(f"unknown config key {name!r} in {source}: see `rebel {cls.command} --help` for the list "
-                          "of fields")
+        raise ConfigError(
+            f"unknown config key {name!r} in {source}: see `rebel {cls.command} --help` for the "
+            f"list "
+            "of fields"
+        )
 
     def __getattr__(self, name: str) -> Any:
         groups = self.__dict__.get("_groups")
@@ -171,23 +188,28 @@ class GroupedConfig(ConfigBase):
         object.__setattr__(clone, "_groups", copy.deepcopy(self._groups, memo))
         return clone
 
-    # --- construction -------------------------------------------------------------------------------
+    # --- construction
+    # -------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Any:
-        """From nested groups (`model: {...}`), flat names, or `group.name` keys, converting each value."""
+        """From nested groups (`model: {...}`), flat names, or `group.name` keys, converting each
+        value."""
         return cls()._assign(values, source)
 
     def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> Any:
         return copy.deepcopy(self)._assign(overrides, source)
 
     def _assign(self, values: dict[str, Any], source: str) -> Any:
-        """Set converted `values` in place (every unknown key named in one error first); return self."""
+        """Set converted `values` in place (every unknown key named in one error first); return
+        self."""
         pairs = _flatten(type(self), values)
         unknown = [key for key, _ in pairs if not self._known(key)]
         if unknown:
             raise ConfigError(
-                f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}: "
-                f"see `rebel {self.command} --help` for the list of fields")
+                f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} in {source}: "
+                f"see `rebel {self.command} --help` for the list of fields"
+            )
         for key, value in pairs:
             group, field_name = self.locate(key, source)
             hint = typing.get_type_hints(self.groups()[group])[field_name]
@@ -198,7 +220,11 @@ class GroupedConfig(ConfigBase):
     def _known(cls, key: str) -> bool:
         group, _, name = key.rpartition(".")
         groups = cls.groups()
-        return any(name in {f.name for f in fields(klass)} for g, klass in groups.items() if not group or g == group)
+        return any(
+            name in {f.name for f in fields(klass)}
+            for g, klass in groups.items()
+            if not group or g == group
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {name: asdict(group) for name, group in self._groups.items()}
@@ -207,7 +233,8 @@ class GroupedConfig(ConfigBase):
         return [(group, f.name) for group, klass in self.groups().items() for f in fields(klass)]
 
     def check_finite(self) -> None:
-        """YAML `.nan`/`.inf` and "nan" on the command line parse as floats: refuse them everywhere."""
+        """YAML `.nan`/`.inf` and "nan" on the command line parse as floats: refuse them
+        everywhere."""
         for group, name in self._flat_names():
             value = getattr(self._groups[group], name)
             for item in value if isinstance(value, list) else [value]:
@@ -216,8 +243,8 @@ class GroupedConfig(ConfigBase):
 
 
 def _flatten(cls: type, values: dict[str, Any]) -> list[tuple[str, Any]]:
-    """`{group: {field: v}}` and flat or dotted keys, as (key, value) pairs with `group.field` keys for
-    nested ones."""
+    """`{group: {field: v}}` and flat or dotted keys, as (key, value) pairs with `group.field` keys
+    for nested ones."""
     groups = cls.groups()
     pairs = []
     for key, value in values.items():
@@ -231,7 +258,8 @@ def _flatten(cls: type, values: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def packaged_config(name: str) -> Path:
-    """The YAML recipe `name` shipped in rebel_rl/configs/ (`images_digits`, `lcm_aesthetic`, ...)."""
+    """The YAML recipe `name` shipped in rebel_rl/configs/ (`images_digits`, `lcm_aesthetic`,
+    ...)."""
     path = CONFIG_FOLDER / (name if name.endswith(".yaml") else f"{name}.yaml")
     if not path.is_file():
         known = ", ".join(f"builtin:{p.stem}" for p in sorted(CONFIG_FOLDER.glob("*.yaml")))
@@ -249,7 +277,8 @@ def packaged_recipes() -> dict[str, str]:
 
 
 def packaged_accelerate_config(name: str) -> Path:
-    """The accelerate config `name` shipped in rebel_rl/configs/accelerate/ (`fsdp2`, `deepspeed_zero2`)."""
+    """The accelerate config `name` shipped in rebel_rl/configs/accelerate/ (`fsdp2`,
+    `deepspeed_zero2`)."""
     folder = CONFIG_FOLDER / "accelerate"
     matches = sorted(folder.glob(f"{name}*.yaml"))
     if not matches:
@@ -259,9 +288,13 @@ def packaged_accelerate_config(name: str) -> Path:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (`builtin:NAME` is a packaged recipe), turning every I/O or syntax problem into
-    one ConfigError line."""
-    path = packaged_config(str(path).removeprefix("builtin:")) if str(path).startswith("builtin:") else Path(path)
+    """Read a YAML mapping (`builtin:NAME` is a packaged recipe), turning every I/O or syntax
+    problem into one ConfigError line."""
+    path = (
+        packaged_config(str(path).removeprefix("builtin:"))
+        if str(path).startswith("builtin:")
+        else Path(path)
+    )
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -269,15 +302,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must be a mapping of `field: value` lines, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must be a mapping of `field: value` lines, got "
+            f"{type(data).__name__}"
+        )
     return data
 
 
-# --- checks every group uses ---------------------------------------------------------------------------
+# --- checks every group uses
+# ---------------------------------------------------------------------------
 def check_choice(name: str, value: str, choices: list[str]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -307,7 +346,8 @@ def check_unit_interval(group: Any, names: list[str]) -> None:
             raise ConfigError(f"{name} must be in [0, 1], got {getattr(group, name)}")
 
 
-# --- value conversion ------------------------------------------------------------------------------------
+# --- value conversion
+# ------------------------------------------------------------------------------------
 def convert(name: str, value: Any, hint: Any, source: str) -> Any:
     """Convert a YAML or command-line value to the field's declared type."""
     origin = typing.get_origin(hint)
@@ -324,7 +364,8 @@ def convert(name: str, value: Any, hint: Any, source: str) -> Any:
                 value = [value]
             if not isinstance(value, (list, tuple)):
                 raise TypeError
-            if [str(item).lower() for item in value] in (["none"], ["[]"]):  # `--rewards none`: an empty list
+            # `--rewards none`: an empty list
+            if [str(item).lower() for item in value] in (["none"], ["[]"]):
                 return []
             return [convert(name, item, args[0], source) for item in _split_commas(value)]
         if hint is bool:
@@ -368,5 +409,6 @@ def _split_commas(items: list | tuple) -> list:
 
 
 def config_fields(cls: type) -> list[dataclasses.Field]:
-    """The option fields of a config class (flat or grouped), in declaration order (for --help and docs)."""
+    """The option fields of a config class (flat or grouped), in declaration order (for --help and
+    docs)."""
     return [f for _, f, _ in cls.option_fields()]

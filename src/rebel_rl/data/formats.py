@@ -1,4 +1,5 @@
-"""Small helpers for the TRL data formats that need no dataset library (prompts.py holds the rest)."""
+"""Small helpers for the TRL data formats that need no dataset library (prompts.py holds the
+rest)."""
 from __future__ import annotations
 
 

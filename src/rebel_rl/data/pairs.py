@@ -21,19 +21,24 @@ PREFERENCE_COLUMNS = ("chosen", "rejected")
 
 def load_pair_dataset(source: str, split: str, columns: tuple[str, ...]) -> datasets.Dataset:
     """Load `split` of `source` (any form `load_prompt_dataset` takes) and check that every row has
-    a valid prompt and, in each of `columns`, a string or a list of messages; DataError otherwise."""
+    a valid prompt and, in each of `columns`, a string or a list of messages; DataError
+    otherwise."""
     dataset = load_prompt_dataset(source, split)
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
         raise DataError(
-            f"dataset '{source}' has no column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
-            f"(columns: {', '.join(dataset.column_names)}): this stage needs {', '.join(('prompt',) + columns)}"
+            f"dataset '{source}' has no column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))} "
+            f"(columns: {', '.join(dataset.column_names)}): this stage needs "
+            f"{', '.join(('prompt',) + columns)}"
         )
     for column in columns:
         for index, value in enumerate(dataset[column]):
             if not _is_completion(value):
-                raise DataError(f"dataset '{source}' row {index}: {column} must be a string or a list of "
-                                f"{{'role', 'content'}} messages, got {value!r:.80}")
+                raise DataError(
+                    f"dataset '{source}' row {index}: {column} must be a string or a list of "
+                    f"{{'role', 'content'}} messages, got {value!r:.80}"
+                )
     return dataset
 
 
@@ -42,9 +47,9 @@ def load_train_eval(source: str, split: str, eval_source: str | None, eval_split
                     ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """The training rows and the held-out rows (None: no evaluation).
 
-    Held-out rows come from `eval_source` (default `source`) split `eval_split`. A single data file has
-    no splits, so when `source` is one and `eval_source` is unset, a seeded `eval_fraction` of its rows
-    is held out instead (0 = no evaluation). `eval_split=None` turns evaluation off.
+    Held-out rows come from `eval_source` (default `source`) split `eval_split`. A single data file
+    has no splits, so when `source` is one and `eval_source` is unset, a seeded `eval_fraction` of
+    its rows is held out instead (0 = no evaluation). `eval_split=None` turns evaluation off.
     """
     train = load_pair_dataset(source, split, columns)
     if eval_split is None:
@@ -53,8 +58,10 @@ def load_train_eval(source: str, split: str, eval_source: str | None, eval_split
         if eval_fraction == 0:
             return train, None
         if len(train) < 2:
-            raise DataError(f"dataset '{source}' has {len(train)} row: hold-out evaluation needs at least 2 "
-                            "(or pass --eval_fraction 0)")
+            raise DataError(
+                f"dataset '{source}' has {len(train)} row: hold-out evaluation needs at least 2 "
+                "(or pass --eval_fraction 0)"
+            )
         held_out = max(1, round(eval_fraction * len(train)))
         parts = train.train_test_split(test_size=held_out, seed=seed)
         return parts["train"], parts["test"]

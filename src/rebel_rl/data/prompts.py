@@ -1,8 +1,9 @@
-"""Prompt datasets: load from a built-in set, a local file, a save_to_disk folder or the hub; validate prompts.
+"""Prompt datasets: load from a built-in set, a local file, a save_to_disk folder or the hub;
+validate prompts.
 
 A prompt is either a non-empty string (TRL "standard" format) or a non-empty list of
-`{"role": ..., "content": ...}` messages (TRL "conversational" format). Columns other than the prompt
-are kept: they are passed to reward functions as keyword arguments.
+`{"role": ..., "content": ...}` messages (TRL "conversational" format). Columns other than the
+prompt are kept: they are passed to reward functions as keyword arguments.
 """
 from __future__ import annotations
 
@@ -23,26 +24,33 @@ HUB_HINT = "give a local .jsonl/.csv/.parquet file, a save_to_disk folder, or bu
 
 
 def load_prompt_dataset(
-    source: "str | datasets.Dataset | datasets.DatasetDict", split: str = "train", prompt_column: str = "prompt"
+    source: "str | datasets.Dataset | datasets.DatasetDict",
+    split: str = "train",
+    prompt_column: str = "prompt",
 ) -> datasets.Dataset:
     """Load and validate a prompt dataset, returning it with the prompts in a column named "prompt".
 
     `source` is `builtin:NAME`, a .jsonl/.json/.csv/.parquet file, a folder written by
     `save_to_disk` (Dataset or DatasetDict), a hub dataset id, or a `datasets.Dataset`/`DatasetDict`
-    object already in memory. A single file or Dataset holds one split and is returned whatever `split`
-    is asked for; for the other forms `split` picks the split.
-    `prompt_column` is renamed to "prompt". Every prompt must be a non-empty string or a non-empty
-    list of role/content messages, all in the same format. Raises DataError on any problem.
+    object already in memory. A single file or Dataset holds one split and is returned whatever
+    `split` is asked for; for the other forms `split` picks the split. `prompt_column` is renamed to
+    "prompt". Every prompt must be a non-empty string or a non-empty list of role/content messages,
+    all in the same format. Raises DataError on any problem.
     """
     import datasets  # on first use: `rebel --help` and config errors must not wait for it
 
     if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
-        dataset, source = _pick_split(source, split, "the dataset object"), f"{type(source).__name__} object"
+        dataset, source = (
+            _pick_split(source, split, "the dataset object"),
+            f"{type(source).__name__} object",
+        )
     elif isinstance(source, str):
         dataset = _load_raw(source, split)
     else:
-        raise DataError(f"dataset is a {type(source).__name__}: give a path, a hub id, builtin:NAME, "
-                        "or a datasets.Dataset/DatasetDict")
+        raise DataError(
+            f"dataset is a {type(source).__name__}: give a path, a hub id, builtin:NAME, "
+            "or a datasets.Dataset/DatasetDict"
+        )
     dataset = _select_prompt_column(dataset, source, prompt_column)
     _validate_prompts(dataset, source)
     return dataset
@@ -72,7 +80,9 @@ def prompt_to_text(prompt: str | list[dict], tokenizer: Any) -> str:
     if isinstance(prompt, str):
         return prompt
     if not is_conversational(prompt):
-        raise DataError(f"prompt must be a string or a list of role/content messages, got {prompt!r:.80}")
+        raise DataError(
+            f"prompt must be a string or a list of role/content messages, got {prompt!r:.80}"
+        )
     if not getattr(tokenizer, "chat_template", None):
         raise ModelError(
             "the tokenizer has no chat template but the prompts are conversational: "
@@ -95,7 +105,11 @@ def _looks_like_path(source: str) -> bool:
 
 def check_dataset_source(source: str) -> None:
     """The cheap check, before any library loads: a source meant as a local path must exist."""
-    if not source.startswith("builtin:") and not Path(source).expanduser().exists() and _looks_like_path(source):
+    if (
+        not source.startswith("builtin:")
+        and not Path(source).expanduser().exists()
+        and _looks_like_path(source)
+    ):
         raise DataError(f"dataset file not found: {source} (check the path)")
 
 
@@ -117,7 +131,8 @@ def _load_file(path: Path) -> datasets.Dataset:
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise DataError(
-            f"unsupported dataset file type '{path.suffix}' for {path}: use .jsonl, .json, .csv or .parquet"
+            f"unsupported dataset file type '{path.suffix}' for {path}: use .jsonl, .json, .csv or "
+            f".parquet"
         )
     check_data_file(path)
     try:
@@ -127,13 +142,15 @@ def _load_file(path: Path) -> datasets.Dataset:
     except Exception as exc:  # datasets wraps parser errors; report the innermost one
         reason = _short_reason(exc)
         if "corresponds to no data" in reason:  # how datasets reports a file without rows
-            raise DataError(f"dataset file {path.name} has no rows: give at least one prompt") from None
+            raise DataError(
+                f"dataset file {path.name} has no rows: give at least one prompt"
+            ) from None
         raise DataError(f"cannot read dataset file {path.name}: {reason}") from None
 
 
 def check_data_file(path: Path) -> None:
-    """DataError, naming the file (and for JSON Lines the line), for an empty file or a line that is not a
-    JSON object: found here in one pass, before datasets reports it in its own words."""
+    """DataError, naming the file (and for JSON Lines the line), for an empty file or a line that is
+    not a JSON object: found here in one pass, before datasets reports it in its own words."""
     if path.stat().st_size == 0:
         raise DataError(f"dataset file {path.name} has no rows: give at least one prompt")
     if path.suffix.lower() != ".jsonl":
@@ -146,11 +163,15 @@ def check_data_file(path: Path) -> None:
             try:
                 row = json.loads(line.strip())
             except json.JSONDecodeError as exc:
-                raise DataError(f"dataset file {path.name} line {number} is not valid JSON ({exc.msg}, column "
-                                f"{exc.colno}): fix or remove that line") from None
+                raise DataError(
+                    f"dataset file {path.name} line {number} is not valid JSON ({exc.msg}, column "
+                    f"{exc.colno}): fix or remove that line"
+                ) from None
             if not isinstance(row, dict):
-                raise DataError(f"dataset file {path.name} line {number} is not a JSON object: write one "
-                                '{"prompt": ...} object per line')
+                raise DataError(
+                    f"dataset file {path.name} line {number} is not a JSON object: write one "
+                    '{"prompt": ...} object per line'
+                )
             rows += 1
     if not rows:
         raise DataError(f"dataset file {path.name} has no rows: give at least one prompt")
@@ -170,26 +191,33 @@ def _load_from_disk(path: Path, split: str) -> datasets.Dataset:
     return _pick_split(loaded, split, f"dataset folder {path}")
 
 
-def _pick_split(loaded: "datasets.Dataset | datasets.DatasetDict", split: str, name: str) -> datasets.Dataset:
+def _pick_split(
+    loaded: "datasets.Dataset | datasets.DatasetDict", split: str, name: str
+) -> datasets.Dataset:
     """`split` of a DatasetDict (DataError naming the available ones); a Dataset as it is."""
     import datasets
 
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
-            raise DataError(f"{name} has no split '{split}': available splits are {', '.join(loaded)}")
+            raise DataError(
+                f"{name} has no split '{split}': available splits are {', '.join(loaded)}"
+            )
         return loaded[split]
     return loaded
 
 
 def _load_hub(source: str, split: str) -> datasets.Dataset:
-    """Load `split` of hub dataset `source`; any failure (offline, not found, bad split) is a DataError."""
+    """Load `split` of hub dataset `source`; any failure (offline, not found, bad split) is a
+    DataError."""
     check_hub_id(source, "dataset", DataError, HUB_HINT)  # at once when the hub cannot be reached
     try:
         import datasets
 
         return datasets.load_dataset(source, split=split)
     except Exception as exc:
-        raise DataError(f"cannot load dataset '{source}' ({_short_reason(exc)}): {HUB_HINT}") from None
+        raise DataError(
+            f"cannot load dataset '{source}' ({_short_reason(exc)}): {HUB_HINT}"
+        ) from None
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -212,7 +240,8 @@ def _select_prompt_column(dataset: datasets.Dataset, source: str, column: str) -
         return dataset
     if "prompt" in columns:
         raise DataError(
-            f"dataset '{source}' has both 'prompt' and '{column}' columns, so --prompt_column {column} "
+            f"dataset '{source}' has both 'prompt' and '{column}' columns, so --prompt_column "
+            f"{column} "
             "is ambiguous: rename or drop one of them"
         )
     return dataset.rename_column(column, "prompt")

@@ -14,11 +14,11 @@ from .verifiable import is_verifier_score, verifier_metrics
 
 @dataclass
 class EvalResult:
-    """Mean reward and KL with standard errors over prompts, per-prompt scores (for paired comparisons of two
-    policies on the same prompts), a few samples.
+    """Mean reward and KL with standard errors over prompts, per-prompt scores (for paired
+    comparisons of two policies on the same prompts), a few samples.
 
-    `rewards`/`rewards_se` hold each named reward (training rewards and evaluation-only ones such as a
-    judge's win rate); `reward` is the weighted training reward the run optimises.
+    `rewards`/`rewards_se` hold each named reward (training rewards and evaluation-only ones such as
+    a judge's win rate); `reward` is the weighted training reward the run optimises.
     """
 
     reward: float
@@ -61,8 +61,9 @@ def seeded(seed: int | None):
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's part of a multi-process evaluation: batches `index`, `index + count`, ...; `gather`
-    concatenates a list of picklable objects from every process (accelerate's `gather_object`)."""
+    """This process's part of a multi-process evaluation: batches `index`, `index + count`, ...;
+    `gather` concatenates a list of picklable objects from every process (accelerate's
+    `gather_object`)."""
 
     index: int
     count: int
@@ -84,16 +85,17 @@ def evaluate(
     seed: int | None = 0,
     shard: Shard | None = None,
 ) -> EvalResult:
-    """Sample `num_generations` completions per held-out prompt from the policy (or pi_ref) and score them.
+    """Sample `num_generations` completions per held-out prompt from the policy (or pi_ref) and
+    score them.
 
     Scores (training rewards, plus `eval_reward_set`'s evaluation-only rewards such as a judge) are
-    taken at `temperature` (default: the policy's; the paper evaluates at 0.01). KL(pi || pi_ref) is the
-    Monte-Carlo estimate mean[log pi(y) - log pi_ref(y)], y ~ pi at the policy's own sampling temperature,
-    from separate samples when `temperature` differs (a near-greedy temperature has no useful KL).
-    Standard errors are over prompts (each prompt's samples averaged first), so they stay honest when
-    samples of a prompt are correlated. A fixed `seed` gives every evaluation the same random numbers
-    (for a given number of processes). With a `shard`, each process evaluates every count-th batch and
-    all processes return the whole result.
+    taken at `temperature` (default: the policy's; the paper evaluates at 0.01). KL(pi || pi_ref) is
+    the Monte-Carlo estimate mean[log pi(y) - log pi_ref(y)], y ~ pi at the policy's own sampling
+    temperature, from separate samples when `temperature` differs (a near-greedy temperature has no
+    useful KL). Standard errors are over prompts (each prompt's samples averaged first), so they
+    stay honest when samples of a prompt are correlated. A fixed `seed` gives every evaluation the
+    same random numbers (for a given number of processes). With a `shard`, each process evaluates
+    every count-th batch and all processes return the whole result.
     """
     temperature = policy.temperature if temperature is None else temperature
     prompts_per_batch = max(1, batch_size // num_generations)
@@ -106,45 +108,92 @@ def evaluate(
         for position in range(index, math.ceil(len(starts) / count) * count, count):
             start = starts[position] if position < len(starts) else starts[index % len(starts)]
             rows = dataset[start:start + prompts_per_batch]
-            result = _evaluate_batch(policy, rows, reward_set, eval_reward_set, num_generations, temperature,
-                                     reference, num_samples_kept)
+            result = _evaluate_batch(
+                policy,
+                rows,
+                reward_set,
+                eval_reward_set,
+                num_generations,
+                temperature,
+                reference,
+                num_samples_kept,
+            )
             if position < len(starts):
                 batches.append((position, result))
     if shard:
         batches = sorted(shard.gather(batches), key=lambda item: item[0])
-    return _aggregate([result for _, result in batches], num_generations, num_samples_kept, temperature,
-                      policy.temperature)
+    return _aggregate(
+        [result for _, result in batches],
+        num_generations,
+        num_samples_kept,
+        temperature,
+        policy.temperature,
+    )
 
 
-def _evaluate_batch(policy, rows, reward_set, eval_reward_set, num_generations: int, temperature: float,
-                    reference: bool, num_samples_kept: int) -> dict[str, Any]:
+def _evaluate_batch(
+    policy,
+    rows,
+    reward_set,
+    eval_reward_set,
+    num_generations: int,
+    temperature: float,
+    reference: bool,
+    num_samples_kept: int,
+) -> dict[str, Any]:
     """One batch's per-sample scores, KLs, lengths and a few samples (on the CPU, picklable)."""
     prompts = rows["prompt"]
     rollout = policy.sample(prompts, num_generations, reference=reference, temperature=temperature)
     repeated = [p for p in prompts for _ in range(num_generations)]
-    extra = {c: [v for v in values for _ in range(num_generations)] for c, values in rows.items() if c != "prompt"}
-    ids = {"completion_ids": rollout.completion_token_ids()} if rollout.completion_token_ids() is not None else {}
+    extra = {
+        c: [v for v in values for _ in range(num_generations)]
+        for c, values in rows.items()
+        if c != "prompt"
+    }
+    ids = (
+        {"completion_ids": rollout.completion_token_ids()}
+        if rollout.completion_token_ids() is not None
+        else {}
+    )
     total, named = reward_set(repeated, rollout.completions, extra, ids)
     if eval_reward_set is not None:
         named = {**named, **eval_reward_set(repeated, rollout.completions, extra, ids)[1]}
     separate_kl = abs(temperature - policy.temperature) > 1e-12
-    kl_rollout = policy.sample(prompts, num_generations, reference=reference) if separate_kl else rollout
-    samples = [{"prompt": _prompt_text(repeated[i]), "completion": policy.describe(rollout.completions[i]),
-                "reward": float(total[i])} for i in range(0, len(rollout), num_generations)]
+    kl_rollout = (
+        policy.sample(prompts, num_generations, reference=reference) if separate_kl else rollout
+    )
+    samples = [
+        {
+            "prompt": _prompt_text(repeated[i]),
+            "completion": policy.describe(rollout.completions[i]),
+            "reward": float(total[i]),
+        }
+        for i in range(0, len(rollout), num_generations)
+    ]
     return {"score": total.cpu(), "kl": _kl(policy, kl_rollout, reference).float().cpu(),
             "length": rollout.lengths.float().cpu(), "no_eos": (~rollout.has_eos).float().cpu(),
             "named": {name: values.float().cpu() for name, values in named.items()},
             "samples": samples[:num_samples_kept]}
 
 
-def _aggregate(batches: list[dict[str, Any]], num_generations: int, num_samples_kept: int, temperature: float,
-               kl_temperature: float) -> EvalResult:
+def _aggregate(
+    batches: list[dict[str, Any]],
+    num_generations: int,
+    num_samples_kept: int,
+    temperature: float,
+    kl_temperature: float,
+) -> EvalResult:
     """Batches (in dataset order) into means and standard errors over prompts."""
-    per_prompt = lambda chunks: torch.cat(list(chunks)).view(-1, num_generations).mean(-1)  # noqa: E731
+    per_prompt = (
+        lambda chunks: torch.cat(list(chunks)).view(-1, num_generations).mean(-1)
+    )  # noqa: E731
     score, kl = per_prompt(b["score"] for b in batches), per_prompt(b["kl"] for b in batches)
-    # A reward that returned None (not applicable) for a sample is averaged over the samples it scored.
-    named_per_prompt = {name: torch.cat([b["named"][name] for b in batches]).view(-1, num_generations).nanmean(-1)
-                        for name in batches[0]["named"]}
+    # A reward that returned None (not applicable) for a sample is averaged over the samples it
+    # scored.
+    named_per_prompt = {
+        name: torch.cat([b["named"][name] for b in batches]).view(-1, num_generations).nanmean(-1)
+        for name in batches[0]["named"]
+    }
     return EvalResult(
         reward=float(score.mean()),
         reward_se=standard_error(score),

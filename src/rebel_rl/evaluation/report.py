@@ -8,7 +8,8 @@ from .heldout import EvalResult, paired_difference
 
 
 def before_after_markdown(before: EvalResult, after: EvalResult, label: str) -> str:
-    """A markdown table of reward and KL before and after training on `label` prompts, plus samples."""
+    """A markdown table of reward and KL before and after training on `label` prompts, plus
+    samples."""
     delta, delta_se = paired_difference(before, after)
     lines = [
         f"Evaluation on {label} (mean +/- standard error over prompts).",
@@ -49,13 +50,22 @@ def print_before_after(before: EvalResult, after: EvalResult, label: str) -> Non
     for column in ["", "reward", "KL(pi||pi_ref)", "mean length", "no EOS"]:
         table.add_column(column)
     for name, result in [("before (pi_ref)", before), ("after", after)]:
-        table.add_row(name, f"{result.reward:+.3f} ± {result.reward_se:.3f}", f"{result.kl:.3f} ± {result.kl_se:.3f}",
-                      f"{result.mean_length:.1f}", f"{result.no_eos_fraction:.0%}")
+        table.add_row(
+            name,
+            f"{result.reward:+.3f} ± {result.reward_se:.3f}",
+            f"{result.kl:.3f} ± {result.kl_se:.3f}",
+            f"{result.mean_length:.1f}",
+            f"{result.no_eos_fraction:.0%}",
+        )
     samples = Table(title="Side by side", show_lines=True)
     for column in ["prompt", "before", "after"]:
         samples.add_column(column, overflow="fold")
     for b, a in zip(before.samples, after.samples):
-        samples.add_row(b["prompt"], f"{b['completion']} [{b['reward']:+.2f}]", f"{a['completion']} [{a['reward']:+.2f}]")
+        samples.add_row(
+            b["prompt"],
+            f"{b['completion']} [{b['reward']:+.2f}]",
+            f"{a['completion']} [{a['reward']:+.2f}]",
+        )
     console = Console()
     console.print(table)
     ratio = f" = {delta / delta_se:.1f} s.e." if delta_se > 0 else ""
@@ -72,7 +82,8 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in metrics if "reward" in m]  # training iterations, not the periodic eval/* records
+    # training iterations, not the periodic eval/* records
+    metrics = [m for m in metrics if "reward" in m]
     if not metrics:
         return
     steps = [m["iteration"] for m in metrics]
@@ -80,8 +91,13 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
     std = [m["reward_std"] for m in metrics]
     fig, (ax_reward, ax_kl) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax_reward.plot(steps, reward, color="tab:blue")
-    ax_reward.fill_between(steps, [r - s for r, s in zip(reward, std)], [r + s for r, s in zip(reward, std)],
-                           color="tab:blue", alpha=0.2)
+    ax_reward.fill_between(
+        steps,
+        [r - s for r, s in zip(reward, std)],
+        [r + s for r, s in zip(reward, std)],
+        color="tab:blue",
+        alpha=0.2,
+    )
     ax_reward.set(xlabel="iteration", ylabel="reward (batch mean ± std)", title="reward")
     ax_kl.plot(steps, [m["kl"] for m in metrics], color="tab:red")
     ax_kl.set(xlabel="iteration", ylabel="log pi_t - log pi_ref", title="KL to reference")
@@ -95,8 +111,11 @@ def plot_reward_kl(metrics: list[dict[str, Any]], path: Path) -> None:
 
 
 def _row(name: str, result: EvalResult) -> str:
-    return (f"| {name} | {result.reward:+.3f} ± {result.reward_se:.3f} | {result.kl:.3f} ± {result.kl_se:.3f} "
-            f"| {result.mean_length:.1f} | {result.no_eos_fraction:.0%} |")
+    return (
+        f"| {name} | {result.reward:+.3f} ± {result.reward_se:.3f} | {result.kl:.3f} ± "
+        f"{result.kl_se:.3f} "
+        f"| {result.mean_length:.1f} | {result.no_eos_fraction:.0%} |"
+    )
 
 
 def _cell(text: str) -> str:

@@ -3,8 +3,9 @@
 An "action sequence" is the trajectory x_T -> x_{t_1} -> ... -> x_0 of a stochastic sampler
 (`diffusion_sampling`), and log pi(y|x) is the sum over steps of the Gaussian log-density of each
 transition, as in DDPO (Black et al. 2023). `sample` records every latent, the timesteps and the
-per-step log-probs; `token_log_probs` recomputes the per-step log-densities of the stored transitions
-under the current parameters (differentiable), so the REBEL loss of `algorithms/rebel.py` applies as is.
+per-step log-probs; `token_log_probs` recomputes the per-step log-densities of the stored
+transitions under the current parameters (differentiable), so the REBEL loss of
+`algorithms/rebel.py` applies as is.
 
 `DiffusionPolicy` holds everything generic; subclasses say how prompts become conditioning, how the
 denoiser is called, and how final latents become images: `ClassConditionalDiffusionPolicy` here
@@ -34,8 +35,9 @@ from .diffusion_sampling import (
 class DiffusionRollout(Rollout):
     """Sampled trajectories, `n` consecutive rows per prompt.
 
-    `latents[:, 0]` is the initial noise x_T and `latents[:, -1]` the final sample x_0; step i goes from
-    `latents[:, i]` at `timesteps[:, i]` to `latents[:, i + 1]` at `prev_timesteps[:, i]` (-1: final).
+    `latents[:, 0]` is the initial noise x_T and `latents[:, -1]` the final sample x_0; step i goes
+    from `latents[:, i]` at `timesteps[:, i]` to `latents[:, i + 1]` at `prev_timesteps[:, i]` (-1:
+    final).
     """
 
     latents: torch.Tensor  # (N, T + 1, *latent_shape) float32
@@ -67,35 +69,47 @@ class DiffusionRollout(Rollout):
 
     @property
     def recorded_token_log_probs(self) -> torch.Tensor:
-        """log pi_t of each step (N, T), recorded while sampling (the same numbers a recomputation gives)."""
+        """log pi_t of each step (N, T), recorded while sampling (the same numbers a recomputation
+        gives)."""
         return self.step_log_probs
 
     def conditioning_rows(self) -> torch.Tensor:
-        """What each row conditions on: equal for rows of the same prompt, and for different prompts the
-        model cannot tell apart (e.g. two phrasings of one digit)."""
+        """What each row conditions on: equal for rows of the same prompt, and for different prompts
+        the model cannot tell apart (e.g. two phrasings of one digit)."""
         return self.conditioning
 
 
 def concat_diffusion_rollouts(rollouts: list[DiffusionRollout]) -> DiffusionRollout:
-    """The rows of several rollouts of the same sampler (same number of steps and latent shape), in order."""
+    """The rows of several rollouts of the same sampler (same number of steps and latent shape), in
+    order."""
     values = {}
     for f in fields(DiffusionRollout):
         parts = [getattr(r, f.name) for r in rollouts]
-        values[f.name] = [item for part in parts for item in part] if isinstance(parts[0], list) else torch.cat(parts)
+        values[f.name] = (
+            [item for part in parts for item in part]
+            if isinstance(parts[0], list)
+            else torch.cat(parts)
+        )
     return DiffusionRollout(**values)
 
 
 class DiffusionPolicy(Policy):
     """A denoiser, a stochastic sampler, classifier-free guidance, and a reference for the KL term.
 
-    Subclasses implement `encode_prompts`, `null_conditioning`, `denoise` and `decode`. The reference is
-    the LoRA adapter disabled when `model` is a peft model, else `reference_model` (a frozen copy).
-    `guidance_scale` > 1 runs each step on [conditional; unconditional] and combines them as
-    u + g (c - u); `temperature` multiplies every step's noise std (1.0 = the sampler as defined).
+    Subclasses implement `encode_prompts`, `null_conditioning`, `denoise` and `decode`. The
+    reference is the LoRA adapter disabled when `model` is a peft model, else `reference_model` (a
+    frozen copy). `guidance_scale` > 1 runs each step on [conditional; unconditional] and combines
+    them as u + g (c - u); `temperature` multiplies every step's noise std (1.0 = the sampler as
+    defined).
     """
 
-    supports = PolicySupports(description="a diffusion policy", default_temperature=1.0, sharding=False,
-                              dataset_completions=False, images=True)
+    supports = PolicySupports(
+        description="a diffusion policy",
+        default_temperature=1.0,
+        sharding=False,
+        dataset_completions=False,
+        images=True,
+    )
 
     def __init__(
         self,
@@ -116,15 +130,18 @@ class DiffusionPolicy(Policy):
 
     # --- what a subclass provides -------------------------------------------------------------
     def encode_prompts(self, prompts: list) -> torch.Tensor:
-        """Conditioning for each prompt, (B, ...) on `device`; DataError for a prompt it cannot use."""
+        """Conditioning for each prompt, (B, ...) on `device`; DataError for a prompt it cannot
+        use."""
         raise NotImplementedError
 
     def null_conditioning(self, batch: int) -> torch.Tensor:
-        """The unconditional ("dropped") conditioning for `batch` rows, used by classifier-free guidance."""
+        """The unconditional ("dropped") conditioning for `batch` rows, used by classifier-free
+        guidance."""
         raise NotImplementedError
 
-    def denoise(self, module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor
-                ) -> torch.Tensor:
+    def denoise(
+        self, module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor
+    ) -> torch.Tensor:
         """One call of the denoiser `module` on latents x (B, ...) at timesteps t (B,)."""
         raise NotImplementedError
 
@@ -138,12 +155,15 @@ class DiffusionPolicy(Policy):
         return self.guidance_scale != 1.0
 
     def check_prompts(self, prompts: list) -> None:
-        """Encode every prompt once up front, so one the policy cannot condition on stops the run early."""
+        """Encode every prompt once up front, so one the policy cannot condition on stops the run
+        early."""
         self.encode_prompts(prompts)
 
-    def predict(self, module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor
-                ) -> torch.Tensor:
-        """The (guided) model output in float32; with guidance, one batched call on [cond; uncond]."""
+    def predict(
+        self, module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor
+    ) -> torch.Tensor:
+        """The (guided) model output in float32; with guidance, one batched call on [cond;
+        uncond]."""
         if not self.uses_guidance:
             return self.denoise(module, x, t, conditioning).float()
         both = torch.cat([conditioning, self.null_conditioning(len(x)).to(conditioning.dtype)])
@@ -151,9 +171,17 @@ class DiffusionPolicy(Policy):
         return apply_guidance(output, self.guidance_scale)
 
     @torch.no_grad()
-    def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None,
-               generator: torch.Generator | None = None) -> DiffusionRollout:
-        """Sample `n` trajectories per prompt (rows grouped by prompt) from the policy or the reference."""
+    def sample(
+        self,
+        prompts: list,
+        n: int,
+        *,
+        reference: bool = False,
+        temperature: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> DiffusionRollout:
+        """Sample `n` trajectories per prompt (rows grouped by prompt) from the policy or the
+        reference."""
         temperature = self.temperature if temperature is None else temperature
         device = self.device
         conditioning = self.encode_prompts(prompts).repeat_interleave(n, dim=0)
@@ -164,7 +192,9 @@ class DiffusionPolicy(Policy):
         with self.sampling_model(reference) as module, self.autocast():
             for t, t_prev in zip(timesteps, prev_timesteps):
                 t, t_prev = t.expand(rows), t_prev.expand(rows)
-                mean, std = self.sampler.step(self.predict(module, x, t, conditioning), x, t, t_prev)
+                mean, std = self.sampler.step(
+                    self.predict(module, x, t, conditioning), x, t, t_prev
+                )
                 std = std * temperature
                 noise = torch.randn(x.shape, generator=generator, device=device)
                 x = mean + std.view(-1, *([1] * (x.dim() - 1))) * noise
@@ -183,17 +213,21 @@ class DiffusionPolicy(Policy):
 
     def token_log_probs(self, rollout: DiffusionRollout, *, reference: bool = False,
                         steps: slice | torch.Tensor | None = None) -> torch.Tensor:
-        """Per-step log-densities (N, T) of the stored transitions, float64; differentiable unless `reference`.
+        """Per-step log-densities (N, T) of the stored transitions, float64; differentiable unless
+        `reference`.
 
-        All (row, step) pairs go through the denoiser as one batch; pass `steps` (a slice or index tensor
-        over the T steps) to compute only those columns, e.g. to bound memory on large models.
+        All (row, step) pairs go through the denoiser as one batch; pass `steps` (a slice or index
+        tensor over the T steps) to compute only those columns, e.g. to bound memory on large
+        models.
         """
         if reference:
             with torch.no_grad(), self.sampling_model(reference=True) as module, self.autocast():
                 return self._step_log_probs(module, rollout, steps)
         return self._step_log_probs(self.train_module, rollout, steps)
 
-    def _step_log_probs(self, module: torch.nn.Module, rollout: DiffusionRollout, steps) -> torch.Tensor:
+    def _step_log_probs(
+        self, module: torch.nn.Module, rollout: DiffusionRollout, steps
+    ) -> torch.Tensor:
         index = torch.arange(rollout.num_steps, device=rollout.timesteps.device)
         index = index if steps is None else index[steps]
         rows, count = len(rollout), len(index)
@@ -215,8 +249,9 @@ class DiffusionPolicy(Policy):
 
     def save_pretrained(self, path: str | Path, model: torch.nn.Module | None = None,
                         state_dict: dict | None = None) -> None:
-        """Save the denoiser (the LoRA adapter only when peft-wrapped; `model` instead, e.g. a merged
-        one) and the sampler's scheduler. `state_dict` is not taken: diffusion policies do not shard."""
+        """Save the denoiser (the LoRA adapter only when peft-wrapped; `model` instead, e.g. a
+        merged one) and the sampler's scheduler. `state_dict` is not taken: diffusion policies do
+        not shard."""
         path = Path(path)
         (model or self.model).save_pretrained(str(path))
         self.sampler.scheduler.save_pretrained(str(path / "scheduler"))
@@ -225,9 +260,9 @@ class DiffusionPolicy(Policy):
 class ClassConditionalDiffusionPolicy(DiffusionPolicy):
     """A pixel-space `UNet2DModel` with `num_class_embeds`, conditioned on a class id per prompt.
 
-    `prompt_to_class` maps a prompt to its class (raising DataError when it names none); `null_class`
-    is the class the model was trained on for dropped labels, used as the unconditional branch of CFG.
-    Latents are images in [-1, 1].
+    `prompt_to_class` maps a prompt to its class (raising DataError when it names none);
+    `null_class` is the class the model was trained on for dropped labels, used as the unconditional
+    branch of CFG. Latents are images in [-1, 1].
     """
 
     def __init__(self, model: torch.nn.Module, sampler: DDIMSampler | LCMSampler, *,
@@ -264,7 +299,8 @@ def _unet_config(model: torch.nn.Module) -> dict:
 
 def add_lora(model: torch.nn.Module, target_modules: list[str], *, r: int = 8, alpha: int = 16,
              dropout: float = 0.0) -> torch.nn.Module:
-    """Wrap a diffusers denoiser in a peft LoRA model (base frozen; B = 0, so it starts as the base)."""
+    """Wrap a diffusers denoiser in a peft LoRA model (base frozen; B = 0, so it starts as the
+    base)."""
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,

@@ -7,9 +7,9 @@ time-outs, the tools and the built-in environments, all of which satisfy this pr
     reset(row) -> messages                  # the first messages of the dialogue (chat format)
     step(assistant_message) -> (messages, reward, done)
 
-`row` is the prompt row (its columns, e.g. the hidden answer) as a dict; `messages` are chat messages
-({"role": "user" | "tool" | "system", "content": str}) appended after the policy's turn; `reward` is
-this step's reward (the episode's return is their sum); `done` ends the episode.
+`row` is the prompt row (its columns, e.g. the hidden answer) as a dict; `messages` are chat
+messages ({"role": "user" | "tool" | "system", "content": str}) appended after the policy's turn;
+`reward` is this step's reward (the episode's return is their sum); `done` ends the episode.
 """
 from __future__ import annotations
 
@@ -26,4 +26,5 @@ class Environment(Protocol):
         """The dialogue's opening messages for this prompt row."""
 
     def step(self, assistant_message: str) -> tuple[list[Message], float, bool]:
-        """React to the policy's turn: the messages to append, this step's reward, whether it is over."""
+        """React to the policy's turn: the messages to append, this step's reward, whether it is
+        over."""

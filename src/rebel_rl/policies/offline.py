@@ -1,10 +1,10 @@
-"""Dataset completions as rollouts of a causal LM (a `CausalLMPolicy`, passed in as `policy`): log pi(y|x)
-of a written (prompt, completion) pair, computed exactly as for a sampled one.
+"""Dataset completions as rollouts of a causal LM (a `CausalLMPolicy`, passed in as `policy`): log
+pi(y|x) of a written (prompt, completion) pair, computed exactly as for a sampled one.
 
-`CausalLMPolicy.sample` tokenizes the prompt on its own (left-padded) and generates completion tokens
-after it, ending with EOS. Here the completion text is tokenized on its own too (no special tokens added)
-and EOS is appended, so SFT targets, DPO pairs and RL samples are all scored through the same
-`policy.log_probs` with the same masks.
+`CausalLMPolicy.sample` tokenizes the prompt on its own (left-padded) and generates completion
+tokens after it, ending with EOS. Here the completion text is tokenized on its own too (no special
+tokens added) and EOS is appended, so SFT targets, DPO pairs and RL samples are all scored through
+the same `policy.log_probs` with the same masks.
 """
 from __future__ import annotations
 
@@ -28,34 +28,49 @@ def completion_token_ids(policy: Policy, completions: list) -> list[list[int]]:
 
 def rollout_from_ids(policy: Policy, prompt_ids: list[list[int]], completion_ids: list[list[int]],
                      texts: list[str] | None = None) -> TextRollout:
-    """Pad token ids into a Rollout shaped like a sampled one: prompts left-padded (as `encode_prompts`
-    does), completions right-padded, `completion_mask` up to and including the first EOS."""
+    """Pad token ids into a Rollout shaped like a sampled one: prompts left-padded (as
+    `encode_prompts` does), completions right-padded, `completion_mask` up to and including the
+    first EOS."""
     prompts = policy.tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt",
                                    padding_side="left")
     pad = policy.tokenizer.pad_token_id
     width = max(len(ids) for ids in completion_ids)
-    completions = torch.tensor([ids + [pad] * (width - len(ids)) for ids in completion_ids], dtype=torch.long)
+    completions = torch.tensor(
+        [ids + [pad] * (width - len(ids)) for ids in completion_ids], dtype=torch.long
+    )
     mask, has_eos = first_eos_mask(completions, policy.eos_token_ids)
     device = policy.device
     if texts is None:
         texts = policy.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-    return TextRollout(prompts["input_ids"].to(device), prompts["attention_mask"].to(device), completions.to(device),
-                   mask.to(device), has_eos.to(device), list(texts))
+    return TextRollout(
+        prompts["input_ids"].to(device),
+        prompts["attention_mask"].to(device),
+        completions.to(device),
+        mask.to(device),
+        has_eos.to(device),
+        list(texts),
+    )
 
 
 def rollout_from_text(policy: Policy, prompts: list, completions: list[str]) -> TextRollout:
     """A Rollout of dataset completions, so that `policy.log_probs(rollout)` is log pi(y + EOS | x)
-    computed exactly as for sampled completions. Prompts longer than the policy allows raise DataError."""
+    computed exactly as for sampled completions. Prompts longer than the policy allows raise
+    DataError."""
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-    return rollout_from_ids(policy, policy.prompt_token_ids(prompts), completion_token_ids(policy, completions),
-                            [completion_text(c) for c in completions])
+    return rollout_from_ids(
+        policy,
+        policy.prompt_token_ids(prompts),
+        completion_token_ids(policy, completions),
+        [completion_text(c) for c in completions],
+    )
 
 
 def encode_examples(policy: Policy, prompts: list, completions: list, max_length: int,
                     what: str = "training") -> tuple[list[list[int]], list[list[int]]]:
-    """Prompt ids and completion-plus-EOS ids of dataset examples, tokenized once up front; DataError
-    for the first example with more than `max_length` tokens in all (`what` names the data in it)."""
+    """Prompt ids and completion-plus-EOS ids of dataset examples, tokenized once up front;
+    DataError for the first example with more than `max_length` tokens in all (`what` names the data
+    in it)."""
     prompt_ids: list[list[int]] = []
     for start in range(0, len(prompts), 512):
         prompt_ids += policy.prompt_token_ids(prompts[start:start + 512], first_index=start)
@@ -63,8 +78,10 @@ def encode_examples(policy: Policy, prompts: list, completions: list, max_length
     for index, (prompt, completion) in enumerate(zip(prompt_ids, completion_ids)):
         if len(prompt) + len(completion) > max_length:
             raise DataError(
-                f"{what} example {index} has {len(prompt) + len(completion)} tokens (prompt {len(prompt)}, "
-                f"completion {len(completion) - 1} + EOS), more than max_length={max_length}: raise max_length "
+                f"{what} example {index} has {len(prompt) + len(completion)} tokens (prompt "
+                f"{len(prompt)}, "
+                f"completion {len(completion) - 1} + EOS), more than max_length={max_length}: "
+                f"raise max_length "
                 "or shorten the example"
             )
     return prompt_ids, completion_ids

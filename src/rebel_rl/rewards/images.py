@@ -1,6 +1,7 @@
 """Offline image rewards, TRL-style: `f(prompts, completions, **columns) -> list[float]`.
 
-Completions are images, each a float tensor (C, H, W) in [0, 1] (what `DiffusionPolicy.sample` gives).
+Completions are images, each a float tensor (C, H, W) in [0, 1] (what `DiffusionPolicy.sample`
+gives).
 
 * `jpeg_compressibility`: minus the JPEG size in kB at quality 95 (DDPO's compressibility reward);
   `jpeg_incompressibility` is plus the size.
@@ -34,10 +35,13 @@ def jpeg_size_kb(image: torch.Tensor, quality: int = JPEG_QUALITY) -> float:
 
 
 def jpeg_compressibility(prompts: list, completions: list[torch.Tensor], **columns) -> list[float]:
-    """Minus the JPEG size in kB of each image: smaller files (flatter, smoother images) score higher."""
+    """Minus the JPEG size in kB of each image: smaller files (flatter, smoother images) score
+    higher."""
     return [-jpeg_size_kb(image) for image in completions]
 
 
-def jpeg_incompressibility(prompts: list, completions: list[torch.Tensor], **columns) -> list[float]:
+def jpeg_incompressibility(
+    prompts: list, completions: list[torch.Tensor], **columns
+) -> list[float]:
     """The JPEG size in kB of each image: more detailed, noisier images score higher."""
     return [jpeg_size_kb(image) for image in completions]

@@ -1,10 +1,11 @@
-"""Pairwise preference sources P(y > y' | x) for REBEL's general-preference variant (`--preference SPEC`).
+"""Pairwise preference sources P(y > y' | x) for REBEL's general-preference variant (`--preference
+SPEC`).
 
-A preference is called as `f(prompts, completions_a, completions_b, **columns) -> list[float]`, one value
-in [0, 1] per row: the probability that completion a is preferred to completion b for that prompt
-(TRL's reward-function convention with a second list of completions). Specs, as for rewards:
-- a builtin (builtin.BUILTIN_PREFERENCES): `tldr_judge_preference` (the gold judge of builtin:tldr: 1 / 0.5 / 0,
-  needs `facts`; registered by tasks/summarization_rewards.py);
+A preference is called as `f(prompts, completions_a, completions_b, **columns) -> list[float]`, one
+value in [0, 1] per row: the probability that completion a is preferred to completion b for that
+prompt (TRL's reward-function convention with a second list of completions). Specs, as for rewards:
+- a builtin (builtin.BUILTIN_PREFERENCES): `tldr_judge_preference` (the gold judge of builtin:tldr:
+  1 / 0.5 / 0, needs `facts`; registered by tasks/summarization_rewards.py);
 - `module.sub:function` or `path/to/file.py:function`;
 - `model:PATH` (or a folder): a pairwise classifier trained by `rebel preference-model`.
 """
@@ -21,7 +22,9 @@ from rebel_rl.rewards.builtin import BUILTIN_PREFERENCES
 from rebel_rl.rewards.functions import load_reward_function
 from rebel_rl.rewards.reward_set import _call_reward, format_completion
 
-SPEC_FORMS = "a builtin ({builtins}), 'module.sub:function', 'path/to/file.py:function' or 'model:PATH'"
+SPEC_FORMS = (
+    "a builtin ({builtins}), 'module.sub:function', 'path/to/file.py:function' or 'model:PATH'"
+)
 
 
 def _model_target(spec: str) -> str | None:
@@ -38,7 +41,8 @@ def _unknown(spec: str) -> RewardError:
 
 
 def check_preference_spec(spec: str) -> None:
-    """Validate a preference spec without loading weights; RewardError (one line) if it is invalid."""
+    """Validate a preference spec without loading weights; RewardError (one line) if it is
+    invalid."""
     if spec in BUILTIN_PREFERENCES:
         return
     target = _model_target(spec)
@@ -49,7 +53,10 @@ def check_preference_spec(spec: str) -> None:
         import json
 
         if not json.loads((path / "config.json").read_text()).get("pairwise_preference"):
-            raise RewardError(f"'{target}' is not a pairwise preference model: train one with `rebel preference-model`")
+            raise RewardError(
+                f"'{target}' is not a pairwise preference model: train one with `rebel "
+                f"preference-model`"
+            )
     elif ":" in spec:
         load_reward_function(spec)
     else:
@@ -72,7 +79,8 @@ def resolve_preference(spec: str, device: str = "cpu") -> tuple[str, Callable]:
 
 
 class Preference:
-    """A preference source (spec or callable) with checked outputs, and the per-prompt matrix REBEL needs."""
+    """A preference source (spec or callable) with checked outputs, and the per-prompt matrix REBEL
+    needs."""
 
     def __init__(self, spec: str | Callable, device: str = "cpu") -> None:
         if callable(spec):
@@ -82,27 +90,38 @@ class Preference:
 
     def __call__(self, prompts: list, completions_a: list[str], completions_b: list[str],
                  columns: dict[str, list] | None = None) -> torch.Tensor:
-        """P(a > b | x) per row (float32), completions formatted as for rewards; RewardError for a wrong
-        count, a non-finite value or one outside [0, 1]."""
+        """P(a > b | x) per row (float32), completions formatted as for rewards; RewardError for a
+        wrong count, a non-finite value or one outside [0, 1]."""
         a = [format_completion(p, c) for p, c in zip(prompts, completions_a, strict=True)]
         b = [format_completion(p, c) for p, c in zip(prompts, completions_b, strict=True)]
-        values = _call_reward(self.name, lambda ps, cs, **k: self.function(ps, cs, b, **k), prompts, a, columns or {})
+        values = _call_reward(
+            self.name, lambda ps, cs, **k: self.function(ps, cs, b, **k), prompts, a, columns or {}
+        )
         outside = ((values < 0) | (values > 1)).nonzero()
         if len(outside):
             index = int(outside[0, 0])
-            raise RewardError(f"preference '{self.name}' returned {float(values[index])} at index {index}: "
-                              "a preference is a probability in [0, 1]")
+            raise RewardError(
+                f"preference '{self.name}' returned {float(values[index])} at index {index}: "
+                "a preference is a probability in [0, 1]"
+            )
         return values
 
-    def matrix(self, prompts: list, completions: list[str], columns: dict[str, list], n: int) -> torch.Tensor:
-        """(N, n) for N = num_prompts * n rows, n consecutive per prompt: row p*n + i holds P(y_i > y_j | x_p)
-        for j = 0..n-1 (0.5 for j = i). One query per pair i < j; P(y_j > y_i) is taken as 1 - P(y_i > y_j)."""
+    def matrix(
+        self, prompts: list, completions: list[str], columns: dict[str, list], n: int
+    ) -> torch.Tensor:
+        """(N, n) for N = num_prompts * n rows, n consecutive per prompt: row p*n + i holds P(y_i >
+        y_j | x_p) for j = 0..n-1 (0.5 for j = i). One query per pair i < j; P(y_j > y_i) is taken
+        as 1 - P(y_i > y_j)."""
         num_prompts = len(completions) // n
         i, j = torch.triu_indices(n, n, offset=1)
         first = (torch.arange(num_prompts)[:, None] * n + i).flatten().tolist()
         second = (torch.arange(num_prompts)[:, None] * n + j).flatten().tolist()
-        values = self([prompts[r] for r in first], [completions[r] for r in first], [completions[r] for r in second],
-                      {k: [v[r] for r in first] for k, v in columns.items()}).view(num_prompts, -1)
+        values = self(
+            [prompts[r] for r in first],
+            [completions[r] for r in first],
+            [completions[r] for r in second],
+            {k: [v[r] for r in first] for k, v in columns.items()},
+        ).view(num_prompts, -1)
         out = torch.full((num_prompts, n, n), 0.5)
         out[:, i, j] = values
         out[:, j, i] = 1 - values
@@ -114,8 +133,13 @@ class NoRewards:
 
     names: list[str] = []
 
-    def __call__(self, prompts: list, completions: list, columns: dict | None = None, extras: dict | None = None
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self,
+        prompts: list,
+        completions: list,
+        columns: dict | None = None,
+        extras: dict | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return torch.zeros(len(completions)), {}
 
     def take_counts(self) -> dict[str, float]:

@@ -16,7 +16,8 @@ DEFAULT_MAX_LENGTH = 1024
 
 
 class RewardModel:
-    """Scores (prompt, completion) pairs with any `AutoModelForSequenceClassification` with one label.
+    """Scores (prompt, completion) pairs with any `AutoModelForSequenceClassification` with one
+    label.
 
     Callable as `rm(prompts, completions, **columns) -> list[float]`. Conversational prompts are
     rendered with the reward model's own chat template when it has one (prompt messages plus the
@@ -34,8 +35,9 @@ class RewardModel:
         batch_size: int = 16,
         max_length: int | None = None,
     ) -> None:
-        """Load the tokenizer and model from a local folder or hub id, or take a `(model, tokenizer)` pair
-        already in memory (the tokenizer object is copied, not changed); RewardError on any failure."""
+        """Load the tokenizer and model from a local folder or hub id, or take a `(model,
+        tokenizer)` pair already in memory (the tokenizer object is copied, not changed);
+        RewardError on any failure."""
         self.device = torch.device(device)
         self.batch_size = batch_size
         if isinstance(path, tuple):
@@ -119,8 +121,10 @@ def _check_objects(model: Any, tokenizer: Any) -> tuple[Any, Any]:
 
     labels = getattr(getattr(model, "config", None), "num_labels", None)
     if not isinstance(model, PreTrainedModel) or labels != 1:
-        raise RewardError(f"reward_model is a {type(model).__name__} (num_labels={labels}): pass an "
-                          "AutoModelForSequenceClassification with num_labels=1 and its tokenizer")
+        raise RewardError(
+            f"reward_model is a {type(model).__name__} (num_labels={labels}): pass an "
+            "AutoModelForSequenceClassification with num_labels=1 and its tokenizer"
+        )
     if tokenizer is None or not callable(getattr(tokenizer, "pad", None)):
         raise RewardError("reward_model needs its tokenizer: pass reward_model=(model, tokenizer)")
     return copy.deepcopy(tokenizer), model
@@ -139,7 +143,9 @@ def _ensure_pad_token(tokenizer: Any, model: Any) -> None:
     """
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise RewardError("reward model tokenizer has neither a pad nor an eos token: set pad_token")
+            raise RewardError(
+                "reward model tokenizer has neither a pad nor an eos token: set pad_token"
+            )
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
 

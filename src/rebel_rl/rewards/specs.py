@@ -1,5 +1,6 @@
-"""Reward specs checked cheaply, before any model or heavy library loads (the command line asks these
-before the trainer imports torch): builtin names, `model:PATH` folders or hub ids, `module:fn`, `file.py:fn`."""
+"""Reward specs checked cheaply, before any model or heavy library loads (the command line asks
+these before the trainer imports torch): builtin names, `model:PATH` folders or hub ids,
+`module:fn`, `file.py:fn`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -73,12 +74,16 @@ def _check_model_target(target: str) -> None:
     path = Path(target).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise RewardError(f"reward model folder {target} has no config.json: give a saved model folder")
+            raise RewardError(
+                f"reward model folder {target} has no config.json: give a saved model folder"
+            )
         from transformers import AutoConfig
 
         labels = AutoConfig.from_pretrained(str(path)).num_labels
         if labels != 1:
-            raise RewardError(f"reward model '{target}' has num_labels={labels}: it must output one score")
+            raise RewardError(
+                f"reward model '{target}' has num_labels={labels}: it must output one score"
+            )
         return
     parts = target.split("/")
     if path.exists() or len(parts) > 2 or not all(parts) or target.startswith((".", "~")):

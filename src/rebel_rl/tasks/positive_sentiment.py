@@ -1,10 +1,11 @@
-"""Built-in prompt set `positive_sentiment`: short open questions whose answers can be more or less upbeat.
+"""Built-in prompt set `positive_sentiment`: short open questions whose answers can be more or less
+upbeat.
 
 Prompts are conversational (`[{"role": "system", ...}, {"role": "user", "content": ...}]`) and built
 deterministically from question templates x everyday topics. The short system message stands in for
 SmolLM2's default one, which its chat template adds when a conversation has none: 16 tokens more per
-prompt, about a third of the demo's prompt compute. Train and test use disjoint topics, so the test split measures
-generalisation to topics the policy never saw during training.
+prompt, about a third of the demo's prompt compute. Train and test use disjoint topics, so the test
+split measures generalisation to topics the policy never saw during training.
 """
 from __future__ import annotations
 
@@ -60,9 +61,11 @@ def _rows(topics: tuple[str, ...]) -> dict[str, list]:
 
 
 def load(split: str = "train") -> datasets.Dataset:
-    """Return the `split` ("train" or "test") of the positive-sentiment prompts with columns prompt, topic.
+    """Return the `split` ("train" or "test") of the positive-sentiment prompts with columns prompt,
+    topic.
 
-    Raises KeyError for an unknown split; the task registry turns that into a DataError for the user.
+    Raises KeyError for an unknown split; the task registry turns that into a DataError for the
+    user.
     """
     import datasets
 

@@ -1,15 +1,16 @@
-"""Built-in task `tldr`: an offline, seeded stand-in for the REBEL paper's TL;DR summarization experiment.
+"""Built-in task `tldr`: an offline, seeded stand-in for the REBEL paper's TL;DR summarization
+experiment.
 
-A post is a short Reddit-style story in plain English with three key facts (who is involved, what the
-problem is, what the poster asks) and two or three distractor sentences. Three parts play the paper's
-roles: the gold judge (summarization_judge.py, GPT-4's role: decides win rates, never trains anything);
-REFERENCE summaries from a noisy writer (the human TL;DRs: SFT targets and the win-rate opponent); and
-PREFERENCE pairs of candidates of varied quality, labelled by the judge with Bradley-Terry noise (the
-human comparisons that train the reward model and DPO). Candidates never exceed the judge's length
-budget and never repeat themselves, so within the preference data longer usually means more facts:
-a learned reward model is a useful proxy that also learns a length/keyword bias the judge punishes
-beyond the budget. Everything is deterministic from `seed` (random.Random, never the global state).
-See docs/summarization_task.md.
+A post is a short Reddit-style story in plain English with three key facts (who is involved, what
+the problem is, what the poster asks) and two or three distractor sentences. Three parts play the
+paper's roles: the gold judge (summarization_judge.py, GPT-4's role: decides win rates, never trains
+anything); REFERENCE summaries from a noisy writer (the human TL;DRs: SFT targets and the win-rate
+opponent); and PREFERENCE pairs of candidates of varied quality, labelled by the judge with
+Bradley-Terry noise (the human comparisons that train the reward model and DPO). Candidates never
+exceed the judge's length budget and never repeat themselves, so within the preference data longer
+usually means more facts: a learned reward model is a useful proxy that also learns a length/keyword
+bias the judge punishes beyond the budget. Everything is deterministic from `seed` (random.Random,
+never the global state). See docs/summarization_task.md.
 """
 from __future__ import annotations
 
@@ -26,8 +27,20 @@ from rebel_rl.tasks.summarization_judge import (  # re-exported: the task's publ
     LENGTH_BUDGET, judge_breakdown, judge_compare, judge_score, tokenize,
 )
 from rebel_rl.tasks.summarization_tables import (
-    ASK_LEADS, COMMON_ASKS, DISTRACTORS, FEELINGS, FILLER_PREFIXES, FILLER_SUFFIXES, NAMES, PET_NAMES, SUBREDDITS,
-    VAGUE_MAIN, YEARS, Ask, Detail, Problem,
+    ASK_LEADS,
+    COMMON_ASKS,
+    DISTRACTORS,
+    FEELINGS,
+    FILLER_PREFIXES,
+    FILLER_SUFFIXES,
+    NAMES,
+    PET_NAMES,
+    SUBREDDITS,
+    VAGUE_MAIN,
+    YEARS,
+    Ask,
+    Detail,
+    Problem,
 )
 
 if TYPE_CHECKING:  # `datasets` is imported by the loaders: registering the task stays light
@@ -54,17 +67,27 @@ class Post:
 
     @property
     def prompt(self) -> str:
-        """The TL;DR-style prompt: subreddit line, post line, and 'TL;DR:' for the model to continue."""
+        """The TL;DR-style prompt: subreddit line, post line, and 'TL;DR:' for the model to
+        continue."""
         return f"SUBREDDIT: r/{self.subreddit}\nPOST: {self.text}\nTL;DR:"
 
     @property
     def facts(self) -> dict[str, Any]:
-        """What the judge needs (the `facts` column, JSON-encoded): key words, distractors, name, post."""
+        """What the judge needs (the `facts` column, JSON-encoded): key words, distractors, name,
+        post."""
         return {
-            "subreddit": self.subreddit, "post": self.text, "name": self.name, "person": [self.role],
-            "problem": list(self.problem.keys), "ask": list(self.ask.keys),
+            "subreddit": self.subreddit,
+            "post": self.text,
+            "name": self.name,
+            "person": [self.role],
+            "problem": list(self.problem.keys),
+            "ask": list(self.ask.keys),
             "distractors": [list(d.keys) for d in self.details],
-            "phrases": {"person": f"my {self.role}", "problem": self.problem.phrase, "ask": self.ask.phrase},
+            "phrases": {
+                "person": f"my {self.role}",
+                "problem": self.problem.phrase,
+                "ask": self.ask.phrase,
+            },
         }
 
 
@@ -83,7 +106,8 @@ REFERENCE_STYLE = WriterStyle(omit=(0.15, 0.05, 0.35), distractor=0.2, filler=0.
 
 
 def make_post(rng: random.Random) -> Post:
-    """Draw one post: a topic, a role and name, a problem, an ask, two or three distractors, in order.
+    """Draw one post: a topic, a role and name, a problem, an ask, two or three distractors, in
+    order.
 
     Sentences: the intro (who), the problem, sometimes an elaboration, the distractors at random
     places among them, a feeling sentence, and the ask last; 30-60 words with spaced punctuation.
@@ -118,13 +142,14 @@ def _words(text: str) -> int:
 
 
 def oracle_summary(post: Post) -> str:
-    """The ideal summary: the three key facts and nothing else, e.g. 'my roommate keeps eating my food ,
-    should I move out ?' (at most 14 tokens, judge score 3.0)."""
+    """The ideal summary: the three key facts and nothing else, e.g. 'my roommate keeps eating my
+    food , should I move out ?' (at most 14 tokens, judge score 3.0)."""
     return f"my {post.role} {post.problem.phrase} , {post.ask.phrase}"
 
 
 def write_summary(post: Post, rng: random.Random, style: WriterStyle) -> tuple[str, dict[str, Any]]:
-    """Write one noisy summary of `post` in `style`; return it and what the writer did (for analysis).
+    """Write one noisy summary of `post` in `style`; return it and what the writer did (for
+    analysis).
 
     The returned dict has `facts` (how many of the three key facts are stated correctly),
     `hallucinated`, `distractor` and `filler` (booleans).
@@ -144,15 +169,22 @@ def write_summary(post: Post, rng: random.Random, style: WriterStyle) -> tuple[s
     parts = {
         "prefix": rng.choice(FILLER_PREFIXES) if rng.random() < style.filler else "",
         "main": f"{who} {problem.phrase}" if keep[1] else f"{VAGUE_MAIN} {who}",
-        "detail": f", also {rng.choice(post.details).clause}" if rng.random() < style.distractor else "",
+        "detail": (
+            f", also {rng.choice(post.details).clause}" if rng.random() < style.distractor else ""
+        ),
         "suffix": rng.choice(FILLER_SUFFIXES) if rng.random() < style.filler else "",
         "ask": f", {ask.phrase}" if keep[2] else "",
     }
-    for optional in ("suffix", "prefix", "detail"):  # fit the cap by dropping extras, least useful first
+    # fit the cap by dropping extras, least useful first
+    for optional in ("suffix", "prefix", "detail"):
         if style.max_tokens is None or len(tokenize(_join(parts))) <= style.max_tokens:
             break
         parts[optional] = ""
-    stated = [keep[0] and wrong != "person", keep[1] and wrong != "problem", keep[2] and wrong != "ask"]
+    stated = [
+        keep[0] and wrong != "person",
+        keep[1] and wrong != "problem",
+        keep[2] and wrong != "ask",
+    ]
     hallucinated = wrong is not None and keep[("person", "problem", "ask").index(wrong)]
     meta = {"facts": sum(stated), "hallucinated": hallucinated, "distractor": bool(parts["detail"]),
             "filler": bool(parts["prefix"] or parts["suffix"])}
@@ -165,12 +197,14 @@ def _join(parts: dict[str, str]) -> str:
 
 
 def reference_summary(post: Post, rng: random.Random) -> str:
-    """A human-like reference TL;DR: usually right, sometimes omits a fact, copies a detail or rambles."""
+    """A human-like reference TL;DR: usually right, sometimes omits a fact, copies a detail or
+    rambles."""
     return write_summary(post, rng, REFERENCE_STYLE)[0]
 
 
 def candidate_style(rng: random.Random) -> WriterStyle:
-    """A random candidate-writer style: quality q ~ U(0, 1) sets omission, distractor and error rates.
+    """A random candidate-writer style: quality q ~ U(0, 1) sets omission, distractor and error
+    rates.
 
     Candidates are capped at the judge's LENGTH_BUDGET, so the preference data never shows an
     over-long (or repetitive) summary losing: the proxy gap a reward model trained on it inherits.
@@ -182,7 +216,8 @@ def candidate_style(rng: random.Random) -> WriterStyle:
 
 
 def candidate_summary(post: Post, rng: random.Random) -> tuple[str, dict[str, Any]]:
-    """One preference-data candidate of random quality (see candidate_style), with the writer's notes."""
+    """One preference-data candidate of random quality (see candidate_style), with the writer's
+    notes."""
     return write_summary(post, rng, candidate_style(rng))
 
 
@@ -193,7 +228,8 @@ def _rng(*parts: object) -> random.Random:
 
 @functools.lru_cache(maxsize=8)
 def generate_posts(seed: int = 0) -> types.MappingProxyType[str, tuple[Post, ...]]:
-    """All splits' posts for `seed` (read-only): test, validation, then train, each post text unique.
+    """All splits' posts for `seed` (read-only): test, validation, then train, each post text
+    unique.
 
     Each split draws from its own seeded stream; a post whose text already appeared in an earlier
     split (or earlier in the same one) is skipped, so no test or validation post is in train.
@@ -212,12 +248,17 @@ def generate_posts(seed: int = 0) -> types.MappingProxyType[str, tuple[Post, ...
 
 
 def preference_pairs(
-    posts: tuple[Post, ...], rng: random.Random, pairs_per_post: int = PAIRS_PER_POST, tau: float = BT_TAU
+    posts: tuple[Post, ...],
+    rng: random.Random,
+    pairs_per_post: int = PAIRS_PER_POST,
+    tau: float = BT_TAU,
 ) -> list[dict[str, Any]]:
-    """Bradley-Terry-labelled candidate pairs: chosen = a with probability sigmoid((s_a - s_b) / tau).
+    """Bradley-Terry-labelled candidate pairs: chosen = a with probability sigmoid((s_a - s_b) /
+    tau).
 
     Each pair holds two distinct candidates whose judge scores differ; `judge_prefers_chosen` is the
-    noise-free label (False for the 'flipped' pairs), kept to measure a reward model against the judge.
+    noise-free label (False for the 'flipped' pairs), kept to measure a reward model against the
+    judge.
     """
     rows = []
     for post in posts:
@@ -229,7 +270,9 @@ def preference_pairs(
                 if abs(score_a - score_b) > 1e-9:
                     break
             else:
-                raise RuntimeError(f"no two candidates with different judge scores for: {post.text}")
+                raise RuntimeError(
+                    f"no two candidates with different judge scores for: {post.text}"
+                )
             a_wins = rng.random() < 1.0 / (1.0 + math.exp(-(score_a - score_b) / tau))
             chosen, rejected = (a, b) if a_wins else (b, a)
             rows.append({"prompt": post.prompt, "chosen": " " + chosen, "rejected": " " + rejected,
@@ -240,7 +283,8 @@ def preference_pairs(
 
 @functools.lru_cache(maxsize=8)
 def _columns(kind: str, split: str, seed: int) -> dict[str, tuple]:
-    """Column tuples of one dataset (`tldr`, `sft` or `preferences`) and split, cached per process."""
+    """Column tuples of one dataset (`tldr`, `sft` or `preferences`) and split, cached per
+    process."""
     posts = generate_posts(seed)[split]
     if kind == "preferences":
         rows = preference_pairs(posts, _rng(seed, "preferences", split))
@@ -267,7 +311,8 @@ def load_tldr_sft(split: str = "train", seed: int = 0) -> datasets.Dataset:
 
 
 def load_tldr_preferences(split: str = "train", seed: int = 0) -> datasets.Dataset:
-    """`builtin:tldr_preferences`: prompt, chosen, rejected (leading spaces), judge_prefers_chosen, facts."""
+    """`builtin:tldr_preferences`: prompt, chosen, rejected (leading spaces), judge_prefers_chosen,
+    facts."""
     return _dataset("preferences", split, seed)
 
 
@@ -297,7 +342,9 @@ def task_statistics(seed: int = 0, split: str = "train") -> dict[str, float]:
     return {
         "reference_mean_score": statistics.fmean(r["score"] for r in refs),
         "reference_over_budget": statistics.fmean(r["over_length"] > 0 for r in refs),
-        "oracle_mean_score": statistics.fmean(judge_score(p.facts, oracle_summary(p)) for p in posts),
+        "oracle_mean_score": statistics.fmean(
+            judge_score(p.facts, oracle_summary(p)) for p in posts
+        ),
         "oracle_win_rate": statistics.fmean(wins),
         "label_noise_rate": 1.0 - statistics.fmean(prefs["judge_prefers_chosen"]),
         "chosen_longer_rate": statistics.fmean(d > 0 for d in diffs),
@@ -309,8 +356,26 @@ SPLITS = tuple(SPLIT_SIZES)
 SFT_SPLITS = ("train", "validation")
 
 __all__ = [
-    "BT_TAU", "LENGTH_BUDGET", "REFERENCE_STYLE", "SFT_SPLITS", "SPLITS", "Post", "WriterStyle",
-    "candidate_style", "candidate_summary", "generate_posts", "judge_breakdown", "judge_compare",
-    "judge_score", "load_tldr", "load_tldr_preferences", "load_tldr_sft", "make_post", "oracle_summary",
-    "preference_pairs", "reference_summary", "task_statistics", "write_summary",
+    "BT_TAU",
+    "LENGTH_BUDGET",
+    "REFERENCE_STYLE",
+    "SFT_SPLITS",
+    "SPLITS",
+    "Post",
+    "WriterStyle",
+    "candidate_style",
+    "candidate_summary",
+    "generate_posts",
+    "judge_breakdown",
+    "judge_compare",
+    "judge_score",
+    "load_tldr",
+    "load_tldr_preferences",
+    "load_tldr_sft",
+    "make_post",
+    "oracle_summary",
+    "preference_pairs",
+    "reference_summary",
+    "task_statistics",
+    "write_summary",
 ]

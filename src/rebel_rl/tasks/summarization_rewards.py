@@ -1,5 +1,6 @@
-"""The `tldr` task's gold judge as rewards and as a preference, registered as `tldr_judge`, `tldr_win_rate`
-and `tldr_judge_preference` (tasks/__init__.py). They read the judge's facts from the dataset's columns.
+"""The `tldr` task's gold judge as rewards and as a preference, registered as `tldr_judge`,
+`tldr_win_rate` and `tldr_judge_preference` (tasks/__init__.py). They read the judge's facts from
+the dataset's columns.
 """
 from __future__ import annotations
 
@@ -31,17 +32,19 @@ def _tldr_columns(
 
 
 def tldr_judge(prompts: list, completions: list, **columns: Any) -> list[float]:
-    """Gold-judge score of each completion as a summary of its builtin:tldr post (max 3.0; needs `facts`).
+    """Gold-judge score of each completion as a summary of its builtin:tldr post (max 3.0; needs
+    `facts`).
 
-    For evaluation only: the judge plays GPT-4's role in the TL;DR experiment, and training against it
-    would remove the proxy gap the task is built to show. See docs/summarization_task.md.
+    For evaluation only: the judge plays GPT-4's role in the TL;DR experiment, and training against
+    it would remove the proxy gap the task is built to show. See docs/summarization_task.md.
     """
     (facts,) = _tldr_columns("tldr_judge", completions, columns, ("facts",))
     return [judge_score(f, completion_text(c)) for f, c in zip(facts, completions)]
 
 
 def tldr_win_rate(prompts: list, completions: list, **columns: Any) -> list[float]:
-    """1.0 / 0.5 / 0.0 per completion: the gold judge's verdict of it against the `reference` summary.
+    """1.0 / 0.5 / 0.0 per completion: the gold judge's verdict of it against the `reference`
+    summary.
 
     The mean over a held-out set is the win rate against the references (ties count half), the
     TL;DR experiment's headline number. Needs the `facts` and `reference` columns of builtin:tldr.
@@ -53,11 +56,14 @@ def tldr_win_rate(prompts: list, completions: list, **columns: Any) -> list[floa
     ]
 
 
-def tldr_judge_preference(prompts: list, completions_a: list, completions_b: list, **columns: Any) -> list[float]:
-    """The builtin:tldr gold judge as a preference: 1.0 if a scores higher than b, 0.5 on a tie, else 0.0.
+def tldr_judge_preference(
+    prompts: list, completions_a: list, completions_b: list, **columns: Any
+) -> list[float]:
+    """The builtin:tldr gold judge as a preference: 1.0 if a scores higher than b, 0.5 on a tie,
+    else 0.0.
 
-    Training on it uses the evaluation judge itself (the paper's GPT-4 role), so a win rate measured by
-    the same judge afterwards is not a held-out measurement.
+    Training on it uses the evaluation judge itself (the paper's GPT-4 role), so a win rate measured
+    by the same judge afterwards is not a held-out measurement.
     """
     (facts,) = _tldr_columns("tldr_judge_preference", completions_a, columns, ("facts",))
     return [judge_compare(f, completion_text(a), completion_text(b))

@@ -1,4 +1,5 @@
-"""`python -m rebel_rl.tasks.digits [grid.png]`: pre-train the denoiser (if needed) and write a grid of samples."""
+"""`python -m rebel_rl.tasks.digits [grid.png]`: pre-train the denoiser (if needed) and write a grid
+of samples."""
 import sys
 import time
 

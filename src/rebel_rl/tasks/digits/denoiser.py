@@ -1,4 +1,5 @@
-"""The digits UNet: its configuration, its pre-training by denoising score matching, and its cache."""
+"""The digits UNet: its configuration, its pre-training by denoising score matching, and its
+cache."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,8 @@ from rebel_rl.tasks.digits.images import IMAGE_SIZE, load_digit_images
 
 NULL_CLASS = 10
 
-# A small UNet: about 180k parameters, attention at 8x8. Pre-training it takes ~2 minutes on one thread.
+# A small UNet: about 180k parameters, attention at 8x8. Pre-training it takes ~2 minutes on one
+# thread.
 DENOISER_CONFIG = {
     "sample_size": IMAGE_SIZE,
     "in_channels": 1,
@@ -55,7 +57,8 @@ def pretrain_denoiser(*, steps: int = PRETRAIN_STEPS, batch_size: int = 64, lr: 
     """Train the digits UNet by denoising score matching (epsilon loss) with an EMA of its weights.
 
     Returns (model with the EMA weights, info dict with steps, seconds and the final smoothed loss).
-    Labels are replaced by NULL_CLASS with probability `label_dropout`, for classifier-free guidance.
+    Labels are replaced by NULL_CLASS with probability `label_dropout`, for classifier-free
+    guidance.
     """
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
@@ -71,14 +74,21 @@ def pretrain_denoiser(*, steps: int = PRETRAIN_STEPS, batch_size: int = 64, lr: 
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.05)
     ema = EMAModel(model.parameters(), decay=0.995)
     start, smoothed = time.perf_counter(), 0.0
-    log(f"pre-training the digits denoiser once ({steps} steps, about 2 minutes on one CPU thread) ...")
+    log(
+        f"pre-training the digits denoiser once ({steps} steps, about 2 minutes on one CPU thread) "
+        f"..."
+    )
     for step in range(steps):
         index = torch.randint(0, len(images), (batch_size,), generator=generator)
         x0, y = images[index], labels[index].clone()
         y[torch.rand(batch_size, generator=generator) < label_dropout] = NULL_CLASS
         noise = torch.randn(x0.shape, generator=generator)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
-        loss = F.mse_loss(model(noise_scheduler.add_noise(x0, noise, t), t, class_labels=y).sample, noise)
+        t = torch.randint(
+            0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator
+        )
+        loss = F.mse_loss(
+            model(noise_scheduler.add_noise(x0, noise, t), t, class_labels=y).sample, noise
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -89,8 +99,13 @@ def pretrain_denoiser(*, steps: int = PRETRAIN_STEPS, batch_size: int = 64, lr: 
             log(f"  step {step + 1}/{steps}  loss {smoothed / (1 - 0.98 ** (step + 1)):.4f}  "
                 f"{time.perf_counter() - start:.0f}s")
     ema.copy_to(model.parameters())
-    info = {"steps": steps, "batch_size": batch_size, "seconds": round(time.perf_counter() - start, 1),
-            "final_loss": round(smoothed / (1 - 0.98**steps), 4), "threads": torch.get_num_threads()}
+    info = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "seconds": round(time.perf_counter() - start, 1),
+        "final_loss": round(smoothed / (1 - 0.98**steps), 4),
+        "threads": torch.get_num_threads(),
+    }
     return model.eval(), info
 
 
@@ -100,8 +115,8 @@ def denoiser_dir() -> Path:
 
 
 def load_pretrained_denoiser(path: str | Path | None = None, log: Callable[[str], None] = _log):
-    """The pre-trained digits UNet from `path` (default: the cache), pre-training and caching it first
-    if it is not there. The cache is written atomically: a temp folder renamed into place."""
+    """The pre-trained digits UNet from `path` (default: the cache), pre-training and caching it
+    first if it is not there. The cache is written atomically: a temp folder renamed into place."""
     from diffusers import UNet2DModel
 
     target = Path(path) if path is not None else denoiser_dir()
@@ -113,5 +128,8 @@ def load_pretrained_denoiser(path: str | Path | None = None, log: Callable[[str]
             (Path(folder) / "pretraining.json").write_text(json.dumps(info))
 
         save_atomically(target, write)
-        log(f"cached the digits denoiser in {target} ({info['seconds']}s, final loss {info['final_loss']})")
+        log(
+            f"cached the digits denoiser in {target} ({info['seconds']}s, final loss "
+            f"{info['final_loss']})"
+        )
     return UNet2DModel.from_pretrained(str(target)).eval()

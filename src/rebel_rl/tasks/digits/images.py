@@ -1,4 +1,5 @@
-"""The scikit-learn handwritten digits as image tensors: what the denoiser and the classifier train on."""
+"""The scikit-learn handwritten digits as image tensors: what the denoiser and the classifier train
+on."""
 from __future__ import annotations
 
 import torch
@@ -8,7 +9,8 @@ IMAGE_SIZE = 16
 
 
 def load_digit_images(size: int = IMAGE_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-    """All scikit-learn digits as images (1797, 1, size, size) in [0, 1] (bright ink) and labels (1797,)."""
+    """All scikit-learn digits as images (1797, 1, size, size) in [0, 1] (bright ink) and labels
+    (1797,)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()

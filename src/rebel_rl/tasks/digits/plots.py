@@ -1,4 +1,5 @@
-"""Sample grids: images tiled into one, and a PNG of a digits policy's samples (one column per digit)."""
+"""Sample grids: images tiled into one, and a PNG of a digits policy's samples (one column per
+digit)."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def sample_grid(images: list[torch.Tensor], columns: int, pad: int = 2) -> torch.Tensor:
-    """Tile equally-sized images (C, H, W) into one (C, H', W') grid with `pad` pixels between them."""
+    """Tile equally-sized images (C, H, W) into one (C, H', W') grid with `pad` pixels between
+    them."""
     channels, height, width = images[0].shape
     rows = math.ceil(len(images) / columns)
     grid = torch.full((channels, rows * (height + pad) + pad, columns * (width + pad) + pad), 0.5)
@@ -28,8 +30,12 @@ def save_sample_grid(policy: ClassConditionalDiffusionPolicy, path: str | Path, 
     from PIL import Image
 
     prompts = [f"a handwritten digit {d}" for d in range(10)]
-    rollout = policy.sample(prompts, per_digit, generator=torch.Generator(policy.device).manual_seed(seed))
-    by_column = [rollout.completions[d * per_digit + k] for k in range(per_digit) for d in range(10)]
+    rollout = policy.sample(
+        prompts, per_digit, generator=torch.Generator(policy.device).manual_seed(seed)
+    )
+    by_column = [
+        rollout.completions[d * per_digit + k] for k in range(per_digit) for d in range(10)
+    ]
     grid = sample_grid(by_column, columns=10)
     pixels = (grid[0] * 255).round().byte().numpy()
     image = Image.fromarray(pixels)  # 2-D uint8: grayscale

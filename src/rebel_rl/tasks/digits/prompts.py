@@ -27,7 +27,8 @@ SPLITS = {"train": TRAIN_TEMPLATES, "test": TEST_TEMPLATES}
 def load_digit_prompts(split: str = "train") -> datasets.Dataset:
     """The `split` ("train" or "test") of digit prompts: columns `prompt` (str) and `digit` (int).
 
-    Every template of the split is applied to every digit, digit-major; DataError for an unknown split.
+    Every template of the split is applied to every digit, digit-major; DataError for an unknown
+    split.
     """
     if split not in SPLITS:
         raise DataError(f"the digits task has no split '{split}': use one of {', '.join(SPLITS)}")
@@ -50,8 +51,14 @@ def digit_of_prompt(prompt: str | list) -> int:
     if not isinstance(text, str):
         raise DataError(f"a digits prompt must be text, got {type(text).__name__}")
     found = {int(c) for c in re.findall(r"\d", text)}
-    found |= {i for i, word in enumerate(DIGIT_WORDS) if re.search(rf"\b{word}\b", text, re.IGNORECASE)}
+    found |= {
+        i for i, word in enumerate(DIGIT_WORDS) if re.search(rf"\b{word}\b", text, re.IGNORECASE)
+    }
     if len(found) != 1:
-        named = "no digit" if not found else f"several digits ({', '.join(map(str, sorted(found)))})"
-        raise DataError(f"the prompt {text!r} names {named}: name exactly one, e.g. 'a handwritten digit 7'")
+        named = (
+            "no digit" if not found else f"several digits ({', '.join(map(str, sorted(found)))})"
+        )
+        raise DataError(
+            f"the prompt {text!r} names {named}: name exactly one, e.g. 'a handwritten digit 7'"
+        )
     return found.pop()

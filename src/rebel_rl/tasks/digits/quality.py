@@ -1,6 +1,6 @@
-"""The `digit_quality` reward of the `digits` task: the probability, under a small CNN trained by us on the
-scikit-learn digits, that an image shows the digit its prompt names (an offline stand-in for an
-aesthetic/quality predictor). The classifier trains once in a few seconds and is cached in
+"""The `digit_quality` reward of the `digits` task: the probability, under a small CNN trained by us
+on the scikit-learn digits, that an image shows the digit its prompt names (an offline stand-in for
+an aesthetic/quality predictor). The classifier trains once in a few seconds and is cached in
 $REBEL_RL_CACHE/digit-classifier (default ~/.cache/rebel_rl/digit-classifier).
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ def build_digit_classifier() -> nn.Sequential:
 
 
 def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random shifts of up to one pixel and light noise, so the classifier tolerates generated digits."""
+    """Random shifts of up to one pixel and light noise, so the classifier tolerates generated
+    digits."""
     padded = F.pad(images, (1, 1, 1, 1))
     dx, dy = torch.randint(0, 3, (2,), generator=generator).tolist()
     shifted = padded[..., dy:dy + images.shape[-2], dx:dx + images.shape[-1]]
@@ -41,8 +42,11 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.enable_grad()  # the first reward call trains it, possibly inside an evaluation's no_grad
-def train_digit_classifier(*, epochs: int = 15, batch_size: int = 64, seed: int = 0) -> tuple[nn.Sequential, dict]:
-    """Train the classifier on 90% of the scikit-learn digits; return it (eval mode) and its held-out accuracy."""
+def train_digit_classifier(
+    *, epochs: int = 15, batch_size: int = 64, seed: int = 0
+) -> tuple[nn.Sequential, dict]:
+    """Train the classifier on 90% of the scikit-learn digits; return it (eval mode) and its
+    held-out accuracy."""
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # a seeded initialisation that leaves the caller's RNG alone
         torch.manual_seed(seed)
@@ -61,7 +65,10 @@ def train_digit_classifier(*, epochs: int = 15, batch_size: int = 64, seed: int 
     model.eval()
     with torch.no_grad():
         accuracy = (model(images[held_out]).argmax(-1) == labels[held_out]).float().mean().item()
-    return model, {"held_out_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - start, 1)}
+    return model, {
+        "held_out_accuracy": round(accuracy, 4),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def classifier_dir() -> Path:
@@ -77,8 +84,11 @@ def load_digit_classifier(path: str | None = None) -> nn.Sequential:
     target = Path(path) if path is not None else classifier_dir()
     weights = target / "model.safetensors"
     if not weights.is_file():
-        print("training the digit classifier for the digit_quality reward (once, a few seconds) ...",
-              file=sys.stderr, flush=True)
+        print(
+            "training the digit classifier for the digit_quality reward (once, a few seconds) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         model, info = train_digit_classifier()
 
         def write(folder: str) -> None:
@@ -95,17 +105,21 @@ def _classifier_input(images: list[torch.Tensor]) -> torch.Tensor:
     """Images (C, H, W) in [0, 1] -> (B, 1, 16, 16) grayscale, resized if needed."""
     batch = torch.stack([image.detach().float().cpu().mean(0, keepdim=True) for image in images])
     if batch.shape[-1] != CLASSIFIER_SIZE or batch.shape[-2] != CLASSIFIER_SIZE:
-        batch = F.interpolate(batch, size=CLASSIFIER_SIZE, mode="bilinear", antialias=True, align_corners=False)
+        batch = F.interpolate(
+            batch, size=CLASSIFIER_SIZE, mode="bilinear", antialias=True, align_corners=False
+        )
     return batch.clamp(0, 1)
 
 
 def digit_quality(prompts: list, completions: list[torch.Tensor], digit: list[int] | None = None,
                   **columns) -> list[float]:
-    """The classifier's probability that each image shows its target digit: the `digit` column when the
-    dataset has one, else the digit its prompt names."""
+    """The classifier's probability that each image shows its target digit: the `digit` column when
+    the dataset has one, else the digit its prompt names."""
     targets = list(digit) if digit is not None else [digit_of_prompt(p) for p in prompts]
     if len(targets) != len(completions):
-        raise ValueError(f"{len(completions)} images but {len(targets)} prompts/digits: give one per image")
+        raise ValueError(
+            f"{len(completions)} images but {len(targets)} prompts/digits: give one per image"
+        )
     classifier = load_digit_classifier()  # outside no_grad: the first call trains it
     with torch.no_grad():
         probs = classifier(_classifier_input(completions)).softmax(-1)

@@ -4,9 +4,10 @@
            + center_rewards_coefficient * mean_pairs [ (r(x, y_chosen) + r(x, y_rejected))^2 ]
 
 r is an `AutoModelForSequenceClassification` with one label, initialised from a causal-LM checkpoint
-(the SFT model, as in the REBEL paper): the transformer keeps its weights, the score head is new. The BT
-loss sees only reward differences, so the level of r is arbitrary; HF score heads have no bias to
-shift after training, so the (optional, default on) centring term keeps the mean reward near 0 instead.
+(the SFT model, as in the REBEL paper): the transformer keeps its weights, the score head is new.
+The BT loss sees only reward differences, so the level of r is arbitrary; HF score heads have no
+bias to shift after training, so the (optional, default on) centring term keeps the mean reward near
+0 instead.
 
 Pairs are encoded by `rewards.reward_model.RewardModel` itself, the class that scores completions
 during RL: the model is trained on exactly the token sequences it will read (same text layout, chat
@@ -33,31 +34,52 @@ from .supervised import SupervisedTrainer, batches, preference_accuracy
 
 
 def train_reward_model(config: RewardModelConfig) -> dict[str, Any]:
-    """Train a reward model as `config` says; return a summary: output_dir, final model folder, held-out
-    accuracies (also in OUTPUT/eval.json), training seconds. Every config, data and model problem is
-    raised before the run directory is written."""
+    """Train a reward model as `config` says; return a summary: output_dir, final model folder,
+    held-out accuracies (also in OUTPUT/eval.json), training seconds. Every config, data and model
+    problem is raised before the run directory is written."""
     return train_pair_scorer(config, "Reward model", RewardModel, _Pairs)
 
 
-def train_pair_scorer(config: RewardModelConfig, title: str, scorer_class: Callable[..., RewardModel],
-                      pairs_class: type["_Pairs"], init: Callable[..., str] | None = None) -> dict[str, Any]:
-    """The stage behind `rebel reward-model` and `rebel preference-model`: a one-logit classifier built by
-    `init` (default `init_reward_model`) from the checkpoint, loaded as `scorer_class`, trained on the
-    preference rows as `pairs_class` encodes them and defines their loss, evaluated on held-out pairs."""
+def train_pair_scorer(
+    config: RewardModelConfig,
+    title: str,
+    scorer_class: Callable[..., RewardModel],
+    pairs_class: type["_Pairs"],
+    init: Callable[..., str] | None = None,
+) -> dict[str, Any]:
+    """The stage behind `rebel reward-model` and `rebel preference-model`: a one-logit classifier
+    built by `init` (default `init_reward_model`) from the checkpoint, loaded as `scorer_class`,
+    trained on the preference rows as `pairs_class` encodes them and defines their loss, evaluated
+    on held-out pairs."""
     config = config.validate()
-    train_rows, eval_rows = load_train_eval(config.dataset, config.dataset_split, config.eval_dataset,
-                                            config.eval_split, config.eval_fraction, config.seed, PREFERENCE_COLUMNS)
+    train_rows, eval_rows = load_train_eval(
+        config.dataset,
+        config.dataset_split,
+        config.eval_dataset,
+        config.eval_split,
+        config.eval_fraction,
+        config.seed,
+        PREFERENCE_COLUMNS,
+    )
     judge = judge_labels(eval_rows) if eval_rows is not None else None
     trainer = SupervisedTrainer(config, title)
     with tempfile.TemporaryDirectory(prefix="rebel-rm-init-") as folder:
-        path = (init or init_reward_model)(config.model_name_or_path, Path(folder), config.dtype, trainer.device)
-        rm = scorer_class(path, device=str(trainer.device), dtype=resolve_dtype(config.dtype, trainer.device),
-                          batch_size=2 * config.batch_size)
+        path = (init or init_reward_model)(
+            config.model_name_or_path, Path(folder), config.dtype, trainer.device
+        )
+        rm = scorer_class(
+            path,
+            device=str(trainer.device),
+            dtype=resolve_dtype(config.dtype, trainer.device),
+            batch_size=2 * config.batch_size,
+        )
         train = pairs_class(rm, train_rows)
         module = trainer.prepare(rm.model, len(train))
         held_out = pairs_class(rm, eval_rows) if eval_rows is not None else None
-        result = trainer.fit(lambda rows: train.loss(module, rows, config.center_rewards_coefficient),
-                             (lambda: preference_accuracy(held_out.margins(), judge)) if held_out else None)
+        result = trainer.fit(
+            lambda rows: train.loss(module, rows, config.center_rewards_coefficient),
+            (lambda: preference_accuracy(held_out.margins(), judge)) if held_out else None,
+        )
         results = {"num_pairs": len(held_out) if held_out else 0,
                    **{k.removeprefix("eval_"): v for k, v in (result["eval"] or {}).items()},
                    **train.reward_stats()}
@@ -67,14 +89,18 @@ def train_pair_scorer(config: RewardModelConfig, title: str, scorer_class: Calla
 
 def init_reward_model(name: str, folder: Path, dtype: str, device: torch.device) -> str:
     """Write to `folder` a one-label sequence classifier built from causal-LM checkpoint `name` (new
-    score head; pad token set, falling back to EOS, since the model pools at the last non-pad token)."""
+    score head; pad token set, falling back to EOS, since the model pools at the last non-pad
+    token)."""
     path = resolve_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
-                                                                   dtype=resolve_dtype(dtype, device))
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=resolve_dtype(dtype, device)
+        )
     except (*model_load_errors(), KeyError) as exc:
-        raise ModelError(f"cannot load {name!r} as a reward model: {first_line(exc)[:200]}") from None
+        raise ModelError(
+            f"cannot load {name!r} as a reward model: {first_line(exc)[:200]}"
+        ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -84,7 +110,8 @@ def init_reward_model(name: str, folder: Path, dtype: str, device: torch.device)
 
 
 class _Pairs:
-    """Preference rows encoded once by the reward model's own `encode`, and their Bradley-Terry loss."""
+    """Preference rows encoded once by the reward model's own `encode`, and their Bradley-Terry
+    loss."""
 
     def __init__(self, rm: RewardModel, rows: datasets.Dataset) -> None:
         self.rm = rm
@@ -95,16 +122,27 @@ class _Pairs:
     def __len__(self) -> int:
         return len(self.chosen)
 
-    def rewards(self, module: torch.nn.Module, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def rewards(
+        self, module: torch.nn.Module, rows: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rewards of the rows' chosen and rejected completions, in one padded forward pass."""
         ids = [self.chosen[i] for i in rows] + [self.rejected[i] for i in rows]
         padded = self.rm.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
-        scores = module(input_ids=padded["input_ids"].to(self.rm.device),
-                        attention_mask=padded["attention_mask"].to(self.rm.device)).logits[:, 0].float()
+        scores = (
+            module(
+                input_ids=padded["input_ids"].to(self.rm.device),
+                attention_mask=padded["attention_mask"].to(self.rm.device),
+            )
+            .logits[:, 0]
+            .float()
+        )
         return scores[: len(rows)], scores[len(rows):]
 
-    def loss(self, module: torch.nn.Module, rows: list[int], center: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """Bradley-Terry loss of a minibatch, plus the centring term; metrics: accuracy and margin."""
+    def loss(
+        self, module: torch.nn.Module, rows: list[int], center: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Bradley-Terry loss of a minibatch, plus the centring term; metrics: accuracy and
+        margin."""
         chosen, rejected = self.rewards(module, rows)
         loss = -F.logsigmoid(chosen - rejected).mean()
         if center:
@@ -114,7 +152,8 @@ class _Pairs:
 
     @torch.no_grad()
     def margins(self) -> torch.Tensor:
-        """r(chosen) - r(rejected) of every row, scored as `RewardModel` scores them (no gradient)."""
+        """r(chosen) - r(rejected) of every row, scored as `RewardModel` scores them (no
+        gradient)."""
         rows = batches(len(self), self.rm.batch_size)
         return torch.cat([torch.sub(*self.rewards(self.rm.model, batch)) for batch in rows])
 

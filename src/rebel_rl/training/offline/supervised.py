@@ -1,9 +1,9 @@
 """The epoch loop shared by the offline stages (SFT, reward model, DPO): minibatches, AdamW with a
 warmup schedule, gradient clipping, held-out evaluation every epoch, metrics.jsonl, progress bar.
 
-A stage supplies `batch_loss(rows) -> (loss, metrics)` and `evaluate() -> metrics`; everything else is
-here, so the three trainers cannot drift apart. Runs on accelerate (device, mixed precision), in one
-process: the offline stages are small next to RL.
+A stage supplies `batch_loss(rows) -> (loss, metrics)` and `evaluate() -> metrics`; everything else
+is here, so the three trainers cannot drift apart. Runs on accelerate (device, mixed precision), in
+one process: the offline stages are small next to RL.
 """
 from __future__ import annotations
 
@@ -15,18 +15,11 @@ from typing import Any, Callable
 import torch
 from accelerate.utils import set_seed
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from transformers import get_scheduler
 
 from ...policies.causal_lm import resolve_mixed_precision
 from ...sharding import make_accelerator
+from ..progress import ProgressBar
 from ..run.checkpoint import save_pretrained_atomic
 from ..run.outputs import (
     CONFIG_FILE,
@@ -53,7 +46,8 @@ class SupervisedTrainer:
         self.title = title
         self.run_dir = Path(config.output_dir)
         if not config.overwrite and self.run_dir.exists():
-            prepare_run_dir(self.run_dir, overwrite=False)  # fails fast (before models load) on an existing run
+            # fails fast (before models load) on an existing run
+            prepare_run_dir(self.run_dir, overwrite=False)
         set_seed(config.seed)
         self.accelerator = make_accelerator(resolve_mixed_precision(config.mixed_precision))
 
@@ -67,16 +61,24 @@ class SupervisedTrainer:
         config = self.config
         self.num_rows = num_rows
         self.params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.params, lr=config.learning_rate, weight_decay=config.weight_decay
+        )
         self.total_steps = config.num_epochs * math.ceil(num_rows / config.batch_size)
         name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
-        self.scheduler = get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_ratio * self.total_steps),
-                                       num_training_steps=self.total_steps)
+        self.scheduler = get_scheduler(
+            name,
+            optimizer,
+            num_warmup_steps=int(config.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
         self.model = model
         module, self.optimizer = self.accelerator.prepare(model, optimizer)
         return module
 
-    def fit(self, batch_loss: BatchLoss, evaluate: Evaluate | None, train_mode: bool = True) -> dict[str, Any]:
+    def fit(
+        self, batch_loss: BatchLoss, evaluate: Evaluate | None, train_mode: bool = True
+    ) -> dict[str, Any]:
         """Create the run directory, evaluate, then train epoch by epoch (evaluating after each);
         return the last evaluation's metrics and the training time in seconds."""
         config = self.config
@@ -89,11 +91,19 @@ class SupervisedTrainer:
                 self._epoch(epoch, batch_loss, progress, train_mode)
                 last_eval = self._evaluate(evaluate, epoch=epoch + 1) or last_eval
                 progress.show_eval(last_eval)
-        return {"eval": last_eval, "train_seconds": round(time.perf_counter() - start, 1), "steps": self.step}
+        return {
+            "eval": last_eval,
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "steps": self.step,
+        }
 
-    def _epoch(self, epoch: int, batch_loss: BatchLoss, progress: "_StageProgress", train_mode: bool) -> None:
+    def _epoch(
+        self, epoch: int, batch_loss: BatchLoss, progress: "_StageProgress", train_mode: bool
+    ) -> None:
         config = self.config
-        order = torch.randperm(self.num_rows, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
+        order = torch.randperm(
+            self.num_rows, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        )
         minibatches = order.split(config.batch_size)
         window: list[dict[str, float]] = []
         self.model.train(train_mode)
@@ -108,8 +118,13 @@ class SupervisedTrainer:
             window.append({"loss": loss.item(), "grad_norm": float(norm), **metrics})
             progress.advance(window[-1]["loss"])
             if len(window) == config.logging_steps or index == len(minibatches) - 1:
-                self._log({"epoch": round(epoch + (index + 1) / len(minibatches), 3), **_mean(window),
-                           "learning_rate": self.scheduler.get_last_lr()[0]})
+                self._log(
+                    {
+                        "epoch": round(epoch + (index + 1) / len(minibatches), 3),
+                        **_mean(window),
+                        "learning_rate": self.scheduler.get_last_lr()[0],
+                    }
+                )
                 window = []
         self.model.eval()
 
@@ -126,7 +141,8 @@ class SupervisedTrainer:
         _append_jsonl(self.run_dir / METRICS_FILE, {"step": self.step, **metrics})
 
     def save(self, model: Any, tokenizer: Any, results: dict[str, Any] | None = None) -> Path:
-        """Save `model` and `tokenizer` atomically to OUTPUT/final (and `results` to OUTPUT/eval.json)."""
+        """Save `model` and `tokenizer` atomically to OUTPUT/final (and `results` to
+        OUTPUT/eval.json)."""
         final = self.run_dir / "final"
         save_pretrained_atomic(model, tokenizer, final)
         if results is not None:
@@ -141,16 +157,22 @@ def batches(count: int, size: int) -> list[list[int]]:
     return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
 
-def preference_accuracy(margins: torch.Tensor, judge_prefers_chosen: list[bool] | None) -> dict[str, float]:
-    """How well a scorer ranks held-out pairs, from its margins score(chosen) - score(rejected) (a tie
-    counts as wrong): accuracy against the dataset's labels and, when the dataset has noise-free
+def preference_accuracy(
+    margins: torch.Tensor, judge_prefers_chosen: list[bool] | None
+) -> dict[str, float]:
+    """How well a scorer ranks held-out pairs, from its margins score(chosen) - score(rejected) (a
+    tie counts as wrong): accuracy against the dataset's labels and, when the dataset has noise-free
     `judge_prefers_chosen` labels, against those; each with its binomial standard error."""
     prefers_chosen = margins.detach().float().cpu() > 0
-    metrics = {"eval_margin": margins.float().mean().item(), **_accuracy("eval_accuracy", prefers_chosen)}
+    metrics = {
+        "eval_margin": margins.float().mean().item(),
+        **_accuracy("eval_accuracy", prefers_chosen),
+    }
     if judge_prefers_chosen is not None:
         judge = torch.tensor(judge_prefers_chosen, dtype=torch.bool)
         metrics.update(_accuracy("eval_judge_accuracy", prefers_chosen == judge))
-        # How noisy the training labels are: the ceiling of `eval_accuracy` for a scorer that agrees with the judge.
+        # How noisy the training labels are: the ceiling of `eval_accuracy` for a scorer that agrees
+        # with the judge.
         metrics["eval_label_judge_agreement"] = judge.float().mean().item()
     return metrics
 
@@ -164,31 +186,21 @@ def _mean(records: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(r[key] for r in records) / len(records) for key in records[0]}
 
 
-class _StageProgress:
-    """A rich progress bar over optimizer steps, with the running loss and the last evaluation."""
+class _StageProgress(ProgressBar):
+    """The shared bar over optimizer steps, with the running loss and the last evaluation."""
 
     def __init__(self, title: str, total: int, enabled: bool) -> None:
-        self.progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 disable=not enabled)
-        self.task = self.progress.add_task(title, total=total, stats="")
+        super().__init__(title, total, enabled=enabled)
         self.loss: float | None = None
         self.eval = ""
-
-    def __enter__(self) -> "_StageProgress":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
 
     def advance(self, loss: float) -> None:
         # An exponential average: single minibatch losses jump around too much to read.
         self.loss = loss if self.loss is None else 0.9 * self.loss + 0.1 * loss
-        self.progress.update(self.task, advance=1, stats=f"loss {self.loss:.3f}{self.eval}")
+        self.show(f"loss {self.loss:.3f}{self.eval}")
 
     def show_eval(self, metrics: dict[str, float] | None) -> None:
         if metrics:
             key = "eval_accuracy" if "eval_accuracy" in metrics else "eval_loss"
             self.eval = f"  {key} {metrics[key]:.3f}"
-            self.progress.update(self.task, stats=f"loss {self.loss or 0:.3f}{self.eval}")
+            self.show(f"loss {self.loss or 0:.3f}{self.eval}", advance=0)

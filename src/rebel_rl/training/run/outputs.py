@@ -15,17 +15,32 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
 # What a run writes; --overwrite removes exactly these, never other files the user keeps there.
-RUN_ARTIFACTS = [CONFIG_FILE, METRICS_FILE, COMPLETIONS_FILE, "tensorboard", "checkpoints", "final", "inputs.json",
-                 "eval_before.json", "eval.json", "eval.md", "reward_kl.png",
-                 "samples", "samples_before_after.png", "reward_curves.png"]  # the last three: image runs
+RUN_ARTIFACTS = [
+    CONFIG_FILE,
+    METRICS_FILE,
+    COMPLETIONS_FILE,
+    "tensorboard",
+    "checkpoints",
+    "final",
+    "inputs.json",
+    "eval_before.json",
+    "eval.json",
+    "eval.md",
+    "reward_kl.png",
+    # the last three: image runs
+    "samples",
+    "samples_before_after.png",
+    "reward_curves.png",
+]
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> None:
     """Create the run directory; refuse to reuse one that holds a run unless `overwrite`.
 
-    A folder holds a run once it has a checkpoint, a final model or a completed iteration in metrics.jsonl.
-    What a start that failed earlier left (config.yaml, eval_before.json, ...) is no run: it is replaced
-    without --overwrite, with a one-line note. Files that are not run artifacts are always kept."""
+    A folder holds a run once it has a checkpoint, a final model or a completed iteration in
+    metrics.jsonl. What a start that failed earlier left (config.yaml, eval_before.json, ...) is no
+    run: it is replaced without --overwrite, with a one-line note. Files that are not run artifacts
+    are always kept."""
     _check_creatable(path)
     if holds_run(path) and not overwrite:
         raise RunDirError(
@@ -34,8 +49,12 @@ def prepare_run_dir(path: Path, overwrite: bool) -> None:
         )
     leftovers = [name for name in RUN_ARTIFACTS if (path / name).exists()]
     if leftovers and not overwrite:
-        print(f"note: reusing {path}: it holds no checkpoint and no completed iteration, only what an earlier "
-              f"start left ({', '.join(leftovers)}), which is replaced", file=sys.stderr)
+        print(
+            f"note: reusing {path}: it holds no checkpoint and no completed iteration, only what "
+            f"an earlier "
+            f"start left ({', '.join(leftovers)}), which is replaced",
+            file=sys.stderr,
+        )
     for name in leftovers:
         target = path / name
         if target.is_dir():
@@ -45,25 +64,33 @@ def prepare_run_dir(path: Path, overwrite: bool) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunDirError(f"cannot create output_dir {path} ({type(exc).__name__}: {exc.strerror or exc}): "
-                          "choose another --output_dir") from None
+        raise RunDirError(
+            f"cannot create output_dir {path} ({type(exc).__name__}: {exc.strerror or exc}): "
+            "choose another --output_dir"
+        ) from None
 
 
 def holds_run(path: Path) -> bool:
-    """Whether `path` holds a run that only --overwrite may replace: a checkpoint (not a partial .tmp- one),
-    a final model, or a completed iteration in metrics.jsonl."""
+    """Whether `path` holds a run that only --overwrite may replace: a checkpoint (not a partial
+    .tmp- one), a final model, or a completed iteration in metrics.jsonl."""
     checkpoints = path / "checkpoints"
-    return (any(checkpoints.glob("iter-*")) or any(checkpoints.glob(".old-iter-*")) or (path / "final").exists()
-            or has_completed_iteration(path))
+    return (
+        any(checkpoints.glob("iter-*"))
+        or any(checkpoints.glob(".old-iter-*"))
+        or (path / "final").exists()
+        or has_completed_iteration(path)
+    )
 
 
 def has_completed_iteration(run_dir: Path) -> bool:
-    """Whether metrics.jsonl records anything complete (an iteration, an evaluation, a stage's step)."""
+    """Whether metrics.jsonl records anything complete (an iteration, an evaluation, a stage's
+    step)."""
     return bool(read_metrics(run_dir))
 
 
 def _check_creatable(path: Path) -> None:
-    """RunDirError when `path` or one of its parents is a file (the folder could never be created)."""
+    """RunDirError when `path` or one of its parents is a file (the folder could never be
+    created)."""
     for folder in [path, *path.parents]:
         if folder.exists():
             if not folder.is_dir():
@@ -74,14 +101,15 @@ def _check_creatable(path: Path) -> None:
 
 class MetricsLogger:
     """Appends one JSON line per iteration to metrics.jsonl and mirrors scalars to the trackers of
-    `output.report_to` (an OutputConfig): TensorBoard, wandb, trackio (trackers.py), under the same names.
-    `run_config` (the whole config as a dict) is logged to the external trackers once."""
+    `output.report_to` (an OutputConfig): TensorBoard, wandb, trackio (trackers.py), under the same
+    names. `run_config` (the whole config as a dict) is logged to the external trackers once."""
 
     def __init__(self, run_dir: Path, output, enabled: bool = True, images: bool = False,
                  run_config: dict[str, Any] | None = None) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
-        self.images = images  # completions are images (the policy says so): saved as PNGs, named in the jsonl
+        # completions are images (the policy says so): saved as PNGs, named in the jsonl
+        self.images = images
         self.writer = None
         self.external = None
         report_to = output.trackers()
@@ -142,7 +170,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def truncate_logs(run_dir: Path, last_iteration: int) -> None:
-    """On resume, drop log lines written after the checkpoint we continue from (they will be redone)."""
+    """On resume, drop log lines written after the checkpoint we continue from (they will be
+    redone)."""
     for name in (METRICS_FILE, COMPLETIONS_FILE):
         path = run_dir / name
         if not path.is_file():

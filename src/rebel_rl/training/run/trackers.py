@@ -1,9 +1,9 @@
-"""Experiment trackers beside metrics.jsonl: Weights & Biases and trackio through accelerate's tracker
-classes (`report_to: [tensorboard, wandb, trackio]`). Each receives the same scalar metrics under the same
-names as metrics.jsonl and TensorBoard, the run's config once, and the sample completions as a table.
-Neither package is a dependency: `pip install 'rebel-rl[wandb]'` / `'rebel-rl[trackio]'` (the config
-refuses the name with one line when it is missing). Offline use: `WANDB_MODE=offline`; trackio is local
-unless told to sync to a Space.
+"""Experiment trackers beside metrics.jsonl: Weights & Biases and trackio through accelerate's
+tracker classes (`report_to: [tensorboard, wandb, trackio]`). Each receives the same scalar metrics
+under the same names as metrics.jsonl and TensorBoard, the run's config once, and the sample
+completions as a table. Neither package is a dependency: `pip install 'rebel-rl[wandb]'` /
+`'rebel-rl[trackio]'` (the config refuses the name with one line when it is missing). Offline use:
+`WANDB_MODE=offline`; trackio is local unless told to sync to a Space.
 """
 from __future__ import annotations
 
@@ -21,16 +21,21 @@ def scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 class ExternalTrackers:
-    """The wandb/trackio runs named in `report_to` (TensorBoard is written by MetricsLogger itself)."""
+    """The wandb/trackio runs named in `report_to` (TensorBoard is written by MetricsLogger
+    itself)."""
 
-    def __init__(self, names: list[str], run_dir: Path, project: str, run_name: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self, names: list[str], run_dir: Path, project: str, run_name: str, config: dict[str, Any]
+    ) -> None:
         from accelerate.tracking import TrackioTracker, WandBTracker
 
         self.trackers: dict[str, Any] = {}
         if "wandb" in names:
             self.trackers["wandb"] = WandBTracker(project, name=run_name, dir=str(run_dir))
         if "trackio" in names:
-            self.trackers["trackio"] = TrackioTracker(project, name=run_name, auto_log_cpu=False, auto_log_gpu=False)
+            self.trackers["trackio"] = TrackioTracker(
+                project, name=run_name, auto_log_cpu=False, auto_log_gpu=False
+            )
         for tracker in self.trackers.values():
             tracker.start()
             tracker.store_init_configuration(config)
@@ -47,7 +52,9 @@ class ExternalTrackers:
             if "trackio" in self.trackers:
                 import trackio
 
-                self.trackers["trackio"].log({TABLE_NAME: trackio.Table(columns=columns, data=rows)}, step=step)
+                self.trackers["trackio"].log(
+                    {TABLE_NAME: trackio.Table(columns=columns, data=rows)}, step=step
+                )
 
     def close(self) -> None:
         for tracker in self.trackers.values():
