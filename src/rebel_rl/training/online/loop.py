@@ -60,7 +60,7 @@ from ..run.outputs import (
     truncate_logs,
     write_json,
 )
-from .objectives import Batch, BuildContext, build_objective
+from .methods import Batch, BuildContext, build_objective
 from .pairs import check_completion_columns, collect_rollout, normalize_rewards
 from .progress import TrainingProgress
 
