@@ -99,7 +99,7 @@ def test_a_module_dropped_into_methods_is_registered_with_no_other_edit(tmp_path
     try:
         assert methods_package.discover() == ["zz_toy"]
         assert algorithm_names()[-1] == "zz_toy" and methods()[-1] == "zz_toy"
-        assert _train_help().endswith(" | zz_toy)")
+        assert " | zz_toy) (default: " in _train_help()
         assert RebelConfig(algorithm="zz_toy", zz_toy_weight=3.0).zz_toy.zz_toy_weight == 3.0
         assert methods_package.discover() == []  # a module is imported once
     finally:
