@@ -1,4 +1,4 @@
-"""The algorithm registry: every online algorithm is registered once, with what it needs and supports.
+"""The algorithm registry: every online algorithm, once, with what it needs and supports.
 
 An entry names the algorithm's option group (a small dataclass with `validate()`, e.g. REBEL's eta),
 its Objective class (which turns a batch into its loss), a one-line summary of that loss for the
@@ -26,10 +26,12 @@ class AlgorithmSpec:
     min_generations: int = 1  # samples per prompt it needs (2 for algorithms that compare samples)
     policy_kinds: tuple[str, ...] = ("causal_lm",)  # the policy kinds (policies/) it trains
     other_kind_hint: str = ""  # the fix to name when the policy is of another kind
-    pair_sources: tuple[str, ...] = ("online",)  # where its completions may come from (REBEL: hybrid, offline)
+    # where its completions may come from (REBEL also: hybrid, offline)
+    pair_sources: tuple[str, ...] = ("online",)
     preferences: bool = False  # whether it can regress on a preference instead of rewards
     pairings: tuple[str, ...] = ("all",)  # how samples of a prompt are paired
-    reward_normalization: str | None = None  # why it refuses reward_normalization other than none, if it does
+    # why it refuses reward_normalization other than none, if it does
+    reward_normalization: str | None = None
     sharding: bool = True  # whether it trains under FSDP2
     # The paper it comes from (title, authors, venue, arXiv id) and its BibTeX entry: the model
     # card of a run cites them.
@@ -73,5 +75,6 @@ def algorithm_spec(name: str) -> AlgorithmSpec:
 
 
 def option_groups() -> dict[str, type]:
-    """Each registered algorithm's option group, by algorithm name (the config's per-algorithm groups)."""
+    """Each registered algorithm's option group, by algorithm name (the config's per-algorithm
+    groups)."""
     return {name: spec.options for name, spec in _REGISTRY.items() if spec.options is not None}

@@ -32,7 +32,8 @@ class Batch:
     score: torch.Tensor  # (N,) reward-function score minus the missing-EOS penalty
     kl: torch.Tensor  # (N,) log pi_t(y|x) - log pi_ref(y|x)
     reward: torch.Tensor  # (N,) score - kl_coef * kl: what sequence-level algorithms maximise
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-row tensors an objective adds
+    # per-row tensors an objective adds (advantages, values, chosen/rejected)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
     prompts: list = field(default_factory=list)  # (N,) each row's prompt
     columns: dict[str, list] = field(default_factory=dict)  # (N,) each row's other dataset columns
     # (N, T) log pi_theta per action, with gradients, from a forward made before any optimizer

@@ -23,8 +23,8 @@ class RebelOptions:
 
 
 class Rebel(Objective):
-    """REBEL: regress (1/eta) * (difference of log-ratios) onto the reward difference, over all pairs
-    (`pairing: all`) or over each prompt's best and worst completion (`pairing: best_worst`).
+    """REBEL: regress (1/eta) * (difference of log-ratios) onto the reward difference, over all
+    pairs (`pairing: all`) or over each prompt's best and worst completion (`pairing: best_worst`).
     With best_worst all n completions are still scored (to pick the pair) and go through the
     log pi_t forward over all rows; only the chosen pair enters the loss's forward."""
 

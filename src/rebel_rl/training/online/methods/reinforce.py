@@ -29,7 +29,9 @@ class Reinforce(Objective):
     def prepare(self, batch, policy):
         from ....algorithms.reinforce import update_moving_baseline
 
-        baseline = self.baseline if self.baseline is not None else float(batch.reward.float().mean())
+        baseline = self.baseline
+        if baseline is None:
+            baseline = float(batch.reward.float().mean())
         batch.extra["advantages"] = batch.reward - baseline
         self.baseline = update_moving_baseline(self.baseline, batch.reward,
                                                self.options.baseline_decay)
