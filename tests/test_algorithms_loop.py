@@ -7,7 +7,7 @@ import torch
 import rebel_rl
 from rebel_rl import RebelConfig
 from rebel_rl.config.algorithms import algorithm_names, algorithm_spec
-from rebel_rl.training.online import objectives
+from rebel_rl.algorithms import ppo
 from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm, write_jsonl
 
@@ -53,14 +53,14 @@ def test_every_algorithm_raises_the_reward(files, tmp_path, algorithm):
 
 def test_ppo_ratio_is_exactly_one_on_the_first_minibatch_of_each_iteration(files, tmp_path, monkeypatch):
     seen = []
-    original = objectives.ppo_policy_loss
+    original = ppo.ppo_policy_loss
 
     def spy(logps, old_logps, advantages, mask, clip_range):
         loss, ratio, clipped = original(logps, old_logps, advantages, mask, clip_range)
         seen.append((ratio.detach()[mask.bool()] - 1).abs().max().item())
         return loss, ratio, clipped
 
-    monkeypatch.setattr(objectives, "ppo_policy_loss", spy)
+    monkeypatch.setattr(ppo, "ppo_policy_loss", spy)
     config = make_config(files, tmp_path / "run", algorithm="ppo", num_iterations=2, num_epochs=2, minibatch_prompts=2,
                          eval_prompts=0)
     rebel_rl.train(config, reward_funcs=[count_e])

@@ -66,8 +66,7 @@ def test_the_losses_are_exported_from_the_package():
 
 
 def _apo_objective(score_calls: list):
-    from rebel_rl.training.online.objectives import Apo
-    from rebel_rl.training.online.registry import ApoOptions
+    from rebel_rl.training.online.methods.apo import Apo, ApoOptions
 
     def score(prompts, rollout, columns):
         score_calls.append((list(prompts), columns))

@@ -180,7 +180,8 @@ def check_invalid(match, **values):
     ({"dtype": "fp32"}, r"dtype must be one of auto, float32, bfloat16, float16; got 'fp32'"),
     ({"lr_scheduler": "step"}, r"lr_scheduler must be one of linear, cosine, constant; got 'step'"),
     ({"mixed_precision": "fp8"}, r"mixed_precision must be one of auto, no, bf16, fp16; got 'fp8'"),
-    ({"algorithm": "dpo"}, r"algorithm must be one of rebel, ppo, rloo, reinforce, iterative_dpo, ddpo, grpo, apo; got 'dpo'"),
+    ({"algorithm": "dpo"}, r"algorithm must be one of rebel, ppo, rloo, reinforce, iterative_dpo, ddpo, grpo, apo"
+                           r"[\w, ]*; got 'dpo'"),  # a new algorithm's name may follow
     ({"rewards": ["length", "sentiment"], "reward_weights": [1.0]},
      r"reward_weights has 1 values for 2 rewards"),
     ({"rewards": []}, r"rewards is empty"),

@@ -109,7 +109,7 @@ def test_ddpo_runs_in_the_loop_with_prompt_keys_from_the_conditioning(denoiser, 
     trainer.train()
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["reward_queries"] for m in metrics] == [16, 32]
-    assert all("ppo/clip_fraction" in m and m["ddpo/advantage_abs_mean"] > 0 for m in metrics)
+    assert all("ddpo/clip_fraction" in m and m["ddpo/advantage_abs_mean"] > 0 for m in metrics)
     stats = trainer.objective.state_dict()["prompt_stats"]
     # One key per digit the model was conditioned on (prompts are phrasings of the ten digits).
     assert 1 <= len(stats) <= 10 and sum(len(v) for v in stats.values()) == 32

@@ -7,7 +7,8 @@ import rebel_rl
 from rebel_rl import ConfigError, DataError, RebelConfig
 from rebel_rl.algorithms import rebel_loss
 from rebel_rl.policies.offline import rollout_from_text
-from rebel_rl.training.online.objectives import Batch, Rebel
+from rebel_rl.training.online.methods import Batch
+from rebel_rl.training.online.methods.rebel import Rebel
 from rebel_rl.training.online.pairs import best_worst_rows, interleave_order, normalize_rewards
 from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm, write_jsonl

@@ -1,8 +1,6 @@
 """rebel-rl: REBEL (REgression to RElative REward Based RL) for Hugging Face models."""
 from .config import RebelConfig
-from .training.online import (
-    registry as _algorithm_registry,
-)  # noqa: F401 (registers the online algorithms; no torch)
+from .training.online import methods as _algorithms  # noqa: F401 (registers the algorithms; no torch)
 from .errors import (
     ConfigError,
     DataError,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..config import ConfigBase, _check_choice
 from ..config.algorithms import algorithm_names, algorithm_spec
 from ..errors import ConfigError
-from ..training.online import registry as _registry  # noqa: F401 (registers the online algorithms)
+from ..training.online import methods as _methods  # noqa: F401 (registers the online algorithms)
 from .extensions import EXTENSIONS
 
 # The offline stages compare runs beside the online algorithms (training/offline/): not registered.

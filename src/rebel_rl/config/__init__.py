@@ -1,5 +1,5 @@
 """Configs: the shared machinery (base.py), the online run's groups (run.py) and the algorithm
-registry (algorithms.py) that training/online/registry.py fills."""
+registry (algorithms.py) that the modules of training/online/methods/ fill."""
 from .algorithms import AlgorithmSpec, algorithm_names, algorithm_spec, register_algorithm
 from .base import (
     ConfigBase,

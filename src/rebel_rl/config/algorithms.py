@@ -1,15 +1,17 @@
-"""The algorithm registry: every online algorithm is registered once, with what it needs and supports.
+"""The algorithm registry: every online algorithm, once, with what it needs and supports.
 
-An entry names the algorithm's option group (a small dataclass with `validate()`, e.g. REBEL's eta and
-pairing), the Objective that turns a batch into its loss (imported only when a run starts, so `--help`
-stays fast), and what it works with: how many samples per prompt, which policy kinds, pair sources,
-preferences, reward normalisation, sharded training. The entries themselves are written beside the
-objectives (training/online/registry.py); this module only holds them, so that the config, the policy factory
-and the sharding checks can ask it without importing the training layer.
+An entry names the algorithm's option group (a small dataclass with `validate()`, e.g. REBEL's eta),
+its Objective class (which turns a batch into its loss), a one-line summary of that loss for the
+README's table, and what it works with: how many samples per prompt, which policy kinds, pair
+sources, preferences, reward normalisation, sharded training. Each entry is written at the bottom
+of its algorithm's module (training/online/methods/<name>.py), which imports no torch until a run
+trains; this module only holds the entries, so that the config, the policy factory and the
+sharding checks can ask it without importing the training layer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -19,21 +21,24 @@ class AlgorithmSpec:
     """One online algorithm: its name, option group, objective, and what it supports."""
 
     name: str
-    objective: str  # "module:Class" of its Objective; `Class.build(options, context)` makes it
+    objective: Any  # its Objective class; `objective.build(options, context)` makes it for a run
     options: type | None = None  # its option group (a dataclass with `validate()`), or None
     min_generations: int = 1  # samples per prompt it needs (2 for algorithms that compare samples)
     policy_kinds: tuple[str, ...] = ("causal_lm",)  # the policy kinds (policies/) it trains
     other_kind_hint: str = ""  # the fix to name when the policy is of another kind
-    pair_sources: tuple[str, ...] = ("online",)  # where its completions may come from (REBEL: hybrid, offline)
+    # where its completions may come from (REBEL also: hybrid, offline)
+    pair_sources: tuple[str, ...] = ("online",)
     preferences: bool = False  # whether it can regress on a preference instead of rewards
     pairings: tuple[str, ...] = ("all",)  # how samples of a prompt are paired
-    reward_normalization: str | None = None  # why it refuses reward_normalization other than none, if it does
+    # why it refuses reward_normalization other than none, if it does
+    reward_normalization: str | None = None
     sharding: bool = True  # whether it trains under FSDP2
     # The paper it comes from (title, authors, venue, arXiv id) and its BibTeX entry: the model
     # card of a run cites them.
     paper: str = ""
     bibtex: str = ""
     label: str = ""  # its name in tables and cards ("Iterative DPO"); default: the name
+    summary: str = ""  # its loss in one line, for the README's table of algorithms
 
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
@@ -70,5 +75,6 @@ def algorithm_spec(name: str) -> AlgorithmSpec:
 
 
 def option_groups() -> dict[str, type]:
-    """Each registered algorithm's option group, by algorithm name (the config's per-algorithm groups)."""
+    """Each registered algorithm's option group, by algorithm name (the config's per-algorithm
+    groups)."""
     return {name: spec.options for name, spec in _REGISTRY.items() if spec.options is not None}

@@ -3,7 +3,7 @@
 Each group is a small dataclass that validates itself and is all its component receives: the policy
 factory gets `model` and `sampling`, the data loader `data`, the reward set `reward`, the loop
 `training`, evaluation `evaluation`, the run folder `output`, and each algorithm its own option group
-(registered with the algorithm, training/online/registry.py). Field comments are the reference docs (`rebel
+(registered with the algorithm, training/online/methods/). Field comments are the reference docs (`rebel
 train --help`, the README's table). `RebelConfig` checks what spans groups, with the algorithm registry.
 """
 from __future__ import annotations

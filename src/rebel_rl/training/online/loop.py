@@ -8,7 +8,7 @@
 4. `num_epochs` passes over minibatches of prompts, each minimising the algorithm's loss.
 
 Algorithms (REBEL, PPO, RLOO, REINFORCE, iterative DPO, DDPO, GRPO) differ only in their `Objective`
-(training/online/objectives.py): how the batch becomes a loss. Each is registered once (training/online/registry.py),
+(training/online/methods/NAME.py): how the batch becomes a loss, registered once in that module,
 and its entry builds the objective; the loop has no algorithm-specific branch, and talks to the policy
 only through the contract of policies/base.py.
 
@@ -61,8 +61,8 @@ from ..run.outputs import (
     truncate_logs,
     write_json,
 )
+from .methods import Batch, BuildContext, build_objective
 from .microbatch import microbatch_rows, narrowed
-from .objectives import Batch, BuildContext, build_objective
 from .pairs import check_completion_columns, collect_rollout, environment_factory, normalize_rewards
 from .progress import TrainingProgress
 

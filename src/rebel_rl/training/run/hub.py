@@ -17,7 +17,7 @@ import yaml
 
 from ...config.algorithms import algorithm_names, algorithm_spec
 from ...errors import HubError, RunDirError, first_line
-from ..online import registry as _registry  # noqa: F401 (the algorithms' entries: their papers)
+from ..online import methods as _methods  # noqa: F401 (the algorithms' entries: their papers)
 from .inputs import INPUTS_FILE
 from .outputs import CONFIG_FILE
 

@@ -1,0 +1,85 @@
+"""DDPO for diffusion policies (algorithms/ddpo.py): PPO's clipped surrogate over the denoising
+steps, advantages = rewards normalised per prompt over a history of rewards; no value model. Its
+options (its ratio clipping is ppo's `clip_range`), its objective and its registry entry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ....config.algorithms import AlgorithmSpec, register_algorithm
+from ....config.base import check_at_least_one, check_positive
+from .base import NORMALISES_ITSELF, Objective, ratio_stats
+
+
+@dataclass
+class DdpoOptions:
+    """DDPO for diffusion policies (algorithms/ddpo.py); its ratio clipping is ppo's clip_range."""
+
+    ddpo_buffer_size: int = 16  # ddpo: rewards kept per prompt for its mean and std (DDPO's per-prompt stat tracking)
+    ddpo_min_count: int = 16  # ddpo: a prompt with fewer kept rewards is normalised by the batch mean and std
+    ddpo_adv_clip: float = 5.0  # ddpo: advantages are clipped to [-ddpo_adv_clip, ddpo_adv_clip]
+
+    def validate(self) -> None:
+        check_at_least_one(self, ["ddpo_buffer_size", "ddpo_min_count"])
+        check_positive(self, ["ddpo_adv_clip"])
+
+
+class Ddpo(Objective):
+    """DDPO (algorithms/ddpo.py): PPO over a diffusion policy's denoising steps, advantages =
+    rewards normalised per prompt (what the model conditions on) over a history of rewards; no
+    value model."""
+
+    token_level = True
+
+    def __init__(self, options, n: int, clip_range: float) -> None:
+        from ....algorithms.ddpo import PromptStatTracker
+
+        super().__init__(options, n)
+        self.clip_range = clip_range
+        self.tracker = PromptStatTracker(options.ddpo_buffer_size, options.ddpo_min_count)
+
+    @classmethod
+    def build(cls, options, context):
+        """DDPO's ratio clipping is PPO's `clip_range` (it is PPO's surrogate over denoising
+        steps)."""
+        return cls(options, context.num_generations, context.options("ppo").clip_range)
+
+    def prepare(self, batch, policy):
+        keys = batch.rollout.prompt_keys()
+        clip = self.options.ddpo_adv_clip
+        batch.extra["advantages"] = self.tracker.advantages(keys, batch.reward).clamp(-clip, clip)
+        return {"ddpo/advantage_abs_mean": float(batch.extra["advantages"].abs().mean())}
+
+    def loss(self, batch, policy):
+        from ....algorithms.ddpo import ddpo_loss
+
+        logps = batch.token_log_probs(policy)
+        loss, ratio, clipped = ddpo_loss(logps, batch.extra["old_token_logps"],
+                                         batch.extra["advantages"], self.clip_range)
+        return loss, ratio_stats("ddpo", ratio, clipped)  # every denoising step is an action
+
+    def state_dict(self):
+        return {"prompt_stats": self.tracker.buffers}
+
+    def load_state_dict(self, state):
+        self.tracker.buffers = {k: list(v) for k, v in state.get("prompt_stats", {}).items()}
+
+
+PAPER = ("Training Diffusion Models with Reinforcement Learning. Black, Janner, Du, "
+         "Kostrikov, Levine. 2023. arXiv 2305.13301")
+BIBTEX = r"""@misc{black2023ddpo,
+  title = {Training Diffusion Models with Reinforcement Learning},
+  author = {Black, Kevin and Janner, Michael and Du, Yilun and Kostrikov, Ilya and
+            Levine, Sergey},
+  year = {2023},
+  eprint = {2305.13301},
+  archivePrefix = {arXiv}
+}"""
+
+register_algorithm(AlgorithmSpec(
+    "ddpo", Ddpo, DdpoOptions, policy_kinds=("diffusion",),
+    other_kind_hint="algorithm ddpo is PPO for diffusion policies: for a causal LM use ppo",
+    reward_normalization=NORMALISES_ITSELF.format(name="ddpo"),
+    label="DDPO", paper=PAPER, bibtex=BIBTEX,
+    summary="PPO's clipped surrogate over the denoising steps, advantages = rewards normalised "
+            "per prompt over a history of rewards, clipped; no value model; its ratio clipping "
+            "is ppo's `clip_range`"))
