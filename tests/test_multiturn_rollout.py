@@ -239,10 +239,11 @@ def distinct_returns():
 @pytest.mark.parametrize("algorithm", ["rebel", "rloo", "grpo"])
 def test_loss_gradient_is_zero_at_every_environment_position(tiny_path, data, tmp_path, monkeypatch,
                                                              algorithm):
-    # One plain forward: logits column j predicts completion token j.
+    # One plain forward with the full head (the chunked head has no logits tensor to hook):
+    # logits column j predicts completion token j.
     monkeypatch.setattr(shared_prompts, "ENABLED", False)
     trainer = trainer_for(tiny_path, data, tmp_path / algorithm, distinct_returns(),
-                          algorithm=algorithm)
+                          algorithm=algorithm, logprob_chunk_size=0)
     rollouts, logits = [], []
     sample = trainer.policy.sample_episodes
     monkeypatch.setattr(trainer.policy, "sample_episodes",
