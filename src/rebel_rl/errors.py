@@ -33,3 +33,8 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name if it has none): for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class EnvironmentError(RebelError):  # noqa: A001 - ours, distinct from the OSError alias
+    """A multi-turn environment cannot be loaded, lacks reset/step, raised, timed out, or returned
+    the wrong shape (docs/multiturn.md). Import it from here: the builtin name means OSError."""
