@@ -132,3 +132,11 @@ def test_render_falls_back_to_the_system_message_without_tool_support():
     assert '"name": "multiply"' in text and text.count("<|im_start|>system") == 1
     alone = env.render(tokenizer, [{"role": "user", "content": "hi"}])
     assert alone.startswith("<|im_start|>system\nYou may call these tools.")
+
+
+def test_guarded_render_uses_the_environment_render_or_the_plain_template():
+    tokenizer, user = tiny_tokenizer(), [{"role": "user", "content": "hi"}]
+    tools = EnvironmentFactory(lambda: ToolEnvironment([multiply]))()
+    assert "You may call these tools." in tools.render(tokenizer, user)
+    plain = EnvironmentFactory("builtin:guess_number")()
+    assert plain.render(tokenizer, user) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"

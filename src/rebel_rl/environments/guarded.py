@@ -148,6 +148,16 @@ class GuardedEnvironment:
         self.ended = done
         return messages, reward, done
 
+    def render(self, tokenizer: Any, messages: list[dict[str, Any]],
+               add_generation_prompt: bool = True) -> str:
+        """The dialogue as prompt text: the environment's own `render` where it has one (a
+        ToolEnvironment shows its tools), else the tokenizer's chat template as it is."""
+        own = getattr(self.environment, "render", None)
+        if callable(own):
+            return own(tokenizer, messages, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=add_generation_prompt)
+
     def _failed(self, where: str, exc: Exception) -> None:
         """Count a failed call, then end the episode (scored) or raise one line (no score)."""
         timed_out = isinstance(exc, StepTimeout)
