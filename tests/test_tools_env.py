@@ -139,4 +139,5 @@ def test_guarded_render_uses_the_environment_render_or_the_plain_template():
     tools = EnvironmentFactory(lambda: ToolEnvironment([multiply]))()
     assert "You may call these tools." in tools.render(tokenizer, user)
     plain = EnvironmentFactory("builtin:guess_number")()
-    assert plain.render(tokenizer, user) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    expected = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert plain.render(tokenizer, user) == expected

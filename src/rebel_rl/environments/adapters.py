@@ -60,7 +60,8 @@ class OpenEnvAdapter:
 
 def from_openenv(make: Callable[[], Any], action: Callable[[str], Any],
                  render: Callable[[Any], str] = _observation_text,
-                 reset_kwargs: Callable[[dict], dict] | None = None) -> Callable[[], OpenEnvAdapter]:
+                 reset_kwargs: Callable[[dict], dict] | None = None,
+                 ) -> Callable[[], OpenEnvAdapter]:
     """A factory for load_environment: each episode wraps a fresh `make()` OpenEnv environment
     (or client) in an OpenEnvAdapter with these `action`, `render` and `reset_kwargs`."""
     return lambda: OpenEnvAdapter(make(), action, render, reset_kwargs)

@@ -69,7 +69,7 @@ def make(factory: Callable[[], Any], name: str) -> Any:
 
 
 def _builtin(name: str) -> Callable[[], Any]:
-    """The registered built-in environment `name`, or one ConfigError line listing the known ones."""
+    """The registered built-in environment `name`, or one ConfigError line naming the known."""
     if name not in BUILTIN_ENVIRONMENTS:
         known = ", ".join(f"builtin:{n}" for n in sorted(BUILTIN_ENVIRONMENTS)) or "none"
         raise ConfigError(f"unknown environment 'builtin:{name}': the built-ins are {known}")
