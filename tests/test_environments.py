@@ -203,9 +203,14 @@ def test_openenv_adapter_with_observations_and_step_results():
             return SimpleNamespace(observation=SimpleNamespace(message="bye"), reward=-0.5,
                                    done=True)
 
+        def close(self):
+            self.closed = True
+
     client = EnvironmentFactory(from_openenv(Client, action=str))()
     assert client.reset({}) == [{"role": "user", "content": "hello"}]
+    assert not hasattr(client.environment.environment, "closed")
     assert client.step("x") == ([{"role": "user", "content": "bye"}], -0.5, True)
+    assert client.environment.environment.closed  # closed when its episode ends
 
 
 def test_trl_adapter_uses_public_methods_as_tools_and_reset_text():
@@ -236,6 +241,13 @@ def test_trl_adapter_uses_public_methods_as_tools_and_reset_text():
     assert episode.step(call) == ([{"role": "tool", "name": "add", "content": "7"}], 0.0, False)
     assert episode.step("Done: 7") == ([], 1.0, True)
     assert [s["function"]["name"] for s in episode.environment.schemas] == ["add"]
+
+    class NoArguments(Counter):
+        def reset(self):  # TRL examples also write reset without row columns
+            self.total = 0
+
+    plain = EnvironmentFactory(from_trl(NoArguments))()
+    assert plain.reset({"prompt": "Go.", "start": 2}) == [{"role": "user", "content": "Go."}]
 
 
 def test_guess_number_feedback_and_rewards_exactly():

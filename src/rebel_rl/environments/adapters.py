@@ -47,6 +47,8 @@ class OpenEnvAdapter:
         reward = getattr(result, "reward", None)
         done = getattr(result, "done", False)
         message = {"role": "user", "content": self.render(observation)}
+        if done and callable(getattr(self.environment, "close", None)):
+            self.environment.close()  # a client holds a connection; one instance, one episode
         return [message], float(reward or 0.0), bool(done)
 
     def reset(self, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,8 +85,8 @@ class TrlAdapter(ToolEnvironment):
     def reset(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The row's prompt, with the instance's reset text (if any) added to its last message."""
         messages = super().reset(row)
-        columns = {k: v for k, v in row.items() if k != self.prompt_column}
-        extra = self.instance.reset(**columns) if hasattr(self.instance, "reset") else None
+        reset = getattr(self.instance, "reset", None)
+        extra = reset(**_accepted(reset, row, self.prompt_column)) if callable(reset) else None
         if extra:
             messages[-1]["content"] = f"{messages[-1]['content']}\n\n{extra}"
             self.transcript = list(messages)
@@ -95,6 +97,16 @@ class TrlAdapter(ToolEnvironment):
         if self.reward is None:
             return 0.0
         return float(self.reward(self.transcript, environment=self.instance, **self.row))
+
+
+def _accepted(function: Callable, row: dict[str, Any], skip: str) -> dict[str, Any]:
+    """The row's columns (but `skip`) that `function` takes: all of them with **kwargs, else only
+    its named parameters (TRL's examples have both `reset(self)` and `reset(self, **kwargs)`)."""
+    parameters = inspect.signature(function).parameters.values()
+    columns = {k: v for k, v in row.items() if k != skip}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return columns
+    return {k: v for k, v in columns.items() if k in {p.name for p in parameters}}
 
 
 def from_trl(environment_class: Callable[[], Any], reward: Callable[..., float] | None = None,
