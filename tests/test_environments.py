@@ -296,3 +296,13 @@ def test_guess_number_dataset_registered():
     data = load_builtin_prompts("guess_number", "test")
     assert data.column_names == ["prompt", "secret", "low", "high"] and len(data) == 128
     assert data[0]["prompt"] == GuessNumberEnvironment().reset(data[0])
+
+
+def test_after_a_normal_end_steps_earn_nothing_and_reset_starts_over():
+    episode = EnvironmentFactory(Echo, step_failure_score=-1.0)()
+    episode.reset(ROW)
+    episode.step("a")
+    assert episode.step("b")[1:] == (0.25, True) and episode.episode_return == 0.5
+    assert episode.step("c") == ([], 0.0, True)
+    episode.reset(ROW)
+    assert not episode.ended and episode.turn == 0 and episode.episode_return == 0.0

@@ -141,3 +141,22 @@ def test_guarded_render_uses_the_environment_render_or_the_plain_template():
     plain = EnvironmentFactory("builtin:guess_number")()
     expected = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert plain.render(tokenizer, user) == expected
+
+
+def test_calculator_tool_and_its_episode():
+    from rebel_rl.tasks.calculator import calculate
+
+    assert calculate("(3 + 4) * -2") == "-14" and calculate("7 / 2") == "3.5"
+    for bad, words in [("2 ** 99", r"not '2 \*\* 99'"), ("__import__('os')", "only numbers"),
+                       ("3 +", "cannot read")]:
+        with pytest.raises(ValueError, match=words):
+            calculate(bad)
+    episode = EnvironmentFactory("builtin:calculator")()
+    episode.reset({"prompt": [{"role": "user", "content": "What is 6 * 7?"}], "answer": "42"})
+    (result,), reward, done = episode.step(call("calculate", expression="6 * 7"))
+    assert result["content"] == "42" and (reward, done) == (0.0, False)
+    (error,), _, _ = episode.step(call("calculate", expression="1 / 0"))
+    assert error["content"] == "error: tool 'calculate' raised ZeroDivisionError: division by zero"
+    assert episode.step("<answer>42</answer>") == ([], 1.0, True)
+    episode.reset({"prompt": "What is 6 * 7?", "answer": "42"})
+    assert episode.step("<answer>41</answer>") == ([], 0.0, True)

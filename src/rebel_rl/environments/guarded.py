@@ -121,10 +121,11 @@ class GuardedEnvironment:
         self.environment, self.name = environment, name
         self.timeout, self.failure_score = timeout, failure_score
         self.counts = counts if counts is not None else EnvironmentCounts()
-        self.ended, self.turn, self.episode_return = False, 0, 0.0
+        self.ended, self.failed, self.turn, self.episode_return = False, False, 0, 0.0
 
     def reset(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The environment's opening messages for `row` (checked), or [] after a scored failure."""
+        self.ended, self.failed, self.turn, self.episode_return = False, False, 0, 0.0
         try:
             messages = call_with_timeout(self.environment.reset, (row,), self.timeout)
         except Exception as exc:
@@ -167,12 +168,15 @@ class GuardedEnvironment:
         if self.failure_score is None:
             fix = "; set step_failure_score to end such episodes with a fixed score instead"
             raise EnvironmentError(problem + fix) from None
-        self.ended = True
+        self.ended = self.failed = True
 
     def _closing_reward(self) -> float:
-        """The step reward that makes this episode's return exactly `failure_score`."""
+        """The step reward that makes this episode's return exactly `failure_score` (0.0 for a
+        step after a normal end: the episode is over and earns nothing more)."""
+        if not self.failed:
+            return 0.0
         reward = float(self.failure_score) - self.episode_return
-        self.episode_return = float(self.failure_score)
+        self.episode_return, self.failed = float(self.failure_score), False  # paid once
         return reward
 
 

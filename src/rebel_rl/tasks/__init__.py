@@ -42,3 +42,6 @@ register_prompts("arithmetic", reasoning.load_arithmetic, reasoning.SPLITS)
 # reads each row's secret.
 register_prompts("guess_number", guess_number.load_guess_number, guess_number.SPLITS)
 register_environment("guess_number", guess_number.GuessNumberEnvironment)
+# The arithmetic problems with a calculator tool (tools as an environment; use with
+# dataset=builtin:arithmetic); registered by reference, so importing it waits until it is used.
+register_environment("calculator", "rebel_rl.tasks.calculator:calculator_environment")
