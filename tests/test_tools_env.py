@@ -151,7 +151,7 @@ def test_calculator_tool_and_its_episode():
                        ("3 +", "cannot read")]:
         with pytest.raises(ValueError, match=words):
             calculate(bad)
-    episode = EnvironmentFactory("builtin:calculator")()
+    episode = EnvironmentFactory("builtin:calculator", step_timeout=5.0)()  # steps in a thread
     episode.reset({"prompt": [{"role": "user", "content": "What is 6 * 7?"}], "answer": "42"})
     (result,), reward, done = episode.step(call("calculate", expression="6 * 7"))
     assert result["content"] == "42" and (reward, done) == (0.0, False)
@@ -160,3 +160,5 @@ def test_calculator_tool_and_its_episode():
     assert episode.step("<answer>42</answer>") == ([], 1.0, True)
     episode.reset({"prompt": "What is 6 * 7?", "answer": "42"})
     assert episode.step("<answer>41</answer>") == ([], 0.0, True)
+    episode.reset({"prompt": "What is 7 / 2?", "answer": "3.5"})
+    assert episode.step("It is 7/2.") == ([], 1.0, True)  # the last number, compared exactly
