@@ -16,7 +16,7 @@ from rebel_rl.environments import (
     from_trl,
     load_environment,
 )
-from rebel_rl.errors import ConfigError, EnvironmentError
+from rebel_rl.errors import ConfigError, EpisodeError
 from rebel_rl.policies.episodes import Environment
 from rebel_rl.tasks.guess_number import GuessNumberEnvironment, generate, parse_guess
 
@@ -76,11 +76,11 @@ def test_each_spec_form_loads(tmp_path, monkeypatch):
 @pytest.mark.parametrize("spec, kind, words", [
     ("builtin:nope", ConfigError, "unknown environment 'builtin:nope': the built-ins are"),
     ("just_a_name", ConfigError, "unknown environment 'just_a_name'"),
-    ("no_such_module_xyz:Game", EnvironmentError, "environment 'no_such_module_xyz:Game' does "
+    ("no_such_module_xyz:Game", EpisodeError, "environment 'no_such_module_xyz:Game' does "
                                                   "not load: cannot import module"),
-    ("missing.py:Game", EnvironmentError, "file not found: missing.py"),
-    ("json:NoSuchClass", EnvironmentError, "attribute 'NoSuchClass' not found in json"),
-    ("collections:OrderedDict", EnvironmentError, "'collections:OrderedDict' has no reset or step"),
+    ("missing.py:Game", EpisodeError, "file not found: missing.py"),
+    ("json:NoSuchClass", EpisodeError, "attribute 'NoSuchClass' not found in json"),
+    ("collections:OrderedDict", EpisodeError, "'collections:OrderedDict' has no reset or step"),
     (42, ConfigError, "environment 'int' is a int"),
 ])
 def test_bad_specs_give_one_line(spec, kind, words):
@@ -91,10 +91,10 @@ def test_bad_specs_give_one_line(spec, kind, words):
 
 def test_instance_without_step_and_failing_factory_are_one_line():
     factory = EnvironmentFactory(lambda: SimpleNamespace(reset=lambda row: []))
-    with pytest.raises(EnvironmentError, match="has no step method"):
+    with pytest.raises(EpisodeError, match="has no step method"):
         factory()
     broken = EnvironmentFactory(lambda: 1 / 0)
-    with pytest.raises(EnvironmentError, match="could not be created: ZeroDivisionError"):
+    with pytest.raises(EpisodeError, match="could not be created: ZeroDivisionError"):
         broken()
 
 
@@ -113,7 +113,7 @@ def test_wrong_step_shapes_raise_even_with_a_failure_score(output, words):
     Returning.output = output
     episode = EnvironmentFactory(Returning, step_failure_score=-1.0)()
     episode.reset({})
-    with pytest.raises(EnvironmentError) as info:
+    with pytest.raises(EpisodeError) as info:
         episode.step("x")
     assert words in str(info.value) and "environment 'Returning'" in str(info.value)
 
@@ -136,12 +136,12 @@ def test_without_a_failure_score_a_timeout_or_a_raise_is_one_line():
     episode = EnvironmentFactory(Sleepy, step_timeout=0.3)()
     episode.reset(ROW)
     episode.step("a")
-    with pytest.raises(EnvironmentError, match=r"^environment 'Sleepy' step 2 timed out after "
+    with pytest.raises(EpisodeError, match=r"^environment 'Sleepy' step 2 timed out after "
                                                r"0.3 s; set step_failure_score"):
         episode.step("b")
     raising = EnvironmentFactory(Raising)()
     raising.reset(ROW)
-    with pytest.raises(EnvironmentError) as info:
+    with pytest.raises(EpisodeError) as info:
         raising.step("a")
     assert str(info.value).startswith("environment 'Raising' step 1 raised ValueError: boom;")
     assert "second line" not in str(info.value)

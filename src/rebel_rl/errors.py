@@ -38,6 +38,6 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class EnvironmentError(RebelError):  # noqa: A001 - ours, distinct from the OSError alias
+class EpisodeError(RebelError):
     """A multi-turn environment cannot be loaded, lacks reset/step, raised, timed out, or returned
-    the wrong shape (docs/multiturn.md). Import it from here: the builtin name means OSError."""
+    the wrong shape (docs/multiturn.md)."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rebel_rl.environments.loading import environment_name, load_environment, make
-from rebel_rl.errors import EnvironmentError, first_line
+from rebel_rl.errors import EpisodeError, first_line
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -51,15 +51,15 @@ def call_with_timeout(function: Callable[..., Any], args: tuple, timeout: float 
 
 
 def check_messages(name: str, where: str, messages: Any) -> list[dict[str, Any]]:
-    """`messages` if it is a list of {"role", "content": str} dicts; otherwise one EnvironmentError
+    """`messages` if it is a list of {"role", "content": str} dicts; otherwise one EpisodeError
     line naming the environment, the call and the first bad item."""
     if not isinstance(messages, list):
-        raise EnvironmentError(f"environment '{name}' {where} returned a "
+        raise EpisodeError(f"environment '{name}' {where} returned a "
                                f"{type(messages).__name__}, not a list of chat messages")
     for index, message in enumerate(messages):
         if (not isinstance(message, dict) or message.get("role") not in ROLES
                 or not isinstance(message.get("content"), str)):
-            raise EnvironmentError(
+            raise EpisodeError(
                 f"environment '{name}' {where} message {index} is {str(message)[:80]!r}: each "
                 f"message needs a role in {', '.join(ROLES)} and a string content"
             )
@@ -68,18 +68,18 @@ def check_messages(name: str, where: str, messages: Any) -> list[dict[str, Any]]
 
 def check_step_output(name: str, where: str, output: Any) -> tuple[list, float, bool]:
     """`output` as (messages, reward, done) if it is a (list, finite number, bool) triple;
-    otherwise one EnvironmentError line saying what came back instead."""
+    otherwise one EpisodeError line saying what came back instead."""
     if not isinstance(output, tuple) or len(output) != 3:
-        raise EnvironmentError(f"environment '{name}' {where} returned {str(output)[:80]!r}: "
+        raise EpisodeError(f"environment '{name}' {where} returned {str(output)[:80]!r}: "
                                "step must return a (messages, reward, done) tuple")
     messages, reward, done = output
     check_messages(name, where, messages)
     if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(
             reward):
-        raise EnvironmentError(f"environment '{name}' {where} returned reward {reward!r}: "
+        raise EpisodeError(f"environment '{name}' {where} returned reward {reward!r}: "
                                "it must be a finite number")
     if type(done).__name__ not in ("bool", "bool_"):  # bool_: numpy's, without importing numpy
-        raise EnvironmentError(f"environment '{name}' {where} returned done={done!r}: it must be "
+        raise EpisodeError(f"environment '{name}' {where} returned done={done!r}: it must be "
                                "True or False")
     return messages, float(reward), bool(done)
 
@@ -111,7 +111,7 @@ class GuardedEnvironment:
 
     With `failure_score` set, a reset or step that raises or times out ends the episode and its
     return (the sum of step rewards) becomes exactly `failure_score`; with None it raises one
-    EnvironmentError line. A wrong shape always raises: it is a bug that would fail every episode.
+    EpisodeError line. A wrong shape always raises: it is a bug that would fail every episode.
     After a failed reset, `ended` is True and the first step returns ([], failure_score, True).
     """
 
@@ -167,7 +167,7 @@ class GuardedEnvironment:
                    + (str(exc) if timed_out else f"raised {type(exc).__name__}: {first_line(exc)}"))
         if self.failure_score is None:
             fix = "; set step_failure_score to end such episodes with a fixed score instead"
-            raise EnvironmentError(problem + fix) from None
+            raise EpisodeError(problem + fix) from None
         self.ended = self.failed = True
 
     def _closing_reward(self) -> float:

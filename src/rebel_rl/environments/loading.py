@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rebel_rl.errors import ConfigError, EnvironmentError, RewardError, first_line
+from rebel_rl.errors import ConfigError, EpisodeError, RewardError, first_line
 from rebel_rl.registry import Registry
 from rebel_rl.rewards.functions import load_reward_function
 from rebel_rl.rewards.specs import parse_reward_spec
@@ -38,7 +38,7 @@ def load_environment(spec: Any) -> Callable[[], Any]:
 
     A string is `builtin:NAME`, `module.sub:Class` or `path/to/file.py:Class`; any other callable
     is taken as the factory itself. Raises ConfigError for a malformed or unknown spec and
-    EnvironmentError for a target that does not import, is not callable, or is a class without
+    EpisodeError for a target that does not import, is not callable, or is a class without
     callable `reset` and `step`; an instance's methods are checked when it is made (`make`).
     """
     name = environment_name(spec)
@@ -57,12 +57,12 @@ def load_environment(spec: Any) -> Callable[[], Any]:
 
 
 def make(factory: Callable[[], Any], name: str) -> Any:
-    """One environment from `factory`, checked for callable `reset` and `step`: one EnvironmentError
+    """One environment from `factory`, checked for callable `reset` and `step`: one EpisodeError
     line naming the environment if the factory raises or returns something else."""
     try:
         environment = factory()
     except Exception as exc:
-        raise EnvironmentError(f"environment '{name}' could not be created: "
+        raise EpisodeError(f"environment '{name}' could not be created: "
                                f"{type(exc).__name__}: {first_line(exc)}") from None
     _check_methods(name, environment)
     return environment
@@ -89,14 +89,14 @@ def _imported(spec: str) -> Callable[[], Any]:
         return load_reward_function(spec)
     except RewardError as exc:
         detail = str(exc).replace("reward function", "attribute").replace("reward ", "")
-        raise EnvironmentError(f"environment '{spec}' does not load: {detail}") from None
+        raise EpisodeError(f"environment '{spec}' does not load: {detail}") from None
 
 
 def _check_methods(name: str, target: Any) -> None:
-    """EnvironmentError unless `target` (a class or an instance) has callable reset and step."""
+    """EpisodeError unless `target` (a class or an instance) has callable reset and step."""
     missing = [m for m in ("reset", "step") if not callable(getattr(target, m, None))]
     if missing:
-        raise EnvironmentError(
+        raise EpisodeError(
             f"environment '{name}' has no {' or '.join(missing)} method: an environment needs "
             "reset(row) -> messages and step(text) -> (messages, reward, done); wrap an OpenEnv "
             "or TRL environment with from_openenv / from_trl (docs/multiturn.md)"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rebel_rl.environments.guarded import StepTimeout, call_with_timeout
-from rebel_rl.errors import ConfigError, EnvironmentError, first_line
+from rebel_rl.errors import ConfigError, EpisodeError, first_line
 
 TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 FALLBACK_PROMPT = (
@@ -113,7 +113,7 @@ class ToolEnvironment:
         elif isinstance(prompt, list):
             messages = [dict(m) for m in prompt]
         else:
-            raise EnvironmentError(f"tool environment: the row has no '{self.prompt_column}' "
+            raise EpisodeError(f"tool environment: the row has no '{self.prompt_column}' "
                                    "column of text or messages")
         if self.system is not None:
             messages.insert(0, {"role": "system", "content": self.system})
