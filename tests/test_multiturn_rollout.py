@@ -22,8 +22,10 @@ PROMPTS = ["tell me about your weekend", "the movie was"]
 class EchoEnv:
     """Never done: replies with the policy's text reversed; the step reward is its length."""
 
-    def reset(self, row):
-        return [{"role": "system", "content": f"echo {row['tag']}"}]
+    def reset(self, row):  # opens with a system message, then the row's prompt
+        prompt = row["prompt"]
+        opening = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return [{"role": "system", "content": f"echo {row['tag']}"}, *opening]
 
     def step(self, text):
         return [{"role": "user", "content": text[::-1] or "say something"}], float(len(text)), False
@@ -124,8 +126,8 @@ def test_policy_ids_unchanged_env_tokens_masked_end_of_turn_scored(tiny_path, mo
         # The whole sequence is the template's rendering of the dialogue, up to the last turn.
         decode = policy.tokenizer.decode
         contents = [decode(ids[s:e], skip_special_tokens=True) for s, e in spans]
-        dialogue = [{"role": "user", "content": PROMPTS[i]},
-                    {"role": "system", "content": f"echo {rows[i]['tag']}"}]
+        dialogue = [{"role": "system", "content": f"echo {rows[i]['tag']}"},
+                    {"role": "user", "content": PROMPTS[i]}]
         for content in contents[:-1]:
             dialogue += [{"role": "assistant", "content": content},
                          {"role": "user", "content": content[::-1] or "say something"}]
@@ -141,6 +143,24 @@ def test_policy_ids_unchanged_env_tokens_masked_end_of_turn_scored(tiny_path, mo
                                               skip_special_tokens=True))
                   for s, e in turn_spans(rollout.completion_mask[i].tolist())))
         for i in range(2)]
+
+
+def test_an_opening_reset_replaces_the_prompt_and_an_empty_one_keeps_it(tiny_path):
+    """guess_number's reset returns the game's opening, which is also the row's prompt: it must
+    appear once; an environment whose reset returns [] plays the row's prompt."""
+    from rebel_rl.tasks.guess_number import GuessNumberEnvironment, load_guess_number
+
+    torch.manual_seed(0)
+    policy = make_policy(tiny_path)
+    row = load_guess_number("test")[0]
+    rollout = policy.sample_episodes([row["prompt"], "just this prompt"],
+                                     [dict(row), {}], [GuessNumberEnvironment(), TwoTurnEnv()],
+                                     max_turns=1, max_total_tokens=64)
+    texts = [policy.tokenizer.decode(ids[mask.bool()]) for ids, mask in
+             zip(rollout.prompt_ids, rollout.prompt_mask)]
+    assert texts[0].count("I am thinking of a whole number") == 1
+    assert texts[0].count("number guessing game") == 1
+    assert "just this prompt" in texts[1]
 
 
 def test_done_ends_the_episode_with_its_return(tiny_path):

@@ -7,7 +7,9 @@ time-outs, the tools and the built-in environments, all of which satisfy this pr
     reset(row) -> messages                  # the first messages of the dialogue (chat format)
     step(assistant_message) -> (messages, reward, done)
 
-`row` is the prompt row (its columns, e.g. the hidden answer) as a dict; `messages` are chat
+`row` is the prompt row (its columns: `prompt` and e.g. the hidden answer) as a dict. The messages
+`reset` returns open the dialogue (usually the row's prompt, perhaps after a system message or with
+an observation); an empty list means "the row's prompt as it is". `step`'s messages are chat
 messages ({"role": "user" | "tool" | "system", "content": str}) appended after the policy's turn;
 `reward` is this step's reward (the episode's return is their sum); `done` ends the episode.
 """

@@ -106,9 +106,12 @@ def rollout_episodes(policy: Any, prompts: list, rows: list[dict],
                           f"{len(rows)} and {len(environments)}: one environment per episode")
     episodes = []
     for prompt, row, environment in zip(prompts, rows, environments):
-        is_text = isinstance(prompt, str)
-        messages = [{"role": "user", "content": prompt}] if is_text else list(prompt)
-        messages += environment.reset(dict(row))
+        # The environment opens the dialogue (it sees the row, prompt included); one that opens
+        # with nothing leaves the row's prompt as the opening (episodes.py).
+        messages = list(environment.reset({**row, "prompt": prompt}))
+        if not messages:
+            is_text = isinstance(prompt, str)
+            messages = [{"role": "user", "content": prompt}] if is_text else list(prompt)
         text = render(tokenizer, environment, messages, True)
         episodes.append(_Episode(environment, messages, _encode(tokenizer, text)))
     for _ in range(max_turns):
