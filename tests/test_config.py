@@ -265,7 +265,7 @@ def test_save_yaml_round_trip(tmp_path):
 
 # ------------------------------------------------------------------ groups
 def test_flat_names_reach_their_group_and_each_group_validates_itself():
-    config = RebelConfig(eta=0.5, clip_range=0.3, learning_rate=1e-4, max_new_tokens=8)
+    config = RebelConfig(eta=0.5, ppo={"clip_range": 0.3}, learning_rate=1e-4, max_new_tokens=8)
     assert (config.rebel.eta, config.ppo.clip_range, config.training.learning_rate) == (0.5, 0.3, 1e-4)
     assert config.eta == 0.5 and config.sampling.max_new_tokens == 8
     config.sampling.top_p = 0.0  # a group alone reports its own problem
