@@ -308,3 +308,81 @@ def test_a_name_in_two_groups_must_name_its_group():
     one_line(info)
     toy = Toy().with_overrides({"second.clip": "0.5", "other": "4"})
     assert (toy.first.clip, toy.second.clip, toy.other) == (0.1, 0.5, 4)
+
+
+def test_a_name_algorithms_share_given_flat_sets_only_the_chosen_algorithms_group():
+    """`clip_range` is ppo's, grpo's and ddpo's own: flat, it is the chosen algorithm's."""
+    config = RebelConfig(clip_range=0.3, algorithm="grpo")  # the algorithm may come after it
+    assert (config.ppo.clip_range, config.grpo.clip_range, config.ddpo.clip_range) == (0.2, 0.3, 0.2)
+    config = RebelConfig().with_overrides({"clip_range": "0.4", "algorithm": "ppo"})
+    assert (config.ppo.clip_range, config.grpo.clip_range, config.ddpo.clip_range) == (0.4, 0.2, 0.2)
+    qualified = RebelConfig(ppo={"clip_range": 0.1}).with_overrides({"grpo.clip_range": 0.5})
+    assert (qualified.ppo.clip_range, qualified.grpo.clip_range) == (0.1, 0.5)
+    with pytest.raises(ConfigError, match="clip_range in command line is an option of ppo, ddpo, "
+                                          "grpo, not of the chosen one: write ppo.clip_range or "):
+        RebelConfig().with_overrides({"clip_range": "0.3"})  # rebel has none
+    with pytest.raises(TypeError, match="clip_range in arguments is an option of ppo"):
+        RebelConfig(clip_range=0.3)
+
+
+def test_a_shared_name_has_one_reference_row_and_one_help_per_group():
+    import importlib.util
+    from pathlib import Path
+
+    from rebel_rl.cli import field_help
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "config_reference.py"
+    spec = importlib.util.spec_from_file_location("config_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [line.split("|")[1].strip() for line in module.config_table().splitlines()[2:]]
+    assert [row for row in rows if "clip_range`" in row] == [
+        "`ppo.clip_range`", "`ddpo.clip_range`", "`grpo.clip_range`"]
+    assert len(rows) == len(set(rows))
+    helps = field_help()
+    assert (helps["ppo.clip_range"], helps["grpo.clip_range"]) == (
+        "ppo: ratio clipping epsilon", "grpo: ratio clipping epsilon")
+    assert "clip_range" not in helps and "epsilon" not in helps
+
+
+@pytest.mark.parametrize("old, value, group, new", [
+    ("epsilon", 0.1, "grpo", "clip_range"),
+    ("grpo.epsilon", 0.1, "grpo", "clip_range"),
+    ("ddpo_buffer_size", 7, "ddpo", "buffer_size"),
+    ("ddpo_min_count", 3, "ddpo", "min_count"),
+])
+def test_old_names_still_work_with_a_one_line_warning(old, value, group, new):
+    with pytest.warns(FutureWarning, match=rf"^{old} in command line is deprecated: it is read as "
+                                           rf"{group}.{new}, write that$"):
+        config = RebelConfig().with_overrides({old: str(value)})
+    assert getattr(getattr(config, group), new) == value
+    assert getattr(RebelConfig(), group).__dict__[new] != value  # not the default by chance
+
+
+def test_a_config_saved_with_the_old_names_loads_as_resume_reads_it(tmp_path):
+    """A run saved before the renames: grpo's `epsilon`, ddpo's prefixed names, and DDPO's clip
+    read from ppo.clip_range; loaded the way `resume` loads config.yaml."""
+    saved = RebelConfig().to_dict()
+    saved["training"]["algorithm"] = "ddpo"
+    saved["ppo"]["clip_range"] = 0.15
+    saved["grpo"] = {"epsilon": 0.3, "scale_rewards": False}
+    saved["ddpo"] = {"ddpo_buffer_size": 8, "ddpo_min_count": 4, "ddpo_adv_clip": 2.0}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    with pytest.warns(FutureWarning):
+        config = RebelConfig.from_yaml(path).with_overrides({"output_dir": str(tmp_path)})
+    assert (config.grpo.clip_range, config.grpo.scale_rewards) == (0.3, False)
+    assert (config.ddpo.buffer_size, config.ddpo.min_count, config.ddpo.ddpo_adv_clip) == (8, 4, 2.0)
+    assert (config.ddpo.clip_range, config.ppo.clip_range) == (0.15, 0.15)
+    assert config.training.algorithm == "ddpo"
+
+
+def test_the_packaged_recipes_use_no_deprecated_name():
+    import warnings
+
+    from rebel_rl.config.base import CONFIG_FOLDER
+
+    for path in sorted(CONFIG_FOLDER.glob("*.yaml")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            RebelConfig.from_yaml(path)
