@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config.base import GroupedConfig, check_at_least_one, check_non_negative, check_positive, option
+from .config.base import (GroupedConfig, check_at_least_one, check_non_negative, check_positive,
+                          option)
 from .config.run import LoraConfig, OptimizerConfig, OutputConfigBase, WeightsConfig
 from .errors import ConfigError
 

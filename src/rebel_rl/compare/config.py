@@ -42,8 +42,8 @@ class CompareConfig(ConfigBase):
 
     model_size: str = option("small", "scratch model trained by SFT: small | medium")
     algorithms: list[str] = option(
-        help="rows of the table (sft, dpo and online algorithms; REBEL's extensions rebel_hybrid etc.: "
-        "compare/extensions.py)",
+        help="rows of the table (sft, dpo and online algorithms; REBEL's extensions rebel_hybrid "
+        "etc.: compare/extensions.py)",
         factory=methods,
     )
     seeds: list[int] = option(

@@ -2,9 +2,10 @@
 
 Each group is a small dataclass that validates itself and is all its component receives: the policy
 factory gets `model` and `sampling`, the data loader `data`, the reward set `reward`, the loop
-`training`, evaluation `evaluation`, the run folder `output`, and each algorithm its own option group
-(registered with the algorithm, training/online/methods/). Each field's `option(default, help)` is
-the reference docs (`rebel train --help`, docs/configuration.md). `RebelConfig` checks what spans groups, with the algorithm registry.
+`training`, evaluation `evaluation`, the run folder `output`, and each algorithm its own option
+group (registered with the algorithm, training/online/methods/). Each field's `option(default,
+help)` is the reference docs (`rebel train --help`, docs/configuration.md). `RebelConfig` checks
+what spans groups, with the algorithm registry.
 """
 from __future__ import annotations
 
@@ -142,7 +143,8 @@ class DataConfig:
             raise ConfigError("completion_columns is read only with pair_source hybrid or offline")
 
     def written_columns(self) -> list[str]:
-        """The dataset columns whose completions fill the last slots of each prompt's n (empty when online)."""
+        """The dataset columns whose completions fill the last slots of each prompt's n (empty when
+        online)."""
         if self.pair_source == "online":
             return []
         if self.completion_columns:
@@ -191,9 +193,11 @@ class RewardConfig:
         check_non_negative(self, ["kl_coef"])
         check_choice("reward_normalization", self.reward_normalization, ["none", "prompt", "batch"])
         if not self.rewards and require_rewards and self.preference is None:
-            raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards sentiment")
+            raise ConfigError("rewards is empty: name at least one reward, e.g. --rewards "
+                              "sentiment")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
-            raise ConfigError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards: "
+            raise ConfigError(f"reward_weights has {len(self.reward_weights)} values for "
+                              f"{len(self.rewards)} rewards: "
                               "give one weight per reward")
         if self.reward_timeout is not None and not self.reward_timeout > 0:
             raise ConfigError(f"reward_timeout must be > 0 seconds, got {self.reward_timeout}: "
@@ -205,7 +209,8 @@ class RewardConfig:
         if self.reward_max_consecutive_failures is not None:
             check_at_least_one(self, ["reward_max_consecutive_failures"])
         if self.preference is not None and self.reward_normalization != "none":
-            raise ConfigError(f"reward_normalization {self.reward_normalization!r} does not apply to a preference "
+            raise ConfigError(f"reward_normalization {self.reward_normalization!r} does not apply "
+                              "to a preference "
                               "(its target is P - 1/2): use none")
 
 
@@ -290,9 +295,11 @@ class SamplingConfig:
         check_choice("sampler", self.sampler, ["ddim", "lcm"])
         check_choice("generation_backend", self.generation_backend, ["hf", "vllm", "vllm_server"])
         if self.generation_backend == "vllm_server" and not self.vllm_server_url.strip(","):
-            raise ConfigError("generation_backend vllm_server needs vllm_server_url: start a server "
+            raise ConfigError("generation_backend vllm_server needs vllm_server_url: start a "
+                              "server "
                               "with rebel vllm-serve --model MODEL, then pass its http://HOST:PORT")
-        check_positive(self, ["vllm_gpu_memory_utilization", "vllm_kv_cache_gb", "vllm_server_timeout"])
+        check_positive(self, ["vllm_gpu_memory_utilization", "vllm_kv_cache_gb",
+                              "vllm_server_timeout"])
         check_unit_interval(self, ["vllm_gpu_memory_utilization"])
         check_at_least_one(self, ["vllm_tensor_parallel_size"])
         check_positive(self, ["ddim_eta", "guidance_scale"])
@@ -300,7 +307,8 @@ class SamplingConfig:
 
 @dataclass
 class EnvironmentConfig:
-    """Multi-turn episodes: the policy talks to an environment for several turns (docs/multiturn.md)."""
+    """Multi-turn episodes: the policy talks to an environment for several turns
+    (docs/multiturn.md)."""
 
     environment: str | None = option(
         None,
@@ -431,8 +439,8 @@ class OutputConfig(OutputConfigBase):
         "write TensorBoard event files (false drops tensorboard from report_to)",
     )
     report_to: list[str] = option(
-        help="trackers getting the metrics, config and sample tables: tensorboard, wandb, trackio (pip "
-        "install 'rebel-rl[wandb]' / '[trackio]')",
+        help="trackers getting the metrics, config and sample tables: tensorboard, wandb, trackio "
+        "(pip install 'rebel-rl[wandb]' / '[trackio]')",
         factory=lambda: ["tensorboard"],
     )
     tracker_project: str = option("rebel-rl", "wandb/trackio project")
@@ -456,9 +464,11 @@ class OutputConfig(OutputConfigBase):
         for name in self.report_to:
             check_choice("report_to", name, TRACKERS)
             if name != "tensorboard" and importlib.util.find_spec(name) is None:
-                raise ConfigError(f"report_to {name} needs the {name} package: pip install 'rebel-rl[{name}]'")
+                raise ConfigError(f"report_to {name} needs the {name} package: pip install "
+                                  f"'rebel-rl[{name}]'")
         if self.push_to_hub and not self.hub_model_id:
-            raise ConfigError("push_to_hub needs hub_model_id (e.g. --hub_model_id your-name/your-model)")
+            raise ConfigError("push_to_hub needs hub_model_id (e.g. --hub_model_id "
+                              "your-name/your-model)")
         super().validate(prefix)
 
     def trackers(self) -> list[str]:
@@ -467,7 +477,8 @@ class OutputConfig(OutputConfigBase):
 
 
 # The groups every online run has, in the order of --help; then one group per registered algorithm.
-RUN_GROUPS = {"model": ModelConfig, "data": DataConfig, "reward": RewardConfig, "sampling": SamplingConfig,
+RUN_GROUPS = {"model": ModelConfig, "data": DataConfig, "reward": RewardConfig,
+              "sampling": SamplingConfig,
               "environment": EnvironmentConfig, "training": TrainingConfig}
 LATE_GROUPS = {"evaluation": EvalConfig, "output": OutputConfig}
 
@@ -500,9 +511,10 @@ class RebelConfig(GroupedConfig):
         return pairs
 
     def validate(self, require_rewards: bool = True) -> "RebelConfig":
-        """Check every group, then what spans groups (the algorithm's needs); raise one ConfigError line
-        for the first problem found. `require_rewards=False` accepts an empty `rewards` list (the Python
-        API, where `reward_funcs` supplies the rewards). Also fills in a fresh, timestamped output_dir."""
+        """Check every group, then what spans groups (the algorithm's needs); raise one ConfigError
+        line for the first problem found. `require_rewards=False` accepts an empty `rewards` list
+        (the Python API, where `reward_funcs` supplies the rewards). Also fills in a fresh,
+        timestamped output_dir."""
         self.check_finite()
         for name, group in self._groups.items():
             group.validate(require_rewards) if name == "reward" else group.validate()
@@ -510,12 +522,15 @@ class RebelConfig(GroupedConfig):
         if training.minibatch_prompts is None:
             training.minibatch_prompts = sampling.prompts_per_iteration
         if sampling.prompts_per_iteration % training.minibatch_prompts:
-            raise ConfigError(f"prompts_per_iteration ({sampling.prompts_per_iteration}) must be a multiple of "
+            raise ConfigError(f"prompts_per_iteration ({sampling.prompts_per_iteration}) must be a "
+                              "multiple of "
                               f"minibatch_prompts ({training.minibatch_prompts})")
         minibatches = sampling.prompts_per_iteration // training.minibatch_prompts
         if minibatches % training.gradient_accumulation_steps:
-            raise ConfigError(f"gradient_accumulation_steps ({training.gradient_accumulation_steps}) must divide the "
-                              f"number of minibatches per epoch ({minibatches} = prompts_per_iteration / minibatch_prompts)")
+            steps = training.gradient_accumulation_steps
+            raise ConfigError(f"gradient_accumulation_steps ({steps}) "
+                              f"must divide the number of minibatches per epoch ({minibatches} = "
+                              "prompts_per_iteration / minibatch_prompts)")
         self._check_algorithm()
         return self
 
@@ -524,27 +539,34 @@ class RebelConfig(GroupedConfig):
         spec, data, reward = algorithm_spec(self.training.algorithm), self.data, self.reward
         n = self.sampling.num_generations
         if n < spec.min_generations:
-            raise ConfigError(f"num_generations must be >= {spec.min_generations} for {spec.name} (it compares samples "
+            raise ConfigError(f"num_generations must be >= {spec.min_generations} for {spec.name} "
+                              "(it compares samples "
                               "of a prompt)")
         needs = {"pair_source": (data.pair_source, lambda s: data.pair_source in s.pair_sources),
                  "pairing": (data.pairing, lambda s: data.pairing in s.pairings),
-                 "preference": (reward.preference, lambda s: reward.preference is None or s.preferences)}
+                 "preference": (reward.preference,
+                                lambda s: reward.preference is None or s.preferences)}
         for name, (value, supports) in needs.items():
             if not supports(spec):
-                raise ConfigError(f"{name} {value!r} needs algorithm {_supporting(supports)}, got {spec.name!r}")
+                raise ConfigError(f"{name} {value!r} needs algorithm {_supporting(supports)}, got "
+                                  f"{spec.name!r}")
         if reward.reward_normalization != "none" and spec.reward_normalization:
             raise ConfigError(spec.reward_normalization.format(value=reward.reward_normalization))
         if data.pairing == "best_worst" and reward.preference is not None:
-            raise ConfigError("pairing best_worst ranks samples by reward: use pairing all with a preference")
+            raise ConfigError("pairing best_worst ranks samples by reward: use pairing all with a "
+                              "preference")
         columns = data.written_columns()
         if data.pair_source == "hybrid" and len(columns) >= n:
-            raise ConfigError(f"pair_source hybrid samples num_generations - {len(columns)} completion(s) per prompt: "
-                              f"num_generations ({n}) must exceed the {len(columns)} completion_columns")
+            raise ConfigError(f"pair_source hybrid samples num_generations - {len(columns)} "
+                              f"completion(s) per prompt: num_generations ({n}) must exceed the "
+                              f"{len(columns)} completion_columns")
         if data.pair_source == "offline" and len(columns) != n:
-            raise ConfigError(f"pair_source offline takes all num_generations ({n}) completions from "
+            raise ConfigError(f"pair_source offline takes all num_generations ({n}) completions "
+                              "from "
                               f"completion_columns, which has {len(columns)}: make them equal")
 
 
 def _supporting(supports) -> str:
     """The registered algorithms for which `supports(spec)` holds, for an error message."""
-    return " or ".join(name for name in algorithm_names() if supports(algorithm_spec(name))) or "none"
+    names = [name for name in algorithm_names() if supports(algorithm_spec(name))]
+    return " or ".join(names) or "none"
