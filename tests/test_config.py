@@ -386,3 +386,20 @@ def test_the_packaged_recipes_use_no_deprecated_name():
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)
             RebelConfig.from_yaml(path)
+
+
+def test_the_command_line_takes_a_shared_name_flat_qualified_and_by_its_old_name():
+    from rebel_rl.cli import build_parser, stage_overrides
+
+    def parsed(*argv: str) -> RebelConfig:
+        args = build_parser("train").parse_args(["train", *argv])
+        return RebelConfig().with_overrides(stage_overrides(args, "resume", "new_lr_schedule"))
+
+    flat = parsed("--clip_range", "0.3", "--algorithm", "grpo")
+    assert (flat.ppo.clip_range, flat.grpo.clip_range) == (0.2, 0.3)
+    qualified = parsed("--ppo.clip_range", "0.1", "--ddpo.clip_range", "0.4")
+    assert (qualified.ppo.clip_range, qualified.ddpo.clip_range, qualified.grpo.clip_range) == (
+        0.1, 0.4, 0.2)
+    with pytest.warns(FutureWarning, match="^epsilon in command line is deprecated"):
+        old = parsed("--epsilon", "0.05")
+    assert old.grpo.clip_range == 0.05
