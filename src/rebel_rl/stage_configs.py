@@ -165,7 +165,7 @@ class StageConfig(GroupedConfig):
 
     def validate(self):
         """Check every value (one ConfigError line for the first problem); fill in output_dir."""
-        if not self.model_name_or_path:
+        if not self.model.model_name_or_path:
             raise ConfigError(f"model_name_or_path is required: give {FROM_SFT}")
         self.check_finite()
         for name, group in self._groups.items():
@@ -199,11 +199,12 @@ class SFTConfig(StageConfig):
     def validate(self) -> "SFTConfig":
         """Also fills in the learning rate, which depends on whether the model starts from
         scratch."""
-        scratch = is_scratch(self.model_name_or_path)
+        scratch = is_scratch(self.model.model_name_or_path)
         if scratch:
-            scratch_size(self.model_name_or_path)
-        if self.learning_rate is None:
-            self.learning_rate = SCRATCH_LEARNING_RATE if scratch else CHECKPOINT_LEARNING_RATE
+            scratch_size(self.model.model_name_or_path)
+        optim = self.optim
+        if optim.learning_rate is None:
+            optim.learning_rate = SCRATCH_LEARNING_RATE if scratch else CHECKPOINT_LEARNING_RATE
         return super().validate()
 
 
