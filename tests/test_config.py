@@ -458,3 +458,19 @@ def test_the_flat_read_check_finds_a_flat_read(tmp_path, monkeypatch):
         assert flat_reads() == ["_flat_read_probe.py:2: config.eta"]
     finally:
         probe.unlink()
+
+
+def test_a_flat_shared_name_in_a_compare_grid_applies_to_each_methods_own_group(tmp_path):
+    """`rebel compare` gives every method the same flat settings: clip_range lands in ppo's group
+    for ppo and in grpo's for grpo."""
+    from rebel_rl.compare.config import CompareConfig
+    from rebel_rl.compare.jobs import online_config
+
+    compare = CompareConfig(output_dir=str(tmp_path)).validate()
+    built = {}
+    for method, clip in [("ppo", 0.1), ("grpo", 0.3)]:
+        values = online_config(compare, method, 0, tmp_path / method, "sft", "rm",
+                               {"learning_rate": 1e-4, "clip_range": clip})
+        built[method] = RebelConfig.from_dict(values)
+    assert (built["ppo"].ppo.clip_range, built["ppo"].grpo.clip_range) == (0.1, 0.2)
+    assert (built["grpo"].ppo.clip_range, built["grpo"].grpo.clip_range) == (0.2, 0.3)
