@@ -36,7 +36,7 @@ def all_methods() -> list[str]:
 
 @dataclass
 class CompareConfig(ConfigBase):
-    """Options of `rebel compare`. Field comments are the reference docs."""
+    """Options of `rebel compare`. Each field's `option(...)` help is the reference docs."""
 
     command = "compare"
 

@@ -23,7 +23,7 @@ TLDR_EVAL_REWARDS = ("tldr_win_rate",)  # needs its `facts` and `reference` colu
 
 @dataclass
 class EvaluateConfig(ConfigBase):
-    """Options of `rebel evaluate`. Field comments are the reference docs."""
+    """Options of `rebel evaluate`. Each field's `option(...)` help is the reference docs."""
 
     command = "evaluate"
 
