@@ -9,17 +9,23 @@ import sys
 from pathlib import Path
 
 from rebel_rl.cli import field_help
-from rebel_rl.config import RebelConfig, config_fields
+from rebel_rl.config import RebelConfig
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
 def config_table() -> str:
-    """The markdown table of every RebelConfig field."""
+    """The markdown table of every RebelConfig field; a name several groups share (`clip_range`)
+    has one row per group, as `group.name`."""
     helps, defaults = field_help(), RebelConfig()
     rows = ["| field | default | meaning |", "|---|---|---|"]
-    rows += [f"| `{f.name}` | `{getattr(defaults, f.name)!r}` | {helps.get(f.name, '').replace('|', chr(92) + '|')} |" for f in config_fields()]
+    for name, _, owner in RebelConfig.option_fields():
+        flag = RebelConfig.flag(name, owner)
+        group = flag.partition(".")[0] if "." in flag else RebelConfig.owners(name)[0]
+        default = getattr(getattr(defaults, group), name)
+        meaning = helps.get(flag, "").replace("|", chr(92) + "|")
+        rows.append(f"| `{flag}` | `{default!r}` | {meaning} |")
     return "\n".join(rows)
 
 

@@ -265,7 +265,7 @@ def test_save_yaml_round_trip(tmp_path):
 
 # ------------------------------------------------------------------ groups
 def test_flat_names_reach_their_group_and_each_group_validates_itself():
-    config = RebelConfig(eta=0.5, clip_range=0.3, learning_rate=1e-4, max_new_tokens=8)
+    config = RebelConfig(eta=0.5, ppo={"clip_range": 0.3}, learning_rate=1e-4, max_new_tokens=8)
     assert (config.rebel.eta, config.ppo.clip_range, config.training.learning_rate) == (0.5, 0.3, 1e-4)
     assert config.eta == 0.5 and config.sampling.max_new_tokens == 8
     config.sampling.top_p = 0.0  # a group alone reports its own problem
@@ -308,3 +308,169 @@ def test_a_name_in_two_groups_must_name_its_group():
     one_line(info)
     toy = Toy().with_overrides({"second.clip": "0.5", "other": "4"})
     assert (toy.first.clip, toy.second.clip, toy.other) == (0.1, 0.5, 4)
+
+
+def test_a_name_algorithms_share_given_flat_sets_only_the_chosen_algorithms_group():
+    """`clip_range` is ppo's, grpo's and ddpo's own: flat, it is the chosen algorithm's."""
+    config = RebelConfig(clip_range=0.3, algorithm="grpo")  # the algorithm may come after it
+    assert (config.ppo.clip_range, config.grpo.clip_range, config.ddpo.clip_range) == (0.2, 0.3, 0.2)
+    config = RebelConfig().with_overrides({"clip_range": "0.4", "algorithm": "ppo"})
+    assert (config.ppo.clip_range, config.grpo.clip_range, config.ddpo.clip_range) == (0.4, 0.2, 0.2)
+    qualified = RebelConfig(ppo={"clip_range": 0.1}).with_overrides({"grpo.clip_range": 0.5})
+    assert (qualified.ppo.clip_range, qualified.grpo.clip_range) == (0.1, 0.5)
+    with pytest.raises(ConfigError, match="clip_range in command line is an option of ppo, ddpo, "
+                                          "grpo, not of the chosen one: write ppo.clip_range or "):
+        RebelConfig().with_overrides({"clip_range": "0.3"})  # rebel has none
+    with pytest.raises(TypeError, match="clip_range in arguments is an option of ppo"):
+        RebelConfig(clip_range=0.3)
+
+
+def test_a_shared_name_has_one_reference_row_and_one_help_per_group():
+    import importlib.util
+    from pathlib import Path
+
+    from rebel_rl.cli import field_help
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "config_reference.py"
+    spec = importlib.util.spec_from_file_location("config_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [line.split("|")[1].strip() for line in module.config_table().splitlines()[2:]]
+    assert [row for row in rows if "clip_range`" in row] == [
+        "`ppo.clip_range`", "`ddpo.clip_range`", "`grpo.clip_range`"]
+    assert len(rows) == len(set(rows))
+    helps = field_help()
+    assert (helps["ppo.clip_range"], helps["grpo.clip_range"]) == (
+        "ppo: ratio clipping epsilon", "grpo: ratio clipping epsilon")
+    assert "clip_range" not in helps and "epsilon" not in helps
+
+
+@pytest.mark.parametrize("old, value, group, new", [
+    ("epsilon", 0.1, "grpo", "clip_range"),
+    ("grpo.epsilon", 0.1, "grpo", "clip_range"),
+    ("ddpo_buffer_size", 7, "ddpo", "buffer_size"),
+    ("ddpo_min_count", 3, "ddpo", "min_count"),
+])
+def test_old_names_still_work_with_a_one_line_warning(old, value, group, new):
+    with pytest.warns(FutureWarning, match=rf"^{old} in command line is deprecated: it is read as "
+                                           rf"{group}.{new}, write that$"):
+        config = RebelConfig().with_overrides({old: str(value)})
+    assert getattr(getattr(config, group), new) == value
+    assert getattr(RebelConfig(), group).__dict__[new] != value  # not the default by chance
+
+
+def test_a_config_saved_with_the_old_names_loads_as_resume_reads_it(tmp_path):
+    """A run saved before the renames: grpo's `epsilon`, ddpo's prefixed names, and DDPO's clip
+    read from ppo.clip_range; loaded the way `resume` loads config.yaml."""
+    saved = RebelConfig().to_dict()
+    saved["training"]["algorithm"] = "ddpo"
+    saved["ppo"]["clip_range"] = 0.15
+    saved["grpo"] = {"epsilon": 0.3, "scale_rewards": False}
+    saved["ddpo"] = {"ddpo_buffer_size": 8, "ddpo_min_count": 4, "ddpo_adv_clip": 2.0}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    with pytest.warns(FutureWarning):
+        config = RebelConfig.from_yaml(path).with_overrides({"output_dir": str(tmp_path)})
+    assert (config.grpo.clip_range, config.grpo.scale_rewards) == (0.3, False)
+    assert (config.ddpo.buffer_size, config.ddpo.min_count, config.ddpo.ddpo_adv_clip) == (8, 4, 2.0)
+    assert (config.ddpo.clip_range, config.ppo.clip_range) == (0.15, 0.15)
+    assert config.training.algorithm == "ddpo"
+
+
+def test_the_packaged_recipes_use_no_deprecated_name():
+    import warnings
+
+    from rebel_rl.config.base import CONFIG_FOLDER
+
+    for path in sorted(CONFIG_FOLDER.glob("*.yaml")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            RebelConfig.from_yaml(path)
+
+
+def test_the_command_line_takes_a_shared_name_flat_qualified_and_by_its_old_name():
+    from rebel_rl.cli import build_parser, stage_overrides
+
+    def parsed(*argv: str) -> RebelConfig:
+        args = build_parser("train").parse_args(["train", *argv])
+        return RebelConfig().with_overrides(stage_overrides(args, "resume", "new_lr_schedule"))
+
+    flat = parsed("--clip_range", "0.3", "--algorithm", "grpo")
+    assert (flat.ppo.clip_range, flat.grpo.clip_range) == (0.2, 0.3)
+    qualified = parsed("--ppo.clip_range", "0.1", "--ddpo.clip_range", "0.4")
+    assert (qualified.ppo.clip_range, qualified.ddpo.clip_range, qualified.grpo.clip_range) == (
+        0.1, 0.4, 0.2)
+    with pytest.warns(FutureWarning, match="^epsilon in command line is deprecated"):
+        old = parsed("--epsilon", "0.05")
+    assert old.grpo.clip_range == 0.05
+
+
+# Where `config` is not a grouped config, or input arrives (flat names are resolved there), or the
+# conversion is still under way; every other module reads `config.<group>.<field>`.
+NOT_GROUPED = {
+    "cli.py": "the boundary: flat command-line names",
+    "training/online/loop.py": "pending: being split, its reads converted with it",
+    "compare": "CompareConfig and its budget are flat configs",
+    "evaluation/model_eval.py": "EvaluateConfig is a flat config",
+    "training/online/pairs.py": "its `config` is the data group",
+    "policies/vllm_serve_app.py": "its `config` is a Hugging Face model config",
+}
+
+
+def flat_reads() -> list[str]:
+    """`config.NAME` / `self.config.NAME` reads in src where NAME is a grouped config's flat
+    option (not a group), outside NOT_GROUPED."""
+    import ast
+    from pathlib import Path
+
+    from rebel_rl.stage_configs import DPOConfig, PreferenceModelConfig, RewardModelConfig, SFTConfig
+
+    classes = [RebelConfig, SFTConfig, RewardModelConfig, DPOConfig, PreferenceModelConfig]
+    groups = {group for cls in classes for group in cls.groups()}
+    names = {name for cls in classes for name, _, _ in cls.option_fields()} - groups
+    package = Path(__file__).resolve().parents[1] / "src" / "rebel_rl"
+    skipped = [package / path for path in NOT_GROUPED]
+    reads = []
+    for path in sorted(package.rglob("*.py")):
+        if any(path == s or s in path.parents for s in skipped):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in names:
+                base = ast.unparse(node.value)
+                if base in ("config", "cfg", "self.config"):
+                    reads.append(f"{path.relative_to(package)}:{node.lineno}: {ast.unparse(node)}")
+    return reads
+
+
+def test_src_reads_configs_by_group():
+    assert flat_reads() == []
+
+
+def test_the_flat_read_check_finds_a_flat_read(tmp_path, monkeypatch):
+    """The check above can fail: a module with `config.eta` is reported."""
+    from pathlib import Path
+
+    import rebel_rl
+
+    probe = Path(rebel_rl.__file__).parent / "_flat_read_probe.py"
+    probe.write_text("def f(config):\n    return config.eta, config.rebel.eta\n")
+    try:
+        assert flat_reads() == ["_flat_read_probe.py:2: config.eta"]
+    finally:
+        probe.unlink()
+
+
+def test_a_flat_shared_name_in_a_compare_grid_applies_to_each_methods_own_group(tmp_path):
+    """`rebel compare` gives every method the same flat settings: clip_range lands in ppo's group
+    for ppo and in grpo's for grpo."""
+    from rebel_rl.compare.config import CompareConfig
+    from rebel_rl.compare.jobs import online_config
+
+    compare = CompareConfig(output_dir=str(tmp_path)).validate()
+    built = {}
+    for method, clip in [("ppo", 0.1), ("grpo", 0.3)]:
+        values = online_config(compare, method, 0, tmp_path / method, "sft", "rm",
+                               {"learning_rate": 1e-4, "clip_range": clip})
+        built[method] = RebelConfig.from_dict(values)
+    assert (built["ppo"].ppo.clip_range, built["ppo"].grpo.clip_range) == (0.1, 0.2)
+    assert (built["grpo"].ppo.clip_range, built["grpo"].grpo.clip_range) == (0.2, 0.3)

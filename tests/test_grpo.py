@@ -102,8 +102,8 @@ def test_bad_loss_type_scale_and_length_are_named():
 def test_the_registry_entry_declares_what_grpo_needs():
     spec = algorithm_spec("grpo")
     assert spec.min_generations == 2 and "diffusion" in spec.policy_kinds
-    config = RebelConfig(algorithm="grpo", epsilon=0.1, scale_rewards=False).validate()
-    assert (config.grpo.epsilon, config.grpo.scale_rewards) == (0.1, False)
+    config = RebelConfig(algorithm="grpo", clip_range=0.1, scale_rewards=False).validate()
+    assert (config.grpo.clip_range, config.grpo.scale_rewards) == (0.1, False)
     with pytest.raises(ConfigError, match="num_generations must be >= 2 for grpo"):
         RebelConfig(algorithm="grpo", num_generations=1).validate()
     with pytest.raises(ConfigError, match="grpo normalises rewards per prompt itself"):

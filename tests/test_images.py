@@ -105,7 +105,7 @@ def test_ddpo_loss_takes_a_clipped_ratio_per_denoising_step():
 
 def test_ddpo_runs_in_the_loop_with_prompt_keys_from_the_conditioning(denoiser, tmp_path):
     trainer = RebelTrainer(tiny_config(denoiser, tmp_path / "run", algorithm="ddpo", num_generations=2,
-                                       ddpo_min_count=2, eval_prompts=0, num_epochs=2, minibatch_prompts=4))
+                                       min_count=2, eval_prompts=0, num_epochs=2, minibatch_prompts=4))
     trainer.train()
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["reward_queries"] for m in metrics] == [16, 32]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
-from collections import Counter
 from typing import Any
 
 from .config import RebelConfig, read_yaml
@@ -34,35 +33,44 @@ STAGES: dict[str, tuple[type, str]] = {
 
 
 def field_help(cls: type = RebelConfig) -> dict[str, str]:
-    """Each config option's trailing `# comment` in its dataclass (config/base.py): the one place options
-    are documented."""
-    return cls.field_comments()
+    """Each config option's help, by its `--` name (the `option(...)` help of its dataclass field,
+    config/base.py): the one place options are documented."""
+    return cls.field_help()
 
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type = RebelConfig, defaults: Any = None) -> None:
     """One `--FIELD VALUE` option per option of the config class `cls` (absent = not overridden); a name
-    that two groups of a grouped config share is `--group.FIELD` instead. `defaults` (a `cls` instance)
-    is what --help shows as defaults."""
+    that two groups of a grouped config share is `--group.FIELD`, and also `--FIELD` (the chosen
+    algorithm's group) when the groups are algorithms'. Deprecated names are accepted, unlisted.
+    `defaults` (a `cls` instance) is what --help shows as defaults."""
     helps = field_help(cls)
     defaults = cls() if defaults is None else defaults
-    options = cls.option_fields()
-    counts = Counter(name for name, _, _ in options)
-    for name, f, owner in options:
-        hint = typing.get_type_hints(owner)[name]
-        flag = name if counts[name] == 1 else f"{_group_of(cls, owner)}.{name}"
-        default = getattr(defaults, name) if counts[name] == 1 else getattr(getattr(defaults, flag.split(".")[0]), name)
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "metavar": "VALUE", "dest": flag,
-                                  "help": f"{helps.get(name, '')} (default: {default!r})"}
-        if hint is bool:
-            kwargs.update(nargs="?", const="true")
-        elif typing.get_origin(hint) is list or list in [typing.get_origin(a) for a in typing.get_args(hint)]:
-            kwargs.update(nargs="+")
-        parser.add_argument(f"--{flag}", **kwargs)
+    for name, f, owner in cls.option_fields():
+        flag = cls.flag(name, owner)
+        group = flag.partition(".")[0] if "." in flag else (cls.owners(name)[0] if hasattr(cls, "owners") else "")
+        default = getattr(getattr(defaults, group) if group else defaults, name)
+        _add_option(parser, flag, typing.get_type_hints(owner)[name], f"{helps.get(flag, '')} (default: {default!r})")
+    if not hasattr(cls, "shared_groups"):
+        return
+    for name in sorted(cls.shared_names()):
+        owners = cls.owners(name)
+        if set(owners) <= cls.shared_groups():
+            hint = typing.get_type_hints(cls.groups()[owners[0]])[name]
+            _add_option(parser, name, hint, f"the chosen algorithm's {name}: "
+                        + ", ".join(f"{g}.{name}" for g in owners))
+    for old, new in cls.renames().items():
+        group, _, field_name = new.partition(".")
+        _add_option(parser, old, typing.get_type_hints(cls.groups()[group])[field_name], argparse.SUPPRESS)
 
 
-def _group_of(cls: type, owner: type) -> str:
-    """The name of the group of grouped config `cls` whose dataclass is `owner`."""
-    return next(name for name, group in cls.groups().items() if group is owner)
+def _add_option(parser: argparse.ArgumentParser, flag: str, hint: Any, help_text: str) -> None:
+    """`--flag VALUE` (a bool may be bare, a list takes several values), absent = not overridden."""
+    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "metavar": "VALUE", "dest": flag, "help": help_text}
+    if hint is bool:
+        kwargs.update(nargs="?", const="true")
+    elif typing.get_origin(hint) is list or list in [typing.get_origin(a) for a in typing.get_args(hint)]:
+        kwargs.update(nargs="+")
+    parser.add_argument(f"--{flag}", **kwargs)
 
 
 ALL_COMMANDS = "*"  # build_parser(options_for=...): every subcommand gets its options

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config.base import GroupedConfig, check_at_least_one, check_non_negative, check_positive
+from .config.base import (GroupedConfig, check_at_least_one, check_non_negative, check_positive,
+                          option)
 from .config.run import LoraConfig, OptimizerConfig, OutputConfigBase, WeightsConfig
 from .errors import ConfigError
 
@@ -40,11 +41,24 @@ def scratch_size(name: str) -> str:
 class StageDataConfig:
     """A stage's training rows and where its held-out rows come from."""
 
-    dataset: str | None = None  # prompt-completion or preference data: .jsonl/.json/.csv/.parquet, saved folder, hub id, builtin:NAME
-    dataset_split: str = "train"  # split of `dataset` to train on
-    eval_dataset: str | None = None  # held-out rows; default: `dataset` with split `eval_split`
-    eval_split: str | None = "validation"  # split of the held-out rows; none = no evaluation
-    eval_fraction: float = 0.1  # a single data file has no splits: this share of it is held out (0 = no evaluation)
+    dataset: str | None = option(
+        None,
+        "prompt-completion or preference data: .jsonl/.json/.csv/.parquet, saved folder, hub id, "
+        "builtin:NAME",
+    )
+    dataset_split: str = option("train", "split of `dataset` to train on")
+    eval_dataset: str | None = option(
+        None,
+        "held-out rows; default: `dataset` with split `eval_split`",
+    )
+    eval_split: str | None = option(
+        "validation",
+        "split of the held-out rows; none = no evaluation",
+    )
+    eval_fraction: float = option(
+        0.1,
+        "a single data file has no splits: this share of it is held out (0 = no evaluation)",
+    )
 
     def validate(self) -> None:
         if not self.dataset:
@@ -60,9 +74,9 @@ class StageDataConfig:
 class StageOptimConfig(OptimizerConfig):
     """Epochs over a fixed dataset in batches, with AdamW and a schedule."""
 
-    num_epochs: int = 1  # passes over the training rows
-    batch_size: int = 16  # examples per optimizer step
-    logging_steps: int = 10  # optimizer steps per metrics.jsonl line (their mean)
+    num_epochs: int = option(1, "passes over the training rows")
+    batch_size: int = option(16, "examples per optimizer step")
+    logging_steps: int = option(10, "optimizer steps per metrics.jsonl line (their mean)")
 
     def validate(self) -> None:
         super().validate()
@@ -73,8 +87,14 @@ class StageOptimConfig(OptimizerConfig):
 class SFTOptions:
     """What only supervised fine-tuning reads."""
 
-    vocab_size: int = 8000  # scratch: largest word-level vocabulary (the training text's most frequent words)
-    max_length: int = 512  # tokens of prompt + completion + EOS (longer is an error); scratch: the context window
+    vocab_size: int = option(
+        8000,
+        "scratch: largest word-level vocabulary (the training text's most frequent words)",
+    )
+    max_length: int = option(
+        512,
+        "tokens of prompt + completion + EOS (longer is an error); scratch: the context window",
+    )
 
     def validate(self) -> None:
         check_at_least_one(self, ["vocab_size", "max_length"])
@@ -84,7 +104,10 @@ class SFTOptions:
 class RewardModelOptions:
     """What only reward (and preference) model training reads."""
 
-    center_rewards_coefficient: float = 0.01  # loss += c * mean((r_chosen + r_rejected)^2): rewards centred on 0
+    center_rewards_coefficient: float = option(
+        0.01,
+        "loss += c * mean((r_chosen + r_rejected)^2): rewards centred on 0",
+    )
 
     def validate(self) -> None:
         check_non_negative(self, ["center_rewards_coefficient"])
@@ -94,9 +117,12 @@ class RewardModelOptions:
 class DPOOptions:
     """What only offline DPO reads."""
 
-    max_length: int = 512  # tokens of prompt + completion + EOS (longer is an error)
-    beta: float = 0.1  # DPO temperature: implicit reward = beta * (log pi - log pi_ref)
-    temperature: float = 1.0  # log-probs of softmax(logits / temperature), as the RL loop computes them
+    max_length: int = option(512, "tokens of prompt + completion + EOS (longer is an error)")
+    beta: float = option(0.1, "DPO temperature: implicit reward = beta * (log pi - log pi_ref)")
+    temperature: float = option(
+        1.0,
+        "log-probs of softmax(logits / temperature), as the RL loop computes them",
+    )
 
     def validate(self) -> None:
         check_at_least_one(self, ["max_length"])
@@ -132,14 +158,14 @@ class StageConfig(GroupedConfig):
         }
 
     @classmethod
-    def field_comments(cls) -> dict[str, str]:
-        comments = {**super().field_comments(), **STAGE_HELP, **cls.help}
+    def field_help(cls) -> dict[str, str]:
+        comments = {**super().field_help(), **STAGE_HELP, **cls.help}
         comments["output_dir"] = comments["output_dir"].replace("COMMAND", cls.command)
         return comments
 
     def validate(self):
         """Check every value (one ConfigError line for the first problem); fill in output_dir."""
-        if not self.model_name_or_path:
+        if not self.model.model_name_or_path:
             raise ConfigError(f"model_name_or_path is required: give {FROM_SFT}")
         self.check_finite()
         for name, group in self._groups.items():
@@ -173,11 +199,12 @@ class SFTConfig(StageConfig):
     def validate(self) -> "SFTConfig":
         """Also fills in the learning rate, which depends on whether the model starts from
         scratch."""
-        scratch = is_scratch(self.model_name_or_path)
+        scratch = is_scratch(self.model.model_name_or_path)
         if scratch:
-            scratch_size(self.model_name_or_path)
-        if self.learning_rate is None:
-            self.learning_rate = SCRATCH_LEARNING_RATE if scratch else CHECKPOINT_LEARNING_RATE
+            scratch_size(self.model.model_name_or_path)
+        optim = self.optim
+        if optim.learning_rate is None:
+            optim.learning_rate = SCRATCH_LEARNING_RATE if scratch else CHECKPOINT_LEARNING_RATE
         return super().validate()
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..config import ConfigBase, _check_choice
+from ..config.base import option
 from ..config.algorithms import algorithm_names, algorithm_spec
 from ..errors import ConfigError
 from ..training.online import methods as _methods  # noqa: F401 (registers the online algorithms)
@@ -35,40 +36,109 @@ def all_methods() -> list[str]:
 
 @dataclass
 class CompareConfig(ConfigBase):
-    """Options of `rebel compare`. Field comments are the reference docs."""
+    """Options of `rebel compare`. Each field's `option(...)` help is the reference docs."""
 
     command = "compare"
 
-    model_size: str = "small"  # scratch model trained by SFT: small | medium
-    algorithms: list[str] = field(default_factory=methods)  # rows of the table (sft, dpo and online algorithms; REBEL's extensions rebel_hybrid etc.: compare/extensions.py)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # one run per algorithm and seed (SFT and the reward model are shared)
-    workers: int = 2  # runs in parallel, each in its own process with cores / workers threads
-    output_dir: str | None = None  # runs, logs and results; default runs/compare-SIZE
-    report_dir: str | None = None  # where results.md and its plots go (default: output_dir); the committed table uses docs
-    report_section: str = "main"  # the section of results.md this invocation writes (between <!-- compare:NAME --> markers); others are kept
-    sft_model: str | None = None  # use this SFT checkpoint instead of training one (it must share the reward model's tokenizer)
-    reward_model: str | None = None  # use this reward-model folder instead of training one from the SFT model
-    sweep: bool = False  # instead of the grid: the validation sweep, learning rate x each method's knob (writes tuning.md and tuned.json)
-    study: bool = False  # the whole study in one command: the sweep, then the table with its choice, then the frontier
-    sweep_size: int = 2  # coarse values per sweep axis: 2 (the reduced default) or 3 (the full grid)
-    sweep_refine: int = 2  # fine-grid cells run around each method's best coarse cell (the full study: 4)
-    frontier_kl_coefs: list[float] = field(default_factory=lambda: [0.01, 0.2])  # reward-vs-KL frontier: kl_coef values beside kl_coef's (empty: no frontier)
-    frontier_seeds: list[int] = field(default_factory=lambda: [0])  # seeds of the frontier's extra runs (the full study: 0 1 2 3 4)
+    model_size: str = option("small", "scratch model trained by SFT: small | medium")
+    algorithms: list[str] = option(
+        help="rows of the table (sft, dpo and online algorithms; REBEL's extensions rebel_hybrid "
+        "etc.: compare/extensions.py)",
+        factory=methods,
+    )
+    seeds: list[int] = option(
+        help="one run per algorithm and seed (SFT and the reward model are shared)",
+        factory=lambda: [0, 1, 2, 3, 4],
+    )
+    workers: int = option(
+        2,
+        "runs in parallel, each in its own process with cores / workers threads",
+    )
+    output_dir: str | None = option(None, "runs, logs and results; default runs/compare-SIZE")
+    report_dir: str | None = option(
+        None,
+        "where results.md and its plots go (default: output_dir); the committed table uses docs",
+    )
+    report_section: str = option(
+        "main",
+        "the section of results.md this invocation writes (between <!-- compare:NAME --> markers); "
+        "others are kept",
+    )
+    sft_model: str | None = option(
+        None,
+        "use this SFT checkpoint instead of training one (it must share the reward model's "
+        "tokenizer)",
+    )
+    reward_model: str | None = option(
+        None,
+        "use this reward-model folder instead of training one from the SFT model",
+    )
+    sweep: bool = option(
+        False,
+        "instead of the grid: the validation sweep, learning rate x each method's knob (writes "
+        "tuning.md and tuned.json)",
+    )
+    study: bool = option(
+        False,
+        "the whole study in one command: the sweep, then the table with its choice, then the "
+        "frontier",
+    )
+    sweep_size: int = option(
+        2,
+        "coarse values per sweep axis: 2 (the reduced default) or 3 (the full grid)",
+    )
+    sweep_refine: int = option(
+        2,
+        "fine-grid cells run around each method's best coarse cell (the full study: 4)",
+    )
+    frontier_kl_coefs: list[float] = option(
+        help="reward-vs-KL frontier: kl_coef values beside kl_coef's (empty: no frontier)",
+        factory=lambda: [0.01, 0.2],
+    )
+    frontier_seeds: list[int] = option(
+        help="seeds of the frontier's extra runs (the full study: 0 1 2 3 4)",
+        factory=lambda: [0],
+    )
     # --- the shared budget of every online algorithm ---
-    num_iterations: int = 40  # iterations per run (equal reward queries: same prompts and samples per iteration)
-    prompts_per_iteration: int = 32  # prompts per iteration
-    num_generations: int = 2  # samples per prompt (REBEL, RLOO and iterative DPO compare them; PPO and REINFORCE use each)
-    temperature: float = 1.0  # training sampling temperature (KL is measured at it)
-    kl_coef: float = 0.05  # reward = RM score - kl_coef * KL(pi_t || pi_sft)
-    max_new_tokens: int = 24  # summary length cap (a summary without EOS gets missing_eos_penalty)
-    missing_eos_penalty: float = 1.0  # subtracted from the reward of a summary that never ends
+    num_iterations: int = option(
+        40,
+        "iterations per run (equal reward queries: same prompts and samples per iteration)",
+    )
+    prompts_per_iteration: int = option(32, "prompts per iteration")
+    num_generations: int = option(
+        2,
+        "samples per prompt (REBEL, RLOO and iterative DPO compare them; PPO and REINFORCE use "
+        "each)",
+    )
+    temperature: float = option(1.0, "training sampling temperature (KL is measured at it)")
+    kl_coef: float = option(0.05, "reward = RM score - kl_coef * KL(pi_t || pi_sft)")
+    max_new_tokens: int = option(
+        24,
+        "summary length cap (a summary without EOS gets missing_eos_penalty)",
+    )
+    missing_eos_penalty: float = option(
+        1.0,
+        "subtracted from the reward of a summary that never ends",
+    )
     # --- evaluation ---
-    eval_every: int = 5  # iterations between validation evaluations (the learning curves)
-    eval_prompts: int = 64  # validation prompts per curve point
-    test_prompts: int = 200  # posts of the final evaluation (test split; the sweep uses validation)
-    eval_samples: int = 4  # summaries per post in the final evaluation (the 0.01-temperature one uses 1)
-    eval_temperature: float = 1.0  # temperature of the scored summaries (the training one; see docs/results.md)
-    paper_temperature: float = 0.01  # the test table also reports win rate at this temperature (the paper's 0.01)
+    eval_every: int = option(5, "iterations between validation evaluations (the learning curves)")
+    eval_prompts: int = option(64, "validation prompts per curve point")
+    test_prompts: int = option(
+        200,
+        "posts of the final evaluation (test split; the sweep uses validation)",
+    )
+    eval_samples: int = option(
+        4,
+        "summaries per post in the final evaluation (the 0.01-temperature one uses 1)",
+    )
+    eval_temperature: float = option(
+        1.0,
+        "temperature of the scored summaries (the training one; see docs/results.md)",
+    )
+    paper_temperature: float = option(
+        0.01,
+        "the test table also reports win rate at this temperature (the paper's 0.01)",
+    )
 
     def validate(self) -> "CompareConfig":
         if self.output_dir is None:

@@ -42,7 +42,7 @@ class AlgorithmSpec:
 
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
-# Written in a field's help comment, replaced by `algorithm_choices()` (config/base.py reads it).
+# Written in a field's help, replaced by `algorithm_choices()` (config/base.py reads it).
 ALGORITHMS_PLACEHOLDER = "{algorithms}"
 
 

@@ -3,21 +3,25 @@ value`.
 
 Two shapes use it. A flat config (`CompareConfig`, `EvaluateConfig`) is one dataclass. A grouped
 config (`RebelConfig`, the stage configs) is a set of small group dataclasses, one per layer (model,
-data, sampling, ...), so that each component receives only its own group. A grouped config is still
-filled and read by flat names (`RebelConfig(eta=0.5)`, `--eta 0.5`, `config.eta`, old flat YAML
-files); a name that two groups share must be written `group.name`. Every problem is one
+data, sampling, ...), so that each component receives only its own group. Input may name options
+flat (`RebelConfig(eta=0.5)`, `--eta 0.5`, old flat YAML files) or by group (`ppo.clip_range`,
+`ppo: {clip_range: ...}`, `RebelConfig(ppo={"clip_range": ...})`); inside src every read is
+`config.<group>.<field>`. A name that several algorithm groups share (`clip_range`) given flat
+applies to the chosen algorithm's group; any other name that two groups share must be written
+`group.name`. Each field's help is its `option(default, "help")` metadata. Every problem is one
 `ConfigError` line.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import math
 import os
-import re
 import types
 import typing
+import warnings
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -45,24 +49,18 @@ class ConfigBase:
         return [(f.name, f, cls) for f in fields(cls)]
 
     @classmethod
-    def field_comments(cls) -> dict[str, str]:
-        """Each option's trailing `# comment` in the dataclass declaring it (or one it inherits the
-        field from; a subclass's comment wins): the one place options are documented."""
-        comments: dict[str, str] = {}
-        owners = list(dict.fromkeys(owner for _, _, owner in cls.option_fields()))
-        for owner in owners:
-            for klass in reversed(owner.__mro__):
-                if dataclasses.is_dataclass(klass):
-                    source = inspect.getsource(klass)
-                    comments.update(
-                        {
-                            m.group(1): m.group(2).strip()
-                            for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*([^\n]*)$", source, re.M)
-                        }
-                    )
-        # `{algorithms}` in a comment is the registry's list, so a new algorithm needs no help edit
-        return {name: text.replace(ALGORITHMS_PLACEHOLDER, algorithm_choices())
-                for name, text in comments.items()}
+    def flag(cls, name: str, owner: type) -> str:
+        """The name option `name` of dataclass `owner` is known by in help and docs."""
+        return name
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """Each option's help, by `flag()` (the `help` of its `option(...)`): the one place options
+        are documented. `{algorithms}` in a help is the registry's list, so that a new algorithm
+        needs no help edit."""
+        return {cls.flag(name, owner): f.metadata.get("help", "").replace(
+                    ALGORITHMS_PLACEHOLDER, algorithm_choices())
+                for name, f, owner in cls.option_fields()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> Any:
@@ -103,6 +101,16 @@ class ConfigBase:
         os.replace(tmp, path)
 
 
+def option(default: Any = dataclasses.MISSING, help: str = "", *,
+           factory: Callable[[], Any] | None = None) -> Any:
+    """A config field with its help text, CleanRL's `field(metadata={"help": ...})` in short:
+    `eta: float = option(1.0, "REBEL step size")`, or `option(help=..., factory=list)` for a
+    mutable default. `--help`, docs/configuration.md and tuning read the help from here."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 class GroupedConfig(ConfigBase):
     """A config made of group dataclasses (`groups()`: attribute name -> class), read and written by
     flat option names as well as by group.
@@ -110,7 +118,9 @@ class GroupedConfig(ConfigBase):
     `RebelConfig(eta=0.5)`, `config.eta` and `config.rebel.eta` all reach the same value; `to_dict`
     and the saved YAML are nested by group; `from_dict` takes nested groups, flat names or
     `group.name`. Subclasses may set `defaults` (flat name -> value) to change a shared group's
-    defaults for one stage.
+    defaults for one stage, and `shared_groups()`/`active_group()` to let a name that several
+    groups share be given flat. A group dataclass may declare `renamed = {"old": "new"}`: the old
+    name, flat or `group.old`, still works with a one-line FutureWarning.
     """
 
     defaults: dict[str, Any] = {}
@@ -119,12 +129,26 @@ class GroupedConfig(ConfigBase):
     def groups(cls) -> dict[str, type]:
         raise NotImplementedError
 
+    @classmethod
+    def shared_groups(cls) -> set[str]:
+        """The groups whose shared names may be given flat (then `active_group` picks one)."""
+        return set()
+
+    def active_group(self, owners: list[str]) -> str | None:
+        """Which of `owners` (groups sharing a name) a flat name means now; None: ambiguous."""
+        return None
+
     def __init__(self, **values: Any) -> None:
         groups = {name: group() for name, group in self.groups().items()}
         object.__setattr__(self, "_groups", groups)
-        for name, value in {**self.defaults, **values}.items():
+        shared = self.shared_names()
+        merged = {**self.defaults, **values}
+        # a flat shared name goes last: the algorithm it depends on may be among `values`
+        for name, value in sorted(merged.items(), key=lambda item: item[0] in shared):
             if name in groups and dataclasses.is_dataclass(value):
                 groups[name] = copy.deepcopy(value)
+            elif name in groups and isinstance(value, dict):
+                self._assign({name: value}, "arguments")
             else:
                 setattr(self, name, value)
 
@@ -134,28 +158,61 @@ class GroupedConfig(ConfigBase):
         return [(f.name, f, group) for group in cls.groups().values() for f in fields(group)]
 
     @classmethod
-    def locate(cls, name: str, source: str = "config") -> tuple[str, str]:
+    def shared_names(cls) -> set[str]:
+        """Option names that more than one group declares."""
+        counts = Counter(name for name, _, _ in cls.option_fields())
+        return {name for name, count in counts.items() if count > 1}
+
+    @classmethod
+    def flag(cls, name: str, owner: type) -> str:
+        """`name`, or `group.name` for a name that several groups share."""
+        if name not in cls.shared_names():
+            return name
+        return next(f"{g}.{name}" for g, klass in cls.groups().items() if klass is owner)
+
+    @classmethod
+    def owners(cls, name: str) -> list[str]:
+        """The groups that declare option `name`."""
+        return [g for g, klass in cls.groups().items() if name in {f.name for f in fields(klass)}]
+
+    @classmethod
+    def renames(cls) -> dict[str, str]:
+        """Deprecated names (flat and `group.old`) -> `group.new`, from each group's `renamed`."""
+        renames = {}
+        for group, klass in cls.groups().items():
+            for old, new in getattr(klass, "renamed", {}).items():
+                renames[old] = renames[f"{group}.{old}"] = f"{group}.{new}"
+        return renames
+
+    def locate(self, name: str, source: str = "config") -> tuple[str, str]:
         """(group, field) of a flat name or `group.field`; ConfigError if unknown or ambiguous."""
-        groups = cls.groups()
+        groups = self.groups()
+        renamed = self.renames().get(name)
+        if renamed is not None:
+            warnings.warn(f"{name} in {source} is deprecated: it is read as {renamed}, write that",
+                          FutureWarning, stacklevel=4)
+            name = renamed
         if "." in name:
             group, _, field_name = name.partition(".")
             if group in groups and field_name in {f.name for f in fields(groups[group])}:
                 return group, field_name
             owners = []
         else:
-            owners = [
-                group for group, klass in groups.items() if name in {f.name for f in fields(klass)}
-            ]
+            owners = self.owners(name)
             if len(owners) == 1:
                 return owners[0], name
         if len(owners) > 1:
+            qualified = " or ".join(f"{g}.{name}" for g in owners)
+            if set(owners) <= self.shared_groups():
+                active = self.active_group(owners)
+                if active is not None:
+                    return active, name
+                raise ConfigError(f"{name} in {source} is an option of {', '.join(owners)}, not "
+                                  f"of the chosen one: write {qualified}")
             raise ConfigError(f"{name} in {source} exists in groups {' and '.join(owners)}: write "
-                              f"{' or '.join(f'{g}.{name}' for g in owners)}")
-        raise ConfigError(
-            f"unknown config key {name!r} in {source}: see `rebel {cls.command} --help` for the "
-            f"list "
-            "of fields"
-        )
+                              f"{qualified}")
+        raise ConfigError(f"unknown config key {name!r} in {source}: see `rebel {self.command} "
+                          "--help` for the list of fields")
 
     def __getattr__(self, name: str) -> Any:
         groups = self.__dict__.get("_groups")
@@ -201,20 +258,27 @@ class GroupedConfig(ConfigBase):
 
     def _assign(self, values: dict[str, Any], source: str) -> Any:
         """Set converted `values` in place (every unknown key named in one error first); return
-        self."""
-        pairs = _flatten(type(self), values)
-        unknown = [key for key, _ in pairs if not self._known(key)]
+        self. Flat shared names go last, after the algorithm they depend on."""
+        pairs = self.upgrade(_flatten(type(self), values))
+        renames = self.renames()
+        unknown = [key for key, _ in pairs if key not in renames and not self._known(key)]
         if unknown:
             raise ConfigError(
                 f"unknown config key{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(map(repr, unknown))} in {source}: "
                 f"see `rebel {self.command} --help` for the list of fields"
             )
-        for key, value in pairs:
+        shared = self.shared_names()
+        for key, value in sorted(pairs, key=lambda pair: pair[0] in shared):
             group, field_name = self.locate(key, source)
             hint = typing.get_type_hints(self.groups()[group])[field_name]
             setattr(self._groups[group], field_name, convert(field_name, value, hint, source))
         return self
+
+    def upgrade(self, pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """Rewrite (key, value) pairs of an older saved layout; the default keeps them as they
+        are."""
+        return pairs
 
     @classmethod
     def _known(cls, key: str) -> bool:

@@ -31,7 +31,8 @@ class EvalResult:
     per_prompt_reward: list[float]
     samples: list[dict[str, Any]] = field(default_factory=list)
     rewards_se: dict[str, float] = field(default_factory=dict)
-    per_prompt_rewards: dict[str, list[float | None]] = field(default_factory=dict)  # each named reward per prompt
+    # each named reward per prompt
+    per_prompt_rewards: dict[str, list[float | None]] = field(default_factory=dict)
     temperature: float | None = None
     kl_temperature: float | None = None
     # pass@k and mean@k of each reward whose scores are all 0 or 1 (a verifier's): verifiable.py

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigBase
+from ..config.base import option
 from ..errors import ConfigError, ModelError, first_line
 
 
@@ -22,26 +23,47 @@ TLDR_EVAL_REWARDS = ("tldr_win_rate",)  # needs its `facts` and `reference` colu
 
 @dataclass
 class EvaluateConfig(ConfigBase):
-    """Options of `rebel evaluate`. Field comments are the reference docs."""
+    """Options of `rebel evaluate`. Each field's `option(...)` help is the reference docs."""
 
     command = "evaluate"
 
-    model_name_or_path: str = ""  # the policy: a saved model (full or LoRA adapter) or hub id
-    reference_model: str | None = None  # pi_ref for KL (e.g. the SFT model); default: the base
-    dataset: str = "builtin:tldr"  # prompts: file, save_to_disk folder, hub id or builtin:NAME
-    split: str = "test"  # split of `dataset`
-    prompt_column: str = "prompt"  # column holding the prompts
-    num_prompts: int = 0  # evaluate the first N prompts (0 = all)
-    rewards: list[str] | None = None  # summed into `reward`; default on builtin:tldr: tldr_judge
-    eval_rewards: list[str] | None = None  # reported alone; builtin:tldr: tldr_win_rate; none: none
-    num_generations: int = 1  # samples per prompt
-    temperature: float = 0.01  # sampling temperature of the scored completions (the paper: 0.01)
-    kl_temperature: float = 1.0  # temperature of the KL(pi || pi_ref) samples: the training one
-    max_new_tokens: int = 24  # completion length cap
-    max_prompt_length: int = 512  # longer prompts are an error
-    batch_size: int = 64  # sequences per sampling batch
-    seed: int = 0  # sampling seed
-    output: str | None = None  # write the result as JSON here (default: print only)
+    model_name_or_path: str = option(
+        "",
+        "the policy: a saved model (full or LoRA adapter) or hub id",
+    )
+    reference_model: str | None = option(
+        None,
+        "pi_ref for KL (e.g. the SFT model); default: the base",
+    )
+    dataset: str = option(
+        "builtin:tldr",
+        "prompts: file, save_to_disk folder, hub id or builtin:NAME",
+    )
+    split: str = option("test", "split of `dataset`")
+    prompt_column: str = option("prompt", "column holding the prompts")
+    num_prompts: int = option(0, "evaluate the first N prompts (0 = all)")
+    rewards: list[str] | None = option(
+        None,
+        "summed into `reward`; default on builtin:tldr: tldr_judge",
+    )
+    eval_rewards: list[str] | None = option(
+        None,
+        "reported alone; builtin:tldr: tldr_win_rate; none: none",
+    )
+    num_generations: int = option(1, "samples per prompt")
+    temperature: float = option(
+        0.01,
+        "sampling temperature of the scored completions (the paper: 0.01)",
+    )
+    kl_temperature: float = option(
+        1.0,
+        "temperature of the KL(pi || pi_ref) samples: the training one",
+    )
+    max_new_tokens: int = option(24, "completion length cap")
+    max_prompt_length: int = option(512, "longer prompts are an error")
+    batch_size: int = option(64, "sequences per sampling batch")
+    seed: int = option(0, "sampling seed")
+    output: str | None = option(None, "write the result as JSON here (default: print only)")
 
     def validate(self) -> "EvaluateConfig":
         if not self.model_name_or_path:

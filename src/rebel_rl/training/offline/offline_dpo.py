@@ -32,22 +32,22 @@ def dpo(config: DPOConfig) -> dict[str, Any]:
     problem is raised before the run directory is written."""
     config = config.validate()
     train_rows, eval_rows = load_train_eval(
-        config.dataset,
-        config.dataset_split,
-        config.eval_dataset,
-        config.eval_split,
-        config.eval_fraction,
-        config.seed,
+        config.data.dataset,
+        config.data.dataset_split,
+        config.data.eval_dataset,
+        config.data.eval_split,
+        config.data.eval_fraction,
+        config.optim.seed,
         PREFERENCE_COLUMNS,
     )
     judge = judge_labels(eval_rows) if eval_rows is not None else None
     trainer = SupervisedTrainer(config, "DPO")
-    check_model_source(config.model_name_or_path)
+    check_model_source(config.model.model_name_or_path)
     policy = load_causal_lm_policy(
         config.model,
-        SamplingConfig(max_new_tokens=0, temperature=config.temperature),
+        SamplingConfig(max_new_tokens=0, temperature=config.dpo.temperature),
         trainer.device,
-        lora=config.lora if config.use_lora else None,
+        lora=config.lora if config.lora.use_lora else None,
         max_prompt_length=NO_PROMPT_LIMIT,
     )
     train = _PreferencePairs(policy, train_rows, config, "training")
@@ -62,7 +62,7 @@ def dpo(config: DPOConfig) -> dict[str, Any]:
     )
     results = {"num_pairs": len(held_out) if held_out else 0,
                **{k.removeprefix("eval_"): v for k, v in (result["eval"] or {}).items()}}
-    model = policy.merged_model() if config.use_lora else policy.model
+    model = policy.merged_model() if config.lora.use_lora else policy.model
     final = trainer.save(model, policy.tokenizer, results)
     return {"output_dir": str(trainer.run_dir), "final": str(final), **result, "results": results}
 
@@ -74,12 +74,12 @@ class _PreferencePairs:
         self, policy: CausalLMPolicy, rows: datasets.Dataset, config: DPOConfig, what: str
     ) -> None:
         self.policy = policy
-        self.beta = config.beta
+        self.beta = config.dpo.beta
         self.prompt_ids, self.chosen_ids = encode_examples(
-            policy, rows["prompt"], rows["chosen"], config.max_length, f"{what} (chosen)"
+            policy, rows["prompt"], rows["chosen"], config.dpo.max_length, f"{what} (chosen)"
         )
         _, self.rejected_ids = encode_examples(
-            policy, rows["prompt"], rows["rejected"], config.max_length, f"{what} (rejected)"
+            policy, rows["prompt"], rows["rejected"], config.dpo.max_length, f"{what} (rejected)"
         )
         # log pi_ref never changes: computed once per row, on first use.
         self.ref_logps = torch.full((len(self.prompt_ids), 2), float("nan"))

@@ -53,31 +53,31 @@ def train_pair_scorer(
     on held-out pairs."""
     config = config.validate()
     train_rows, eval_rows = load_train_eval(
-        config.dataset,
-        config.dataset_split,
-        config.eval_dataset,
-        config.eval_split,
-        config.eval_fraction,
-        config.seed,
+        config.data.dataset,
+        config.data.dataset_split,
+        config.data.eval_dataset,
+        config.data.eval_split,
+        config.data.eval_fraction,
+        config.optim.seed,
         PREFERENCE_COLUMNS,
     )
     judge = judge_labels(eval_rows) if eval_rows is not None else None
     trainer = SupervisedTrainer(config, title)
     with tempfile.TemporaryDirectory(prefix="rebel-rm-init-") as folder:
         path = (init or init_reward_model)(
-            config.model_name_or_path, Path(folder), config.dtype, trainer.device
+            config.model.model_name_or_path, Path(folder), config.model.dtype, trainer.device
         )
         rm = scorer_class(
             path,
             device=str(trainer.device),
-            dtype=resolve_dtype(config.dtype, trainer.device),
-            batch_size=2 * config.batch_size,
+            dtype=resolve_dtype(config.model.dtype, trainer.device),
+            batch_size=2 * config.optim.batch_size,
         )
         train = pairs_class(rm, train_rows)
         module = trainer.prepare(rm.model, len(train))
         held_out = pairs_class(rm, eval_rows) if eval_rows is not None else None
         result = trainer.fit(
-            lambda rows: train.loss(module, rows, config.center_rewards_coefficient),
+            lambda rows: train.loss(module, rows, config.reward_model.center_rewards_coefficient),
             (lambda: preference_accuracy(held_out.margins(), judge)) if held_out else None,
         )
         results = {"num_pairs": len(held_out) if held_out else 0,

@@ -45,26 +45,26 @@ def sft(config: SFTConfig) -> dict[str, Any]:
     written."""
     config = config.validate()
     train_rows, eval_rows = load_train_eval(
-        config.dataset,
-        config.dataset_split,
-        config.eval_dataset,
-        config.eval_split,
-        config.eval_fraction,
-        config.seed,
+        config.data.dataset,
+        config.data.dataset_split,
+        config.data.eval_dataset,
+        config.data.eval_split,
+        config.data.eval_fraction,
+        config.optim.seed,
         COMPLETION_COLUMNS,
     )
     trainer = SupervisedTrainer(config, "SFT")
     policy = load_sft_policy(config, train_rows, trainer.device)
-    train = SFTExamples(policy, train_rows, config.max_length, "training")
+    train = SFTExamples(policy, train_rows, config.sft.max_length, "training")
     held_out = (
-        SFTExamples(policy, eval_rows, config.max_length, "held-out")
+        SFTExamples(policy, eval_rows, config.sft.max_length, "held-out")
         if eval_rows is not None
         else None
     )
     policy.prepare_training(trainer.prepare(policy.model, len(train)), policy.autocast)
     result = trainer.fit(
         lambda rows: (train.loss(rows), {}),
-        (lambda: {"eval_loss": held_out.mean_loss(config.batch_size)}) if held_out else None,
+        (lambda: {"eval_loss": held_out.mean_loss(config.optim.batch_size)}) if held_out else None,
     )
     final = trainer.save(policy.model, policy.tokenizer)
     return {"output_dir": str(trainer.run_dir), "final": str(final), **result}
@@ -75,20 +75,20 @@ def load_sft_policy(
 ) -> CausalLMPolicy:
     """The model to fine-tune: a checkpoint, or a new scratch model with a tokenizer trained on
     `train_rows`. Its generation config names EOS and pad, so the saved model samples correctly."""
-    if is_scratch(config.model_name_or_path):
+    if is_scratch(config.model.model_name_or_path):
         texts = (
             corpus_text(p, completion_text(c))
             for p, c in zip(train_rows["prompt"], train_rows["completion"])
         )
-        tokenizer = train_word_tokenizer(texts, config.vocab_size, config.max_length)
+        tokenizer = train_word_tokenizer(texts, config.sft.vocab_size, config.sft.max_length)
         tokenizer.padding_side = "left"
         model = build_scratch_model(
-            scratch_size(config.model_name_or_path), tokenizer, config.max_length
+            scratch_size(config.model.model_name_or_path), tokenizer, config.sft.max_length
         ).to(device)
         return CausalLMPolicy(
             model, tokenizer, max_new_tokens=0, temperature=1.0, max_prompt_length=NO_PROMPT_LIMIT
         )
-    check_model_source(config.model_name_or_path)
+    check_model_source(config.model.model_name_or_path)
     policy = load_causal_lm_policy(
         config.model,
         SamplingConfig(max_new_tokens=0, temperature=1.0),

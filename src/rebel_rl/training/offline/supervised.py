@@ -36,20 +36,21 @@ Evaluate = Callable[[], dict[str, float]]
 class SupervisedTrainer:
     """Runs `num_epochs` passes of minibatch AdamW over a stage's rows, as its config says.
 
-    The config needs: output_dir, overwrite, seed, mixed_precision, num_epochs, batch_size,
-    learning_rate, weight_decay, warmup_ratio, lr_scheduler, max_grad_norm, logging_steps, progress.
+    The config (a stage config) needs the groups `output` (output_dir, overwrite, progress),
+    `model` (mixed_precision) and `optim` (seed, num_epochs, batch_size, learning_rate,
+    weight_decay, warmup_ratio, lr_scheduler, max_grad_norm, logging_steps).
     Creating it seeds every generator (so build models after it) and writes nothing to disk.
     """
 
     def __init__(self, config: Any, title: str) -> None:
         self.config = config
         self.title = title
-        self.run_dir = Path(config.output_dir)
-        if not config.overwrite and self.run_dir.exists():
+        self.run_dir = Path(config.output.output_dir)
+        if not config.output.overwrite and self.run_dir.exists():
             # fails fast (before models load) on an existing run
             prepare_run_dir(self.run_dir, overwrite=False)
-        set_seed(config.seed)
-        self.accelerator = make_accelerator(resolve_mixed_precision(config.mixed_precision))
+        set_seed(config.optim.seed)
+        self.accelerator = make_accelerator(resolve_mixed_precision(config.model.mixed_precision))
 
     @property
     def device(self) -> torch.device:
@@ -62,14 +63,15 @@ class SupervisedTrainer:
         self.num_rows = num_rows
         self.params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
-            self.params, lr=config.learning_rate, weight_decay=config.weight_decay
+            self.params, lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay
         )
-        self.total_steps = config.num_epochs * math.ceil(num_rows / config.batch_size)
-        name = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
+        self.total_steps = config.optim.num_epochs * math.ceil(num_rows / config.optim.batch_size)
+        scheduler = config.optim.lr_scheduler
+        name = "constant_with_warmup" if scheduler == "constant" else scheduler
         self.scheduler = get_scheduler(
             name,
             optimizer,
-            num_warmup_steps=int(config.warmup_ratio * self.total_steps),
+            num_warmup_steps=int(config.optim.warmup_ratio * self.total_steps),
             num_training_steps=self.total_steps,
         )
         self.model = model
@@ -82,12 +84,13 @@ class SupervisedTrainer:
         """Create the run directory, evaluate, then train epoch by epoch (evaluating after each);
         return the last evaluation's metrics and the training time in seconds."""
         config = self.config
-        prepare_run_dir(self.run_dir, config.overwrite)
+        prepare_run_dir(self.run_dir, config.output.overwrite)
         config.save_yaml(self.run_dir / CONFIG_FILE)
         self.step, start = 0, time.perf_counter()
         last_eval = self._evaluate(evaluate, epoch=0)
-        with _StageProgress(self.title, self.total_steps, enabled=config.progress) as progress:
-            for epoch in range(config.num_epochs):
+        progress_on = config.output.progress
+        with _StageProgress(self.title, self.total_steps, enabled=progress_on) as progress:
+            for epoch in range(config.optim.num_epochs):
                 self._epoch(epoch, batch_loss, progress, train_mode)
                 last_eval = self._evaluate(evaluate, epoch=epoch + 1) or last_eval
                 progress.show_eval(last_eval)
@@ -102,22 +105,22 @@ class SupervisedTrainer:
     ) -> None:
         config = self.config
         order = torch.randperm(
-            self.num_rows, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch)
+            self.num_rows, generator=torch.Generator().manual_seed(config.optim.seed * 1000 + epoch)
         )
-        minibatches = order.split(config.batch_size)
+        minibatches = order.split(config.optim.batch_size)
         window: list[dict[str, float]] = []
         self.model.train(train_mode)
         for index, rows in enumerate(minibatches):
             loss, metrics = batch_loss(rows.tolist())
             self.accelerator.backward(loss)
-            norm = self.accelerator.clip_grad_norm_(self.params, config.max_grad_norm)
+            norm = self.accelerator.clip_grad_norm_(self.params, config.optim.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             window.append({"loss": loss.item(), "grad_norm": float(norm), **metrics})
             progress.advance(window[-1]["loss"])
-            if len(window) == config.logging_steps or index == len(minibatches) - 1:
+            if len(window) == config.optim.logging_steps or index == len(minibatches) - 1:
                 self._log(
                     {
                         "epoch": round(epoch + (index + 1) / len(minibatches), 3),
@@ -147,7 +150,7 @@ class SupervisedTrainer:
         save_pretrained_atomic(model, tokenizer, final)
         if results is not None:
             write_json(self.run_dir / "eval.json", results)
-        if self.config.progress:
+        if self.config.output.progress:
             Console(stderr=True).print(f"[bold]{self.title}[/bold] saved {final}")
         return final
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_at_least_one, check_positive
+from ....config.base import check_at_least_one, check_positive, option
 from .base import Objective
 
 
@@ -14,9 +14,9 @@ from .base import Objective
 class ApoOptions:
     """A*-PO (algorithms/apo.py): regress beta2 * log(pi/pi_ref) onto r - V*, V* from pi_ref."""
 
-    beta1: float = 0.5  # apo: V*'s temperature: V* = beta1 * log mean exp(r / beta1)
-    beta2: float = 1e-3  # apo: weight of log(pi/pi_ref), the implicit KL (use kl_coef 0)
-    vstar_samples: int = 8  # apo: pi_ref samples per prompt for V* (once per prompt)
+    beta1: float = option(0.5, "apo: V*'s temperature: V* = beta1 * log mean exp(r / beta1)")
+    beta2: float = option(1e-3, "apo: weight of log(pi/pi_ref), the implicit KL (use kl_coef 0)")
+    vstar_samples: int = option(8, "apo: pi_ref samples per prompt for V* (once per prompt)")
 
     def validate(self) -> None:
         check_positive(self, ["beta1", "beta2"])

@@ -1,26 +1,39 @@
 """DDPO for diffusion policies (algorithms/ddpo.py): PPO's clipped surrogate over the denoising
 steps, advantages = rewards normalised per prompt over a history of rewards; no value model. Its
-options (its ratio clipping is ppo's `clip_range`), its objective and its registry entry."""
+options, its objective and its registry entry."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_at_least_one, check_positive
+from ....config.base import check_at_least_one, check_positive, option
 from .base import NORMALISES_ITSELF, Objective, ratio_stats
 
 
 @dataclass
 class DdpoOptions:
-    """DDPO for diffusion policies (algorithms/ddpo.py); its ratio clipping is ppo's clip_range."""
+    """DDPO for diffusion policies (algorithms/ddpo.py): PPO's clip over the denoising steps."""
 
-    ddpo_buffer_size: int = 16  # ddpo: rewards kept per prompt for its mean and std (DDPO's per-prompt stat tracking)
-    ddpo_min_count: int = 16  # ddpo: a prompt with fewer kept rewards is normalised by the batch mean and std
-    ddpo_adv_clip: float = 5.0  # ddpo: advantages are clipped to [-ddpo_adv_clip, ddpo_adv_clip]
+    # the names before DDPO's fields could share names with other algorithms' groups
+    renamed = {"ddpo_buffer_size": "buffer_size", "ddpo_min_count": "min_count"}
+
+    clip_range: float = option(0.2, "ddpo: ratio clipping epsilon")
+    buffer_size: int = option(
+        16,
+        "ddpo: rewards kept per prompt for its mean and std (DDPO's per-prompt stat tracking)",
+    )
+    min_count: int = option(
+        16,
+        "ddpo: a prompt with fewer kept rewards is normalised by the batch mean and std",
+    )
+    ddpo_adv_clip: float = option(
+        5.0,
+        "ddpo: advantages are clipped to [-ddpo_adv_clip, ddpo_adv_clip]",
+    )
 
     def validate(self) -> None:
-        check_at_least_one(self, ["ddpo_buffer_size", "ddpo_min_count"])
-        check_positive(self, ["ddpo_adv_clip"])
+        check_at_least_one(self, ["buffer_size", "min_count"])
+        check_positive(self, ["clip_range", "ddpo_adv_clip"])
 
 
 class Ddpo(Objective):
@@ -30,18 +43,11 @@ class Ddpo(Objective):
 
     token_level = True
 
-    def __init__(self, options, n: int, clip_range: float) -> None:
+    def __init__(self, options, n: int) -> None:
         from ....algorithms.ddpo import PromptStatTracker
 
         super().__init__(options, n)
-        self.clip_range = clip_range
-        self.tracker = PromptStatTracker(options.ddpo_buffer_size, options.ddpo_min_count)
-
-    @classmethod
-    def build(cls, options, context):
-        """DDPO's ratio clipping is PPO's `clip_range` (it is PPO's surrogate over denoising
-        steps)."""
-        return cls(options, context.num_generations, context.options("ppo").clip_range)
+        self.tracker = PromptStatTracker(options.buffer_size, options.min_count)
 
     def prepare(self, batch, policy):
         keys = batch.rollout.prompt_keys()
@@ -54,7 +60,7 @@ class Ddpo(Objective):
 
         logps = batch.token_log_probs(policy)
         loss, ratio, clipped = ddpo_loss(logps, batch.extra["old_token_logps"],
-                                         batch.extra["advantages"], self.clip_range)
+                                         batch.extra["advantages"], self.options.clip_range)
         return loss, ratio_stats("ddpo", ratio, clipped)  # every denoising step is an action
 
     def state_dict(self):
@@ -81,5 +87,4 @@ register_algorithm(AlgorithmSpec(
     reward_normalization=NORMALISES_ITSELF.format(name="ddpo"),
     label="DDPO", paper=PAPER, bibtex=BIBTEX,
     summary="PPO's clipped surrogate over the denoising steps, advantages = rewards normalised "
-            "per prompt over a history of rewards, clipped; no value model; its ratio clipping "
-            "is ppo's `clip_range`"))
+            "per prompt over a history of rewards, clipped; no value model"))

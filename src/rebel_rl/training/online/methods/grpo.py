@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_positive
+from ....config.base import check_positive, option
 from .base import BOTH_KINDS, NORMALISES_ITSELF, Objective, ratio_stats
 
 
@@ -13,11 +13,17 @@ from .base import BOTH_KINDS, NORMALISES_ITSELF, Objective, ratio_stats
 class GrpoOptions:
     """GRPO (algorithms/grpo.py): group-relative advantages, a clipped ratio, no value model."""
 
-    epsilon: float = 0.2  # grpo: ratio clipping epsilon
-    scale_rewards: bool = True  # grpo: divide each group's centred rewards by the group's std
+    # the name GRPO's clip had before PPO, GRPO and DDPO each got their own `clip_range`
+    renamed = {"epsilon": "clip_range"}
+
+    clip_range: float = option(0.2, "grpo: ratio clipping epsilon")
+    scale_rewards: bool = option(
+        True,
+        "grpo: divide each group's centred rewards by the group's std",
+    )
 
     def validate(self) -> None:
-        check_positive(self, ["epsilon"])
+        check_positive(self, ["clip_range"])
 
 
 class Grpo(Objective):
@@ -40,7 +46,7 @@ class Grpo(Objective):
         mask = batch.rollout.completion_mask
         loss, ratio, clipped = grpo_loss(batch.token_log_probs(policy),
                                          batch.extra["old_token_logps"],
-                                         batch.extra["advantages"], mask, self.options.epsilon)
+                                         batch.extra["advantages"], mask, self.options.clip_range)
         return loss, ratio_stats("grpo", ratio, clipped, mask)
 
 

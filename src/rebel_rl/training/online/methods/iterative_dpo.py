@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_positive
+from ....config.base import check_positive, option
 from .base import BOTH_KINDS, Objective
 
 
@@ -13,7 +13,10 @@ from .base import BOTH_KINDS, Objective
 class IterativeDpoOptions:
     """Online DPO on each prompt's best and worst sample (algorithms/dpo.py)."""
 
-    beta: float = 0.1  # iterative_dpo: DPO temperature (against pi_t, on the best and worst sample)
+    beta: float = option(
+        0.1,
+        "iterative_dpo: DPO temperature (against pi_t, on the best and worst sample)",
+    )
 
     def validate(self) -> None:
         check_positive(self, ["beta"])

@@ -1,25 +1,28 @@
 """Token-level PPO with a value model (algorithms/ppo.py): GAE, whitened advantages, clipped
-policy and value losses. Its options (DDPO reads `clip_range` too), its objective and its registry
+policy and value losses. Its options, its objective and its registry
 entry."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_non_negative, check_positive, check_unit_interval
+from ....config.base import check_non_negative, check_positive, check_unit_interval, option
 from .base import Objective, ratio_stats
 
 
 @dataclass
 class PpoOptions:
-    """Token-level PPO with a value model (algorithms/ppo.py); DDPO reads its clip_range too."""
+    """Token-level PPO with a value model (algorithms/ppo.py)."""
 
-    clip_range: float = 0.2  # ppo, ddpo: ratio clipping epsilon
-    clip_range_value: float = 0.2  # ppo: value clipping around the old values
-    vf_coef: float = 0.1  # ppo: weight of the value loss
-    gamma: float = 1.0  # ppo: discount over completion tokens
-    lam: float = 0.95  # ppo: GAE lambda
-    value_model: str | None = None  # ppo: value-model init; default: the reward model if one is named, else the policy
+    clip_range: float = option(0.2, "ppo: ratio clipping epsilon")
+    clip_range_value: float = option(0.2, "ppo: value clipping around the old values")
+    vf_coef: float = option(0.1, "ppo: weight of the value loss")
+    gamma: float = option(1.0, "ppo: discount over completion tokens")
+    lam: float = option(0.95, "ppo: GAE lambda")
+    value_model: str | None = option(
+        None,
+        "ppo: value-model init; default: the reward model if one is named, else the policy",
+    )
 
     def validate(self) -> None:
         check_positive(self, ["clip_range", "clip_range_value"])

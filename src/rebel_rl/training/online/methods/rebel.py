@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_positive
+from ....config.base import check_positive, option
 from .base import BOTH_KINDS, Objective
 
 
@@ -16,7 +16,7 @@ from .base import BOTH_KINDS, Objective
 class RebelOptions:
     """REBEL (algorithms/rebel.py)."""
 
-    eta: float = 1.0  # REBEL step size: the exact minimiser is pi_t * exp(eta * r)
+    eta: float = option(1.0, "REBEL step size: the exact minimiser is pi_t * exp(eta * r)")
 
     def validate(self) -> None:
         check_positive(self, ["eta"])

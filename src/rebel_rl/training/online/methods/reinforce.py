@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_unit_interval
+from ....config.base import check_unit_interval, option
 from .base import BOTH_KINDS, Objective
 
 
@@ -13,7 +13,10 @@ from .base import BOTH_KINDS, Objective
 class ReinforceOptions:
     """REINFORCE with a moving-average baseline (algorithms/reinforce.py)."""
 
-    baseline_decay: float = 0.9  # reinforce: moving-average baseline b <- decay * b + (1 - decay) * mean reward
+    baseline_decay: float = option(
+        0.9,
+        "reinforce: moving-average baseline b <- decay * b + (1 - decay) * mean reward",
+    )
 
     def validate(self) -> None:
         check_unit_interval(self, ["baseline_decay"])
