@@ -202,9 +202,10 @@ class EnvironmentFactory:
         return self.counts.take()
 
 
-def environment_factory(config: Any) -> EnvironmentFactory | None:
-    """The guarded factory an EnvironmentConfig asks for (its environment, step_timeout and
-    step_failure_score), or None for single-turn runs (environment unset)."""
-    if config.environment is None:
+def environment_factory(episodes: Any) -> EnvironmentFactory | None:
+    """The guarded factory the environment config group asks for (its environment, step_timeout
+    and step_failure_score), or None for single-turn runs (environment unset)."""
+    if episodes.environment is None:
         return None
-    return EnvironmentFactory(config.environment, config.step_timeout, config.step_failure_score)
+    return EnvironmentFactory(episodes.environment, episodes.step_timeout,
+                              episodes.step_failure_score)
