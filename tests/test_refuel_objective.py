@@ -34,7 +34,8 @@ def logged_environment(log: list):
             k = len(self.rewards)
             self.rewards.append(float(len(text) + 100 * k))
             done = k + 1 == TURNS
-            return ([] if done else [{"role": "user", "content": f"reply {k}"}]), self.rewards[-1], done
+            replies = [] if done else [{"role": "user", "content": f"reply {k}"}]
+            return replies, self.rewards[-1], done
 
     return Stepped
 
@@ -50,7 +51,8 @@ def test_rows_share_the_prefix_and_only_turn_h_is_scored(tiny_path, monkeypatch)
     calls, inputs = generated_turns(policy, monkeypatch), []
     spied = policy.model.generate
     monkeypatch.setattr(policy.model, "generate",
-                        lambda *a, **k: inputs.append(k["attention_mask"].sum(-1)) or spied(*a, **k))
+                        lambda *a, **k: inputs.append(k["attention_mask"].sum(-1))
+                        or spied(*a, **k))
     log, n = [], 2
     rollout = policy.sample_branches(PROMPTS, [{}] * 3, logged_environment(log), n,
                                      max_turns=TURNS, max_total_tokens=400)
@@ -71,7 +73,7 @@ def test_rows_share_the_prefix_and_only_turn_h_is_scored(tiny_path, monkeypatch)
         # the prefix holds exactly turns 0..h-1 and their replies, and is its prompt's mates'
         mate = i - i % n
         assert torch.equal(rollout.prompt_ids[i], rollout.prompt_ids[mate])
-        assert rollout.completion_ids[i, :start].tolist() == rollout.completion_ids[mate, :start].tolist()
+        assert torch.equal(rollout.completion_ids[i, :start], rollout.completion_ids[mate, :start])
         prefix = policy.tokenizer.decode(rollout.completion_ids[i, :start])
         assert [f"reply {k}" in prefix for k in range(TURNS)] == [k < h[i] for k in range(TURNS)]
         # later policy turns are attended, not scored; the rewards are the environment's own

@@ -20,9 +20,7 @@ class RefuelOptions:
     Its step size is REBEL's `eta` (the rebel group): a second field named eta would make the
     flat `--eta` ambiguous, and it is the same step of the same regression."""
 
-    # refuel: weight of the per-token NLL of each prefix's best continuation's turn-h response
-    # (0 = off: the official code, ZhaolinGao/REFUEL, has no NLL term)
-    nll_coef: float = 0.0
+    nll_coef: float = 0.0  # refuel: NLL weight, best turn-h response (0: official code has none)
 
     def validate(self) -> None:
         check_non_negative(self, ["nll_coef"])
