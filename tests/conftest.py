@@ -7,6 +7,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from reward_files import reward_file  # noqa: E402,F401 (a fixture shared by two test files)
+
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():

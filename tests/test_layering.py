@@ -14,7 +14,7 @@ LAYERS = [
     {"config", "stage_configs"},
     {"data", "sharding"},
     {"policies"},
-    {"rewards"},
+    {"rewards", "environments"},
     {"tasks"},
     {"training", "evaluation"},
     {"compare"},

@@ -36,3 +36,8 @@ def first_line(exc: BaseException) -> str:
     errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class EpisodeError(RebelError):
+    """A multi-turn environment cannot be loaded, lacks reset/step, raised, timed out, or returned
+    the wrong shape (docs/multiturn.md)."""

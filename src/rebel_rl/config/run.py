@@ -317,6 +317,8 @@ class RebelConfig(GroupedConfig):
         for the first problem found. `require_rewards=False` accepts an empty `rewards` list (the Python
         API, where `reward_funcs` supplies the rewards). Also fills in a fresh, timestamped output_dir."""
         self.check_finite()
+        # An environment's episode return is a reward of its own: `rewards` may then be empty.
+        require_rewards = require_rewards and self.environment.environment is None
         for name, group in self._groups.items():
             group.validate(require_rewards) if name == "reward" else group.validate()
         sampling, training = self.sampling, self.training

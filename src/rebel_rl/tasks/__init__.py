@@ -7,9 +7,10 @@ are "module:function" references, imported on first use.
 from __future__ import annotations
 
 from rebel_rl.data.builtin import register_prompts
+from rebel_rl.environments.loading import register_environment
 from rebel_rl.policies.builtin import register_model
 from rebel_rl.rewards.builtin import register_preference, register_reward
-from rebel_rl.tasks import animals, positive_sentiment, reasoning, summarization
+from rebel_rl.tasks import animals, guess_number, positive_sentiment, reasoning, summarization
 from rebel_rl.tasks.digits import policy as digits_policy
 from rebel_rl.tasks.digits import prompts as digits_prompts
 
@@ -39,3 +40,11 @@ register_prompts("animals", animals.load_animal_prompts, animals.SPLITS)
 # Reasoning with a verifier (docs/reasoning.md): reasoning-gym arithmetic problems with an `answer`
 # column for the verifier rewards math_answer / answer_tag_format (rewards/verifiers.py).
 register_prompts("arithmetic", reasoning.load_arithmetic, reasoning.SPLITS)
+
+# Multi-turn (docs/multiturn.md): guess a hidden number from higher/lower feedback; the environment
+# reads each row's secret.
+register_prompts("guess_number", guess_number.load_guess_number, guess_number.SPLITS)
+register_environment("guess_number", guess_number.GuessNumberEnvironment)
+# The arithmetic problems with a calculator tool (tools as an environment; use with
+# dataset=builtin:arithmetic); registered by reference, so importing it waits until it is used.
+register_environment("calculator", "rebel_rl.tasks.calculator:calculator_environment")
