@@ -8,8 +8,12 @@ import pytest
 import torch
 
 from rebel_rl import ConfigError, RebelConfig
+from rebel_rl.cli import main
 from rebel_rl.algorithms import refuel as refuel_math
+from rebel_rl.policies.multiturn import BranchedRollout
 from rebel_rl.training.online.loop import RebelTrainer
+from rebel_rl.training.online.methods import Batch
+from rebel_rl.training.online.methods.refuel import Refuel, RefuelOptions
 from test_multiturn_rollout import generated_turns, make_policy
 from tiny import save_tiny_causal_lm, write_jsonl
 
@@ -109,6 +113,44 @@ def test_an_environment_that_replays_differently_is_one_line(tiny_path):
     assert "\n" not in str(error.value)
 
 
+def _branched_batch(nll_coef: float = 0.0):
+    """Two prefixes of two rows on hand-made tensors: turn rewards (N, 3), branch turns 1 and 0,
+    turn-h token masks of 2, 1, 3 and 1 tokens; the loop's reward = return - 0.5 (a KL term)."""
+    turn_rewards = torch.tensor([[1.0, 2.0, 4.0], [1.0, 3.0, 0.0], [5.0, 6.0, 0.0], [7.0, 0, 0]])
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 0, 0]])
+    rollout = BranchedRollout(ids, torch.ones_like(ids), torch.zeros(4, 3, dtype=torch.long), mask,
+                              torch.ones(4, dtype=torch.bool), [""] * 4,
+                              completion_attention_mask=torch.ones(4, 3),
+                              episode_rewards=turn_rewards.sum(-1),
+                              turns=torch.tensor([3, 2, 2, 1]),
+                              turn_rewards=turn_rewards, branch_turns=torch.tensor([1, 1, 0, 0]))
+    reward = turn_rewards.sum(-1) - 0.5
+    logps = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, 0, 0], [-1.0, -1.0, -1.0], [-2.0, 0, 0]])
+    batch = Batch(rollout, (logps * mask).sum(-1), reward, torch.zeros(4), reward,
+                  current_token_logps=(logps * mask).requires_grad_(True))
+    return Refuel(RefuelOptions(nll_coef=nll_coef), 2, eta=0.5), batch
+
+
+def test_the_target_is_the_reward_from_the_branch_turn_on():
+    objective, batch = _branched_batch()
+    metrics = objective.prepare(batch, policy=None)
+    # rows 0, 1 branched at turn 1 (the prefix earned 1.0), rows 2, 3 at turn 0 (nothing)
+    assert batch.extra["future_reward"].tolist() == [5.5, 2.5, 10.5, 6.5]
+    assert metrics["refuel/prefix_reward"] == 0.5 and metrics["refuel/branch_turn"] == 0.5
+
+
+def test_nll_coef_adds_the_best_continuations_per_token_nll():
+    losses = []
+    for coef in (0.0, 0.25):
+        objective, batch = _branched_batch(coef)
+        objective.prepare(batch, policy=None)
+        losses.append(objective.loss(batch, policy=None)[0].item())
+    # the best rows (future 5.5 and 10.5): log pi = -3 over 2 tokens and -3 over 3 tokens
+    assert losses[1] - losses[0] == pytest.approx(0.25 * (1.5 + 1.0) / 2)
+    assert losses[0] == pytest.approx(((0 - 3.0) ** 2 + (0 - 4.0) ** 2) / 2)  # ratio 1: -(dR)
+
+
 # ------------------------------------------------------------------ the loop
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
@@ -175,3 +217,35 @@ def test_refusals_are_one_line(tiny_path, data, tmp_path, overrides, environment
                      reward_funcs=[lambda prompts, completions, **_: [0.0] * len(prompts)],
                      environment=env)
     assert "\n" not in str(error.value)
+
+
+ENV_FILE = '''
+class Stepped:
+    """Two turns; turn k's reward is len(text) + 10 k."""
+
+    def reset(self, row):
+        self.turn = 0
+        return []
+
+    def step(self, text):
+        self.turn += 1
+        done = self.turn == 2
+        replies = [] if done else [{"role": "user", "content": "more"}]
+        return replies, len(text) + 10.0 * self.turn, done
+'''
+
+
+def test_rebel_train_runs_refuel_on_an_environment_file(tiny_path, data, tmp_path, capsys):
+    (tmp_path / "stepped.py").write_text(ENV_FILE)
+    args = ["train", "--model_name_or_path", str(tiny_path), "--dataset", data, "--algorithm",
+            "refuel", "--num_iterations", "1", "--prompts_per_iteration", "2",
+            "--num_generations", "2", "--max_new_tokens", "4", "--max_turns", "2",
+            "--max_total_tokens", "48", "--lora_r", "4", "--eval_prompts", "0", "--progress",
+            "false", "--tensorboard", "false", "--output_dir", str(tmp_path / "run")]
+    assert main(args + ["--environment", f"{tmp_path / 'stepped.py'}:Stepped"]) == 0
+    line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0 <= line["refuel/branch_turn"] <= 1 and line["environment/turns"] == 2.0
+    capsys.readouterr()
+    assert main(args + ["--rewards", "length", "--overwrite", "true"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "refuel branches multi-turn episodes: set environment" in error and "\n" not in error
