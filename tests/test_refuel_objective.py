@@ -249,3 +249,18 @@ def test_rebel_train_runs_refuel_on_an_environment_file(tiny_path, data, tmp_pat
     assert main(args + ["--rewards", "length", "--overwrite", "true"]) == 2
     error = capsys.readouterr().err.strip()
     assert "refuel branches multi-turn episodes: set environment" in error and "\n" not in error
+
+
+def test_micro_batches_keep_turn_h_and_its_log_probs(tiny_path):
+    """The micro-batch narrowing (training/online/microbatch.py) drops only padding columns: turn
+    h sits after its prefix, so cutting at the scored-token count would lose it."""
+    from rebel_rl.training.online.microbatch import narrowed
+
+    policy = make_policy(tiny_path, eos_bias=3.0)
+    torch.manual_seed(2)
+    rollout = policy.sample_branches(PROMPTS, [{}] * 3, logged_environment([]), 2,
+                                     max_turns=TURNS, max_total_tokens=400)
+    narrow = narrowed(rollout)
+    assert narrow.completion_mask.sum() == rollout.completion_mask.sum()
+    torch.testing.assert_close(policy.log_probs(narrow, reference=True),
+                               policy.log_probs(rollout, reference=True))
