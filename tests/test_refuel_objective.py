@@ -264,3 +264,13 @@ def test_micro_batches_keep_turn_h_and_its_log_probs(tiny_path):
     assert narrow.completion_mask.sum() == rollout.completion_mask.sum()
     torch.testing.assert_close(policy.log_probs(narrow, reference=True),
                                policy.log_probs(rollout, reference=True))
+
+
+def test_the_registry_entry_declares_what_refuel_needs():
+    from rebel_rl.config import algorithm_spec
+
+    spec = algorithm_spec("refuel")
+    assert (spec.rollout, spec.min_generations, spec.label) == ("branched", 2, "REFUEL")
+    assert spec.paper.endswith("ICLR 2025. arXiv 2410.04612")
+    assert "eprint = {2410.04612}" in spec.bibtex and algorithm_spec("apo").rollout == "single_turn"
+    assert algorithm_spec("rebel").rollout == "samples"
