@@ -40,7 +40,9 @@ def make_config(files, run_dir: Path, **overrides) -> RebelConfig:
 
 
 # every registered algorithm that trains a causal LM, read from the registry (a new one joins here)
-TEXT_ALGORITHMS = [name for name in algorithm_names() if "causal_lm" in algorithm_spec(name).policy_kinds]
+# (REFUEL needs an environment: tests/test_refuel_objective.py trains it)
+TEXT_ALGORITHMS = [name for name in algorithm_names() if "causal_lm" in algorithm_spec(name).policy_kinds
+                   and algorithm_spec(name).rollout != "branched"]
 
 
 # A*-PO's default beta2 (1e-3, the paper's, for 0/1 rewards) makes its regression target

@@ -6,6 +6,9 @@ import torch
 from rebel_rl import ConfigError, RebelConfig
 from rebel_rl.algorithms.grpo import GROUP_STD_EPS, grpo_advantages, grpo_loss
 from rebel_rl.config import algorithm_spec
+from rebel_rl.policies.text import TextRollout
+from rebel_rl.training.online.methods import Batch
+from rebel_rl.training.online.methods.grpo import Grpo, GrpoOptions
 
 
 def test_advantages_are_standardised_within_each_prompt_group():
@@ -104,9 +107,73 @@ def test_the_registry_entry_declares_what_grpo_needs():
     assert spec.min_generations == 2 and "diffusion" in spec.policy_kinds
     config = RebelConfig(algorithm="grpo", clip_range=0.1, scale_rewards=False).validate()
     assert (config.grpo.clip_range, config.grpo.scale_rewards) == (0.1, False)
+    assert RebelConfig().grpo.loss_type == "grpo" and RebelConfig().grpo.scale_rewards == "group"
     with pytest.raises(ConfigError, match="num_generations must be >= 2 for grpo"):
         RebelConfig(algorithm="grpo", num_generations=1).validate()
     with pytest.raises(ConfigError, match="grpo normalises rewards per prompt itself"):
         RebelConfig(algorithm="grpo", reward_normalization="prompt").validate()
     with pytest.raises(ConfigError, match="pair_source 'offline' needs algorithm rebel, got 'grpo'"):
         RebelConfig(algorithm="grpo", pair_source="offline").validate()
+
+
+# ------------------------------------------------------------------ the options reach the objective
+def _objective_batch(episode: bool = False):
+    """Two prompts of two rows at ratio 1: prompt 0's rows have 4 and 1 scored tokens and rewards
+    0 and 3 (advantages -1.5, 1.5 unscaled), prompt 1's 4 and 4 with equal rewards; 13 tokens."""
+    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]])
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    rollout = TextRollout(ids, torch.ones_like(ids), torch.zeros(4, 4, dtype=torch.long), mask,
+                          torch.ones(4, dtype=torch.bool), [""] * 4,
+                          completion_attention_mask=torch.ones(4, 4) if episode else None)
+    reward = torch.tensor([0.0, 3.0, 1.0, 1.0])
+    batch = Batch(rollout, torch.zeros(4), reward, torch.zeros(4), reward,
+                  current_token_logps=torch.zeros(4, 4, requires_grad=True))
+    batch.extra["old_token_logps"] = torch.zeros(4, 4)
+    return batch
+
+
+def _objective_loss(episode: bool = False, **options) -> float:
+    objective = Grpo(GrpoOptions(scale_rewards="none", **options), 2, limits=(8, 64))
+    batch = _objective_batch(episode)
+    objective.prepare(batch, policy=None)
+    loss, _ = objective.loss(batch.select(torch.tensor([0, 1])), policy=None)  # prompt 0 alone
+    return loss.item()
+
+
+@pytest.mark.parametrize(("loss_type", "episode", "value"), [
+    ("grpo", False, 0.0),  # (1.5 * 4 / 4 - 1.5) / 2
+    ("bnpo", False, 4.5 / 5),  # over the minibatch's 5 tokens
+    ("dapo", False, 4.5 / 6.5),  # over the iteration's mean 6.5 tokens per minibatch of 1 prompt
+    ("dr_grpo", False, 4.5 / (2 * 8)),  # over N * max_new_tokens
+    ("dr_grpo", True, 4.5 / (2 * 64)),  # an episode: over N * max_total_tokens
+])
+def test_each_loss_type_reaches_the_objective(loss_type, episode, value):
+    assert _objective_loss(episode, loss_type=loss_type) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("scale", [True, "true", "group", "batch", "none", False, "False"])
+def test_scale_rewards_reaches_the_advantages(scale):
+    objective = Grpo(GrpoOptions(scale_rewards=scale), 2)
+    batch = _objective_batch()
+    objective.prepare(batch, policy=None)
+    mode = {"true": "group", "false": "none"}.get(str(scale).lower(), str(scale))
+    expected = grpo_advantages(batch.reward.view(2, 2), mode).flatten()
+    torch.testing.assert_close(batch.extra["advantages"], expected)
+    assert expected.abs().max() > 0 and (mode == "none") == (expected[1] == 1.5)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"loss_type": "token"}, "loss_type must be one of grpo, bnpo, dapo, dr_grpo; got 'token'"),
+    ({"scale_rewards": "prompt"}, "scale_rewards must be one of group, batch, none"),
+])
+def test_bad_options_are_one_config_error_line(values, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        RebelConfig(algorithm="grpo", **values).validate()
+    assert "\n" not in str(error.value)
+
+
+def test_the_options_take_the_values_the_pure_functions_do():
+    from rebel_rl.algorithms import grpo as pure
+    from rebel_rl.training.online.methods import grpo as method
+
+    assert method.LOSS_TYPES == pure.LOSS_TYPES and method.SCALE_REWARDS == pure.SCALE_REWARDS

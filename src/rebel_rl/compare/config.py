@@ -18,9 +18,11 @@ COMPARED_KIND = "causal_lm"  # the TL;DR task trains text policies: diffusion-on
 
 def online_methods() -> list[str]:
     """The registered online algorithms that train a causal LM, in registration order: compare's
-    online rows (read when asked, so an algorithm registered later appears with no edit here)."""
+    online rows (read when asked, so an algorithm registered later appears with no edit here);
+    one that needs an environment (REFUEL) sits out the single-turn task."""
     return [name for name in algorithm_names()
-            if COMPARED_KIND in algorithm_spec(name).policy_kinds]
+            if COMPARED_KIND in algorithm_spec(name).policy_kinds
+            and algorithm_spec(name).rollout != "branched"]
 
 
 def methods() -> list[str]:

@@ -33,6 +33,11 @@ class AlgorithmSpec:
     # why it refuses reward_normalization other than none, if it does
     reward_normalization: str | None = None
     sharding: bool = True  # whether it trains under FSDP2
+    # How its rollouts are sampled (training/online/pairs.py): "samples", n independent samples
+    # per prompt (n independent episodes with an environment); "single_turn", the same but it
+    # refuses an environment; "branched", n episodes per prompt continuing one shared prefix
+    # from a random turn (REFUEL), so it needs an environment.
+    rollout: str = "samples"
     # The paper it comes from (title, authors, venue, arXiv id) and its BibTeX entry: the model
     # card of a run cites them.
     paper: str = ""

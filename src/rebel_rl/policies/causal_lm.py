@@ -24,7 +24,7 @@ from .base import Policy, PolicySupports
 from .checkpointing import enable_gradient_checkpointing
 from .chunked_head import chunkable_head, chunked_completion_logps, head_skipped
 from .lora_sampling import adapter_folded, can_fold_adapter
-from .multiturn import rollout_episodes
+from .multiturn import rollout_branches, rollout_episodes
 from .offline import rollout_from_text
 from .pretrained import model_load_errors, resolve_model_path
 from .shared_prompts import completion_logits, generate_sharing_prompts
@@ -180,6 +180,13 @@ class CausalLMPolicy(Policy):
         environment instance: see multiturn.py."""
         return rollout_episodes(self, prompts, rows, environments, max_turns=max_turns,
                                 max_total_tokens=max_total_tokens, reference=reference)
+
+    def sample_branches(self, prompts: list, rows: list[dict], make_environment, n: int, *,
+                        max_turns: int, max_total_tokens: int) -> TextRollout:
+        """REFUEL's rollouts: n continuations per prompt of one shared dialogue prefix, each
+        against its own fresh environment (multiturn.rollout_branches)."""
+        return rollout_branches(self, prompts, rows, make_environment, n, max_turns=max_turns,
+                                max_total_tokens=max_total_tokens)
 
     def rollout_from_text(self, prompts: list, completions: list) -> TextRollout:
         return rollout_from_text(self, prompts, completions)

@@ -15,6 +15,16 @@ turn would not fit in `max_total_tokens` completion tokens. `has_eos` is false o
 limit cut it (the last turn was cut, or the environment's reply did not fit) or when its last turn
 ran out of `max_new_tokens` without EOS and the environment did not end it; `completions` is the
 transcript after the prompt, decoded with the template's special tokens (role markers) kept.
+
+`rollout_branches` samples REFUEL's rollouts (training/online/methods/refuel.py): per prompt one
+dialogue from the policy to its end, a turn h drawn uniformly over the turns it played, then n
+continuations of the SHARED prefix (the dialogue up to turn h's generation prompt) to their ends.
+Each continuation plays against a fresh environment from the factory into which the prefix's
+assistant messages are replayed (`_replay`), not a deepcopy of the branching one: a factory-made
+environment may hold what copies badly (a subprocess, a socket, a time-out worker), and replay
+needs only that reset(row) and step(text) be deterministic, which is checked (the replayed
+replies and rewards must be the recorded ones; ConfigError otherwise). `completion_mask` is 1 on
+turn h's response only: the prefix and the later policy turns are attended, not scored.
 """
 from __future__ import annotations
 
@@ -43,6 +53,22 @@ class _Episode:
     turns: int = 0
     finished: bool = False
     ended_cleanly: bool = False  # done, or the last turn ended with EOS: not cut by a limit
+    opening: int = 0  # messages before the first policy turn (the prompt's and reset's)
+    contents: list[str] = field(default_factory=list)  # each stepped turn's text, as step got it
+    replies: list[list[Message]] = field(default_factory=list)  # each step's messages
+    turn_rewards: list[float] = field(default_factory=list)  # each turn's step reward (0: no step)
+    turn_starts: list[int] = field(default_factory=list)  # each turn's first completion position
+    scored_turn: int | None = None  # mark only this turn's tokens in the mask (None: every turn)
+
+
+@dataclass
+class BranchedRollout(TextRollout):
+    """REFUEL's episodes (`rollout_branches`): n consecutive rows per prompt that share the
+    dialogue up to turn `branch_turns` and continue it independently; `completion_mask` is 1 on
+    that turn's response only."""
+
+    turn_rewards: torch.Tensor | None = field(default=None, kw_only=True)  # (N, H) 0 past the end
+    branch_turns: torch.Tensor | None = field(default=None, kw_only=True)  # (N,) 0-based turn h
 
 
 def render(tokenizer: Any, environment: Any, messages: list[Message],
@@ -95,31 +121,101 @@ def rollout_episodes(policy: Any, prompts: list, rows: list[dict],
     prompt i against `environments[i]` (or a fresh one from a factory callable), reset with
     `rows[i]`; a TextRollout whose rows are the episodes in order, with `episode_rewards` (the sum
     of step rewards), `turns` and `completion_attention_mask` set (module docstring)."""
-    tokenizer = policy.tokenizer
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ConfigError("multi-turn episodes render the dialogue with the tokenizer's chat "
-                          "template, and this tokenizer has none: set tokenizer.chat_template")
+    _check_template(policy.tokenizer)
     if callable(environments) and not isinstance(environments, list):
         environments = [environments() for _ in prompts]
     if len(environments) != len(prompts) or len(rows) != len(prompts):
         raise ConfigError(f"{len(prompts)} prompts need as many rows and environments, got "
                           f"{len(rows)} and {len(environments)}: one environment per episode")
-    episodes = []
-    for prompt, row, environment in zip(prompts, rows, environments):
-        # The environment opens the dialogue (it sees the row, prompt included); one that opens
-        # with nothing leaves the row's prompt as the opening (episodes.py).
-        messages = list(environment.reset({**row, "prompt": prompt}))
-        if not messages:
-            is_text = isinstance(prompt, str)
-            messages = [{"role": "user", "content": prompt}] if is_text else list(prompt)
-        text = render(tokenizer, environment, messages, True)
-        episodes.append(_Episode(environment, messages, _encode(tokenizer, text)))
+    episodes = [_start(policy.tokenizer, prompt, row, environment)
+                for prompt, row, environment in zip(prompts, rows, environments)]
+    _play(policy, episodes, max_turns, max_total_tokens, reference)
+    return _to_rollout(policy, episodes)
+
+
+def rollout_branches(policy: Any, prompts: list, rows: list[dict],
+                     make_environment: Callable[[], Any], n: int, *, max_turns: int,
+                     max_total_tokens: int, reference: bool = False) -> BranchedRollout:
+    """REFUEL's rollouts (module docstring): per prompt i (reset with `rows[i]`) one dialogue to
+    its end, a turn h uniform over the turns it played, and n continuations of its prefix up to
+    turn h, each against a fresh `make_environment()` replayed to the prefix; n consecutive rows
+    per prompt. h is drawn from a generator seeded by the global torch RNG before any sampling
+    (the loop seeds it per (seed, iteration, process), so a resumed run draws the same turns)."""
+    tokenizer = policy.tokenizer
+    _check_template(tokenizer)
+    generator = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
+    first = [_start(tokenizer, prompt, row, make_environment())
+             for prompt, row in zip(prompts, rows)]
+    _play(policy, first, max_turns, max_total_tokens, reference)
+    branches = []
+    for prompt, row, episode in zip(prompts, rows, first):
+        turn = int(torch.randint(episode.turns, (), generator=generator))
+        environments = [make_environment() for _ in range(n)]
+        if len({id(e) for e in environments}) < n:
+            raise ConfigError("the environment factory returned one instance twice: REFUEL plays "
+                              "each continuation against its own, so it must return a new one")
+        branches += [_replay(tokenizer, episode, turn, prompt, row, e) for e in environments]
+    _play(policy, branches, max_turns, max_total_tokens, reference)
+    turns = max(e.turns for e in branches)
+    rewards = [e.turn_rewards + [0.0] * (turns - len(e.turn_rewards)) for e in branches]
+    return _to_rollout(policy, branches, BranchedRollout,
+                       turn_rewards=torch.tensor(rewards, dtype=torch.float32),
+                       branch_turns=torch.tensor([e.scored_turn for e in branches]))
+
+
+def _check_template(tokenizer: Any) -> None:
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ConfigError("multi-turn episodes render the dialogue with the tokenizer's chat "
+                          "template, and this tokenizer has none: set tokenizer.chat_template")
+
+
+def _start(tokenizer: Any, prompt: Any, row: dict, environment: Any) -> _Episode:
+    """A new episode: the environment's opening messages (it sees the row, prompt included), or
+    the row's prompt when it opens with none (episodes.py), rendered."""
+    messages = list(environment.reset({**row, "prompt": prompt}))
+    if not messages:
+        is_text = isinstance(prompt, str)
+        messages = [{"role": "user", "content": prompt}] if is_text else list(prompt)
+    text = render(tokenizer, environment, messages, True)
+    return _Episode(environment, messages, _encode(tokenizer, text), opening=len(messages))
+
+
+def _replay(tokenizer: Any, episode: _Episode, turn: int, prompt: Any, row: dict,
+            environment: Any) -> _Episode:
+    """A continuation of `episode` from the start of its turn `turn`: `environment` (fresh) reset
+    with `row` and stepped with the episode's first `turn` assistant messages, each reply and
+    reward checked against the recorded one; the prefix's ids are the episode's, unscored."""
+    fresh = _start(tokenizer, prompt, row, environment)
+    messages = fresh.messages
+    same = messages == episode.messages[:episode.opening]
+    for k in range(turn):
+        if not same:
+            break
+        replies, reward, done = environment.step(episode.contents[k])
+        same = (list(replies) == episode.replies[k] and float(reward) == episode.turn_rewards[k]
+                and not done)
+        messages += [{"role": "assistant", "content": episode.contents[k]}, *replies]
+    if not same:
+        raise ConfigError(
+            f"environment {type(environment).__name__} is not deterministic: replaying the shared "
+            "prefix into a fresh instance gave other messages or rewards; REFUEL replays it, so "
+            "make reset(row) and step(text) deterministic (seed any randomness from the row)")
+    start = episode.turn_starts[turn]
+    return _Episode(environment, messages, episode.prompt, episode.completion[:start],
+                    [0] * start, sum(episode.turn_rewards[:turn]), turn,
+                    opening=episode.opening, contents=episode.contents[:turn],
+                    replies=episode.replies[:turn], turn_rewards=episode.turn_rewards[:turn],
+                    turn_starts=episode.turn_starts[:turn], scored_turn=turn)
+
+
+def _play(policy: Any, episodes: list[_Episode], max_turns: int, max_total_tokens: int,
+          reference: bool) -> None:
+    """Play every episode to its end, one batched turn of the live ones at a time."""
     for _ in range(max_turns):
         live = [e for e in episodes if not e.finished]
         if not live:
             break
         _play_turn(policy, live, max_total_tokens, max_turns, reference)
-    return _to_rollout(policy, episodes)
 
 
 @torch.no_grad()
@@ -147,15 +243,21 @@ def _play_turn(policy: Any, live: list[_Episode], max_total_tokens: int, max_tur
         # A turn longer than the episode's budget is cut there: as if sampled with that limit.
         turn_ids = ids[: min(int(length), budget)].tolist()
         ended_with_eos = bool(eos) and int(length) <= budget
+        scored = episode.scored_turn in (None, episode.turns)
+        episode.turn_starts.append(len(episode.completion))
         episode.completion += turn_ids
-        episode.sampled += [1] * len(turn_ids)
+        episode.sampled += [int(scored)] * len(turn_ids)
         episode.turns += 1
         if not ended_with_eos and len(episode.completion) >= max_total_tokens:
             episode.finished = True  # cut by the token limit mid-turn: no step on half a turn
+            episode.turn_rewards.append(0.0)
             continue
         content = tokenizer.decode(turn_ids, skip_special_tokens=True)
         replies, reward, done = episode.environment.step(content)
         episode.reward += float(reward)
+        episode.contents.append(content)
+        episode.replies.append(list(replies))
+        episode.turn_rewards.append(float(reward))
         episode.ended_cleanly = bool(done) or ended_with_eos
         if done or episode.turns == max_turns:  # max_turns: clean if the turn ended with EOS
             episode.finished = True  # nothing follows the last turn: the sequence ends with it
@@ -170,8 +272,10 @@ def _play_turn(policy: Any, live: list[_Episode], max_total_tokens: int, max_tur
         episode.sampled += [0] * len(following)
 
 
-def _to_rollout(policy: Any, episodes: list[_Episode]) -> TextRollout:
-    """Episodes as one TextRollout: prompts left-padded, completions right-padded."""
+def _to_rollout(policy: Any, episodes: list[_Episode], kind: type = TextRollout,
+                **extra: torch.Tensor) -> TextRollout:
+    """Episodes as one rollout of `kind` (with the `extra` fields): prompts left-padded,
+    completions right-padded."""
     tokenizer, pad = policy.tokenizer, policy.tokenizer.pad_token_id
     prompt_width = max(len(e.prompt) for e in episodes)
     width = max(1, max(len(e.completion) for e in episodes))
@@ -182,7 +286,7 @@ def _to_rollout(policy: Any, episodes: list[_Episode]) -> TextRollout:
         return torch.tensor(padded, dtype=torch.long, device=policy.device)
 
     completions = [e.completion for e in episodes]
-    return TextRollout(
+    return kind(
         prompt_ids=rows([e.prompt for e in episodes], pad, True, prompt_width),
         prompt_mask=rows([[1] * len(e.prompt) for e in episodes], 0, True, prompt_width),
         completion_ids=rows(completions, pad, False, width),
@@ -193,4 +297,5 @@ def _to_rollout(policy: Any, episodes: list[_Episode]) -> TextRollout:
         completion_attention_mask=rows([[1] * len(c) for c in completions], 0, False, width),
         episode_rewards=torch.tensor([e.reward for e in episodes], dtype=torch.float32),
         turns=torch.tensor([e.turns for e in episodes], dtype=torch.long),
+        **extra,
     )

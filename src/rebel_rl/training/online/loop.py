@@ -271,7 +271,7 @@ class RebelTrainer:
             torch.manual_seed(((config.seed * 1_000_003 + self.iteration) * 1_009 + self.accelerator.process_index))
             # pairs.py: online, hybrid or offline; multi-turn episodes with an environment
             rollout = collect_rollout(self.policy, rows, n, config.data, self.environment_factory,
-                                      config.environment)
+                                      config.environment, self.spec.rollout)
         # One epoch in one minibatch: the update's forward, made before the weights change, is log pi_t
         # exactly; the separate pass that would recompute it is skipped (unless sampling recorded it).
         reuse_forward = self.update_forward_gives_old_logps and rollout.recorded_token_log_probs is None

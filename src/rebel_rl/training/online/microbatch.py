@@ -45,9 +45,12 @@ def narrowed(rollout: Any) -> Any:
     unchanged (masks and position ids ignore padding). Other kinds come back as they are."""
     if not hasattr(rollout, "completion_ids"):
         return rollout
-    width = max(1, int(rollout.completion_mask.sum(-1).max()))
+    # an episode's scored tokens are not a prefix of its completion: cut after what it attends
+    attended = getattr(rollout, "completion_attention_mask", None)
+    width = max(1, int((rollout.completion_mask if attended is None else attended).sum(-1).max()))
     start = int(rollout.prompt_mask.any(0).long().argmax())
+    extra = {} if attended is None else {"completion_attention_mask": attended[:, :width]}
     return replace(rollout, completion_ids=rollout.completion_ids[:, :width],
-                   completion_mask=rollout.completion_mask[:, :width],
+                   completion_mask=rollout.completion_mask[:, :width], **extra,
                    prompt_ids=rollout.prompt_ids[:, start:],
                    prompt_mask=rollout.prompt_mask[:, start:])

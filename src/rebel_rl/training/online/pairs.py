@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from ...algorithms.grpo import standardise_groups
-from ...config import DataConfig, RebelConfig
+from ...config import DataConfig, RebelConfig, algorithm_spec
 from ...config.run import EnvironmentConfig
 from ...data.pairs import _is_completion
 from ...errors import ConfigError, DataError
@@ -42,19 +42,25 @@ def check_completion_columns(dataset, config: DataConfig) -> None:
 
 def collect_rollout(policy: Policy, rows: dict[str, list], n: int, config: DataConfig,
                     environment_factory: Callable[[], Any] | None = None,
-                    episodes: EnvironmentConfig | None = None) -> Rollout:
+                    episodes: EnvironmentConfig | None = None, kind: str = "samples") -> Rollout:
     """The iteration's Rollout, n consecutive rows per prompt: first the n - k samples from pi_t, then the
     prompt's k dataset completions in `completion_columns` order. With an `environment_factory`,
     each of a prompt's n copies plays one multi-turn episode against its own fresh environment,
-    within the limits of `episodes` (policies/multiturn.py)."""
+    within the limits of `episodes` (policies/multiturn.py); with `kind` "branched" (the
+    algorithm's `AlgorithmSpec.rollout`, REFUEL's) the n episodes continue one shared prefix of a
+    dialogue from a random turn, only that turn's response scored (`rollout_branches`)."""
     prompts = rows["prompt"]
     if environment_factory is not None:
-        sample_episodes = getattr(policy, "sample_episodes", None)
-        if sample_episodes is None:
+        method = "sample_branches" if kind == "branched" else "sample_episodes"
+        sample = getattr(policy, method, None)
+        if sample is None:
             raise ConfigError(f"{policy.supports.description} cannot play multi-turn episodes: "
                               "unset environment or train a causal LM")
         columns = [dict(zip(rows, values)) for values in zip(*rows.values())]
-        return sample_episodes([p for p in prompts for _ in range(n)],
+        if kind == "branched":
+            return sample(prompts, columns, environment_factory, n, max_turns=episodes.max_turns,
+                          max_total_tokens=episodes.max_total_tokens)
+        return sample([p for p in prompts for _ in range(n)],
                                [c for c in columns for _ in range(n)],
                                [environment_factory() for _ in range(len(prompts) * n)],
                                max_turns=episodes.max_turns,
@@ -75,8 +81,15 @@ def environment_factory(config: RebelConfig, environment: Any = None) -> Callabl
     rebel_rl.environments, with its time-outs); None for single-turn runs. ConfigError for what
     episodes cannot be combined with."""
     spec = environment if environment is not None else config.environment.environment
+    rollout = algorithm_spec(config.algorithm).rollout
     if spec is None:
+        if rollout == "branched":
+            raise ConfigError(f"algorithm {config.algorithm} branches multi-turn episodes: set "
+                              "environment (a class, or --environment module:Class)")
         return None
+    if rollout == "single_turn":
+        raise ConfigError(f"algorithm {config.algorithm} trains on single-turn samples only: "
+                          "unset environment or choose another algorithm")
     if config.sampling.generation_backend == "vllm":
         raise ConfigError("multi-turn episodes sample with the hf backend only: set "
                           "generation_backend hf or unset environment")

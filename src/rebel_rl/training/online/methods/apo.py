@@ -104,7 +104,7 @@ BIBTEX = r"""@misc{brantley2025apo,
 }"""
 
 register_algorithm(AlgorithmSpec(
-    "apo", Apo, ApoOptions,
+    "apo", Apo, ApoOptions, rollout="single_turn",  # V* scores single-turn pi_ref samples
     reward_normalization="apo regresses the raw score onto V*: use reward_normalization none",
     label="A*-PO", paper=PAPER, bibtex=BIBTEX,
     summary="least squares of beta2·log(pi/pi_ref) onto score − V*, V* = beta1·log mean "

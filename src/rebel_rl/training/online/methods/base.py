@@ -78,7 +78,9 @@ class BuildContext:
     reward: Any  # the RewardConfig group (kl_coef, the preference source, the named rewards)
     model_name_or_path: str  # the policy's source checkpoint
     device: Any
-    options: Callable[[str], Any]  # any registered algorithm's option group, by name
+    # any config group by name: an algorithm's options (REFUEL reads rebel's eta), or sampling,
+    # environment (GRPO's dr_grpo reads their length limits)
+    options: Callable[[str], Any]
     preference_func: Callable | None = None  # a Python preference from the API (else the config's)
     pairing: str = "all"  # the data group's pairing of each prompt's samples
     # the loop's score of rows (prompts, rollout, columns) -> (N,), before the KL term
