@@ -371,7 +371,8 @@ def test_a_config_saved_with_the_old_names_loads_as_resume_reads_it(tmp_path):
     path.write_text(yaml.safe_dump(saved))
     with pytest.warns(FutureWarning):
         config = RebelConfig.from_yaml(path).with_overrides({"output_dir": str(tmp_path)})
-    assert (config.grpo.clip_range, config.grpo.scale_rewards) == (0.3, False)
+    config.validate()  # as the trainer does with a resumed config
+    assert (config.grpo.clip_range, config.grpo.scale_rewards) == (0.3, "none")
     assert (config.ddpo.buffer_size, config.ddpo.min_count, config.ddpo.ddpo_adv_clip) == (8, 4, 2.0)
     assert (config.ddpo.clip_range, config.ppo.clip_range) == (0.15, 0.15)
     assert config.training.algorithm == "ddpo"

@@ -106,7 +106,7 @@ def test_the_registry_entry_declares_what_grpo_needs():
     spec = algorithm_spec("grpo")
     assert spec.min_generations == 2 and "diffusion" in spec.policy_kinds
     config = RebelConfig(algorithm="grpo", clip_range=0.1, scale_rewards=False).validate()
-    assert (config.grpo.clip_range, config.grpo.scale_rewards) == (0.1, False)
+    assert (config.grpo.clip_range, config.grpo.scale_rewards) == (0.1, "none")
     assert RebelConfig().grpo.loss_type == "grpo" and RebelConfig().grpo.scale_rewards == "group"
     with pytest.raises(ConfigError, match="num_generations must be >= 2 for grpo"):
         RebelConfig(algorithm="grpo", num_generations=1).validate()

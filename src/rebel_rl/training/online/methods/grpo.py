@@ -42,6 +42,8 @@ class GrpoOptions:
         if scale_mode(self.scale_rewards) not in SCALE_REWARDS:
             raise ConfigError(f"scale_rewards must be one of {', '.join(SCALE_REWARDS)} (true = "
                               f"group, false = none); got {self.scale_rewards!r}")
+        # one spelling from here on, whether it came as a bool, YAML's false or the CLI's "False"
+        self.scale_rewards = scale_mode(self.scale_rewards)
 
 
 class Grpo(Objective):

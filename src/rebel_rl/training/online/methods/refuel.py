@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_non_negative
+from ....config.base import check_non_negative, option
 from .base import Objective
 
 
@@ -20,7 +20,9 @@ class RefuelOptions:
     Its step size is REBEL's `eta` (the rebel group): a second field named eta would make the
     flat `--eta` ambiguous, and it is the same step of the same regression."""
 
-    nll_coef: float = 0.0  # refuel: NLL weight, best turn-h response (0: official code has none)
+    nll_coef: float = option(
+        0.0, "refuel: weight of an NLL term on the best continuation's turn-h response (0: the "
+        "official code has none)")
 
     def validate(self) -> None:
         check_non_negative(self, ["nll_coef"])
