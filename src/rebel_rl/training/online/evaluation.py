@@ -23,7 +23,8 @@ class HeldOut:
     rewards plus the evaluation-only ones); processes split the batches between them."""
 
     def __init__(self, prompts: Any, held_out: bool, evaluation: EvalConfig, num_generations: int,
-                 seed: int, policy: Policy, rewards: Any, eval_rewards: Any, accelerator: Any) -> None:
+                 seed: int, policy: Policy, rewards: Any, eval_rewards: Any,
+                 accelerator: Any) -> None:
         self.prompts, self.held_out, self.evaluation = prompts, held_out, evaluation
         self.num_generations, self.seed = num_generations, seed
         self.policy, self.rewards, self.eval_rewards = policy, rewards, eval_rewards
@@ -60,8 +61,8 @@ class HeldOut:
 
 
 def before(run_dir: Path, run: Callable[[bool], EvalResult], is_main: bool) -> EvalResult:
-    """pi_ref's result: the one saved in `run_dir` by an earlier start of this run, else `run(True)`,
-    saved by the main process."""
+    """pi_ref's result: the one saved in `run_dir` by an earlier start of this run, else
+    `run(True)`, saved by the main process."""
     saved = run_dir / BEFORE_FILE
     if saved.is_file():
         return EvalResult(**json.loads(saved.read_text()))
@@ -74,6 +75,7 @@ def before(run_dir: Path, run: Callable[[bool], EvalResult], is_main: bool) -> E
 def periodic_metrics(iteration: int, reward_queries: int, result: EvalResult) -> dict[str, Any]:
     """Held-out metrics for learning curves, against the number of reward queries so far."""
     return {"iteration": iteration, "reward_queries": reward_queries, "eval/reward": result.reward,
-            "eval/kl": result.kl, **{f"eval/{name}": value for name, value in result.rewards.items()},
+            "eval/kl": result.kl,
+            **{f"eval/{name}": value for name, value in result.rewards.items()},
             **{f"eval/{name}/{metric}": value for name, metrics in result.verified.items()
                for metric, value in metrics.items()}}

@@ -97,8 +97,8 @@ class RebelTrainer:
                 prepare_run_dir(self.run_dir, config.output.overwrite or resume)
             config.save_yaml(self.run_dir / CONFIG_FILE)  # on resume: records new overrides
             write_inputs(self.run_dir, given)
-        self.policy = setup.load_run_policy(config, self.accelerator,
-                                            [self.train_prompts, self.eval_prompts], model, tokenizer)
+        prompt_sets = [self.train_prompts, self.eval_prompts]
+        self.policy = setup.load_run_policy(config, self.accelerator, prompt_sets, model, tokenizer)
         self.rewards, self.eval_rewards, self.trainer_state = setup.build_rewards(
             config.reward, config.evaluation, config.training.num_iterations,
             str(self.accelerator.device), reward_funcs, reward_model)
@@ -123,7 +123,7 @@ class RebelTrainer:
                                     run_config=config.to_dict(), images=self.policy.supports.images)
 
     def _build_optimizer(self) -> None:
-        """The optimizer, schedule and update (setup.py, update.py); tests/fsdp_on_cpu.py wraps it."""
+        """The optimizer, schedule and update (setup.py, update.py); fsdp_on_cpu.py wraps it."""
         config = self.config
         self.optimization = setup.build_optimizer(config.training,
                                                   config.sampling.prompts_per_iteration,
@@ -144,7 +144,8 @@ class RebelTrainer:
         before = None if self.held_out is None else held_out.before(self.run_dir, self._evaluate,
                                                                     self.is_main)
         output, iterations = self.config.output, self.config.training.num_iterations
-        progress = TrainingProgress(iterations, self.iteration, enabled=output.progress and self.is_main)
+        progress = TrainingProgress(iterations, self.iteration,
+                                    enabled=output.progress and self.is_main)
         with progress:
             while self.iteration < iterations:
                 metrics, samples = self.step()
@@ -168,11 +169,12 @@ class RebelTrainer:
         config, n = self.config, self.config.sampling.num_generations
         rows = self.train_prompts[self._prompt_indices(self.iteration)]
         prompts = [p for p in rows["prompt"] for _ in range(n)]
-        columns = {k: [v for v in values for _ in range(n)] for k, values in rows.items() if k != "prompt"}
+        columns = {k: [v for v in values for _ in range(n)]
+                   for k, values in rows.items() if k != "prompt"}
 
         timer = _PhaseTimer()
         with timer("sampling"):
-            # Seeded by (seed, iteration, process) alone: algorithms share rollouts while policies agree.
+            # Seeded by (seed, iteration, process): algorithms share rollouts while policies agree.
             process = self.accelerator.process_index
             torch.manual_seed((config.training.seed * 1_000_003 + self.iteration) * 1_009 + process)
             rollout = collect_rollout(self.policy, rows, n, config.data, self.environment_factory,
@@ -180,10 +182,12 @@ class RebelTrainer:
         # One epoch in one minibatch: the update's forward, made before the weights change, is log
         # pi_t exactly; the separate pass that would recompute it is skipped (unless sampling
         # recorded it).
-        reuse_forward = self.update_forward_gives_old_logps and rollout.recorded_token_log_probs is None
+        reuse_forward = (self.update_forward_gives_old_logps
+                         and rollout.recorded_token_log_probs is None)
         with timer("logprobs"), torch.no_grad():
             ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
-            old_token_logps = None if reuse_forward else self.policy.sampling_token_log_probs(rollout)
+            old_token_logps = (None if reuse_forward
+                               else self.policy.sampling_token_log_probs(rollout))
         with timer("scoring"):
             self.trainer_state.global_step = self.iteration
             score, named = self._score(prompts, rollout, columns)
@@ -191,7 +195,8 @@ class RebelTrainer:
         with timer("update"):
             current_token_logps = self.policy.token_log_probs(rollout) if reuse_forward else None
             if reuse_forward:
-                old_token_logps = self.policy.sampling_token_log_probs(rollout, current_token_logps.detach())
+                old_token_logps = self.policy.sampling_token_log_probs(
+                    rollout, current_token_logps.detach())
             old_logps = old_token_logps.sum(-1)
             kl = old_logps - ref_token_logps.sum(-1)
             shaped = score - config.reward.kl_coef * kl
@@ -205,14 +210,17 @@ class RebelTrainer:
             losses, grad_norms, loss_stats = self.update(batch)
 
         self.iteration += 1
-        self.reward_queries += self.objective.reward_queries(len(rollout)) * self.accelerator.num_processes
-        metrics = self._metrics(rollout, score, named, kl, shaped, losses, grad_norms, timer.seconds)
+        processes = self.accelerator.num_processes
+        self.reward_queries += self.objective.reward_queries(len(rollout)) * processes
+        metrics = self._metrics(rollout, score, named, kl, shaped, losses, grad_norms,
+                                timer.seconds)
         metrics.update(objective_stats)
         metrics.update(loss_stats)
         metrics.update(self._sampling_metrics())
-        metrics.update(self.rewards.take_counts())  # rewards/NAME/timeouts, /failures (this process)
+        metrics.update(self.rewards.take_counts())  # rewards/NAME/timeouts, /failures (here)
         metrics.update(self._episode_metrics(rollout))
-        samples = [{"prompt": prompts[i], "completion": rollout.completions[i], "reward": float(score[i])}
+        samples = [{"prompt": prompts[i], "completion": rollout.completions[i],
+                    "reward": float(score[i])}
                    for i in range(min(config.output.log_completions, len(rollout)))]
         return metrics, samples
 
@@ -248,11 +256,13 @@ class RebelTrainer:
         size = len(self.train_prompts)
         per_iteration = self.config.sampling.prompts_per_iteration
         seed = self.config.training.seed
-        start = (iteration * self.accelerator.num_processes + self.accelerator.process_index) * per_iteration
+        accelerator = self.accelerator
+        start = (iteration * accelerator.num_processes + accelerator.process_index) * per_iteration
         indices = []
         for position in range(start, start + per_iteration):
             data_pass = position // size
-            order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + data_pass))
+            generator = torch.Generator().manual_seed(seed * 100_003 + data_pass)
+            order = torch.randperm(size, generator=generator)
             indices.append(int(order[position % size]))
         return indices
 
@@ -275,10 +285,12 @@ class RebelTrainer:
                 "environment/turns": gather(rollout.turns.to(device).float()).mean().item(),
                 **(take_counts() if take_counts is not None else {})}
 
-    def _metrics(self, rollout, score, named, kl, reward, losses, grad_norms, seconds) -> dict[str, Any]:
+    def _metrics(self, rollout, score, named, kl, reward, losses, grad_norms,
+                 seconds) -> dict[str, Any]:
         """The iteration's metrics, gathered over processes (TRL's names where TRL has one)."""
         gather = self.accelerator.gather
-        score_all, kl_all, reward_all = gather(score.float()), gather(kl.float()), gather(reward.float())
+        score_all, kl_all = gather(score.float()), gather(kl.float())
+        reward_all = gather(reward.float())
         lengths = gather(rollout.lengths.float())
         no_eos = gather((~rollout.has_eos).float())
         n = self.config.sampling.num_generations
@@ -311,7 +323,8 @@ class RebelTrainer:
         model_state = gathered_model_state(self.policy.model)
         optimizer_state = gathered_optimizer_state(self.policy.model, self.optimizer)
         if self.is_main:
-            counters = {"reward_queries": self.reward_queries, "objective": self.objective.state_dict()}
+            counters = {"reward_queries": self.reward_queries,
+                        "objective": self.objective.state_dict()}
             ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy,
                                  optimizer_state, self.scheduler, counters, model_state=model_state)
         self.accelerator.wait_for_everyone()
@@ -326,15 +339,17 @@ class RebelTrainer:
         if before is not None:
             latest = self.held_out.latest
             # Same policy, prompts and seed: a periodic eval at this iteration is the final one.
-            after = latest[1] if latest and latest[0] == self.iteration else self._evaluate(reference=False)
+            reuse = latest is not None and latest[0] == self.iteration
+            after = latest[1] if reuse else self._evaluate(reference=False)
             summary.update(before=before.to_dict(), after=after.to_dict())
             if self.is_main:
                 write_evaluation(self.run_dir, before, after, self.held_out.label(),
                                  show=config.output.progress)
         if self.is_main:
             prompts = (self.eval_prompts or self.train_prompts)["prompt"]
-            summary.update(write_final_outputs(self.run_dir, self.policy, config.model, config.output,
-                                               config.training.seed, prompts, model_state))
+            summary.update(write_final_outputs(self.run_dir, self.policy, config.model,
+                                               config.output, config.training.seed, prompts,
+                                               model_state))
         self.accelerator.wait_for_everyone()
         return summary
 
@@ -355,7 +370,8 @@ class _PhaseTimer:
 def train(config: RebelConfig, **objects: Any) -> dict[str, Any]:
     """Train with REBEL as `config` says; return a summary (run dir, held-out before/after).
     Keyword arguments (`model`, `tokenizer`, `train_dataset`, `eval_dataset`, `reward_funcs`,
-    `reward_model`, `preference_func`, `environment`) are objects in memory, as for `RebelTrainer`."""
+    `reward_model`, `preference_func`, `environment`) are objects in memory, as for
+    `RebelTrainer`."""
     return RebelTrainer(config, **objects).train()
 
 
@@ -382,6 +398,6 @@ def resume(run_dir: str | Path, *, new_lr_schedule: bool = False,
         raise RunDirError(f"nothing to resume in {run_dir}: it has no {CONFIG_FILE}")
     config = RebelConfig.from_yaml(run_dir / CONFIG_FILE).with_overrides(
         {**overrides, "output_dir": str(run_dir)})
-    with ckpt.config_restored_on_error(run_dir / CONFIG_FILE):  # a refused resume leaves it as it was
+    with ckpt.config_restored_on_error(run_dir / CONFIG_FILE):  # a refused resume changes nothing
         trainer = RebelTrainer(config, **objects, resume=True, new_lr_schedule=new_lr_schedule)
     return trainer.train()

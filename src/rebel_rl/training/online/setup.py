@@ -95,9 +95,11 @@ def build_rewards(reward: RewardConfig, evaluation: EvalConfig, num_iterations: 
     the same trainer state (TRL rewards take it as `trainer_state`)."""
     extra = list(reward_funcs or [])
     if reward_model is not None:  # (model, tokenizer) of a sequence-classification reward model
-        pair = tuple(reward_model) if isinstance(reward_model, (tuple, list)) else (reward_model, None)
+        given = isinstance(reward_model, (tuple, list))
+        pair = tuple(reward_model) if given else (reward_model, None)
         extra.append(RewardModel(pair, device=device))
-    weights = None if reward.reward_weights is None else list(reward.reward_weights) + [1.0] * len(extra)
+    weights = (None if reward.reward_weights is None
+               else list(reward.reward_weights) + [1.0] * len(extra))
     specs = list(reward.rewards) + extra
     guard = {"timeout": reward.reward_timeout, "failure_score": reward.reward_failure_score,
              "workers": reward.reward_workers,
@@ -114,7 +116,7 @@ def build_rewards(reward: RewardConfig, evaluation: EvalConfig, num_iterations: 
 
 @dataclass
 class Optimization:
-    """The prepared optimizer, its schedule and the parameters it steps (sharded ones under FSDP2)."""
+    """The prepared optimizer, its schedule and the parameters it steps (sharded under FSDP2)."""
 
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -128,16 +130,18 @@ def build_optimizer(training: TrainingConfig, prompts_per_iteration: int, policy
     scheduler stays outside accelerate: it steps once per real optimizer step, on every process."""
     modules = objective.modules()
     params = [p for m in [policy.model, *modules] for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=training.learning_rate, weight_decay=training.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=training.learning_rate,
+                                  weight_decay=training.weight_decay)
     minibatches = prompts_per_iteration // training.minibatch_prompts
-    steps = training.num_iterations * training.num_epochs * (minibatches // training.gradient_accumulation_steps)
+    per_epoch = minibatches // training.gradient_accumulation_steps
+    steps = training.num_iterations * training.num_epochs * per_epoch
     name = "constant_with_warmup" if training.lr_scheduler == "constant" else training.lr_scheduler
     scheduler = get_scheduler(name, optimizer, num_warmup_steps=int(training.warmup_ratio * steps),
                               num_training_steps=steps)
     train_module, *prepared, optimizer = accelerator.prepare(policy.model, *modules, optimizer)
     policy.prepare_training(train_module, accelerator.autocast)
     objective.set_train_modules(prepared)
-    # After prepare: FSDP2 replaces the parameters by sharded ones (and points the optimizer at them).
+    # After prepare: FSDP2 replaces the parameters by sharded ones (the optimizer points at them).
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     return Optimization(optimizer, scheduler, trainable)
 
@@ -157,7 +161,8 @@ def sharding_needs(config: RebelConfig, supports: PolicySupports) -> dict[str, b
     declarations."""
     spec = algorithm_spec(config.training.algorithm)
     model, backend = config.model, config.sampling.generation_backend
-    return {supports.description: not supports.sharding, f"algorithm {spec.name}": not spec.sharding,
+    return {supports.description: not supports.sharding,
+            f"algorithm {spec.name}": not spec.sharding,
             "merge_adapter": model.merge_adapter and model.use_lora,
             # the weight push reads whole tensors; FSDP2 holds shards (DDP: one engine per
             # process, docs/vllm.md); a vLLM server is pushed whole tensors too
