@@ -22,8 +22,6 @@ Runs on accelerate from the start (one process by default; `accelerate launch` f
 """
 from __future__ import annotations
 
-import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,6 @@ import torch
 from ...config import RebelConfig, algorithm_spec
 from ...errors import RunDirError
 from ...evaluation.heldout import EvalResult
-from ...evaluation.verifiable import identical_score_fraction
 from ...policies.causal_lm import resolve_mixed_precision
 from ...sharding import check_sharding, gathered_model_state, gathered_optimizer_state
 from ...sharding import make_accelerator as _make_accelerator  # tests/fsdp_on_cpu.py replaces it
@@ -43,6 +40,7 @@ from ..run.outputs import CONFIG_FILE, MetricsLogger, prepare_run_dir, truncate_
 from . import evaluation as held_out
 from . import setup
 from .methods import Batch, BuildContext, build_objective
+from .metrics import PhaseTimer, episode_metrics, iteration_metrics, sampling_metrics
 from .pairs import collect_rollout, environment_factory, normalize_rewards
 from .progress import TrainingProgress
 from .setup import sharding_needs  # noqa: F401  (public here: tests and cli import it from loop)
@@ -172,7 +170,7 @@ class RebelTrainer:
         columns = {k: [v for v in values for _ in range(n)]
                    for k, values in rows.items() if k != "prompt"}
 
-        timer = _PhaseTimer()
+        timer = PhaseTimer()
         with timer("sampling"):
             # Seeded by (seed, iteration, process): algorithms share rollouts while policies agree.
             process = self.accelerator.process_index
@@ -210,15 +208,16 @@ class RebelTrainer:
             losses, grad_norms, loss_stats = self.update(batch)
 
         self.iteration += 1
-        processes = self.accelerator.num_processes
-        self.reward_queries += self.objective.reward_queries(len(rollout)) * processes
-        metrics = self._metrics(rollout, score, named, kl, shaped, losses, grad_norms,
-                                timer.seconds)
-        metrics.update(objective_stats)
-        metrics.update(loss_stats)
-        metrics.update(self._sampling_metrics())
-        metrics.update(self.rewards.take_counts())  # rewards/NAME/timeouts, /failures (here)
-        metrics.update(self._episode_metrics(rollout))
+        accelerator = self.accelerator
+        queries = self.objective.reward_queries(len(rollout))
+        self.reward_queries += queries * accelerator.num_processes
+        metrics = {**iteration_metrics(accelerator, rollout, n, score, named, kl, shaped, losses,
+                                       grad_norms, timer.seconds, self.scheduler.get_last_lr()[0],
+                                       iteration=self.iteration,
+                                       reward_queries=self.reward_queries),
+                   **objective_stats, **loss_stats, **sampling_metrics(accelerator, self.policy),
+                   **self.rewards.take_counts(),  # rewards/NAME/timeouts, /failures (this process)
+                   **episode_metrics(accelerator, rollout, self.environment_factory)}
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i],
                     "reward": float(score[i])}
                    for i in range(min(config.output.log_completions, len(rollout)))]
@@ -266,57 +265,6 @@ class RebelTrainer:
             indices.append(int(order[position % size]))
         return indices
 
-    def _sampling_metrics(self) -> dict[str, float]:
-        """The policy's sampling diagnostics (vllm/logprob_diff), averaged over processes: each has
-        its own sampler (a vLLM engine per process), and one left behind must show in the log."""
-        device = self.accelerator.device
-        return {name: self.accelerator.gather(torch.tensor([value], device=device)).mean().item()
-                for name, value in self.policy.sampling_metrics().items()}
-
-    def _episode_metrics(self, rollout) -> dict[str, float]:
-        """environment/return and environment/turns (means over all processes) of multi-turn
-        episodes, and the environment's time-out and failure counts where its factory keeps them."""
-        if getattr(rollout, "episode_rewards", None) is None:
-            return {}
-        device = self.accelerator.device
-        gather = self.accelerator.gather
-        take_counts = getattr(self.environment_factory, "take_counts", None)
-        return {"environment/return": gather(rollout.episode_rewards.to(device)).mean().item(),
-                "environment/turns": gather(rollout.turns.to(device).float()).mean().item(),
-                **(take_counts() if take_counts is not None else {})}
-
-    def _metrics(self, rollout, score, named, kl, reward, losses, grad_norms,
-                 seconds) -> dict[str, Any]:
-        """The iteration's metrics, gathered over processes (TRL's names where TRL has one)."""
-        gather = self.accelerator.gather
-        score_all, kl_all = gather(score.float()), gather(kl.float())
-        reward_all = gather(reward.float())
-        lengths = gather(rollout.lengths.float())
-        no_eos = gather((~rollout.has_eos).float())
-        n = self.config.sampling.num_generations
-        return {
-            "iteration": self.iteration,
-            "reward_queries": self.reward_queries,
-            "reward": score_all.mean().item(),
-            "reward_std": score_all.std().item(),
-            # prompts whose n samples all scored the same: for REBEL their pairs carry no signal
-            "identical_score_fraction": identical_score_fraction(score_all, n),
-            # nanmean: a reward that returned None (not applicable) is averaged over those it scored
-            **{f"rewards/{name}": gather(v.to(score.device).float()).nanmean().item()
-               for name, v in named.items()},
-            "kl": kl_all.mean().item(),
-            "rlhf_reward": reward_all.mean().item(),
-            "loss": sum(losses) / len(losses),
-            "grad_norm": sum(grad_norms) / max(1, len(grad_norms)),
-            "learning_rate": self.scheduler.get_last_lr()[0],
-            "completions/mean_length": lengths.mean().item(),
-            "completions/min_length": lengths.min().item(),
-            "completions/max_length": lengths.max().item(),
-            "completions/no_eos_fraction": no_eos.mean().item(),
-            **{f"time/{phase}": s for phase, s in seconds.items()},
-            "tokens_per_second": rollout.lengths.sum().item() / max(seconds["sampling"], 1e-9),
-        }
-
     def save_checkpoint(self) -> dict | None:
         """Write a checkpoint; return the gathered model state (None unless sharded) for reuse.
         Collectives under FSDP2: every process gathers, the main one writes."""
@@ -352,19 +300,6 @@ class RebelTrainer:
                                                model_state))
         self.accelerator.wait_for_everyone()
         return summary
-
-
-class _PhaseTimer:
-    """Wall-clock seconds per named phase of an iteration."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, phase: str):
-        start = time.perf_counter()
-        yield
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
 def train(config: RebelConfig, **objects: Any) -> dict[str, Any]:
