@@ -141,7 +141,7 @@ def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the config error was reported")
 
-    monkeypatch.setattr("rebel_rl.training.online.loop.load_policy", refuse)
+    monkeypatch.setattr("rebel_rl.training.online.setup.load_policy", refuse)
 
 
 def config_error_cases(files, tmp):

@@ -1,7 +1,7 @@
 """Micro-batches of an update's minibatch by token budget (`max_tokens_per_microbatch`).
 
-The loop (`RebelTrainer._microbatched`) keeps the gradient exact by the chain rule rather than by
-weighting each micro-batch's loss (docs/long_completions.md); this module only says which rows go
+The update (`Update.microbatched`, update.py) keeps the gradient exact by the chain rule rather than
+by weighting each micro-batch's loss (docs/long_completions.md); this module only says which rows go
 together and trims a micro-batch's shared padding.
 """
 from __future__ import annotations

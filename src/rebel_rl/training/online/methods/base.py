@@ -70,21 +70,41 @@ class Batch:
 
 @dataclass
 class BuildContext:
-    """What a run offers an objective beyond its own option group when the run starts; an
-    objective's `build` takes what it needs and ignores the rest."""
+    """What a run offers an objective beyond its own option group when the run starts: the run's
+    config groups, its policy and device, and the trainer's services (a Python preference, the
+    loop's scoring). An objective's `build` reads what it needs and ignores the rest; the
+    properties below are the reads the algorithm modules share."""
 
+    config: Any  # the RebelConfig: every group (`config.sampling`, `config.reward`, `config.ppo`)
     policy: Policy
-    num_generations: int  # samples per prompt
-    reward: Any  # the RewardConfig group (kl_coef, the preference source, the named rewards)
-    model_name_or_path: str  # the policy's source checkpoint
     device: Any
-    # any config group by name: an algorithm's options (REFUEL reads rebel's eta), or sampling,
-    # environment (GRPO's dr_grpo reads their length limits)
-    options: Callable[[str], Any]
     preference_func: Callable | None = None  # a Python preference from the API (else the config's)
-    pairing: str = "all"  # the data group's pairing of each prompt's samples
     # the loop's score of rows (prompts, rollout, columns) -> (N,), before the KL term
     score: Callable | None = None
+
+    @property
+    def num_generations(self) -> int:
+        """Samples per prompt (the sampling group)."""
+        return self.config.sampling.num_generations
+
+    @property
+    def reward(self) -> Any:
+        """The RewardConfig group (kl_coef, the preference source, the named rewards)."""
+        return self.config.reward
+
+    @property
+    def pairing(self) -> str:
+        """The data group's pairing of each prompt's samples."""
+        return self.config.data.pairing
+
+    @property
+    def model_name_or_path(self) -> str:
+        """The policy's source checkpoint (the model group)."""
+        return self.config.model.model_name_or_path
+
+    def options(self, name: str) -> Any:
+        """Any registered algorithm's option group, by name."""
+        return getattr(self.config, name)
 
 
 class Objective:
