@@ -75,22 +75,24 @@ def collect_rollout(policy: Policy, rows: dict[str, list], n: int, config: DataC
     return merged.select(interleave_order(len(prompts), samples, len(columns)))
 
 
-def environment_factory(config: RebelConfig, environment: Any = None) -> Callable[[], Any] | None:
+def environment_factory(config: RebelConfig, environment: Any = None
+                        ) -> Callable[[], Any] | None:
     """The factory of one fresh environment per episode: the `environment` object (a class or a
     zero-argument callable) or the `environment` spec of the config (loaded by
     rebel_rl.environments, with its time-outs); None for single-turn runs. ConfigError for what
     episodes cannot be combined with."""
     spec = environment if environment is not None else config.environment.environment
-    rollout = algorithm_spec(config.algorithm).rollout
+    algorithm = config.training.algorithm
+    rollout = algorithm_spec(algorithm).rollout
     if spec is None:
         if rollout == "branched":
-            raise ConfigError(f"algorithm {config.algorithm} branches multi-turn episodes: set "
+            raise ConfigError(f"algorithm {algorithm} branches multi-turn episodes: set "
                               "environment (a class, or --environment module:Class)")
         return None
     if rollout == "single_turn":
-        raise ConfigError(f"algorithm {config.algorithm} trains on single-turn samples only: "
+        raise ConfigError(f"algorithm {algorithm} trains on single-turn samples only: "
                           "unset environment or choose another algorithm")
-    if config.sampling.generation_backend == "vllm":
+    if config.sampling.generation_backend in ("vllm", "vllm_server"):
         raise ConfigError("multi-turn episodes sample with the hf backend only: set "
                           "generation_backend hf or unset environment")
     if config.data.pair_source != "online":
