@@ -4,41 +4,23 @@ A kind says how to recognise its sources (`detect`), cheap checks before anythin
 to load a policy from the model and sampling config groups (`load`), and what its policies support
 (the policy class's `supports`).
 `model_type: auto` (the default) asks each kind's `detect` in registration order; the causal LM, which
-takes every hub id and transformers folder, comes last. Adding a kind: its module, and one
-`register_policy_kind` line at the bottom of this file.
+takes every hub id and transformers folder, comes last. Adding a kind: its room (a subpackage
+whose `POLICY_KIND` is a `base.PolicyKind`), and one `register_policy_kind` line at the bottom of
+this file.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from ..config import AlgorithmSpec
 from ..errors import ConfigError, ModelError
-from .base import Policy, PolicySupports
+from . import diffusion
+from .base import Policy, PolicyKind
 from .causal_lm import (CausalLMPolicy, load_causal_lm, load_causal_lm_policy, load_tokenizer,
                         wrap_causal_lm_policy)
-from .diffusion import DiffusionPolicy
-from .diffusion_kind import check_diffusion_source, load_diffusion_policy, looks_like_diffusion
 from .pretrained import check_model_source
-
-
-@dataclass(frozen=True)
-class PolicyKind:
-    """One kind of policy (the `model_type` value that names it) and how to build it."""
-
-    name: str
-    supports: PolicySupports
-    detect: Callable  # (ModelConfig) -> bool: whether `model_type: auto` means this kind
-    check: Callable  # (ModelConfig) -> None: ModelError for a source that cannot be this kind
-    load: Callable  # (ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy
-    # (model object or None, tokenizer or None, ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy:
-    # a policy around objects the user already holds (None: the kind takes no objects)
-    wrap: Callable | None = None
-    backends: tuple[str, ...] = ("hf",)  # the `generation_backend`s it samples with
-
 
 _KINDS: dict[str, PolicyKind] = {}
 
@@ -55,7 +37,7 @@ def policy_kind(model) -> PolicyKind:
 
 
 def is_diffusion(config) -> bool:
-    """Whether a RebelConfig names a diffusion policy (see policies/diffusion_kind.py)."""
+    """Whether a RebelConfig names a diffusion policy (see policies/diffusion/kind.py)."""
     return policy_kind(config.model).name == "diffusion"
 
 
@@ -160,8 +142,7 @@ def _check_causal_lm(model) -> None:
 
 
 # The registration lines: detection order is registration order, and a causal LM takes any other source.
-register_policy_kind(PolicyKind("diffusion", DiffusionPolicy.supports, looks_like_diffusion, check_diffusion_source,
-                                load_diffusion_policy))
+register_policy_kind(diffusion.POLICY_KIND)
 register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
                                 _load_causal_lm, _wrap_causal_lm,
                                 backends=("hf", "vllm", "vllm_server")))
