@@ -149,7 +149,7 @@ def main() -> None:
             LlamaFlops(AutoConfig.from_pretrained(tiny), 4), gflops,
             {k: VARIANTS[k] for k in ("none of the speed-ups", "all three (the default)")})
         smol = RebelConfig(**common)
-        from rebel_rl.policies.pretrained import resolve_model_path
+        from rebel_rl.models.pretrained import resolve_model_path
 
         smol_config = AutoConfig.from_pretrained(resolve_model_path(smol.model_name_or_path))
         rows += measure("SmolLM2-135M + LoRA r=16", common, args.rounds, workdir,

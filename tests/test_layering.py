@@ -12,7 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rebel_rl"
 LAYERS = [
     {"errors", "algorithms", "registry", "logs", "hub"},
     {"config", "stage_configs"},
-    {"data", "sharding"},
+    # models/: loading that policies/ and the offline stages share; it reads no data/, and
+    # policies/ import it, so it sits beside data/ (docs/architecture.md says so).
+    {"data", "sharding", "models"},
     {"policies"},
     {"rewards"},
     {"tasks"},

@@ -183,7 +183,7 @@ def _check_missing_model(config: RebelConfig) -> None:
     The trainer checks every source again (policies/factory.py)."""
     from pathlib import Path
 
-    from .policies.pretrained import check_model_source
+    from .models.pretrained import check_model_source
 
     name = config.model_name_or_path
     if config.model_type != "diffusion" and not name.startswith("builtin:") and not Path(name).expanduser().exists():

@@ -26,7 +26,7 @@ from .chunked_head import chunkable_head, chunked_completion_logps, head_skipped
 from .lora_sampling import adapter_folded, can_fold_adapter
 from .multiturn import rollout_episodes
 from .offline import rollout_from_text
-from .pretrained import model_load_errors, resolve_model_path
+from ..models.pretrained import model_load_errors, resolve_model_path
 from .shared_prompts import completion_logits, generate_sharing_prompts
 from .text import TextRollout, concat_rollouts, first_eos_mask
 

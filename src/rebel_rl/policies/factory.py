@@ -16,11 +16,11 @@ import torch
 
 from ..config import AlgorithmSpec
 from ..errors import ConfigError, ModelError
+from ..models.pretrained import check_model_source
 from . import diffusion
 from .base import Policy, PolicyKind
 from .causal_lm import (CausalLMPolicy, load_causal_lm, load_causal_lm_policy, load_tokenizer,
                         wrap_causal_lm_policy)
-from .pretrained import check_model_source
 
 _KINDS: dict[str, PolicyKind] = {}
 

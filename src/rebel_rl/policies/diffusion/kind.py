@@ -1,7 +1,7 @@
 """The diffusion kind of policy: how a model source is recognised as one, checked, and loaded.
 
 `model_type: auto` (the default) reads the source: a built-in diffusion model a task registered
-(policies/builtin.py, kind "diffusion", e.g. `builtin:digits-denoiser`), a diffusers pipeline
+(models/builtin.py, kind "diffusion", e.g. `builtin:digits-denoiser`), a diffusers pipeline
 folder (model_index.json or unet/) and a folder that task recognises as a saved copy of its model
 are diffusion models. A hub id of a
 diffusion pipeline (e.g. SimianLuo/LCM_Dreamshaper_v7) needs `model_type: diffusion`: nothing is
@@ -15,9 +15,9 @@ import torch
 
 from ...errors import ModelError, first_line
 from ...hub import check_hub_id
+from ...models.builtin import builtin_model, builtin_names, builtin_of_folder
+from ...models.pretrained import model_load_errors
 from ..base import PolicyKind
-from ..builtin import builtin_model, builtin_names, builtin_of_folder
-from ..pretrained import model_load_errors
 from .policy import DiffusionPolicy
 
 KIND = "diffusion"

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from ...errors import DataError, ModelError, first_line
+from ...models.pretrained import model_load_errors
 from .policy import DiffusionPolicy, _unet_config, add_lora, frozen_copy
 from .sampling import DDIMSampler, LCMSampler, make_sampler
-from ..pretrained import model_load_errors
 
 ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 

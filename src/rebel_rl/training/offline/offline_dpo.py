@@ -20,7 +20,7 @@ from ...config import SamplingConfig
 from ...data.pairs import PREFERENCE_COLUMNS, judge_labels, load_train_eval
 from ...policies.causal_lm import CausalLMPolicy, load_causal_lm_policy
 from ...policies.offline import encode_examples, rollout_from_ids
-from ...policies.pretrained import check_model_source
+from ...models.pretrained import check_model_source
 from ...stage_configs import DPOConfig
 from .sft import NO_PROMPT_LIMIT
 from .supervised import SupervisedTrainer, batches, preference_accuracy
