@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from flop_floor import LlamaFlops, Shape, matmul_gflops  # noqa: E402
 from rebel_rl import RebelConfig  # noqa: E402
-from rebel_rl.policies import lora_sampling, shared_prompts  # noqa: E402
+from rebel_rl.policies.causal_lm import lora_sampling, shared_prompts  # noqa: E402
 from rebel_rl.training.online.loop import RebelTrainer  # noqa: E402
 from tiny import save_tiny_causal_lm  # noqa: E402
 

@@ -25,7 +25,7 @@ LAYERS = [
 
 
 def layer_of(module: str) -> int:
-    """The layer of a dotted module name inside the package (`policies.causal_lm` -> 3)."""
+    """The layer of a dotted module name inside the package (`policies.causal_lm.policy` -> 3)."""
     head = module.split(".")[0] if module else "__init__"
     for index, names in enumerate(LAYERS):
         if head in names:

@@ -296,7 +296,7 @@ def _run_push(args: argparse.Namespace) -> int:
 
 def _run_vllm_serve(args: argparse.Namespace) -> int:
     start_work()  # before torch and vLLM load: their logs read the levels it sets
-    from .policies.vllm_serve_app import serve
+    from .policies.causal_lm.vllm.serve_app import serve
 
     serve(args.model, args.host, args.port, args.dtype, args.kv_cache_gb,
           args.gpu_memory_utilization, args.max_model_len)

@@ -39,8 +39,8 @@ def load_value_model(source: str, vocab_size: int, dtype: torch.dtype, device: t
 def token_values(model: torch.nn.Module, rollout: Any) -> torch.Tensor:
     """V(s_t) for every completion token t (N, C): the value of the state just before token t is chosen.
 
-    `rollout` is a causal LM's `TextRollout` (policies/text.py; not imported: models/ sits below
-    policies/), read for its prompt and completion ids and masks."""
+    `rollout` is a causal LM's `TextRollout` (policies/causal_lm/text.py; not imported: models/
+    sits below policies/), read for its prompt and completion ids and masks."""
     input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
     # Episodes: environment tokens are read (attended) but hold no value target (completion_mask).
     attention_mask = torch.cat([rollout.prompt_mask, rollout.attention], dim=1)

@@ -19,8 +19,8 @@ from ..errors import ConfigError, ModelError
 from ..models.pretrained import check_model_source
 from . import diffusion
 from .base import Policy, PolicyKind
-from .causal_lm import (CausalLMPolicy, load_causal_lm, load_causal_lm_policy, load_tokenizer,
-                        wrap_causal_lm_policy)
+from .causal_lm.policy import (CausalLMPolicy, load_causal_lm, load_causal_lm_policy,
+                               load_tokenizer, wrap_causal_lm_policy)
 
 _KINDS: dict[str, PolicyKind] = {}
 
@@ -74,11 +74,11 @@ def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "onl
         raise ConfigError(f"generation_backend {backend} does not sample {kind.supports.description}: "
                           f"use {' or '.join(kind.backends)}")
     if backend == "vllm" and not objects:
-        from .vllm_sampler import check_vllm_source
+        from .causal_lm.vllm.sampler import check_vllm_source
 
         check_vllm_source(model)
     if backend == "vllm_server":  # the servers answer (what they serve is checked once loaded)
-        from .vllm_server import check_servers
+        from .causal_lm.vllm.server import check_servers
 
         check_servers(sampling.vllm_server_url)
     return kind
@@ -103,11 +103,11 @@ def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 
 def _sampling_engine(sampling) -> dict:
     """The policy class (and its options) that samples with the SamplingConfig's generation backend."""
     if sampling.generation_backend == "vllm":
-        from .vllm_sampler import VllmSampledCausalLM  # an engine in this process
+        from .causal_lm.vllm.sampler import VllmSampledCausalLM  # an engine in this process
 
         return {"policy_class": VllmSampledCausalLM, "engine_options": sampling}
     if sampling.generation_backend == "vllm_server":
-        from .vllm_server import VllmServerSampledCausalLM  # `rebel vllm-serve` servers
+        from .causal_lm.vllm.server import VllmServerSampledCausalLM  # `rebel vllm-serve` servers
 
         return {"policy_class": VllmServerSampledCausalLM, "engine_options": sampling}
     return {}

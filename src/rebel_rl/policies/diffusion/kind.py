@@ -94,7 +94,7 @@ def load_diffusion_policy(model, sampling, device: torch.device, max_prompt_leng
         return builtin.build(
             **settings, lora_targets=tuple(lora_targets), denoiser=denoiser, device=device
         )
-    from ..causal_lm import resolve_dtype
+    from ..causal_lm.policy import resolve_dtype
     from .pipeline import ATTENTION_TARGETS, load_latent_diffusion_policy
 
     lora_targets = ATTENTION_TARGETS if targets == "all-linear" else _split(targets)

@@ -37,7 +37,7 @@ from ...evaluation.report import (
     print_before_after,
 )
 from ...policies.base import PolicySupports
-from ...policies.causal_lm import resolve_mixed_precision
+from ...policies.causal_lm.policy import resolve_mixed_precision
 from ...policies.factory import PolicyKind, check_policy_source, load_policy
 from ...rewards import RewardSet, check_reward_spec
 from ...rewards.preferences import NoRewards, check_preference_spec

@@ -17,16 +17,16 @@ from typing import Iterator
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
-from ..data import prompt_to_text
-from ..errors import DataError, ModelError, first_line
-from ..sharding import ready_to_generate
-from .base import Policy, PolicySupports
+from ...data import prompt_to_text
+from ...errors import DataError, ModelError, first_line
+from ...sharding import ready_to_generate
+from ..base import Policy, PolicySupports
 from .checkpointing import enable_gradient_checkpointing
 from .chunked_head import chunkable_head, chunked_completion_logps, head_skipped
 from .lora_sampling import adapter_folded, can_fold_adapter
-from .multiturn import rollout_episodes
+from ..multiturn import rollout_episodes
 from .offline import rollout_from_text
-from ..models.pretrained import model_load_errors, resolve_model_path
+from ...models.pretrained import model_load_errors, resolve_model_path
 from .shared_prompts import completion_logits, generate_sharing_prompts
 from .text import TextRollout, concat_rollouts, first_eos_mask
 
