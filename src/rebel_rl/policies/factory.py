@@ -5,8 +5,8 @@ to load a policy from the model and sampling config groups (`load`), and what it
 (the policy class's `supports`).
 `model_type: auto` (the default) asks each kind's `detect` in registration order; the causal LM, which
 takes every hub id and transformers folder, comes last. Adding a kind: its room (a subpackage
-whose `POLICY_KIND` is a `base.PolicyKind`), and one `register_policy_kind` line at the bottom of
-this file.
+whose `kind.py` declares its `POLICY_KIND`, a `base.PolicyKind`), and one `register_policy_kind`
+line at the bottom of this file.
 """
 from __future__ import annotations
 
@@ -16,11 +16,9 @@ import torch
 
 from ..config import AlgorithmSpec
 from ..errors import ConfigError, ModelError
-from ..models.pretrained import check_model_source
-from . import diffusion
 from .base import Policy, PolicyKind
-from .causal_lm.policy import (CausalLMPolicy, load_causal_lm, load_causal_lm_policy,
-                               load_tokenizer, wrap_causal_lm_policy)
+from .causal_lm import kind as causal_lm
+from .diffusion import kind as diffusion
 
 _KINDS: dict[str, PolicyKind] = {}
 
@@ -100,49 +98,6 @@ def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 
     return kind.load(model, sampling, device, max_prompt_length)
 
 
-def _sampling_engine(sampling) -> dict:
-    """The policy class (and its options) that samples with the SamplingConfig's generation backend."""
-    if sampling.generation_backend == "vllm":
-        from .causal_lm.vllm.sampler import VllmSampledCausalLM  # an engine in this process
-
-        return {"policy_class": VllmSampledCausalLM, "engine_options": sampling}
-    if sampling.generation_backend == "vllm_server":
-        from .causal_lm.vllm.server import VllmServerSampledCausalLM  # `rebel vllm-serve` servers
-
-        return {"policy_class": VllmServerSampledCausalLM, "engine_options": sampling}
-    return {}
-
-
-def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
-    return load_causal_lm_policy(model, sampling, device, max_prompt_length=max_prompt_length,
-                                 **_causal_lm_options(model, sampling))
-
-
-def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt_length) -> Policy:
-    if model_object is None:  # a tokenizer object with the config's model
-        check_model_source(model.model_name_or_path)
-        model_object = load_causal_lm(model, device)[0]
-    if tokenizer is None:  # the model's own, from where it was loaded
-        tokenizer = load_tokenizer(model_object)
-    return wrap_causal_lm_policy(model_object, tokenizer, sampling, device,
-                                 max_prompt_length=max_prompt_length,
-                                 **_causal_lm_options(model, sampling))
-
-
-def _causal_lm_options(model, sampling) -> dict:
-    """What the ModelConfig `model` and SamplingConfig `sampling` ask of a causal LM policy, loaded
-    or wrapped alike."""
-    return {"lora": model if model.use_lora else None,
-            "gradient_checkpointing": model.gradient_checkpointing,
-            "logprob_chunk_size": model.logprob_chunk_size, **_sampling_engine(sampling)}
-
-
-def _check_causal_lm(model) -> None:
-    check_model_source(model.model_name_or_path)
-
-
 # The registration lines: detection order is registration order, and a causal LM takes any other source.
 register_policy_kind(diffusion.POLICY_KIND)
-register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
-                                _load_causal_lm, _wrap_causal_lm,
-                                backends=("hf", "vllm", "vllm_server")))
+register_policy_kind(causal_lm.POLICY_KIND)

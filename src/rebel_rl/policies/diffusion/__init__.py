@@ -2,10 +2,5 @@
 `DiffusionRollout`, and the pixel-space `ClassConditionalDiffusionPolicy`), `sampling.py` (the
 samplers with their exact per-step log-density), `pipeline.py` (Stable Diffusion / LCM checkpoints)
 and `kind.py` (how a source is recognised, checked and loaded: `POLICY_KIND`, which
-policies/factory.py registers).
+policies/factory.py registers). Importing the package loads none of them.
 """
-from __future__ import annotations
-
-from .kind import POLICY_KIND
-
-__all__ = ["POLICY_KIND"]
