@@ -3,7 +3,7 @@
 A policy samples a batch with log-probs (`sample`), recomputes per-token (per-step) log-probs of stored
 samples under itself or under the reference pi_ref (`token_log_probs`), saves and loads its weights,
 describes a sample for logs and reports, and declares what it supports (`supports`). Both kinds here, a
-causal LM (causal_lm.py) and a diffusion model (diffusion/), implement `Policy`; their samples are
+causal LM (causal_lm/) and a diffusion model (diffusion/), implement `Policy`; their samples are
 `Rollout`s. Nothing outside policies/ asks which kind it holds: it asks `supports`.
 """
 from __future__ import annotations

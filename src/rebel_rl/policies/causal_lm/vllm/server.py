@@ -6,7 +6,7 @@ this machine or another: `vllm_server_url` names one server or several (comma-se
 go round-robin to the servers (prompt i to server i mod k, each with its own seed, so the samples do
 not depend on how many servers there are), all at once. After each update (`weights_updated`) and on
 resume (`load_weights`), the next sample first pushes the trainer's weights (LoRA merged, as in the
-colocated mode) to every server as one safetensors body over HTTP (vllm_serve_app.py says why).
+colocated mode) to every server as one safetensors body over HTTP (serve_app.py says why).
 
 At start-up each server must answer and serve the same model: architecture, vocabulary size, sizes
 and a tokenizer fingerprint (`model_signature`) must equal the trainer's. A server that answers
