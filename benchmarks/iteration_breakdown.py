@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from flop_floor import LlamaFlops, Shape, matmul_gflops  # noqa: E402
 from rebel_rl import RebelConfig  # noqa: E402
-from rebel_rl.policies import lora_sampling, shared_prompts  # noqa: E402
+from rebel_rl.policies.causal_lm import lora_sampling, shared_prompts  # noqa: E402
 from rebel_rl.training.online.loop import RebelTrainer  # noqa: E402
 from tiny import save_tiny_causal_lm  # noqa: E402
 
@@ -149,7 +149,7 @@ def main() -> None:
             LlamaFlops(AutoConfig.from_pretrained(tiny), 4), gflops,
             {k: VARIANTS[k] for k in ("none of the speed-ups", "all three (the default)")})
         smol = RebelConfig(**common)
-        from rebel_rl.policies.pretrained import resolve_model_path
+        from rebel_rl.models.pretrained import resolve_model_path
 
         smol_config = AutoConfig.from_pretrained(resolve_model_path(smol.model_name_or_path))
         rows += measure("SmolLM2-135M + LoRA r=16", common, args.rounds, workdir,

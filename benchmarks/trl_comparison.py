@@ -191,7 +191,7 @@ def build_cases(sizes: list[str], workdir: Path) -> dict[str, dict]:
         cases["llama10m"] = {"name": f"Llama {params / 1e6:.1f}M params (random, full fine-tuning)",
                              "model": str(path), "lora": False, "prompts": str(prompts)}
     if "smollm2" in sizes:
-        from rebel_rl.policies.pretrained import resolve_model_path  # the plain checkpoint rebel-rl converts once
+        from rebel_rl.models.pretrained import resolve_model_path  # the plain checkpoint rebel-rl converts once
 
         smollm2 = resolve_model_path("builtin:smollm2-135m-instruct")
         cases["smollm2"] = {"name": f"SmolLM2-135M-Instruct + LoRA r={LORA['r']}", "model": smollm2,

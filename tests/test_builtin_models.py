@@ -6,8 +6,8 @@ import json
 from types import SimpleNamespace
 
 import rebel_rl  # noqa: F401 (the tasks register their models on import)
-from rebel_rl.policies.builtin import BUILTIN_MODELS, builtin_names, builtin_of_folder
-from rebel_rl.policies.diffusion_kind import looks_like_diffusion
+from rebel_rl.models.builtin import BUILTIN_MODELS, builtin_names, builtin_of_folder
+from rebel_rl.policies.diffusion.kind import looks_like_diffusion
 
 
 def test_the_digits_task_registers_the_only_builtin_diffusion_model():

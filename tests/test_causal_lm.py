@@ -4,11 +4,12 @@ import torch
 from transformers import GenerationConfig
 
 from rebel_rl import DataError, RebelConfig
-from rebel_rl.policies import causal_lm, shared_prompts
-from rebel_rl.policies.causal_lm import first_eos_mask, sequence_logps
+from rebel_rl.policies.causal_lm import policy as causal_lm
+from rebel_rl.policies.causal_lm import shared_prompts
+from rebel_rl.policies.causal_lm.policy import first_eos_mask, sequence_logps
 from rebel_rl.policies.factory import load_policy
-from rebel_rl.policies.lora_sampling import adapter_folded, can_fold_adapter
-from rebel_rl.policies.shared_prompts import generate_sharing_prompts, prompt_groups
+from rebel_rl.policies.causal_lm.lora_sampling import adapter_folded, can_fold_adapter
+from rebel_rl.policies.causal_lm.shared_prompts import generate_sharing_prompts, prompt_groups
 from tiny import save_tiny_causal_lm
 
 EOS = 2

@@ -6,7 +6,7 @@ import torch
 from rebel_rl import RebelConfig
 from rebel_rl.config import algorithm_spec
 from rebel_rl.errors import ConfigError, ModelError
-from rebel_rl.policies.checkpointing import enable_gradient_checkpointing
+from rebel_rl.policies.causal_lm.checkpointing import enable_gradient_checkpointing
 from rebel_rl.policies.factory import check_policy_source, load_policy
 from tiny import tiny_tokenizer
 from tiny_diffusion import save_tiny_denoiser

@@ -15,13 +15,13 @@ from tiny_diffusion import save_tiny_clip, save_tiny_pipeline
 
 from rebel_rl.algorithms.rebel import rebel_loss
 from rebel_rl.errors import DataError, RewardError
-from rebel_rl.policies.diffusion import (
+from rebel_rl.policies.diffusion.policy import (
     ClassConditionalDiffusionPolicy,
     add_lora,
     concat_diffusion_rollouts,
     frozen_copy,
 )
-from rebel_rl.policies.diffusion_sampling import (
+from rebel_rl.policies.diffusion.sampling import (
     DDIMSampler,
     LCMSampler,
     gaussian_log_density,
@@ -297,7 +297,7 @@ def tiny_checkpoints(tmp_path_factory):
 
 @pytest.mark.parametrize("kind, sampler, guidance_scale", [("lcm", "lcm", 4.0), ("sd", "ddim", 3.0)])
 def test_latent_diffusion_policy_end_to_end(tiny_checkpoints, kind, sampler, guidance_scale, tmp_path):
-    from rebel_rl.policies.diffusion_pipeline import load_latent_diffusion_policy
+    from rebel_rl.policies.diffusion.pipeline import load_latent_diffusion_policy
 
     policy = load_latent_diffusion_policy(str(tiny_checkpoints[kind]), device="cpu", sampler=sampler, num_steps=3,
                                           guidance_scale=guidance_scale, height=16, width=16, lora_r=4)

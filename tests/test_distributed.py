@@ -16,8 +16,8 @@ from transformers import GenerationConfig
 from rebel_rl import RebelConfig
 from rebel_rl.data import load_prompt_dataset
 from rebel_rl.errors import ConfigError
-from rebel_rl.policies.causal_lm import CausalLMPolicy
-from rebel_rl.policies.diffusion import DiffusionPolicy
+from rebel_rl.policies.causal_lm.policy import CausalLMPolicy
+from rebel_rl.policies.diffusion.policy import DiffusionPolicy
 from rebel_rl.sharding import check_sharding
 from rebel_rl.training.online.loop import sharding_needs
 from tiny import save_tiny_causal_lm

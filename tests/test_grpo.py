@@ -6,7 +6,7 @@ import torch
 from rebel_rl import ConfigError, RebelConfig
 from rebel_rl.algorithms.grpo import GROUP_STD_EPS, grpo_advantages, grpo_loss
 from rebel_rl.config import algorithm_spec
-from rebel_rl.policies.text import TextRollout
+from rebel_rl.policies.causal_lm.text import TextRollout
 from rebel_rl.training.online.methods import Batch
 from rebel_rl.training.online.methods.grpo import Grpo, GrpoOptions
 

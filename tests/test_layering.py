@@ -12,7 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rebel_rl"
 LAYERS = [
     {"errors", "algorithms", "registry", "logs", "hub"},
     {"config", "stage_configs"},
-    {"data", "sharding"},
+    # models/: loading that policies/ and the offline stages share; it reads no data/, and
+    # policies/ import it, so it sits beside data/ (docs/architecture.md says so).
+    {"data", "sharding", "models"},
     {"policies"},
     {"rewards", "environments"},
     {"tasks"},
@@ -23,7 +25,7 @@ LAYERS = [
 
 
 def layer_of(module: str) -> int:
-    """The layer of a dotted module name inside the package (`policies.causal_lm` -> 3)."""
+    """The layer of a dotted module name inside the package (`policies.causal_lm.policy` -> 3)."""
     head = module.split(".")[0] if module else "__init__"
     for index, names in enumerate(LAYERS):
         if head in names:

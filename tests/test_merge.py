@@ -4,7 +4,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from rebel_rl import RebelConfig
-from rebel_rl.policies.causal_lm import sequence_logps
+from rebel_rl.policies.causal_lm.policy import sequence_logps
 from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm
 

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rebel_rl import ConfigError, RebelConfig
-from rebel_rl.policies import shared_prompts
-from rebel_rl.policies.causal_lm import token_logps, wrap_causal_lm_policy
+from rebel_rl.policies.causal_lm import shared_prompts
+from rebel_rl.policies.causal_lm.policy import token_logps, wrap_causal_lm_policy
 from rebel_rl.policies.multiturn import render
 from rebel_rl.training.online.loop import RebelTrainer
 from tiny import save_tiny_causal_lm, write_jsonl

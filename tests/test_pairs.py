@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-import rebel_rl
 from rebel_rl import ConfigError, DataError, RebelConfig
 from rebel_rl.algorithms import rebel_loss
-from rebel_rl.policies.offline import rollout_from_text
+from rebel_rl.policies.causal_lm.offline import rollout_from_text
+from rebel_rl.policies.causal_lm.text import TextRollout
 from rebel_rl.training.online.methods import Batch
 from rebel_rl.training.online.methods.rebel import Rebel
 from rebel_rl.training.online.pairs import best_worst_rows, interleave_order, normalize_rewards
@@ -141,9 +141,9 @@ def test_rebel_best_worst_loss_regresses_only_the_best_and_worst_pair():
             return -0.1 * rollout.completion_ids[:, 0].float()
 
     n, rows = 4, 8
-    rollout = rebel_rl.policies.text.TextRollout(torch.zeros(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
-                                             torch.arange(rows)[:, None] * 3 % 7, torch.ones(rows, 1, dtype=torch.long),
-                                             torch.ones(rows, dtype=torch.bool), [""] * rows)
+    rollout = TextRollout(torch.zeros(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
+                          torch.arange(rows)[:, None] * 3 % 7, torch.ones(rows, 1, dtype=torch.long),
+                          torch.ones(rows, dtype=torch.bool), [""] * rows)
     reward = torch.tensor([0.3, 2.0, -1.0, 0.5, 1.0, 0.0, 4.0, 2.0])
     batch = Batch(rollout, torch.zeros(rows), reward, torch.zeros(rows), reward)
     config = RebelConfig(num_generations=n, pairing="best_worst", eta=0.5)

@@ -1,13 +1,14 @@
 """`logprob_chunk_size`: the causal-LM policy's log-probs and gradients with the LM head run in
-chunks of positions are those of the full-logits path (policies/chunked_head.py)."""
+chunks of positions are those of the full-logits path (policies/causal_lm/chunked_head.py)."""
 import pytest
 import torch
 
 import rebel_rl
 from rebel_rl import ConfigError, RebelConfig
-from rebel_rl.policies import causal_lm, shared_prompts
-from rebel_rl.policies.chunked_head import chunkable_head
-from rebel_rl.policies.causal_lm import first_eos_mask
+from rebel_rl.policies.causal_lm import policy as causal_lm
+from rebel_rl.policies.causal_lm import shared_prompts
+from rebel_rl.policies.causal_lm.chunked_head import chunkable_head
+from rebel_rl.policies.causal_lm.policy import first_eos_mask
 from rebel_rl.training.run.outputs import read_metrics
 from test_causal_lm import PROMPTS, _perturb_adapter, _policy
 from test_training import files, make_config  # noqa: F401  (files is a fixture)

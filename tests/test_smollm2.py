@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rebel_rl import RebelConfig
-from rebel_rl.policies.pretrained import resolve_model_path
+from rebel_rl.models.pretrained import resolve_model_path
 from rebel_rl.rewards.builtin import sentiment
 from rebel_rl.training.online.loop import RebelTrainer
 

@@ -15,9 +15,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rebel_rl import ConfigError, DPOConfig, RewardModelConfig, SFTConfig, dpo, sft, train_reward_model
 from rebel_rl.cli import field_help, main
 from rebel_rl.config import config_fields
-from rebel_rl.policies.causal_lm import CausalLMPolicy
-from rebel_rl.policies.offline import rollout_from_text
-from rebel_rl.policies.scratch import build_scratch_model, train_word_tokenizer
+from rebel_rl.policies.causal_lm.policy import CausalLMPolicy
+from rebel_rl.policies.causal_lm.offline import rollout_from_text
+from rebel_rl.models.scratch import build_scratch_model, train_word_tokenizer
 from rebel_rl.rewards.reward_model import RewardModel
 from rebel_rl.training.offline.sft import SFTExamples, load_sft_policy
 from tiny import save_tiny_causal_lm, write_jsonl

@@ -18,7 +18,7 @@ pytest.importorskip("vllm")
 
 import rebel_rl  # noqa: E402
 from rebel_rl import ConfigError, ModelError, RebelConfig  # noqa: E402
-from rebel_rl.policies.causal_lm import CausalLMPolicy  # noqa: E402
+from rebel_rl.policies.causal_lm.policy import CausalLMPolicy  # noqa: E402
 from rebel_rl.policies.factory import load_policy  # noqa: E402
 from rebel_rl.training.online.loop import RebelTrainer  # noqa: E402
 from rebel_rl.training.run.outputs import read_metrics  # noqa: E402

@@ -24,10 +24,10 @@ import torch
 
 from rebel_rl import ConfigError, RebelConfig
 from rebel_rl.cli import main
-from rebel_rl.policies.causal_lm import CausalLMPolicy
+from rebel_rl.policies.causal_lm.policy import CausalLMPolicy
 from rebel_rl.policies.factory import load_policy
-from rebel_rl.policies.vllm_serve_app import model_signature
-from rebel_rl.policies.vllm_server import check_servers
+from rebel_rl.policies.causal_lm.vllm.serve_app import model_signature
+from rebel_rl.policies.causal_lm.vllm.server import check_servers
 from tiny import save_tiny_causal_lm, tiny_tokenizer, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel",

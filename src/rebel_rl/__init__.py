@@ -12,7 +12,7 @@ from .errors import (
 )
 
 # The built-in tasks register their prompt sets, rewards and models into the registries of data/,
-# rewards/ and policies/ (light: no torch or datasets); importing them here registers them before
+# rewards/ and models/ (light: no torch or datasets); importing them here registers them before
 # any lookup.
 from . import tasks  # noqa: F401
 from .compare.config import CompareConfig

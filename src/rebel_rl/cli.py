@@ -191,7 +191,7 @@ def _check_missing_model(config: RebelConfig) -> None:
     The trainer checks every source again (policies/factory.py)."""
     from pathlib import Path
 
-    from .policies.pretrained import check_model_source
+    from .models.pretrained import check_model_source
 
     name = config.model_name_or_path
     if config.model_type != "diffusion" and not name.startswith("builtin:") and not Path(name).expanduser().exists():
@@ -304,7 +304,7 @@ def _run_push(args: argparse.Namespace) -> int:
 
 def _run_vllm_serve(args: argparse.Namespace) -> int:
     start_work()  # before torch and vLLM load: their logs read the levels it sets
-    from .policies.vllm_serve_app import serve
+    from .policies.causal_lm.vllm.serve_app import serve
 
     serve(args.model, args.host, args.port, args.dtype, args.kv_cache_gb,
           args.gpu_memory_utilization, args.max_model_len)

@@ -1,7 +1,7 @@
 """Named built-ins that a higher layer registers into a lower one, by reference, resolved on first
 use.
 
-data/, rewards/ and policies/ own registries (built-in prompt sets, rewards and preferences,
+data/, rewards/ and models/ own registries (built-in prompt sets, rewards and preferences,
 models); the built-in tasks (tasks/, a layer above them) fill them when `rebel_rl` is imported, so
 the lower layers never import a task. An entry is registered as the object itself or as a
 "module:attribute" reference: registering a reference imports nothing (no torch, diffusers, ...);

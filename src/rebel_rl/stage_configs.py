@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 SCRATCH_LEARNING_RATE = 3e-3
 CHECKPOINT_LEARNING_RATE = 5e-5
-SCRATCH_PREFIX = "scratch:"  # scratch:small | scratch:medium (policies/scratch.py builds them)
+SCRATCH_PREFIX = "scratch:"  # scratch:small | scratch:medium (models/scratch.py builds them)
 SCRATCH_SIZES = ["small", "medium"]
 
 

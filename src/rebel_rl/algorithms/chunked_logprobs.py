@@ -2,7 +2,7 @@
 
 The LM head and log-softmax run chunk by chunk over positions; only each chunk's selected
 log-prob is kept, and the backward recomputes each chunk's logits, so peak memory holds one
-chunk's logits instead of all of them. Pure torch; policies/causal_lm.py calls it when
+chunk's logits instead of all of them. Pure torch; policies/causal_lm/policy.py calls it when
 `logprob_chunk_size` > 0.
 """
 

@@ -101,8 +101,8 @@ def load_eval_policy(model: str, reference: str | None, *, temperature: float, m
     default reference) with pi_ref loaded from `reference`; ModelError when either cannot load."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..policies.causal_lm import CausalLMPolicy
-    from ..policies.pretrained import model_load_errors, resolve_model_path
+    from ..policies.causal_lm.policy import CausalLMPolicy
+    from ..models.pretrained import model_load_errors, resolve_model_path
 
     # A LoRA adapter (what `rebel train` writes to final/ by default) has adapter_config.json and
     # no config.json.

@@ -7,7 +7,7 @@ __all__ = ["Rollout"]
 
 
 def __getattr__(name: str) -> Any:
-    # base.py imports torch; load it on first use so the registry (builtin.py) stays light.
+    # base.py imports torch; load it on first use so importing the package stays light.
     if name == "Rollout":
         from .base import Rollout
 

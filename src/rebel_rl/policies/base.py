@@ -3,7 +3,7 @@
 A policy samples a batch with log-probs (`sample`), recomputes per-token (per-step) log-probs of stored
 samples under itself or under the reference pi_ref (`token_log_probs`), saves and loads its weights,
 describes a sample for logs and reports, and declares what it supports (`supports`). Both kinds here, a
-causal LM (causal_lm.py) and a diffusion model (diffusion.py), implement `Policy`; their samples are
+causal LM (causal_lm/) and a diffusion model (diffusion/), implement `Policy`; their samples are
 `Rollout`s. Nothing outside policies/ asks which kind it holds: it asks `supports`.
 """
 from __future__ import annotations
@@ -30,6 +30,23 @@ class PolicySupports:
     dataset_completions: bool  # written completions from a dataset can become rollout rows (hybrid/offline pairs)
     images: bool  # samples are images: logs save them as PNGs, reports draw before/after grids
     gradient_checkpointing: bool = False  # `gradient_checkpointing: true` recomputes its layers in the backward
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """One kind of policy (the `model_type` value that names it) and how to build it; each kind's
+    room declares one and factory.py registers it (detection order is registration order)."""
+
+    name: str
+    supports: PolicySupports
+    detect: Callable  # (ModelConfig) -> bool: whether `model_type: auto` means this kind
+    check: Callable  # (ModelConfig) -> None: ModelError for a source that cannot be this kind
+    load: Callable  # (ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy
+    # (model object or None, tokenizer or None, ModelConfig, SamplingConfig, device,
+    # max_prompt_length) -> Policy: a policy around objects the user already holds (None: the
+    # kind takes no objects)
+    wrap: Callable | None = None
+    backends: tuple[str, ...] = ("hf",)  # the `generation_backend`s it samples with
 
 
 class Rollout(abc.ABC):

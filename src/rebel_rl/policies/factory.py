@@ -4,41 +4,21 @@ A kind says how to recognise its sources (`detect`), cheap checks before anythin
 to load a policy from the model and sampling config groups (`load`), and what its policies support
 (the policy class's `supports`).
 `model_type: auto` (the default) asks each kind's `detect` in registration order; the causal LM, which
-takes every hub id and transformers folder, comes last. Adding a kind: its module, and one
-`register_policy_kind` line at the bottom of this file.
+takes every hub id and transformers folder, comes last. Adding a kind: its room (a subpackage
+whose `kind.py` declares its `POLICY_KIND`, a `base.PolicyKind`), and one `register_policy_kind`
+line at the bottom of this file.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from ..config import AlgorithmSpec
 from ..errors import ConfigError, ModelError
-from .base import Policy, PolicySupports
-from .causal_lm import (CausalLMPolicy, load_causal_lm, load_causal_lm_policy, load_tokenizer,
-                        wrap_causal_lm_policy)
-from .diffusion import DiffusionPolicy
-from .diffusion_kind import check_diffusion_source, load_diffusion_policy, looks_like_diffusion
-from .pretrained import check_model_source
-
-
-@dataclass(frozen=True)
-class PolicyKind:
-    """One kind of policy (the `model_type` value that names it) and how to build it."""
-
-    name: str
-    supports: PolicySupports
-    detect: Callable  # (ModelConfig) -> bool: whether `model_type: auto` means this kind
-    check: Callable  # (ModelConfig) -> None: ModelError for a source that cannot be this kind
-    load: Callable  # (ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy
-    # (model object or None, tokenizer or None, ModelConfig, SamplingConfig, device, max_prompt_length) -> Policy:
-    # a policy around objects the user already holds (None: the kind takes no objects)
-    wrap: Callable | None = None
-    backends: tuple[str, ...] = ("hf",)  # the `generation_backend`s it samples with
-
+from .base import Policy, PolicyKind
+from .causal_lm import kind as causal_lm
+from .diffusion import kind as diffusion
 
 _KINDS: dict[str, PolicyKind] = {}
 
@@ -55,7 +35,7 @@ def policy_kind(model) -> PolicyKind:
 
 
 def is_diffusion(config) -> bool:
-    """Whether a RebelConfig names a diffusion policy (see policies/diffusion_kind.py)."""
+    """Whether a RebelConfig names a diffusion policy (see policies/diffusion/kind.py)."""
     return policy_kind(config.model).name == "diffusion"
 
 
@@ -92,11 +72,11 @@ def check_policy_source(model, algorithm: AlgorithmSpec, pair_source: str = "onl
         raise ConfigError(f"generation_backend {backend} does not sample {kind.supports.description}: "
                           f"use {' or '.join(kind.backends)}")
     if backend == "vllm" and not objects:
-        from .vllm_sampler import check_vllm_source
+        from .causal_lm.vllm.sampler import check_vllm_source
 
         check_vllm_source(model)
     if backend == "vllm_server":  # the servers answer (what they serve is checked once loaded)
-        from .vllm_server import check_servers
+        from .causal_lm.vllm.server import check_servers
 
         check_servers(sampling.vllm_server_url)
     return kind
@@ -118,50 +98,6 @@ def load_policy(model, sampling, device: torch.device, max_prompt_length: int = 
     return kind.load(model, sampling, device, max_prompt_length)
 
 
-def _sampling_engine(sampling) -> dict:
-    """The policy class (and its options) that samples with the SamplingConfig's generation backend."""
-    if sampling.generation_backend == "vllm":
-        from .vllm_sampler import VllmSampledCausalLM  # an engine in this process
-
-        return {"policy_class": VllmSampledCausalLM, "engine_options": sampling}
-    if sampling.generation_backend == "vllm_server":
-        from .vllm_server import VllmServerSampledCausalLM  # `rebel vllm-serve` servers
-
-        return {"policy_class": VllmServerSampledCausalLM, "engine_options": sampling}
-    return {}
-
-
-def _load_causal_lm(model, sampling, device, max_prompt_length) -> Policy:
-    return load_causal_lm_policy(model, sampling, device, max_prompt_length=max_prompt_length,
-                                 **_causal_lm_options(model, sampling))
-
-
-def _wrap_causal_lm(model_object, tokenizer, model, sampling, device, max_prompt_length) -> Policy:
-    if model_object is None:  # a tokenizer object with the config's model
-        check_model_source(model.model_name_or_path)
-        model_object = load_causal_lm(model, device)[0]
-    if tokenizer is None:  # the model's own, from where it was loaded
-        tokenizer = load_tokenizer(model_object)
-    return wrap_causal_lm_policy(model_object, tokenizer, sampling, device,
-                                 max_prompt_length=max_prompt_length,
-                                 **_causal_lm_options(model, sampling))
-
-
-def _causal_lm_options(model, sampling) -> dict:
-    """What the ModelConfig `model` and SamplingConfig `sampling` ask of a causal LM policy, loaded
-    or wrapped alike."""
-    return {"lora": model if model.use_lora else None,
-            "gradient_checkpointing": model.gradient_checkpointing,
-            "logprob_chunk_size": model.logprob_chunk_size, **_sampling_engine(sampling)}
-
-
-def _check_causal_lm(model) -> None:
-    check_model_source(model.model_name_or_path)
-
-
 # The registration lines: detection order is registration order, and a causal LM takes any other source.
-register_policy_kind(PolicyKind("diffusion", DiffusionPolicy.supports, looks_like_diffusion, check_diffusion_source,
-                                load_diffusion_policy))
-register_policy_kind(PolicyKind("causal_lm", CausalLMPolicy.supports, lambda model: True, _check_causal_lm,
-                                _load_causal_lm, _wrap_causal_lm,
-                                backends=("hf", "vllm", "vllm_server")))
+register_policy_kind(diffusion.POLICY_KIND)
+register_policy_kind(causal_lm.POLICY_KIND)

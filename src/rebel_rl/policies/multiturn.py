@@ -37,7 +37,7 @@ from transformers import GenerationConfig
 from ..errors import ConfigError, ModelError
 from ..sharding import ready_to_generate
 from .episodes import Environment, Message
-from .text import TextRollout, first_eos_mask
+from .causal_lm.text import TextRollout, first_eos_mask
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The built-in tasks. Each registers its prompt sets, rewards and models into the registries that
-the lower layers own (data/builtin.py, rewards/builtin.py, policies/builtin.py);
+the lower layers own (data/builtin.py, rewards/builtin.py, models/builtin.py);
 `rebel_rl/__init__.py` imports this package, so every lookup there sees them. Registering is cheap:
 the task modules imported here need neither torch nor `datasets` at import time, and heavier entries
 are "module:function" references, imported on first use.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rebel_rl.data.builtin import register_prompts
 from rebel_rl.environments.loading import register_environment
-from rebel_rl.policies.builtin import register_model
+from rebel_rl.models.builtin import register_model
 from rebel_rl.rewards.builtin import register_preference, register_reward
 from rebel_rl.tasks import animals, guess_number, positive_sentiment, reasoning, summarization
 from rebel_rl.tasks.digits import policy as digits_policy

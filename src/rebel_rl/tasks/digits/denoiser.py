@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rebel_rl.policies.pretrained import cache_dir
+from rebel_rl.models.pretrained import cache_dir
 from rebel_rl.tasks.digits.cache import save_atomically
 from rebel_rl.tasks.digits.images import IMAGE_SIZE, load_digit_images
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from rebel_rl.policies.diffusion import ClassConditionalDiffusionPolicy
+    from rebel_rl.policies.diffusion.policy import ClassConditionalDiffusionPolicy
 
 
 def sample_grid(images: list[torch.Tensor], columns: int, pad: int = 2) -> torch.Tensor:

@@ -12,7 +12,7 @@ from rebel_rl.tasks.digits.prompts import digit_of_prompt
 if TYPE_CHECKING:
     import torch
 
-    from rebel_rl.policies.diffusion import ClassConditionalDiffusionPolicy
+    from rebel_rl.policies.diffusion.policy import ClassConditionalDiffusionPolicy
 
 # LoRA targets: attention projections, resnet convolutions and their timestep projections.
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "time_emb_proj")
@@ -37,12 +37,12 @@ def load_digits_policy(
     copy."""
     from diffusers import DDPMScheduler
 
-    from rebel_rl.policies.diffusion import (
+    from rebel_rl.policies.diffusion.policy import (
         ClassConditionalDiffusionPolicy,
         add_lora,
         frozen_copy,
     )
-    from rebel_rl.policies.diffusion_sampling import make_sampler
+    from rebel_rl.policies.diffusion.sampling import make_sampler
     from rebel_rl.tasks.digits.denoiser import NOISE_SCHEDULE, NULL_CLASS, load_pretrained_denoiser
 
     # A given denoiser is copied: LoRA injection would otherwise change the caller's model in place.

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rebel_rl.policies.pretrained import cache_dir
+from rebel_rl.models.pretrained import cache_dir
 from rebel_rl.tasks.digits.cache import save_atomically
 from rebel_rl.tasks.digits.images import load_digit_images
 from rebel_rl.tasks.digits.prompts import digit_of_prompt

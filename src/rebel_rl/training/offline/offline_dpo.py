@@ -18,9 +18,9 @@ import torch
 from ...algorithms.dpo import dpo_loss, implicit_margin, preference_metrics
 from ...config import SamplingConfig
 from ...data.pairs import PREFERENCE_COLUMNS, judge_labels, load_train_eval
-from ...policies.causal_lm import CausalLMPolicy, load_causal_lm_policy
-from ...policies.offline import encode_examples, rollout_from_ids
-from ...policies.pretrained import check_model_source
+from ...policies.causal_lm.policy import CausalLMPolicy, load_causal_lm_policy
+from ...policies.causal_lm.offline import encode_examples, rollout_from_ids
+from ...models.pretrained import check_model_source
 from ...stage_configs import DPOConfig
 from .sft import NO_PROMPT_LIMIT
 from .supervised import SupervisedTrainer, batches, preference_accuracy

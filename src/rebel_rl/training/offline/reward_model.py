@@ -26,8 +26,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ...data.pairs import PREFERENCE_COLUMNS, judge_labels, load_train_eval
 from ...errors import ModelError, first_line
-from ...policies.causal_lm import resolve_dtype
-from ...policies.pretrained import model_load_errors, resolve_model_path
+from ...policies.causal_lm.policy import resolve_dtype
+from ...models.pretrained import model_load_errors, resolve_model_path
 from ...rewards.reward_model import RewardModel
 from ...stage_configs import RewardModelConfig
 from .supervised import SupervisedTrainer, batches, preference_accuracy

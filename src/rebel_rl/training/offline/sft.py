@@ -20,10 +20,10 @@ import torch
 
 from ...config import SamplingConfig
 from ...data.pairs import COMPLETION_COLUMNS, load_train_eval
-from ...policies.causal_lm import CausalLMPolicy, load_causal_lm_policy
-from ...policies.offline import encode_examples, rollout_from_ids
-from ...policies.pretrained import check_model_source
-from ...policies.scratch import (
+from ...policies.causal_lm.policy import CausalLMPolicy, load_causal_lm_policy
+from ...policies.causal_lm.offline import encode_examples, rollout_from_ids
+from ...models.pretrained import check_model_source
+from ...models.scratch import (
     build_scratch_model,
     corpus_text,
     is_scratch,

@@ -17,7 +17,7 @@ from accelerate.utils import set_seed
 from rich.console import Console
 from transformers import get_scheduler
 
-from ...policies.causal_lm import resolve_mixed_precision
+from ...policies.causal_lm.policy import resolve_mixed_precision
 from ...sharding import make_accelerator
 from ..progress import ProgressBar
 from ..run.checkpoint import save_pretrained_atomic

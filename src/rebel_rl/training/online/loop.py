@@ -30,7 +30,7 @@ import torch
 from ...config import RebelConfig, algorithm_spec
 from ...errors import RunDirError
 from ...evaluation.heldout import EvalResult
-from ...policies.causal_lm import resolve_mixed_precision
+from ...policies.causal_lm.policy import resolve_mixed_precision
 from ...sharding import check_sharding, gathered_model_state, gathered_optimizer_state
 from ...sharding import make_accelerator as _make_accelerator  # tests/fsdp_on_cpu.py replaces it
 from ..run import checkpoint as ckpt

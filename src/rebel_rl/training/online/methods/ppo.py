@@ -45,7 +45,7 @@ class Ppo(Objective):
     def build(cls, options, context):
         """Loads the value model: `value_model`, else the reward model when exactly one is named
         (as in common RLHF PPO), else the policy's own checkpoint."""
-        from ....policies.value import load_value_model
+        from ....models.value import load_value_model
         from ....rewards.specs import parse_reward_spec
 
         specs = map(parse_reward_spec, context.reward.rewards)
@@ -67,7 +67,7 @@ class Ppo(Objective):
         import torch
 
         from ....algorithms.ppo import gae, token_rewards, whiten
-        from ....policies.value import token_values
+        from ....models.value import token_values
 
         options, mask = self.options, batch.rollout.completion_mask
         with torch.no_grad(), policy.autocast():
@@ -79,7 +79,7 @@ class Ppo(Objective):
 
     def loss(self, batch, policy):
         from ....algorithms.ppo import ppo_policy_loss, ppo_value_loss
-        from ....policies.value import token_values
+        from ....models.value import token_values
 
         options, mask, extra = self.options, batch.rollout.completion_mask, batch.extra
         logps = batch.token_log_probs(policy)

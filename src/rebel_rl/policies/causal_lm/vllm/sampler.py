@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, ModelError, first_line
-from .causal_lm import CausalLMPolicy
-from .lora_sampling import folded_weight
-from .text import TextRollout, first_eos_mask
+from ....errors import ConfigError, ModelError, first_line
+from ..policy import CausalLMPolicy
+from ..lora_sampling import folded_weight
+from ..text import TextRollout, first_eos_mask
 
 # vLLM logs every engine step and each refused thread setting at INFO/WARNING; the terminal belongs to our
 # progress bar and `error:` lines. Read when vllm is first imported; set the variable to see its logs.
@@ -208,7 +208,7 @@ class VllmSampledCausalLM(CausalLMPolicy):
                      ) -> list[tuple[list[int], list[float]]]:
         """vLLM's samples of each prompt (token ids, one seed each): n (completion ids, their
         log-probs) pairs per prompt, prompt by prompt. The server mode sends the same request over
-        HTTP (policies/vllm_server.py)."""
+        HTTP (policies/causal_lm/vllm/server.py)."""
         return engine_samples(self.engine, token_ids, seeds,
                               **self.sampling_request(n, temperature))
 

@@ -17,16 +17,16 @@ from typing import Iterator
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
-from ..data import prompt_to_text
-from ..errors import DataError, ModelError, first_line
-from ..sharding import ready_to_generate
-from .base import Policy, PolicySupports
+from ...data import prompt_to_text
+from ...errors import DataError, ModelError, first_line
+from ...sharding import ready_to_generate
+from ..base import Policy, PolicySupports
 from .checkpointing import enable_gradient_checkpointing
 from .chunked_head import chunkable_head, chunked_completion_logps, head_skipped
 from .lora_sampling import adapter_folded, can_fold_adapter
-from .multiturn import rollout_branches, rollout_episodes
+from ..multiturn import rollout_branches, rollout_episodes
 from .offline import rollout_from_text
-from .pretrained import model_load_errors, resolve_model_path
+from ...models.pretrained import model_load_errors, resolve_model_path
 from .shared_prompts import completion_logits, generate_sharing_prompts
 from .text import TextRollout, concat_rollouts, first_eos_mask
 
@@ -280,7 +280,7 @@ def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: t
     `lora` (a LoraConfig) is added or, without one, a frozen copy is pi_ref. ModelError for a model that
     is not a causal LM or a tokenizer that cannot pad. `policy_class` (given `policy_options`) may be a
     subclass that samples differently (the vLLM backend). `gradient_checkpointing` recomputes the decoder
-    layers in the update's backward instead of keeping their activations (policies/checkpointing.py)."""
+    layers in the update's backward instead of keeping their activations (policies/causal_lm/checkpointing.py)."""
     check_causal_lm_object(model, tokenizer)
     if getattr(tokenizer, "padding_side", "left") != "left" or tokenizer.pad_token_id is None:
         tokenizer = copy.deepcopy(tokenizer)  # the user's tokenizer object stays as they made it

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError, ModelError, first_line
-from .diffusion import DiffusionPolicy, _unet_config, add_lora, frozen_copy
-from .diffusion_sampling import DDIMSampler, LCMSampler, make_sampler
-from .pretrained import model_load_errors
+from ...errors import DataError, ModelError, first_line
+from ...models.pretrained import model_load_errors
+from .policy import DiffusionPolicy, _unet_config, add_lora, frozen_copy
+from .sampling import DDIMSampler, LCMSampler, make_sampler
 
 ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 

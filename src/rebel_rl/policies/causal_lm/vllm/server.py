@@ -1,12 +1,12 @@
 """A causal LM sampled by vLLM servers (`generation_backend: vllm_server`, `rebel vllm-serve`).
 
-The same policy as the colocated one (policies/vllm_sampler.py: same sampling request, same rollout,
+The same policy as the colocated one (sampler.py: same sampling request, same rollout,
 log pi_t recomputed by the trainer, `vllm/logprob_diff`), with the engine in another process, on
 this machine or another: `vllm_server_url` names one server or several (comma-separated). Prompts
 go round-robin to the servers (prompt i to server i mod k, each with its own seed, so the samples do
 not depend on how many servers there are), all at once. After each update (`weights_updated`) and on
 resume (`load_weights`), the next sample first pushes the trainer's weights (LoRA merged, as in the
-colocated mode) to every server as one safetensors body over HTTP (vllm_serve_app.py says why).
+colocated mode) to every server as one safetensors body over HTTP (serve_app.py says why).
 
 At start-up each server must answer and serve the same model: architecture, vocabulary size, sizes
 and a tokenizer fingerprint (`model_signature`) must equal the trainer's. A server that answers
@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from ..errors import ConfigError
-from .vllm_sampler import VllmSampledCausalLM
-from .vllm_serve_app import model_signature
+from ....errors import ConfigError
+from .sampler import VllmSampledCausalLM
+from .serve_app import model_signature
 
 HEALTH_TIMEOUT = 10.0  # seconds for /health and /model_info: a live server answers at once
 

@@ -25,7 +25,7 @@ import threading
 
 import torch
 
-from ..errors import ModelError, first_line
+from ....errors import ModelError, first_line
 
 
 def model_signature(config, tokenizer) -> dict:
@@ -46,7 +46,7 @@ def build_app(engine, model: str, signature: dict, dtype: str, max_model_len: in
     from fastapi.concurrency import run_in_threadpool
     from safetensors.torch import load
 
-    from .vllm_sampler import engine_samples, push_weights
+    from .sampler import engine_samples, push_weights
 
     app, lock = FastAPI(), threading.Lock()
     info = {"model": model, "dtype": dtype, "max_model_len": max_model_len, **signature}
@@ -86,7 +86,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, dtype: str = "f
     stopped (Ctrl-C). dtype: the engine's (match the trainer's: float32 on a CPU); kv_cache_gb on a
     CPU, gpu_memory_utilization on a GPU. ModelError (one line) when vLLM is missing or the engine
     does not start."""
-    from .vllm_sampler import ENGINE_SETTINGS, INSTALL_HINT  # first: it sets vLLM's log level
+    from .sampler import ENGINE_SETTINGS, INSTALL_HINT  # first: it sets vLLM's log level
 
     try:
         import uvicorn

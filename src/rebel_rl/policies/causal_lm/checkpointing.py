@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ModelError
-from .base import unwrapped
+from ...errors import ModelError
+from ..base import unwrapped
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:

@@ -7,11 +7,12 @@ It must share the policy's tokenizer: it reads the policy's token ids.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import AutoModelForTokenClassification
 
 from ..errors import ConfigError, ModelError, first_line
-from .text import TextRollout
 from .pretrained import model_load_errors, resolve_model_path
 
 
@@ -35,8 +36,11 @@ def load_value_model(source: str, vocab_size: int, dtype: torch.dtype, device: t
     return model.to(device).eval()  # eval: no dropout, so old and new values agree on the first minibatch
 
 
-def token_values(model: torch.nn.Module, rollout: TextRollout) -> torch.Tensor:
-    """V(s_t) for every completion token t (N, C): the value of the state just before token t is chosen."""
+def token_values(model: torch.nn.Module, rollout: Any) -> torch.Tensor:
+    """V(s_t) for every completion token t (N, C): the value of the state just before token t is chosen.
+
+    `rollout` is a causal LM's `TextRollout` (policies/causal_lm/text.py; not imported: models/
+    sits below policies/), read for its prompt and completion ids and masks."""
     input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
     # Episodes: environment tokens are read (attended) but hold no value target (completion_mask).
     attention_mask = torch.cat([rollout.prompt_mask, rollout.attention], dim=1)

@@ -1,7 +1,7 @@
 """The diffusion kind of policy: how a model source is recognised as one, checked, and loaded.
 
 `model_type: auto` (the default) reads the source: a built-in diffusion model a task registered
-(policies/builtin.py, kind "diffusion", e.g. `builtin:digits-denoiser`), a diffusers pipeline
+(models/builtin.py, kind "diffusion", e.g. `builtin:digits-denoiser`), a diffusers pipeline
 folder (model_index.json or unet/) and a folder that task recognises as a saved copy of its model
 are diffusion models. A hub id of a
 diffusion pipeline (e.g. SimianLuo/LCM_Dreamshaper_v7) needs `model_type: diffusion`: nothing is
@@ -13,10 +13,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError, first_line
-from ..hub import check_hub_id
-from .builtin import builtin_model, builtin_names, builtin_of_folder
-from .pretrained import model_load_errors
+from ...errors import ModelError, first_line
+from ...hub import check_hub_id
+from ...models.builtin import builtin_model, builtin_names, builtin_of_folder
+from ...models.pretrained import model_load_errors
+from ..base import PolicyKind
+from .policy import DiffusionPolicy
 
 KIND = "diffusion"
 
@@ -92,8 +94,8 @@ def load_diffusion_policy(model, sampling, device: torch.device, max_prompt_leng
         return builtin.build(
             **settings, lora_targets=tuple(lora_targets), denoiser=denoiser, device=device
         )
-    from .causal_lm import resolve_dtype
-    from .diffusion_pipeline import ATTENTION_TARGETS, load_latent_diffusion_policy
+    from ..causal_lm.policy import resolve_dtype
+    from .pipeline import ATTENTION_TARGETS, load_latent_diffusion_policy
 
     lora_targets = ATTENTION_TARGETS if targets == "all-linear" else _split(targets)
     dtype = resolve_dtype(model.dtype, torch.device(device))
@@ -113,3 +115,8 @@ def load_diffusion_policy(model, sampling, device: torch.device, max_prompt_leng
 
 def _split(targets: str) -> list[str]:
     return [t.strip() for t in targets.split(",") if t.strip()]
+
+
+# The kind, as factory.py registers it.
+POLICY_KIND = PolicyKind(KIND, DiffusionPolicy.supports, looks_like_diffusion,
+                         check_diffusion_source, load_diffusion_policy)

@@ -1,7 +1,7 @@
 """A diffusion model as a policy: sample stochastic denoising trajectories and score them.
 
 An "action sequence" is the trajectory x_T -> x_{t_1} -> ... -> x_0 of a stochastic sampler
-(`diffusion_sampling`), and log pi(y|x) is the sum over steps of the Gaussian log-density of each
+(`sampling.py`), and log pi(y|x) is the sum over steps of the Gaussian log-density of each
 transition, as in DDPO (Black et al. 2023). `sample` records every latent, the timesteps and the
 per-step log-probs; `token_log_probs` recomputes the per-step log-densities of the stored
 transitions under the current parameters (differentiable), so the REBEL loss of
@@ -10,7 +10,7 @@ transitions under the current parameters (differentiable), so the REBEL loss of
 `DiffusionPolicy` holds everything generic; subclasses say how prompts become conditioning, how the
 denoiser is called, and how final latents become images: `ClassConditionalDiffusionPolicy` here
 (a pixel-space UNet2DModel with class labels, used by the offline digits task) and
-`LatentDiffusionPolicy` in `diffusion_pipeline.py` (Stable Diffusion / LCM checkpoints).
+`LatentDiffusionPolicy` in `pipeline.py` (Stable Diffusion / LCM checkpoints).
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
-from .base import Policy, PolicySupports, Rollout, unwrapped
-from .diffusion_sampling import (
+from ...errors import DataError
+from ..base import Policy, PolicySupports, Rollout, unwrapped
+from .sampling import (
     DDIMSampler,
     LCMSampler,
     apply_guidance,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .base import Rollout
+from ..base import Rollout
 
 
 @dataclass

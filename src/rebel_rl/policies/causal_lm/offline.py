@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import DataError
-from ..data.formats import completion_text
-from .base import Policy
+from ...errors import DataError
+from ...data.formats import completion_text
+from ..base import Policy
 from .text import TextRollout, first_eos_mask
 
 

@@ -16,8 +16,8 @@ from typing import Iterator
 
 import torch
 
-from ..algorithms.chunked_logprobs import chunked_token_log_probs
-from .base import unwrapped
+from ...algorithms.chunked_logprobs import chunked_token_log_probs
+from ..base import unwrapped
 
 # Config fields through which some architectures transform logits after the head (Gemma 2, Cohere,
 # Granite): with any of them set, hidden states through the bare head are not the model's logits.
