@@ -1,0 +1,69 @@
+"""Sampling seconds with generate's multinomial draw against the inverse-CDF draw
+(policies/sampling_draw.py), on SmolLM2-135M-Instruct + LoRA, every completion forced to its full
+length (EOS suppressed), interleaved, medians.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sampling_draw.py --lengths 128 512 --repeats 3
+
+Prints one markdown row per (length, draw); docs/long_completions.md quotes them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from rebel_rl import RebelConfig
+from rebel_rl.policies import sampling_draw
+from rebel_rl.policies.factory import load_policy
+
+PROMPTS = [[{"role": "user", "content": f"Write a long story about topic number {i}."}]
+           for i in range(8)]
+
+
+def smollm2_policy(max_new_tokens: int):
+    """SmolLM2-135M-Instruct + LoRA r=16 with EOS suppressed, so every completion is full length."""
+    config = RebelConfig(max_new_tokens=max_new_tokens, use_lora=True, lora_r=16)
+    policy = load_policy(config.model, config.sampling, torch.device("cpu"),
+                         config.max_prompt_length)
+    policy.eos_token_ids = torch.tensor([-1])  # no token ends a completion: forced length
+    return policy
+
+
+def time_sample(policy, draw: str, n: int) -> float:
+    """Seconds of one `policy.sample` of the benchmark prompts with `draw`."""
+    sampling_draw.DRAW = draw
+    start = time.perf_counter()
+    rollout = policy.sample(PROMPTS, n)
+    seconds = time.perf_counter() - start
+    assert rollout.completion_mask.sum(-1).eq(policy.max_new_tokens).all()
+    return seconds
+
+
+def main() -> None:
+    """Parse the arguments, time the two draws interleaved, print the table rows."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    print("| new tokens | draw | sampling s (median) | runs |\n|---|---|---|---|")
+    for length in args.lengths:
+        policy = smollm2_policy(length)
+        times: dict[str, list[float]] = {"multinomial": [], "inverse_cdf": []}
+        for _ in range(args.repeats):
+            for draw in times:
+                times[draw].append(time_sample(policy, draw, args.n))
+                print(f"run: {length} tokens, {draw}: {times[draw][-1]:.2f} s", flush=True)
+        for draw, runs in times.items():
+            print(f"| {length} | {draw} | {statistics.median(runs):.2f} | "
+                  f"{', '.join(f'{r:.2f}' for r in runs)} |", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
