@@ -149,8 +149,9 @@ class CausalLMPolicy(Policy):
             pad_token_id=self.tokenizer.pad_token_id,
         )
         with self.sampling_model(reference) as model, ready_to_generate(model) as extra, self.autocast():
-            # The draw by inverse CDF: multinomial's distribution at a sixth of its cost (sampling_draw.py).
-            output = generate_sharing_prompts(model, prompt_ids, prompt_mask, n, **generate_kwargs(config), **extra)
+            # Each token drawn by inverse CDF: multinomial's distribution, cheaper (sampling_draw.py).
+            output = generate_sharing_prompts(model, prompt_ids, prompt_mask, n,
+                                              **generate_kwargs(config), **extra)
         prompt_ids, prompt_mask = prompt_ids.repeat_interleave(n, dim=0), prompt_mask.repeat_interleave(n, dim=0)
         completion_ids = output[:, prompt_ids.shape[1]:]
         completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)

@@ -3,17 +3,17 @@
 `generate(do_sample=True)` draws every token with `torch.multinomial(softmax(scores), 1)`, whose
 one-sample path draws one exponential variate per vocabulary entry (the exponential race, the same
 work as the Gumbel-max trick): rows x 49,152 random numbers and logarithms per decoding step,
-77 ms for 32 rows on one CPU thread, about the cost of SmolLM2's matmuls for 4 rows.
-Inverse-CDF sampling draws one uniform u per row and takes the first token whose cumulative
-probability exceeds u * total: one exp pass, one cumsum and a binary search, 13 ms for the same rows.
+77 ms for 32 rows on one CPU thread here. Inverse-CDF sampling draws one uniform u per row and
+takes the first token whose cumulative probability exceeds u * total: one exp pass, one cumsum
+and a binary search, 13 ms for the same rows.
 
 Both give exactly the distribution softmax(logits / temperature) (restricted by top-k / top-p when
-set). `generate` has no hook for its draw, so `generate_kwargs` turns a sampling config into a greedy
-one whose last logits processor makes the draw and returns scores that are 0 at the drawn token and
--inf elsewhere: greedy decoding's argmax then picks it. Temperature, top-k and top-p are applied by
-transformers' own warpers, in the order `generate` applies them when it samples. Tokens for a given
-seed differ from multinomial's (another use of the random stream); the distribution does not
-(tests/test_sampling_draw.py).
+set). `generate` has no hook for its draw, so `generate_kwargs` makes a sampling config greedy and
+appends a logits processor that makes the draw and returns scores that are 0 at the drawn token
+and -inf elsewhere: greedy decoding's argmax then picks it. Temperature, top-k and top-p are
+applied by transformers' own warpers, in the order `generate` applies them when it samples.
+Tokens for a given seed differ from multinomial's (another use of the random stream); the
+distribution does not (tests/test_sampling_draw.py).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ DRAW = "inverse_cdf"  # "multinomial": generate's own draw (benchmarks/long_comp
 
 
 class InverseCDFDraw(LogitsProcessor):
-    """Draw one token per row from softmax(scores) by inverse CDF; return 0 there, -inf elsewhere."""
+    """Draw one token per row from softmax(scores) by inverse CDF: 0 there, -inf elsewhere."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """Scores (rows, vocab) after the warpers -> one-hot log-weights of the drawn tokens.
@@ -47,9 +47,9 @@ class InverseCDFDraw(LogitsProcessor):
 
 
 def generate_kwargs(config: GenerationConfig) -> dict:
-    """`generate` keyword arguments that sample as `config` says: itself, unchanged, when the draw is
-    multinomial or the config does not sample (or uses beams); else a greedy copy and the warpers
-    followed by `InverseCDFDraw` as `logits_processor`."""
+    """`generate` keyword arguments that sample as `config` says: the config unchanged when the
+    draw is multinomial or the config does not sample (or uses beams); else a greedy copy and the
+    warpers followed by `InverseCDFDraw` as `logits_processor`."""
     if DRAW != "inverse_cdf" or not config.do_sample or (config.num_beams or 1) > 1:
         return {"generation_config": config}
     warpers = LogitsProcessorList()
