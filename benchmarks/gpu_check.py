@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES = [("demo", 16, 2, 128, False), ("1024 tokens", 8, 4, 1024, True)]
 CPU_SHAPES = [("demo", 2, 2, 4, False), ("1024 tokens", 2, 2, 8, True)]
 PREPARE = """How to run it: on a machine with internet and the GPU machine's Python version, fill
-`wheels/` (git-ignored) with everything rebel-rl needs beyond torch, transformers, peft and accelerate:
+`wheels/` (git-ignored) with everything rebel-rl needs beyond torch, transformers, peft and
+accelerate:
 
     pip download -d wheels --only-binary=:all: --python-version 3.11 "datasets>=3.0" safetensors \\
         pyyaml rich matplotlib tensorboard vaderSentiment gguf diffusers scikit-learn \\

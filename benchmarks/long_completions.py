@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -169,18 +170,24 @@ def report(results: dict, smoke: bool) -> str:
             both and ours["seconds"] / theirs["seconds"], TRL_TIME_TARGET))
         targets.append(f"<= {TRL_MEMORY_TARGET}x TRL's peak RSS at {n}: " + verdict(
             both and ours["peak_rss_gb"] / theirs["peak_rss_gb"], TRL_MEMORY_TARGET))
-    note = ("**Smoke run**: only the rows with numbers were measured, on a machine shared with "
-            "other jobs (see the load averages); they show that the script works, not how fast it "
-            "is. The lead's full run on a quiet machine replaces this page.\n\n" if smoke else "")
-    return (note + "\n".join(lines) + "\n\nTargets (issue 20):\n\n"
-            + "".join(f"- {t}\n" for t in targets)
-            + f"\nWorkload: SmolLM2-135M-Instruct + LoRA r={shared.LORA['r']}, "
-            f"{PROMPTS_PER_ITERATION} prompts x {GENERATIONS} samples, temperature "
-            f"{shared.TEMPERATURE}, KL {shared.KL_COEF}, fp32, one iteration per fresh process "
-            f"(model loading excluded from the seconds, included in peak RSS), one torch thread. "
-            f"rebel-rl: EOS replaced by no token, so every completion has exactly the row's "
-            f"length; "
-            f"TRL GRPOTrainer: min_new_tokens = max_completion_length.\n")
+    measured = [f"{n} tokens {side}" for (n, side), r in sorted(results.items()) if r]
+    note = ("**Smoke run.** Measured rows: " + (", ".join(measured) or "none yet") + "; every "
+            "other row is not measured yet. The measured ones ran on a machine shared with other "
+            "jobs (see the load averages): they show that the script works, not how fast it is. "
+            "The full run on a quiet machine replaces this page." if smoke else "")
+    trl_note = ("" if any(r for (_, side), r in results.items() if side == "trl") else
+                " TRL's side has not run yet (its .venv-trl/ is made on first use).")
+    workload = (f"Workload: SmolLM2-135M-Instruct + LoRA r={shared.LORA['r']}, "
+                f"{PROMPTS_PER_ITERATION} prompts x {GENERATIONS} samples, temperature "
+                f"{shared.TEMPERATURE}, KL {shared.KL_COEF}, fp32, one iteration per fresh process "
+                f"(model loading excluded from the seconds, included in peak RSS), one torch "
+                f"thread. "
+                f"rebel-rl: EOS replaced by no token, so every completion has exactly the row's "
+                f"length; "
+                f"TRL GRPOTrainer: min_new_tokens = max_completion_length." + trl_note)
+    return (textwrap.fill(note, 100) + "\n\n" + "\n".join(lines)
+            + "\n\nTargets (issue 20):\n\n" + "".join(f"- {t}\n" for t in targets)
+            + "\n" + textwrap.fill(workload, 100) + "\n")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 length (EOS suppressed), interleaved, medians.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sampling_draw.py --lengths 128 512 --repeats 3
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sampling_draw.py --micro   # the draw alone
 
 Prints one markdown row per (length, draw); docs/long_completions.md quotes them.
 """
@@ -44,14 +45,34 @@ def time_sample(policy, draw: str, n: int) -> tuple[float, float]:
     return seconds
 
 
+def micro(draws: int = 200) -> None:
+    """Milliseconds per draw of 32 rows x 49,152 fp32 scores: multinomial, Gumbel-max and the
+    inverse CDF, each on the same scores."""
+    scores = torch.randn(32, 49152, generator=torch.Generator().manual_seed(0)) * 3
+    draw = sampling_draw.InverseCDFDraw()
+    ways = {"softmax + multinomial": lambda s: torch.multinomial(torch.softmax(s, -1), 1),
+            "Gumbel noise + argmax": lambda s: (s - torch.empty_like(s).exponential_().log_())
+            .argmax(-1),
+            "inverse CDF (InverseCDFDraw)": lambda s: draw(None, s.clone()).argmax(-1)}
+    for name, way in ways.items():
+        way(scores)
+        start = time.perf_counter()
+        for _ in range(draws):
+            way(scores)
+        print(f"{name}: {(time.perf_counter() - start) / draws * 1e3:.1f} ms")
+
+
 def main() -> None:
     """Parse the arguments, time the two draws interleaved, print the table rows."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n", type=int, default=4)
+    parser.add_argument("--micro", action="store_true", help="only the draw itself, no model")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.micro:
+        return micro()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     print("| new tokens | draw | sampling CPU s (median) | CPU s of each run | wall s of each run |"
           "\n|---|---|---|---|---|")
