@@ -27,6 +27,7 @@ from .lora_sampling import adapter_folded, can_fold_adapter
 from ..multiturn import rollout_branches, rollout_episodes
 from .offline import rollout_from_text
 from ...models.pretrained import model_load_errors, resolve_model_path
+from .sampling_draw import generate_kwargs
 from .shared_prompts import completion_logits, generate_sharing_prompts
 from .text import TextRollout, concat_rollouts, first_eos_mask
 
@@ -148,7 +149,9 @@ class CausalLMPolicy(Policy):
             pad_token_id=self.tokenizer.pad_token_id,
         )
         with self.sampling_model(reference) as model, ready_to_generate(model) as extra, self.autocast():
-            output = generate_sharing_prompts(model, prompt_ids, prompt_mask, n, generation_config=config, **extra)
+            # Each token drawn by inverse CDF: multinomial's distribution, cheaper (sampling_draw.py).
+            output = generate_sharing_prompts(model, prompt_ids, prompt_mask, n,
+                                              **generate_kwargs(config), **extra)
         prompt_ids, prompt_mask = prompt_ids.repeat_interleave(n, dim=0), prompt_mask.repeat_interleave(n, dim=0)
         completion_ids = output[:, prompt_ids.shape[1]:]
         completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)
