@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Paths (files or folders, relative to src/rebel_rl) whose long lines are not fixed yet.
-PENDING = ["cli.py", "policies", "rewards", "tasks/summarization.py",
+PENDING = ["cli.py", "models/value.py", "policies", "rewards", "tasks/summarization.py",
            "training/online/loop.py", "training/online/pairs.py"]
 
 
