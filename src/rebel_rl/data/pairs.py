@@ -42,15 +42,18 @@ def load_pair_dataset(source: str, split: str, columns: tuple[str, ...]) -> data
     return dataset
 
 
-def load_train_eval(source: str, split: str, eval_source: str | None, eval_split: str | None,
-                    eval_fraction: float, seed: int, columns: tuple[str, ...]
+def load_train_eval(data: Any, seed: int, columns: tuple[str, ...]
                     ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """The training rows and the held-out rows (None: no evaluation).
+    """The training rows and the held-out rows (None: no evaluation) that a stage's data group
+    names (its dataset, dataset_split, eval_dataset, eval_split and eval_fraction).
 
-    Held-out rows come from `eval_source` (default `source`) split `eval_split`. A single data file
-    has no splits, so when `source` is one and `eval_source` is unset, a seeded `eval_fraction` of
-    its rows is held out instead (0 = no evaluation). `eval_split=None` turns evaluation off.
+    Held-out rows come from `eval_dataset` (default `dataset`) split `eval_split`. A single data
+    file has no splits, so when `dataset` is one and `eval_dataset` is unset, a seeded
+    `eval_fraction` of its rows is held out instead (0 = no evaluation). `eval_split=None` turns
+    evaluation off.
     """
+    source, split, eval_source = data.dataset, data.dataset_split, data.eval_dataset
+    eval_split, eval_fraction = data.eval_split, data.eval_fraction
     train = load_pair_dataset(source, split, columns)
     if eval_split is None:
         return train, None

@@ -31,15 +31,7 @@ def dpo(config: DPOConfig) -> dict[str, Any]:
     held-out metrics (also in OUTPUT/eval.json), training seconds. Every config, data and model
     problem is raised before the run directory is written."""
     config = config.validate()
-    train_rows, eval_rows = load_train_eval(
-        config.data.dataset,
-        config.data.dataset_split,
-        config.data.eval_dataset,
-        config.data.eval_split,
-        config.data.eval_fraction,
-        config.optim.seed,
-        PREFERENCE_COLUMNS,
-    )
+    train_rows, eval_rows = load_train_eval(config.data, config.optim.seed, PREFERENCE_COLUMNS)
     judge = judge_labels(eval_rows) if eval_rows is not None else None
     trainer = SupervisedTrainer(config, "DPO")
     check_model_source(config.model.model_name_or_path)

@@ -52,15 +52,7 @@ def train_pair_scorer(
     trained on the preference rows as `pairs_class` encodes them and defines their loss, evaluated
     on held-out pairs."""
     config = config.validate()
-    train_rows, eval_rows = load_train_eval(
-        config.data.dataset,
-        config.data.dataset_split,
-        config.data.eval_dataset,
-        config.data.eval_split,
-        config.data.eval_fraction,
-        config.optim.seed,
-        PREFERENCE_COLUMNS,
-    )
+    train_rows, eval_rows = load_train_eval(config.data, config.optim.seed, PREFERENCE_COLUMNS)
     judge = judge_labels(eval_rows) if eval_rows is not None else None
     trainer = SupervisedTrainer(config, title)
     with tempfile.TemporaryDirectory(prefix="rebel-rm-init-") as folder:

@@ -44,15 +44,7 @@ def sft(config: SFTConfig) -> dict[str, Any]:
     training seconds. Every config, data and model problem is raised before the run directory is
     written."""
     config = config.validate()
-    train_rows, eval_rows = load_train_eval(
-        config.data.dataset,
-        config.data.dataset_split,
-        config.data.eval_dataset,
-        config.data.eval_split,
-        config.data.eval_fraction,
-        config.optim.seed,
-        COMPLETION_COLUMNS,
-    )
+    train_rows, eval_rows = load_train_eval(config.data, config.optim.seed, COMPLETION_COLUMNS)
     trainer = SupervisedTrainer(config, "SFT")
     policy = load_sft_policy(config, train_rows, trainer.device)
     train = SFTExamples(policy, train_rows, config.sft.max_length, "training")
