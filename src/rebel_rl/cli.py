@@ -124,8 +124,8 @@ def build_parser(options_for: str | None = ALL_COMMANDS) -> argparse.ArgumentPar
         add_config_options(train)
     images = commands.add_parser(
         "train-images", allow_abbrev=False,
-        help="fine-tune a diffusion model with REBEL (no arguments: the offline handwritten-digits "
-             "demo)",
+        help="fine-tune a diffusion model with REBEL "
+             "(no arguments: the offline handwritten-digits demo)",
         description="Fine-tune a diffusion model with REBEL (or --algorithm ddpo). With no "
                     f"arguments, runs the embedded image demo (builtin:{IMAGE_DEMO}: the built-in "
                     "digits denoiser, sampled without guidance, learns to draw digits a classifier "
