@@ -11,8 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Paths (files or folders, relative to src/rebel_rl) whose long lines are not fixed yet.
-PENDING = ["cli.py", "models/value.py", "policies", "rewards", "tasks/summarization.py",
-           "training/online/loop.py", "training/online/pairs.py"]
+PENDING: list[str] = []
 
 
 def ruff_command() -> list[str] | None:
@@ -48,6 +47,8 @@ def test_src_passes_ruff():
     result = subprocess.run([*command, "check", "--output-format", "concise",
                              *map(str, files)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+    if not PENDING:  # ruff with no paths would check the whole repository
+        return
     pending = subprocess.run([*command, "check", "--output-format", "concise", "--exit-zero",
                               *(str(ROOT / "src" / "rebel_rl" / p) for p in PENDING)],
                              cwd=ROOT, capture_output=True, text=True)

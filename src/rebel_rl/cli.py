@@ -1,9 +1,11 @@
-"""The `rebel` command line: `rebel train [--config x.yaml] [--FIELD VALUE ...] [--resume RUN_DIR]`, its image
-twin `rebel train-images` (defaults: the offline digits demo), and the stages around it: `rebel sft`,
-`rebel reward-model`, `rebel preference-model`, `rebel dpo`, `rebel evaluate`, `rebel compare`.
+"""The `rebel` command line: `rebel train [--config x.yaml] [--FIELD VALUE ...] [--resume RUN_DIR]`,
+its image twin `rebel train-images` (defaults: the offline digits demo), and the stages around it:
+`rebel sft`, `rebel reward-model`, `rebel preference-model`, `rebel dpo`, `rebel evaluate`, `rebel
+compare`.
 
-Every field of a stage's config dataclass is a `--FIELD` option; values given on the command line override the YAML
-file, which overrides the defaults. Bad input prints one `error:` line and exits with code 2.
+Every field of a stage's config dataclass is a `--FIELD` option; values given on the command line
+override the YAML file, which overrides the defaults. Bad input prints one `error:` line and exits
+with code 2.
 """
 from __future__ import annotations
 
@@ -23,12 +25,16 @@ IMAGE_DEMO = "images_digits"  # the packaged recipe (rebel_rl/configs/) behind `
 
 # The stages before and beside RL (docs/pipeline.md): subcommand -> (config class, one-line help).
 STAGES: dict[str, tuple[type, str]] = {
-    "sft": (SFTConfig, "supervised fine-tuning on prompt-completion data (from a checkpoint or scratch:small)"),
+    "sft": (SFTConfig, "supervised fine-tuning on prompt-completion data "
+                       "(from a checkpoint or scratch:small)"),
     "reward-model": (RewardModelConfig, "train a Bradley-Terry reward model on preference pairs"),
-    "preference-model": (PreferenceModelConfig, "train a pairwise preference model P(a > b | x) on preference pairs"),
+    "preference-model": (PreferenceModelConfig,
+                         "train a pairwise preference model P(a > b | x) on preference pairs"),
     "dpo": (DPOConfig, "offline DPO on preference pairs against a frozen reference"),
-    "evaluate": (EvaluateConfig, "win rate, reward and KL(pi || pi_ref) of a saved policy, with standard errors"),
-    "compare": (CompareConfig, "the paper's TL;DR table: every algorithm x seeds on the built-in task"),
+    "evaluate": (EvaluateConfig,
+                 "win rate, reward and KL(pi || pi_ref) of a saved policy, with standard errors"),
+    "compare": (CompareConfig,
+                "the paper's TL;DR table: every algorithm x seeds on the built-in task"),
 }
 
 
@@ -38,18 +44,21 @@ def field_help(cls: type = RebelConfig) -> dict[str, str]:
     return cls.field_help()
 
 
-def add_config_options(parser: argparse.ArgumentParser, cls: type = RebelConfig, defaults: Any = None) -> None:
-    """One `--FIELD VALUE` option per option of the config class `cls` (absent = not overridden); a name
-    that two groups of a grouped config share is `--group.FIELD`, and also `--FIELD` (the chosen
-    algorithm's group) when the groups are algorithms'. Deprecated names are accepted, unlisted.
-    `defaults` (a `cls` instance) is what --help shows as defaults."""
+def add_config_options(parser: argparse.ArgumentParser, cls: type = RebelConfig,
+                       defaults: Any = None) -> None:
+    """One `--FIELD VALUE` option per option of the config class `cls` (absent = not overridden); a
+    name that two groups of a grouped config share is `--group.FIELD`, and also `--FIELD` (the
+    chosen algorithm's group) when the groups are algorithms'. Deprecated names are accepted,
+    unlisted. `defaults` (a `cls` instance) is what --help shows as defaults."""
     helps = field_help(cls)
     defaults = cls() if defaults is None else defaults
     for name, f, owner in cls.option_fields():
         flag = cls.flag(name, owner)
-        group = flag.partition(".")[0] if "." in flag else (cls.owners(name)[0] if hasattr(cls, "owners") else "")
+        group = (flag.partition(".")[0] if "." in flag
+                 else (cls.owners(name)[0] if hasattr(cls, "owners") else ""))
         default = getattr(getattr(defaults, group) if group else defaults, name)
-        _add_option(parser, flag, typing.get_type_hints(owner)[name], f"{helps.get(flag, '')} (default: {default!r})")
+        _add_option(parser, flag, typing.get_type_hints(owner)[name],
+                    f"{helps.get(flag, '')} (default: {default!r})")
     if not hasattr(cls, "shared_groups"):
         return
     for name in sorted(cls.shared_names()):
@@ -60,15 +69,18 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type = RebelConfig,
                         + ", ".join(f"{g}.{name}" for g in owners))
     for old, new in cls.renames().items():
         group, _, field_name = new.partition(".")
-        _add_option(parser, old, typing.get_type_hints(cls.groups()[group])[field_name], argparse.SUPPRESS)
+        _add_option(parser, old, typing.get_type_hints(cls.groups()[group])[field_name],
+                    argparse.SUPPRESS)
 
 
 def _add_option(parser: argparse.ArgumentParser, flag: str, hint: Any, help_text: str) -> None:
     """`--flag VALUE` (a bool may be bare, a list takes several values), absent = not overridden."""
-    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "metavar": "VALUE", "dest": flag, "help": help_text}
+    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "metavar": "VALUE", "dest": flag,
+                              "help": help_text}
     if hint is bool:
         kwargs.update(nargs="?", const="true")
-    elif typing.get_origin(hint) is list or list in [typing.get_origin(a) for a in typing.get_args(hint)]:
+    elif (typing.get_origin(hint) is list
+          or list in [typing.get_origin(a) for a in typing.get_args(hint)]):
         kwargs.update(nargs="+")
     parser.add_argument(f"--{flag}", **kwargs)
 
@@ -79,56 +91,73 @@ ALL_COMMANDS = "*"  # build_parser(options_for=...): every subcommand gets its o
 def add_new_schedule_option(parser: argparse.ArgumentParser) -> None:
     """`--new_lr_schedule`: with --resume, accept the learning-rate schedule of changed options."""
     parser.add_argument("--new_lr_schedule", action="store_true",
-                        help="with --resume and options that change the learning-rate schedule (num_iterations, "
-                             "lr_scheduler, warmup_ratio, learning_rate): continue on the schedule the new options "
-                             "define (as if the run had started with them) instead of refusing")
+                        help="with --resume and options that change the learning-rate schedule "
+                             "(num_iterations, lr_scheduler, warmup_ratio, learning_rate): "
+                             "continue on the schedule the new options define (as if the run had "
+                             "started with them) instead of refusing")
 
 
 def build_parser(options_for: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
-    """The `rebel` parser. Each subcommand's `--FIELD` options (read from the config dataclasses' source,
-    the slow part) are added for `options_for` only (default: every subcommand; None: none, which is all
-    `rebel --help` and a missing or unknown command need)."""
+    """The `rebel` parser. Each subcommand's `--FIELD` options (read from the config dataclasses'
+    source, the slow part) are added for `options_for` only (default: every subcommand; None: none,
+    which is all `rebel --help` and a missing or unknown command need)."""
 
     def wanted(name: str) -> bool:
         return options_for in (ALL_COMMANDS, name)
 
-    parser = argparse.ArgumentParser(prog="rebel", description="REBEL reinforcement learning for Hugging Face models.",
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="rebel", description="REBEL reinforcement learning for Hugging Face models.",
+        allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser(
-        "train", allow_abbrev=False, help="fine-tune a causal LM with REBEL (no arguments: the offline SmolLM2 sentiment demo)",
-        description="Fine-tune a causal LM with REBEL. With no arguments, runs the embedded default: LoRA on "
-                    "SmolLM2-135M-Instruct (offline), made more positive under a KL penalty.",
+        "train", allow_abbrev=False,
+        help="fine-tune a causal LM with REBEL (no arguments: the offline SmolLM2 sentiment demo)",
+        description="Fine-tune a causal LM with REBEL. With no arguments, runs the embedded "
+                    "default: LoRA on SmolLM2-135M-Instruct (offline), made more positive under a "
+                    "KL penalty.",
     )
     train.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its latest checkpoint")
     add_new_schedule_option(train)
     if wanted("train"):
         add_config_options(train)
     images = commands.add_parser(
         "train-images", allow_abbrev=False,
-        help="fine-tune a diffusion model with REBEL (no arguments: the offline handwritten-digits demo)",
-        description="Fine-tune a diffusion model with REBEL (or --algorithm ddpo). With no arguments, runs the "
-                    f"embedded image demo (builtin:{IMAGE_DEMO}: the built-in digits denoiser, sampled without "
-                    "guidance, learns to draw digits a classifier recognises; see docs/images.md). Options "
-                    "override the demo's values; --config YAML overrides them too.",
+        help="fine-tune a diffusion model with REBEL "
+             "(no arguments: the offline handwritten-digits demo)",
+        description="Fine-tune a diffusion model with REBEL (or --algorithm ddpo). With no "
+                    f"arguments, runs the embedded image demo (builtin:{IMAGE_DEMO}: the built-in "
+                    "digits denoiser, sampled without guidance, learns to draw digits a classifier "
+                    "recognises; see docs/images.md). Options override the demo's values; --config "
+                    "YAML overrides them too.",
     )
-    images.add_argument("--config", metavar="YAML", help="a YAML file of `field: value` lines, over the demo's")
-    images.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    images.add_argument("--config", metavar="YAML",
+                        help="a YAML file of `field: value` lines, over the demo's")
+    images.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its latest checkpoint")
     add_new_schedule_option(images)
     if wanted("train-images"):
         add_config_options(images, defaults=image_demo_config())
-    recipes = commands.add_parser("recipes", allow_abbrev=False, help="list the packaged recipes (--config builtin:NAME)",
-                                  description="List the packaged recipes; with --accelerate NAME, print the path of "
-                                              "a packaged accelerate config (fsdp2_8gpu, deepspeed_zero2_8gpu).")
-    recipes.add_argument("--accelerate", metavar="NAME", help="print the path of this packaged accelerate config")
-    push = commands.add_parser("push", allow_abbrev=False, help="upload a finished run to the Hugging Face Hub",
-                               description="Upload a finished run's final/ model (adapter or merged), tokenizer, "
-                                           "plot and a generated model card to the Hub.")
+    recipes = commands.add_parser("recipes", allow_abbrev=False,
+                                  help="list the packaged recipes (--config builtin:NAME)",
+                                  description="List the packaged recipes; with --accelerate NAME, "
+                                              "print the path of a packaged accelerate config "
+                                              "(fsdp2_8gpu, deepspeed_zero2_8gpu).")
+    recipes.add_argument("--accelerate", metavar="NAME",
+                         help="print the path of this packaged accelerate config")
+    push = commands.add_parser("push", allow_abbrev=False,
+                               help="upload a finished run to the Hugging Face Hub",
+                               description="Upload a finished run's final/ model (adapter or "
+                                           "merged), tokenizer, plot and a generated model card to "
+                                           "the Hub.")
     push.add_argument("run_dir", metavar="RUN_DIR")
-    push.add_argument("--hub_model_id", metavar="ID", help="the Hub repository (default: the run's hub_model_id)")
-    push.add_argument("--private", action="store_true", default=None, help="create the repository as private")
-    push.add_argument("--to_folder", metavar="DIR", help="only write what would be uploaded into DIR (no network)")
+    push.add_argument("--hub_model_id", metavar="ID",
+                      help="the Hub repository (default: the run's hub_model_id)")
+    push.add_argument("--private", action="store_true", default=None,
+                      help="create the repository as private")
+    push.add_argument("--to_folder", metavar="DIR",
+                      help="only write what would be uploaded into DIR (no network)")
     serve = commands.add_parser(
         "vllm-serve", allow_abbrev=False,
         help="serve a model with vLLM for generation_backend vllm_server",
@@ -159,7 +188,8 @@ def build_parser(options_for: str | None = ALL_COMMANDS) -> argparse.ArgumentPar
 def _run_train(args: argparse.Namespace) -> int:
     overrides = stage_overrides(args, "resume", "new_lr_schedule")
     if args.new_lr_schedule and not args.resume:
-        raise RebelError("--new_lr_schedule goes with --resume RUN_DIR: a new run starts on its own schedule")
+        raise RebelError("--new_lr_schedule goes with --resume RUN_DIR: a new run starts on its "
+                         "own schedule")
     if args.resume:
         if args.config:
             raise RebelError("--resume takes the config saved in the run directory: drop --config")
@@ -174,7 +204,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config: RebelConfig) -> int:
-    """Train the validated `config`; the heavy libraries load only now (config errors came first)."""
+    """Train the validated `config`; the heavy libraries load only now (config errors came first).
+    """
     args.run_dir = config.output_dir
     _check_missing_model(config)
     _check_rewards_and_data(config)
@@ -186,21 +217,22 @@ def _train(args: argparse.Namespace, config: RebelConfig) -> int:
 
 
 def _check_missing_model(config: RebelConfig) -> None:
-    """A model source that is neither a file nor built in can only be a causal LM (a diffusion hub id needs
-    model_type diffusion): its missing path or unreachable hub id is reported before seconds of imports.
-    The trainer checks every source again (policies/factory.py)."""
+    """A model source that is neither a file nor built in can only be a causal LM (a diffusion hub
+    id needs model_type diffusion): its missing path or unreachable hub id is reported before
+    seconds of imports. The trainer checks every source again (policies/factory.py)."""
     from pathlib import Path
 
     from .models.pretrained import check_model_source
 
     name = config.model_name_or_path
-    if config.model_type != "diffusion" and not name.startswith("builtin:") and not Path(name).expanduser().exists():
+    if (config.model_type != "diffusion" and not name.startswith("builtin:")
+            and not Path(name).expanduser().exists()):
         check_model_source(name)
 
 
 def _check_rewards_and_data(config: RebelConfig) -> None:
-    """Reward specs, then local dataset paths, in the trainer's order, before seconds of imports (the
-    trainer checks them again)."""
+    """Reward specs, then local dataset paths, in the trainer's order, before seconds of imports
+    (the trainer checks them again)."""
     from .data.prompts import check_dataset_source
     from .rewards.specs import check_reward_spec
 
@@ -222,7 +254,8 @@ def _run_train_images(args: argparse.Namespace) -> int:
         return _run_train(args)
     config = image_demo_config()
     if args.config:
-        config = config.with_overrides(read_yaml(args.config), source=args.config)  # only the keys it sets
+        # only the keys it sets
+        config = config.with_overrides(read_yaml(args.config), source=args.config)
     return _train(args, config.with_overrides(overrides).validate())
 
 
@@ -246,11 +279,13 @@ def _run_sft(args: argparse.Namespace) -> int:
 
 
 def _run_reward_model(args: argparse.Namespace) -> int:
-    return run_stage(args, RewardModelConfig, _stage(".training.offline.reward_model", "train_reward_model"))
+    return run_stage(args, RewardModelConfig, _stage(".training.offline.reward_model",
+                                                     "train_reward_model"))
 
 
 def _run_preference_model(args: argparse.Namespace) -> int:
-    return run_stage(args, PreferenceModelConfig, _stage(".training.offline.preference_model", "train_preference_model"))
+    return run_stage(args, PreferenceModelConfig, _stage(".training.offline.preference_model",
+                                                         "train_preference_model"))
 
 
 def _run_dpo(args: argparse.Namespace) -> int:
@@ -258,8 +293,8 @@ def _run_dpo(args: argparse.Namespace) -> int:
 
 
 def _stage(module: str, name: str) -> Any:
-    """`run(config)` calling function `name` of stage module `module`, imported when the stage starts (after
-    its config is checked)."""
+    """`run(config)` calling function `name` of stage module `module`, imported when the stage
+    starts (after its config is checked)."""
     import importlib
 
     return lambda config: getattr(importlib.import_module(module, __package__), name)(config)
@@ -291,7 +326,8 @@ def _run_recipes(args: argparse.Namespace) -> int:
         return 0
     for name, summary in packaged_recipes().items():
         print(f"{name:28} {summary}")
-    print("accelerate configs: rebel recipes --accelerate fsdp2 | deepspeed_zero2 (docs/recipes.md)")
+    print("accelerate configs: rebel recipes --accelerate fsdp2 | deepspeed_zero2 "
+          "(docs/recipes.md)")
     return 0
 
 
@@ -345,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def interrupted_line(args: argparse.Namespace) -> str:
-    """What Ctrl-C prints: where the run is and how to continue it (train), or what was kept (stages)."""
+    """What Ctrl-C prints: where the run is and how to continue it (train), or what was kept
+    (stages)."""
     run_dir = getattr(args, "run_dir", None)
     if args.command not in ("train", "train-images"):
         return f"interrupted: {run_dir} may be incomplete" if run_dir else "interrupted"
@@ -356,8 +393,9 @@ def interrupted_line(args: argparse.Namespace) -> str:
 
 
 def start_work() -> None:
-    """Called once the command line and config are checked, right before the heavy libraries load: quiet
-    them (their warnings and progress bars would crowd the terminal and the one `error:` line)."""
+    """Called once the command line and config are checked, right before the heavy libraries load:
+    quiet them (their warnings and progress bars would crowd the terminal and the one `error:`
+    line)."""
     quiet_libraries()
 
 

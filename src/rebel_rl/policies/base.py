@@ -1,10 +1,11 @@
-"""The policy contract: what the online loop, checkpoints, outputs and evaluation may ask of a policy.
+"""The policy contract: what the online loop, checkpoints, outputs and evaluation may ask of a
+policy.
 
-A policy samples a batch with log-probs (`sample`), recomputes per-token (per-step) log-probs of stored
-samples under itself or under the reference pi_ref (`token_log_probs`), saves and loads its weights,
-describes a sample for logs and reports, and declares what it supports (`supports`). Both kinds here, a
-causal LM (causal_lm/) and a diffusion model (diffusion/), implement `Policy`; their samples are
-`Rollout`s. Nothing outside policies/ asks which kind it holds: it asks `supports`.
+A policy samples a batch with log-probs (`sample`), recomputes per-token (per-step) log-probs of
+stored samples under itself or under the reference pi_ref (`token_log_probs`), saves and loads its
+weights, describes a sample for logs and reports, and declares what it supports (`supports`). Both
+kinds here, a causal LM (causal_lm/) and a diffusion model (diffusion/), implement `Policy`; their
+samples are `Rollout`s. Nothing outside policies/ asks which kind it holds: it asks `supports`.
 """
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ from ..errors import RunDirError
 
 @dataclass(frozen=True)
 class PolicySupports:
-    """What a kind of policy can do, for the loop, the algorithm registry and the sharding checks."""
+    """What a kind of policy can do, for the loop, the algorithm registry and the sharding checks.
+    """
 
     description: str  # how errors name the kind: "a causal LM", "a diffusion policy"
     default_temperature: float  # the sampling temperature when the config leaves it unset
     sharding: bool  # trains under FSDP2
-    dataset_completions: bool  # written completions from a dataset can become rollout rows (hybrid/offline pairs)
+    # written completions from a dataset can become rollout rows (hybrid/offline pairs)
+    dataset_completions: bool
     images: bool  # samples are images: logs save them as PNGs, reports draw before/after grids
-    gradient_checkpointing: bool = False  # `gradient_checkpointing: true` recomputes its layers in the backward
+    # `gradient_checkpointing: true` recomputes its layers in the backward
+    gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,9 @@ class PolicyKind:
 class Rollout(abc.ABC):
     """Sampled completions, `n` consecutive rows per prompt (a dataclass in each policy kind).
 
-    Every kind has `completion_mask` (N, T) over its actions (tokens up to and including the first EOS,
-    or denoising steps), `has_eos` (N,), and `completions` (what rewards receive: text or images).
+    Every kind has `completion_mask` (N, T) over its actions (tokens up to and including the first
+    EOS, or denoising steps), `has_eos` (N,), and `completions` (what rewards receive: text or
+    images).
     """
 
     completion_mask: torch.Tensor
@@ -82,22 +87,23 @@ class Rollout(abc.ABC):
 
     @property
     def recorded_token_log_probs(self) -> torch.Tensor | None:
-        """Per-action log pi_t recorded while sampling, exactly as `token_log_probs` would recompute them;
-        None when the kind does not record them."""
+        """Per-action log pi_t recorded while sampling, exactly as `token_log_probs` would recompute
+        them; None when the kind does not record them."""
         return None
 
     def completion_token_ids(self) -> list[list[int]] | None:
-        """Each completion's token ids up to and including its first EOS (TRL's `completion_ids` for rewards);
-        None for kinds whose samples are not tokens."""
+        """Each completion's token ids up to and including its first EOS (TRL's `completion_ids` for
+        rewards); None for kinds whose samples are not tokens."""
         return None
 
     @abc.abstractmethod
     def conditioning_rows(self) -> torch.Tensor:
-        """One row per sample of what the policy conditions on (equal rows for samples of one prompt)."""
+        """One row per sample of what the policy conditions on (equal rows for samples of one
+        prompt)."""
 
     def prompt_keys(self) -> list[str]:
-        """One string per row naming what the model conditions on (equal for rows of the same prompt,
-        and for different prompts the model cannot tell apart)."""
+        """One string per row naming what the model conditions on (equal for rows of the same
+        prompt, and for different prompts the model cannot tell apart)."""
         rows = self.conditioning_rows().detach().cpu().contiguous()
         return [hashlib.sha1(row.numpy().tobytes()).hexdigest()[:16] for row in rows]
 
@@ -106,7 +112,8 @@ class Policy(abc.ABC):
     """A trainable model with a reference pi_ref (the LoRA adapter disabled, or a frozen copy).
 
     `model` is the plain trainable module (saved, gathered and checkpointed); `train_module` is what
-    gradients flow through, the accelerate-wrapped (DDP/FSDP) module once `prepare_training` has run.
+    gradients flow through, the accelerate-wrapped (DDP/FSDP) module once `prepare_training` has
+    run.
     """
 
     supports: ClassVar[PolicySupports]
@@ -120,11 +127,14 @@ class Policy(abc.ABC):
         # Mixed precision for the passes that do not go through `train_module`.
         self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
-    # --- sampling and log-probs ---------------------------------------------------------------------
+    # --- sampling and log-probs
+    # ---------------------------------------------------------------------
     @abc.abstractmethod
-    def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None
+    def sample(self, prompts: list, n: int, *, reference: bool = False,
+               temperature: float | None = None
                ) -> Rollout:
-        """Sample `n` completions per prompt (rows grouped by prompt) from the policy or from pi_ref."""
+        """Sample `n` completions per prompt (rows grouped by prompt) from the policy or from
+        pi_ref."""
 
     @abc.abstractmethod
     def token_log_probs(self, rollout: Rollout, *, reference: bool = False) -> torch.Tensor:
@@ -135,10 +145,11 @@ class Policy(abc.ABC):
         """Sequence log-probs (N,): the sum of `token_log_probs`."""
         return self.token_log_probs(rollout, reference=reference).sum(-1)
 
-    def sampling_token_log_probs(self, rollout: Rollout, current: torch.Tensor | None = None) -> torch.Tensor:
-        """log pi_t per action (N, T), fixed for the iteration: as recorded while sampling, else `current`
-        (the caller's `token_log_probs` of these rows, detached, made before the weights changed), else
-        recomputed without gradients."""
+    def sampling_token_log_probs(self, rollout: Rollout,
+                                 current: torch.Tensor | None = None) -> torch.Tensor:
+        """log pi_t per action (N, T), fixed for the iteration: as recorded while sampling, else
+        `current` (the caller's `token_log_probs` of these rows, detached, made before the weights
+        changed), else recomputed without gradients."""
         recorded = rollout.recorded_token_log_probs
         if recorded is not None:
             return recorded
@@ -148,8 +159,8 @@ class Policy(abc.ABC):
             return self.token_log_probs(rollout)
 
     def sampling_metrics(self) -> dict[str, float]:
-        """Diagnostics of the latest sample and `sampling_token_log_probs`, for the iteration's metrics
-        (e.g. `vllm/logprob_diff`); none by default."""
+        """Diagnostics of the latest sample and `sampling_token_log_probs`, for the iteration's
+        metrics (e.g. `vllm/logprob_diff`); none by default."""
         return {}
 
     @abc.abstractmethod
@@ -157,7 +168,8 @@ class Policy(abc.ABC):
         """Raise DataError for the first prompt the policy cannot take, before any training."""
 
     def rollout_from_text(self, prompts: list, completions: list) -> Rollout:
-        """Written completions (one per prompt) as rollout rows; only where `supports.dataset_completions`."""
+        """Written completions (one per prompt) as rollout rows; only where
+        `supports.dataset_completions`."""
         raise NotImplementedError(f"{self.supports.description} cannot score written completions")
 
     def concat(self, rollouts: list[Rollout]) -> Rollout:
@@ -165,19 +177,22 @@ class Policy(abc.ABC):
         raise NotImplementedError(f"{self.supports.description} cannot concatenate rollouts")
 
     def describe(self, completion: Any) -> Any:
-        """A completion as logs and reports keep it (JSON): text as it is; kinds with other samples override."""
+        """A completion as logs and reports keep it (JSON): text as it is; kinds with other samples
+        override."""
         return completion
 
-    # --- training ----------------------------------------------------------------------------------
+    # --- training
+    # ----------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def prepare_training(self, train_module: torch.nn.Module,
                          autocast: Callable[[], contextlib.AbstractContextManager]) -> None:
-        """Take the accelerate-wrapped module that gradients flow through, and the autocast context for
-        the passes that bypass it (sampling, pi_ref): one region per call, since autocast caches cast
-        weights until its outermost region exits and a region spanning updates would use stale ones."""
+        """Take the accelerate-wrapped module that gradients flow through, and the autocast context
+        for the passes that bypass it (sampling, pi_ref): one region per call, since autocast caches
+        cast weights until its outermost region exits and a region spanning updates would use stale
+        ones."""
         self.train_module = train_module
         self.autocast = autocast
 
@@ -192,20 +207,23 @@ class Policy(abc.ABC):
             with self.model.disable_adapter():
                 yield self.model
 
-    # --- weights -----------------------------------------------------------------------------------
+    # --- weights
+    # -----------------------------------------------------------------------------------
     def weights_updated(self) -> None:
-        """Called after every optimizer step: the trainable weights changed (a kind that samples from a
-        copy of them, e.g. a vLLM engine, syncs it before its next sample). Nothing by default."""
+        """Called after every optimizer step: the trainable weights changed (a kind that samples
+        from a copy of them, e.g. a vLLM engine, syncs it before its next sample). Nothing by
+        default."""
 
     @abc.abstractmethod
     def save_pretrained(self, path: str | Path, model: torch.nn.Module | None = None,
                         state_dict: dict | None = None) -> None:
-        """Save the trainable model (the adapter alone under LoRA; `model` instead, e.g. a merged one;
-        its weights from `state_dict` when given, e.g. gathered from shards) and what loads it back."""
+        """Save the trainable model (the adapter alone under LoRA; `model` instead, e.g. a merged
+        one; its weights from `state_dict` when given, e.g. gathered from shards) and what loads it
+        back."""
 
     def load_weights(self, path: Path) -> None:
-        """Restore the weights (the adapter under LoRA) saved by `save_pretrained` in `path`, before the
-        model is prepared (wrapped or sharded) for training."""
+        """Restore the weights (the adapter under LoRA) saved by `save_pretrained` in `path`, before
+        the model is prepared (wrapped or sharded) for training."""
         load_saved_weights(path, self.model)
 
     def merged_model(self) -> torch.nn.Module:
@@ -213,7 +231,8 @@ class Policy(abc.ABC):
         return self.model.merge_and_unload()
 
 
-WEIGHT_FILES = ["model.safetensors", "diffusion_pytorch_model.safetensors"]  # transformers', diffusers' names
+# transformers', diffusers' names
+WEIGHT_FILES = ["model.safetensors", "diffusion_pytorch_model.safetensors"]
 
 
 def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
@@ -222,8 +241,9 @@ def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def load_saved_weights(path: Path, model: torch.nn.Module) -> None:
-    """Load `save_pretrained` weights from `path` into `model`: the adapter alone when the folder holds
-    one (a peft model), else the whole state dict; RunDirError when nothing or something else is there."""
+    """Load `save_pretrained` weights from `path` into `model`: the adapter alone when the folder
+    holds one (a peft model), else the whole state dict; RunDirError when nothing or something else
+    is there."""
     from safetensors.torch import load_file
 
     adapter = path / "adapter_model.safetensors"
@@ -235,9 +255,10 @@ def load_saved_weights(path: Path, model: torch.nn.Module) -> None:
     else:
         weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
         if weights is None:
-            raise RunDirError(f"checkpoint {path} has no model weights: delete it and resume from an earlier one")
+            raise RunDirError(f"checkpoint {path} has no model weights: delete it and resume from "
+                              "an earlier one")
         # Tied weights (lm_head = embeddings) are saved once; strict=False lets them stay tied.
         unexpected = model.load_state_dict(load_file(weights), strict=False).unexpected_keys
     if unexpected:
-        raise RunDirError(f"checkpoint {path} does not match the model ({len(unexpected)} unknown weights): "
-                          "resume with the config the run was started with")
+        raise RunDirError(f"checkpoint {path} does not match the model ({len(unexpected)} unknown "
+                          "weights): resume with the config the run was started with")

@@ -27,7 +27,8 @@ def load_reward_function(spec: str) -> Callable:
         raise RewardError(f"reward function spec '{spec}' must look like {FORMS}")
     module = _import_file(target) if _is_file_target(target) else _import_module(target)
     if not hasattr(module, name):
-        raise RewardError(f"reward function '{name}' not found in {target}: check the name after ':'")
+        raise RewardError(f"reward function '{name}' not found in {target}: "
+                          "check the name after ':'")
     function = getattr(module, name)
     if not callable(function):
         raise RewardError(

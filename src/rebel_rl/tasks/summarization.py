@@ -97,7 +97,8 @@ class WriterStyle:
 
     omit: tuple[float, float, float]  # person (the name is used instead), problem, ask
     distractor: float  # copies one distractor clause
-    filler: float  # adds a filler prefix, and (independently) a filler suffix, each with this chance
+    # adds a filler prefix, and (independently) a filler suffix, each with this chance
+    filler: float
     hallucinate: float  # replaces one fact with a wrong one of the same topic
     max_tokens: int | None = None  # drop filler, then the distractor, until the summary fits
 

@@ -2,10 +2,10 @@
 
 log pi(y|x) is the sum of the completion tokens' log-probs up to and including the first EOS, under
 logits divided by the sampling temperature: the distribution we sample from when top_k=0 and top_p=1
-(the defaults). With top-k/top-p truncation on, log-probs stay those of the full tempered softmax, as in
-TRL, so that they remain defined for every token.
-Prompts are left-padded and completions right-padded; position ids follow the attention mask, exactly
-as `generate` computes them, so a padded batch gives the same numbers as one sequence at a time.
+(the defaults). With top-k/top-p truncation on, log-probs stay those of the full tempered softmax,
+as in TRL, so that they remain defined for every token. Prompts are left-padded and completions
+right-padded; position ids follow the attention mask, exactly as `generate` computes them, so a
+padded batch gives the same numbers as one sequence at a time.
 """
 from __future__ import annotations
 
@@ -42,12 +42,12 @@ def token_logps(
     chunk_size: int = 0,
     completion_attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-token log softmax(logits / temperature) of the completion tokens, 0 outside the mask; (N, C).
-    Without gradients, a prompt repeated over consecutive rows is computed once (shared_prompts.py).
-    `chunk_size` > 0 runs a plain Linear head over that many positions at a time, never holding the
-    (N, C, vocab) logits (chunked_head.py); other heads, or 0, take the full path.
-    `completion_attention_mask` (episodes: every dialogue token) is what the forward attends to;
-    None attends to `completion_mask`, the tokens scored."""
+    """Per-token log softmax(logits / temperature) of the completion tokens, 0 outside the mask; (N,
+    C). Without gradients, a prompt repeated over consecutive rows is computed once
+    (shared_prompts.py). `chunk_size` > 0 runs a plain Linear head over that many positions at a
+    time, never holding the (N, C, vocab) logits (chunked_head.py); other heads, or 0, take the full
+    path. `completion_attention_mask` (episodes: every dialogue token) is what the forward attends
+    to; None attends to `completion_mask`, the tokens scored."""
     attended = completion_mask if completion_attention_mask is None else completion_attention_mask
     head = chunkable_head(model) if chunk_size > 0 else None
     if head is not None:
@@ -62,7 +62,8 @@ def token_logps(
 
 
 def sequence_logps(*args, **kwargs) -> torch.Tensor:
-    """log pi(y|x) per row, shape (N,): `token_logps` (same arguments) summed over the completion."""
+    """log pi(y|x) per row, shape (N,): `token_logps` (same arguments) summed over the completion.
+    """
     return token_logps(*args, **kwargs).sum(-1)
 
 
@@ -96,14 +97,16 @@ class CausalLMPolicy(Policy):
 
     def encode_prompts(self, prompts: list) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded prompt ids and mask; a prompt longer than the limit is a DataError."""
-        batch = self.tokenizer.pad({"input_ids": self.prompt_token_ids(prompts)}, padding=True, return_tensors="pt")
+        batch = self.tokenizer.pad({"input_ids": self.prompt_token_ids(prompts)}, padding=True,
+                                   return_tensors="pt")
         return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
 
     def prompt_token_ids(self, prompts: list, first_index: int = 0) -> list[list[int]]:
         """Token ids of each prompt (chat template applied); DataError naming the first one too long
         for max_prompt_length or for the context window minus max_new_tokens."""
         # A chat template already writes the special tokens it wants.
-        encoded = [self.tokenizer(prompt_to_text(p, self.tokenizer), add_special_tokens=not isinstance(p, list))["input_ids"]
+        encoded = [self.tokenizer(prompt_to_text(p, self.tokenizer),
+                                  add_special_tokens=not isinstance(p, list))["input_ids"]
                    for p in prompts]
         limit = self.max_prompt_length
         context = getattr(self.model.config, "max_position_embeddings", None)
@@ -112,9 +115,10 @@ class CausalLMPolicy(Policy):
         for index, ids in enumerate(encoded):
             if len(ids) > limit:
                 raise DataError(
-                    f"prompt {first_index + index} has {len(ids)} tokens, more than the {limit} allowed "
-                    f"(max_prompt_length={self.max_prompt_length}, context window {context}, "
-                    f"max_new_tokens={self.max_new_tokens}): shorten it or raise max_prompt_length"
+                    f"prompt {first_index + index} has {len(ids)} tokens, more than the {limit} "
+                    f"allowed (max_prompt_length={self.max_prompt_length}, context window "
+                    f"{context}, max_new_tokens={self.max_new_tokens}): shorten it or raise "
+                    "max_prompt_length"
                 )
         return encoded
 
@@ -125,8 +129,8 @@ class CausalLMPolicy(Policy):
 
     @contextlib.contextmanager
     def sampling_model(self, reference: bool = False) -> Iterator[torch.nn.Module]:
-        """As for every policy, except that a LoRA policy on the CPU samples with its adapter folded into
-        the weights (lora_sampling.py): the same numbers up to rounding, a fifth less time."""
+        """As for every policy, except that a LoRA policy on the CPU samples with its adapter folded
+        into the weights (lora_sampling.py): the same numbers up to rounding, a fifth less time."""
         if reference or not can_fold_adapter(self.model):
             with super().sampling_model(reference) as model:
                 yield model
@@ -135,8 +139,10 @@ class CausalLMPolicy(Policy):
                 yield model
 
     @torch.no_grad()
-    def sample(self, prompts: list, n: int, *, reference: bool = False, temperature: float | None = None) -> TextRollout:
-        """Sample `n` completions per prompt (rows grouped by prompt) from the policy or the reference."""
+    def sample(self, prompts: list, n: int, *, reference: bool = False,
+               temperature: float | None = None) -> TextRollout:
+        """Sample `n` completions per prompt (rows grouped by prompt) from the policy or the
+        reference."""
         temperature = self.temperature if temperature is None else temperature
         prompt_ids, prompt_mask = self.encode_prompts(prompts)
         config = GenerationConfig(
@@ -148,25 +154,32 @@ class CausalLMPolicy(Policy):
             eos_token_id=self.eos_token_ids.tolist(),
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        with self.sampling_model(reference) as model, ready_to_generate(model) as extra, self.autocast():
-            # Each token drawn by inverse CDF: multinomial's distribution, cheaper (sampling_draw.py).
+        with (self.sampling_model(reference) as model, ready_to_generate(model) as extra,
+              self.autocast()):
+            # Each token drawn by inverse CDF: multinomial's distribution, cheaper
+            # (sampling_draw.py).
             output = generate_sharing_prompts(model, prompt_ids, prompt_mask, n,
                                               **generate_kwargs(config), **extra)
-        prompt_ids, prompt_mask = prompt_ids.repeat_interleave(n, dim=0), prompt_mask.repeat_interleave(n, dim=0)
+        prompt_ids, prompt_mask = (prompt_ids.repeat_interleave(n, dim=0),
+                                   prompt_mask.repeat_interleave(n, dim=0))
         completion_ids = output[:, prompt_ids.shape[1]:]
         completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)
         kept = [ids[: int(length)] for ids, length in zip(completion_ids, completion_mask.sum(-1))]
         texts = self.tokenizer.batch_decode(kept, skip_special_tokens=True)
         return TextRollout(prompt_ids, prompt_mask, completion_ids, completion_mask, has_eos, texts)
 
-    def log_probs(self, rollout: TextRollout, *, reference: bool = False, temperature: float | None = None
+    def log_probs(self, rollout: TextRollout, *, reference: bool = False,
+                  temperature: float | None = None
                   ) -> torch.Tensor:
-        """Sequence log-probs (N,) of the rollout's completions; differentiable unless `reference`."""
+        """Sequence log-probs (N,) of the rollout's completions; differentiable unless `reference`.
+        """
         return self.token_log_probs(rollout, reference=reference, temperature=temperature).sum(-1)
 
-    def token_log_probs(self, rollout: TextRollout, *, reference: bool = False, temperature: float | None = None
+    def token_log_probs(self, rollout: TextRollout, *, reference: bool = False,
+                        temperature: float | None = None
                         ) -> torch.Tensor:
-        """Per-token log-probs (N, C) of the completions, 0 after the first EOS; differentiable unless `reference`."""
+        """Per-token log-probs (N, C) of the completions, 0 after the first EOS; differentiable
+        unless `reference`."""
         temperature = self.temperature if temperature is None else temperature
         args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
                 rollout.completion_mask, temperature, self.logprob_chunk_size,
@@ -197,16 +210,19 @@ class CausalLMPolicy(Policy):
     def concat(self, rollouts: list[TextRollout]) -> TextRollout:
         return concat_rollouts(rollouts, self.tokenizer.pad_token_id)
 
-    def save_pretrained(self, path, model: torch.nn.Module | None = None, state_dict: dict | None = None) -> None:
+    def save_pretrained(self, path, model: torch.nn.Module | None = None,
+                        state_dict: dict | None = None) -> None:
         """Save the trainable model (the adapter alone under LoRA; `model` instead; weights from
         `state_dict` when given) and the tokenizer into `path`."""
-        (model or self.model).save_pretrained(path, **({} if state_dict is None else {"state_dict": state_dict}))
+        (model or self.model).save_pretrained(
+            path, **({} if state_dict is None else {"state_dict": state_dict}))
         self.tokenizer.save_pretrained(path)
 
 
 def _eos_token_ids(model: PreTrainedModel, tokenizer) -> set[int]:
     ids = set()
-    configured = model.generation_config.eos_token_id if model.generation_config is not None else None
+    configured = (model.generation_config.eos_token_id if model.generation_config is not None
+                  else None)
     if isinstance(configured, int):
         ids.add(configured)
     elif configured:
@@ -214,12 +230,14 @@ def _eos_token_ids(model: PreTrainedModel, tokenizer) -> set[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     if not ids:
-        raise ModelError("the tokenizer and generation config define no EOS token: set tokenizer.eos_token")
+        raise ModelError("the tokenizer and generation config define no EOS token: set "
+                         "tokenizer.eos_token")
     return ids
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """`auto` is fp32 on CPU and bf16 on GPUs that support it (else fp16 is not chosen silently: fp32)."""
+    """`auto` is fp32 on CPU and bf16 on GPUs that support it (else fp16 is not chosen silently:
+    fp32)."""
     if name == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
@@ -242,48 +260,61 @@ def resolve_mixed_precision(name: str) -> str:
 
 
 def load_causal_lm(weights, device: torch.device) -> tuple[PreTrainedModel, object]:
-    """Model and tokenizer from `weights` (a WeightsConfig: path, dtype); ModelError, one line, on failure."""
+    """Model and tokenizer from `weights` (a WeightsConfig: path, dtype); ModelError, one line, on
+    failure."""
     path = resolve_model_path(weights.model_name_or_path)
     dtype = resolve_dtype(weights.dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except model_load_errors() as exc:
-        raise ModelError(f"cannot load model {weights.model_name_or_path!r}: {first_line(exc)}") from None
+        raise ModelError(f"cannot load model {weights.model_name_or_path!r}: "
+                         f"{first_line(exc)}") from None
     tokenizer.padding_side = "left"
     return model, tokenizer
 
 
 def load_tokenizer(model: torch.nn.Module):
-    """The tokenizer saved beside a model object (its `name_or_path`); ModelError asking for it otherwise."""
-    path = getattr(getattr(model, "config", None), "name_or_path", "") or getattr(model, "name_or_path", "")
+    """The tokenizer saved beside a model object (its `name_or_path`); ModelError asking for it
+    otherwise."""
+    path = (getattr(getattr(model, "config", None), "name_or_path", "")
+            or getattr(model, "name_or_path", ""))
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError):
-        raise ModelError(f"no tokenizer found beside the model object (name_or_path {path!r}): pass tokenizer=") from None
+        raise ModelError(f"no tokenizer found beside the model object (name_or_path {path!r}): "
+                         "pass tokenizer=") from None
 
 
-def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None, max_prompt_length: int = 256,
-                          gradient_checkpointing: bool = False, policy_class: type[CausalLMPolicy] = CausalLMPolicy,
+def load_causal_lm_policy(weights, sampling, device: torch.device, *, lora=None,
+                          max_prompt_length: int = 256,
+                          gradient_checkpointing: bool = False,
+                          policy_class: type[CausalLMPolicy] = CausalLMPolicy,
                           **policy_options) -> CausalLMPolicy:
-    """Load model and tokenizer from `weights` (a WeightsConfig: path, dtype), add the LoRA adapter `lora`
-    (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a SamplingConfig) says.
-    `policy_class` (given `policy_options`) may be a subclass that samples differently."""
+    """Load model and tokenizer from `weights` (a WeightsConfig: path, dtype), add the LoRA adapter
+    `lora` (a LoraConfig) or, without one, a frozen reference copy; sample as `sampling` (a
+    SamplingConfig) says. `policy_class` (given `policy_options`) may be a subclass that samples
+    differently."""
     model, tokenizer = load_causal_lm(weights, device)
-    return wrap_causal_lm_policy(model, tokenizer, sampling, device, lora=lora, max_prompt_length=max_prompt_length,
-                                 gradient_checkpointing=gradient_checkpointing, policy_class=policy_class,
+    return wrap_causal_lm_policy(model, tokenizer, sampling, device, lora=lora,
+                                 max_prompt_length=max_prompt_length,
+                                 gradient_checkpointing=gradient_checkpointing,
+                                 policy_class=policy_class,
                                  **policy_options)
 
 
-def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: torch.device, *, lora=None,
+def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: torch.device, *,
+                          lora=None,
                           max_prompt_length: int = 256, gradient_checkpointing: bool = False,
-                          policy_class: type[CausalLMPolicy] = CausalLMPolicy, **policy_options) -> CausalLMPolicy:
-    """A policy around a model and tokenizer already in memory (loaded by us or handed over by the user).
-    A peft model keeps its own adapter (trained; pi_ref = the adapter disabled); otherwise the LoRA adapter
-    `lora` (a LoraConfig) is added or, without one, a frozen copy is pi_ref. ModelError for a model that
-    is not a causal LM or a tokenizer that cannot pad. `policy_class` (given `policy_options`) may be a
-    subclass that samples differently (the vLLM backend). `gradient_checkpointing` recomputes the decoder
-    layers in the update's backward instead of keeping their activations (policies/causal_lm/checkpointing.py)."""
+                          policy_class: type[CausalLMPolicy] = CausalLMPolicy,
+                          **policy_options) -> CausalLMPolicy:
+    """A policy around a model and tokenizer already in memory (loaded by us or handed over by the
+    user). A peft model keeps its own adapter (trained; pi_ref = the adapter disabled); otherwise
+    the LoRA adapter `lora` (a LoraConfig) is added or, without one, a frozen copy is pi_ref.
+    ModelError for a model that is not a causal LM or a tokenizer that cannot pad. `policy_class`
+    (given `policy_options`) may be a subclass that samples differently (the vLLM backend).
+    `gradient_checkpointing` recomputes the decoder layers in the update's backward instead of
+    keeping their activations (policies/causal_lm/checkpointing.py)."""
     check_causal_lm_object(model, tokenizer)
     if getattr(tokenizer, "padding_side", "left") != "left" or tokenizer.pad_token_id is None:
         tokenizer = copy.deepcopy(tokenizer)  # the user's tokenizer object stays as they made it
@@ -303,7 +334,8 @@ def wrap_causal_lm_policy(model: torch.nn.Module, tokenizer, sampling, device: t
             r=lora.lora_r,
             lora_alpha=lora.lora_alpha,
             lora_dropout=lora.lora_dropout,
-            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+            target_modules=(targets if targets == "all-linear"
+                            else [t.strip() for t in targets.split(",")]),
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, adapter)
@@ -332,12 +364,12 @@ def _is_peft_model(model: torch.nn.Module) -> bool:
 
 
 def check_causal_lm_object(model, tokenizer) -> None:
-    """ModelError, one line, unless `model` is a causal LM that generates (a peft model around one counts)
-    and `tokenizer` is a tokenizer."""
+    """ModelError, one line, unless `model` is a causal LM that generates (a peft model around one
+    counts) and `tokenizer` is a tokenizer."""
     base = model.get_base_model() if _is_peft_model(model) else model
     if not isinstance(base, PreTrainedModel) or not base.can_generate():
-        raise ModelError(f"model is a {type(base).__name__}, not a causal LM: pass an AutoModelForCausalLM "
-                         "(or a PeftModel around one)")
+        raise ModelError(f"model is a {type(base).__name__}, not a causal LM: pass an "
+                         "AutoModelForCausalLM (or a PeftModel around one)")
     if tokenizer is None or not callable(getattr(tokenizer, "batch_decode", None)):
         raise ModelError(f"tokenizer is a {type(tokenizer).__name__}: pass the model's tokenizer "
                          "(AutoTokenizer.from_pretrained)")

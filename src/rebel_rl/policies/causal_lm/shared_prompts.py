@@ -1,8 +1,8 @@
 """Each distinct prompt computed once, however many completions share it.
 
 With n samples per prompt, a batch holds every prompt n times: the same keys and values, computed n
-times over. Sampling (`generate_sharing_prompts`) computes each prompt's cache once (all its tokens but
-the last) and repeats it over the n samples. The log-prob passes, with or without gradients
+times over. Sampling (`generate_sharing_prompts`) computes each prompt's cache once (all its tokens
+but the last) and repeats it over the n samples. The log-prob passes, with or without gradients
 (`completion_logits`), pack each prompt and its completions into one sequence whose attention mask
 keeps the completions apart, so one ordinary forward does it (gradients, DDP and FSDP as usual).
 Prompts are left-padded, so every row's last prompt column is a real token.
@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-# transformers renamed `past_key_values` to `cache` (forward, generate and outputs) in its 5.2x releases;
-# the vLLM environment pins an older one.
-CACHE_ARGUMENT = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+# transformers renamed `past_key_values` to `cache` (forward, generate and outputs) in its 5.2x
+# releases; the vLLM environment pins an older one.
+CACHE_ARGUMENT = ("cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__
+                  else "past_key_values")
 ENABLED = True  # off only in benchmarks/iteration_breakdown.py, which measures what sharing saves
 
 
@@ -23,9 +24,10 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(first row of each run of equal consecutive prompts, each row's run); None when no prompt repeats
-    or prompts are a single token (nothing to share)."""
+def prompt_groups(prompt_ids: torch.Tensor,
+                  prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(first row of each run of equal consecutive prompts, each row's run); None when no prompt
+    repeats or prompts are a single token (nothing to share)."""
     if not ENABLED or prompt_ids.shape[1] < 2:
         return None
     rows = torch.where(prompt_mask.bool(), prompt_ids, torch.full_like(prompt_ids, -1))
@@ -37,10 +39,13 @@ def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[
     return starts.nonzero().squeeze(-1), run
 
 
-def shared_prompt_cache(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int):
-    """The KV cache of each prompt but its last token, computed once and repeated for its n samples."""
+def shared_prompt_cache(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                        n: int):
+    """The KV cache of each prompt but its last token, computed once and repeated for its n samples.
+    """
     mask = prompt_mask[:, :-1]
-    output = model(input_ids=prompt_ids[:, :-1], attention_mask=mask, position_ids=positions(mask), use_cache=True)
+    output = model(input_ids=prompt_ids[:, :-1], attention_mask=mask, position_ids=positions(mask),
+                   use_cache=True)
     cache = getattr(output, CACHE_ARGUMENT)
     cache.batch_repeat_interleave(n)
     return cache
@@ -49,23 +54,26 @@ def shared_prompt_cache(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
 def completion_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                       completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
     """Logits (N, C, V) predicting each completion token (from the last prompt token on);
-    `completion_mask` is the attention mask over the completion (an episode's: every dialogue token).
-    Rows that repeat
-    a prompt, as a rollout's n samples do, are packed into one sequence per prompt (`packed_logits`)
-    where the model's attention takes a custom mask; otherwise one padded forward over all rows."""
+    `completion_mask` is the attention mask over the completion (an episode's: every dialogue
+    token). Rows that repeat a prompt, as a rollout's n samples do, are packed into one sequence per
+    prompt (`packed_logits`) where the model's attention takes a custom mask; otherwise one padded
+    forward over all rows."""
     groups = prompt_groups(prompt_ids, prompt_mask) if packs_prompts(model) else None
     if groups is not None:
-        return packed_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask, groups)
+        return packed_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                             groups)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-    # Only the last C+1 positions' logits are needed: the one before the first completion token onwards.
-    return model(input_ids=torch.cat([prompt_ids, completion_ids], dim=1), attention_mask=attention_mask,
+    # Only the last C+1 positions' logits are needed: the one before the first completion token
+    # onwards.
+    return model(input_ids=torch.cat([prompt_ids, completion_ids], dim=1),
+                 attention_mask=attention_mask,
                  position_ids=positions(attention_mask), logits_to_keep=completion_ids.shape[1] + 1,
                  use_cache=False).logits[:, :-1]
 
 
 def packs_prompts(model: torch.nn.Module) -> bool:
-    """Whether `packed_logits` is exact for `model`: its attention (eager or SDPA) applies a 4-D mask as
-    given, and no sliding window would need a mask of its own."""
+    """Whether `packed_logits` is exact for `model`: its attention (eager or SDPA) applies a 4-D
+    mask as given, and no sliding window would need a mask of its own."""
     config = _config(model)
     if not ENABLED or config is None:
         return False
@@ -76,18 +84,20 @@ def packs_prompts(model: torch.nn.Module) -> bool:
 def packed_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                   completion_ids: torch.Tensor, completion_mask: torch.Tensor,
                   groups: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """`completion_logits` with each prompt computed once, in one forward (so gradients, DDP and FSDP see
-    an ordinary forward). A prompt's sequence is its prompt followed by its k completions side by side,
-    each without its last token (nothing reads what follows it):
+    """`completion_logits` with each prompt computed once, in one forward (so gradients, DDP and
+    FSDP see an ordinary forward). A prompt's sequence is its prompt followed by its k completions
+    side by side, each without its last token (nothing reads what follows it):
 
         [pad.. prompt][completion 1][completion 2]...   (G, P + k * (C - 1))
 
-    A completion attends to the prompt and to its own earlier tokens, never to another completion, and
-    its position ids continue the prompt's, so every logit is the one of the row's own sequence."""
+    A completion attends to the prompt and to its own earlier tokens, never to another completion,
+    and its position ids continue the prompt's, so every logit is the one of the row's own sequence.
+    """
     first, run = groups
     num_rows, width = completion_ids.shape
     block = max(width - 1, 1)
-    slot = torch.arange(num_rows, device=run.device) - first[run]  # each row's place in its prompt's sequence
+    # each row's place in its prompt's sequence
+    slot = torch.arange(num_rows, device=run.device) - first[run]
     slots = int(slot.max()) + 1
     num_prompts, prompt_width = len(first), prompt_ids.shape[1]
     device = prompt_ids.device
@@ -111,7 +121,8 @@ def packed_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask:
     causal = column[None, :] <= column[:, None]
     same_or_prompt = (segment[None, :] == -1) | (segment[None, :] == segment[:, None])
     allowed = (causal & same_or_prompt)[None] & key_mask[:, None, :]
-    allowed |= torch.eye(len(segment), dtype=torch.bool, device=device)  # padding attends to itself, not to nothing
+    # padding attends to itself, not to nothing
+    allowed |= torch.eye(len(segment), dtype=torch.bool, device=device)
     attention_mask = allowed[:, None]
     if _config(model)._attn_implementation == "eager":
         dtype = next(model.parameters()).dtype
@@ -127,15 +138,19 @@ def packed_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask:
     return logits[run[:, None], index]
 
 
-def generate_sharing_prompts(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+def generate_sharing_prompts(model: torch.nn.Module, prompt_ids: torch.Tensor,
+                             prompt_mask: torch.Tensor,
                              n: int, **generate_kwargs) -> torch.Tensor:
-    """`generate` of n samples per prompt (rows grouped by prompt: (B * n, P + C)), each prompt prefilled once."""
-    input_ids, attention_mask = prompt_ids.repeat_interleave(n, dim=0), prompt_mask.repeat_interleave(n, dim=0)
+    """`generate` of n samples per prompt (rows grouped by prompt: (B * n, P + C)), each prompt
+    prefilled once."""
+    input_ids, attention_mask = (prompt_ids.repeat_interleave(n, dim=0),
+                                 prompt_mask.repeat_interleave(n, dim=0))
     if ENABLED and n > 1 and prompt_ids.shape[1] > 1:
         generate_kwargs[CACHE_ARGUMENT] = shared_prompt_cache(model, prompt_ids, prompt_mask, n)
     return model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
 
 
 def _config(model: torch.nn.Module):
-    """The transformers config of `model`, or of the model a DDP wrapper holds; None for other modules."""
+    """The transformers config of `model`, or of the model a DDP wrapper holds; None for other
+    modules."""
     return getattr(model, "config", None) or getattr(getattr(model, "module", None), "config", None)

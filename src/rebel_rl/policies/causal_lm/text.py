@@ -25,7 +25,8 @@ class TextRollout(Rollout):
     completion_ids: torch.Tensor  # (N, C)
     completion_mask: torch.Tensor  # (N, C)
     has_eos: torch.Tensor  # (N,) bool: the completion emitted EOS before max_new_tokens
-    completions: list[str]  # decoded text, up to (not including) the first EOS; episodes: transcript
+    # decoded text, up to (not including) the first EOS; episodes: transcript
+    completions: list[str]
     # Episodes only (None = single-turn); keyword-only, so kinds extending TextRollout keep theirs.
     completion_attention_mask: torch.Tensor | None = field(default=None, kw_only=True)  # (N, C)
     episode_rewards: torch.Tensor | None = field(default=None, kw_only=True)  # (N,) the returns
@@ -44,10 +45,12 @@ class TextRollout(Rollout):
 
     def conditioning_rows(self) -> torch.Tensor:
         # Padding is not part of the prompt: masked-out positions all read as -1.
-        return torch.where(self.prompt_mask.bool(), self.prompt_ids, torch.full_like(self.prompt_ids, -1))
+        return torch.where(self.prompt_mask.bool(), self.prompt_ids,
+                           torch.full_like(self.prompt_ids, -1))
 
 
-def first_eos_mask(completion_ids: torch.Tensor, eos_token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def first_eos_mask(completion_ids: torch.Tensor,
+                   eos_token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask of tokens up to and including the first EOS of each row, and whether the row has one."""
     is_eos = torch.isin(completion_ids, eos_token_ids.to(completion_ids.device))
     eos_strictly_before = is_eos.long().cumsum(-1) - is_eos.long()
@@ -55,9 +58,10 @@ def first_eos_mask(completion_ids: torch.Tensor, eos_token_ids: torch.Tensor) ->
 
 
 def concat_rollouts(rollouts: list[TextRollout], pad_token_id: int) -> TextRollout:
-    """The rows of several rollouts, in order, in one TextRollout: prompts left-padded and completions
-    right-padded (with `pad_token_id`, mask 0) to the widest, so every completion still starts at the
-    same column and log-probs are those of each part on its own (masks and position ids ignore padding)."""
+    """The rows of several rollouts, in order, in one TextRollout: prompts left-padded and
+    completions right-padded (with `pad_token_id`, mask 0) to the widest, so every completion still
+    starts at the same column and log-probs are those of each part on its own (masks and position
+    ids ignore padding)."""
     prompt_width = max(r.prompt_ids.shape[1] for r in rollouts)
     completion_width = max(r.completion_ids.shape[1] for r in rollouts)
 
@@ -66,10 +70,13 @@ def concat_rollouts(rollouts: list[TextRollout], pad_token_id: int) -> TextRollo
         return torch.cat([extra, t] if left else [t, extra], dim=1)
 
     return TextRollout(
-        prompt_ids=torch.cat([pad(r.prompt_ids, prompt_width, pad_token_id, True) for r in rollouts]),
+        prompt_ids=torch.cat([pad(r.prompt_ids, prompt_width, pad_token_id,
+                                  True) for r in rollouts]),
         prompt_mask=torch.cat([pad(r.prompt_mask, prompt_width, 0, True) for r in rollouts]),
-        completion_ids=torch.cat([pad(r.completion_ids, completion_width, pad_token_id, False) for r in rollouts]),
-        completion_mask=torch.cat([pad(r.completion_mask, completion_width, 0, False) for r in rollouts]),
+        completion_ids=torch.cat([pad(r.completion_ids, completion_width, pad_token_id,
+                                      False) for r in rollouts]),
+        completion_mask=torch.cat([pad(r.completion_mask, completion_width, 0,
+                                       False) for r in rollouts]),
         has_eos=torch.cat([r.has_eos for r in rollouts]),
         completions=[text for r in rollouts for text in r.completions],
         **_episode_fields(rollouts, lambda t: pad(t, completion_width, 0, False)),
