@@ -4,7 +4,8 @@ Usage: python scripts/same_numbers.py OLD_DIR NEW_DIR [FILE ...]
 
 Each FILE (default: metrics.jsonl completions.jsonl eval.json) is read from both folders; with
 a directory, every *.json / *.jsonl under OLD_DIR is compared with its twin under NEW_DIR.
-Strings, ints and bools must be equal; floats too, and when they are not bitwise equal the
+Strings, ints and bools must be equal (OLD_DIR inside an old string reads as NEW_DIR, so paths
+into the run folders compare equal); floats too, and when they are not bitwise equal the
 largest absolute difference is reported. Keys that are wall-clock or paths differ by nature and
 are skipped: anything under time/, *_seconds, tokens_per_second, timestamps and *_dir / path.
 Exit status 0 when everything compared is identical, 1 otherwise.
@@ -21,6 +22,7 @@ SKIP_EXACT = {"tokens_per_second", "timestamp", "time", "wall_time", "elapsed", 
               "output_dir", "started", "finished"}
 SKIP_SUFFIX = ("_seconds", "_s", "_dir", "_path", "_time", "per_second")
 SKIP_PREFIX = ("time/",)
+ROOTS = {"old": "", "new": ""}  # the two folders, set by main: paths under them compare equal
 
 
 def skipped(key: str) -> bool:
@@ -51,6 +53,9 @@ def diff(old: object, new: object, where: str, out: list[str], worst: list[float
             gap = abs(old - float(new))
             worst[0] = max(worst[0], gap)
             out.append(f"{where}: {old!r} vs {new!r} (|diff| {gap:.3g})")
+    elif isinstance(old, str) and isinstance(new, str) and ROOTS["old"]:
+        if old.replace(ROOTS["old"], ROOTS["new"]) != new:
+            out.append(f"{where}: {old!r} vs {new!r}")
     elif type(old) is not type(new) or old != new:
         out.append(f"{where}: {old!r} vs {new!r}")
 
@@ -85,6 +90,7 @@ def main(argv: list[str]) -> int:
         return 2
     old_dir, new_dir = Path(argv[0]), Path(argv[1])
     names = argv[2:] or DEFAULT_FILES
+    ROOTS.update(old=str(old_dir.resolve()), new=str(new_dir.resolve()))
     pairs: list[tuple[Path, Path]] = []
     for name in names:
         if (old_dir / name).is_dir():
