@@ -125,3 +125,54 @@ def test_cli_guess_number_writes_episode_metrics(tiny_path, tmp_path):
         assert episodes["reward"] == pytest.approx(episodes["episode_return"])
         assert len(episodes["per_prompt_reward"]) == 2
     assert "mean_turns:" in (run_dir / "eval.md").read_text()
+
+
+ENV_FILE = '''
+class TwoTurn:
+    def __init__(self):
+        self.turn = 0
+
+    def reset(self, row):
+        return []
+
+    def step(self, text):
+        self.turn += 1
+        return ([{"role": "user", "content": "again"}], 0.5, False) if self.turn == 1 \\
+            else ([], 1.0, True)
+'''
+
+
+def evaluate_args(tiny_path, dataset, environment, out) -> list[str]:
+    return ["evaluate", "--model_name_or_path", str(tiny_path), "--reference_model",
+            str(tiny_path), "--dataset", dataset, "--split", "train", "--environment",
+            environment, "--rewards", "none", "--num_prompts", "2", "--num_generations", "2",
+            "--max_new_tokens", "4", "--max_turns", "3", "--max_total_tokens", "96",
+            "--output", str(out)]
+
+
+def test_rebel_evaluate_plays_episodes(tiny_path, data, tmp_path, capsys):
+    (tmp_path / "game.py").write_text(ENV_FILE)
+    out = tmp_path / "result.json"
+    assert main(evaluate_args(tiny_path, data, f"{tmp_path / 'game.py'}:TwoTurn", out)) == 0
+    result = json.loads(out.read_text())
+    assert result["reward"] == pytest.approx(1.5) and result["episode_return"] == pytest.approx(1.5)
+    assert result["success_rate"] == 1.0 and result["mean_turns"] == 2.0
+    assert result["kl"] == 0.0  # the reference is the same model
+    assert "mean_turns: 2.0000" in capsys.readouterr().out
+
+
+def test_rebel_evaluate_guess_number(tiny_path, tmp_path, capsys):
+    out = tmp_path / "guess.json"
+    args = evaluate_args(tiny_path, "builtin:guess_number", "builtin:guess_number", out)
+    args[args.index("train")] = "test"
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert 1.0 <= result["mean_turns"] <= 3.0
+    assert result["verified"]["return"]["mean@2"] == pytest.approx(result["success_rate"])
+    assert "return/pass@1:" in capsys.readouterr().out
+
+
+def test_rebel_evaluate_without_rewards_or_environment_is_refused(tiny_path, data, tmp_path):
+    args = evaluate_args(tiny_path, data, "x.py:Game", tmp_path / "r.json")
+    i = args.index("--environment")
+    assert main(args[:i] + args[i + 2:]) == 2
