@@ -1,4 +1,5 @@
-"""Held-out evaluation: reward and KL(pi || pi_ref) on fixed prompts, with standard errors."""
+"""Held-out evaluation: reward and KL(pi || pi_ref) on fixed prompts, with standard errors; for a
+run with an environment, multi-turn episodes of each prompt (their return, success rate, turns)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +9,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import ConfigError
 from ..policies.base import Policy
 from .verifiable import is_verifier_score, verifier_metrics
 
@@ -37,6 +39,10 @@ class EvalResult:
     kl_temperature: float | None = None
     # pass@k and mean@k of each reward whose scores are all 0 or 1 (a verifier's): verifiable.py
     verified: dict[str, dict[str, float]] = field(default_factory=dict)
+    # episodes only (None single-turn): mean return, share of episodes with return > 0, turns
+    episode_return: float | None = None
+    success_rate: float | None = None
+    mean_turns: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +77,17 @@ class Shard:
     gather: Callable[[list], list]
 
 
+@dataclass(frozen=True)
+class Episodes:
+    """Evaluate by multi-turn episodes: `factory()` makes one fresh environment per episode,
+    played within `max_turns` policy turns and `max_total_tokens` completion tokens
+    (policies/multiturn.py)."""
+
+    factory: Callable[[], Any]
+    max_turns: int
+    max_total_tokens: int
+
+
 @torch.no_grad()
 def evaluate(
     policy: Policy,
@@ -85,6 +102,7 @@ def evaluate(
     num_samples_kept: int = 4,
     seed: int | None = 0,
     shard: Shard | None = None,
+    episodes: Episodes | None = None,
 ) -> EvalResult:
     """Sample `num_generations` completions per held-out prompt from the policy (or pi_ref) and
     score them.
@@ -97,8 +115,14 @@ def evaluate(
     stay honest when samples of a prompt are correlated. A fixed `seed` gives every evaluation the
     same random numbers (for a given number of processes). With a `shard`, each process evaluates
     every count-th batch and all processes return the whole result.
+
+    With `episodes`, each of a prompt's `num_generations` samples is one episode against a fresh
+    environment reset with the prompt's row (all its columns): its score is the episode's return
+    plus the rewards of its transcript (as in training, without the missing-EOS penalty, which
+    single-turn evaluation leaves out too). Episodes are sampled at the policy's own temperature
+    (`temperature` does not apply), so their KL comes from the same episodes.
     """
-    temperature = policy.temperature if temperature is None else temperature
+    temperature = policy.temperature if temperature is None or episodes else temperature
     prompts_per_batch = max(1, batch_size // num_generations)
     starts = list(range(0, len(dataset), prompts_per_batch))
     index, count = (shard.index, shard.count) if shard else (0, 1)
@@ -118,6 +142,7 @@ def evaluate(
                 temperature,
                 reference,
                 num_samples_kept,
+                episodes,
             )
             if position < len(starts):
                 batches.append((position, result))
@@ -141,10 +166,15 @@ def _evaluate_batch(
     temperature: float,
     reference: bool,
     num_samples_kept: int,
+    episodes: Episodes | None = None,
 ) -> dict[str, Any]:
     """One batch's per-sample scores, KLs, lengths and a few samples (on the CPU, picklable)."""
     prompts = rows["prompt"]
-    rollout = policy.sample(prompts, num_generations, reference=reference, temperature=temperature)
+    if episodes is None:
+        rollout = policy.sample(prompts, num_generations, reference=reference,
+                                temperature=temperature)
+    else:
+        rollout = _play_episodes(policy, rows, num_generations, episodes, reference)
     repeated = [p for p in prompts for _ in range(num_generations)]
     extra = {
         c: [v for v in values for _ in range(num_generations)]
@@ -157,6 +187,11 @@ def _evaluate_batch(
         else {}
     )
     total, named = reward_set(repeated, rollout.completions, extra, ids)
+    episode = {}
+    if episodes is not None:  # an episode: its return plus the rewards of its transcript
+        returns = rollout.episode_rewards.float().cpu()
+        total = total.float().cpu() + returns
+        episode = {"return": returns, "turns": rollout.turns.float().cpu()}
     if eval_reward_set is not None:
         named = {**named, **eval_reward_set(repeated, rollout.completions, extra, ids)[1]}
     separate_kl = abs(temperature - policy.temperature) > 1e-12
@@ -174,7 +209,22 @@ def _evaluate_batch(
     return {"score": total.cpu(), "kl": _kl(policy, kl_rollout, reference).float().cpu(),
             "length": rollout.lengths.float().cpu(), "no_eos": (~rollout.has_eos).float().cpu(),
             "named": {name: values.float().cpu() for name, values in named.items()},
-            "samples": samples[:num_samples_kept]}
+            "samples": samples[:num_samples_kept], **episode}
+
+
+def _play_episodes(policy: Policy, rows: dict[str, list], num_generations: int,
+                   episodes: Episodes, reference: bool):
+    """`num_generations` episodes per prompt (consecutive), each against its own fresh
+    environment, reset with the prompt's row as a dict of its columns."""
+    sample = getattr(policy, "sample_episodes", None)
+    if sample is None:
+        raise ConfigError(f"{policy.supports.description} cannot play multi-turn episodes: "
+                          "unset environment or evaluate a causal LM")
+    columns = [dict(zip(rows, values)) for values in zip(*rows.values())]
+    repeated = [c for c in columns for _ in range(num_generations)]
+    return sample([c["prompt"] for c in repeated], repeated,
+                  [episodes.factory() for _ in repeated], max_turns=episodes.max_turns,
+                  max_total_tokens=episodes.max_total_tokens, reference=reference)
 
 
 def _aggregate(
@@ -211,7 +261,19 @@ def _aggregate(
         temperature=temperature,
         kl_temperature=kl_temperature,
         verified=_verified(batches, num_generations),
+        **_episode_metrics(batches, num_generations),
     )
+
+
+def _episode_metrics(batches: list[dict[str, Any]], num_generations: int) -> dict[str, Any]:
+    """Mean return, success rate (share of episodes with return > 0) and mean turns of episode
+    batches; nothing for single-turn ones. A 0/1 return also gets pass@k (verified["return"])."""
+    if "return" not in batches[0]:
+        return {}
+    returns = torch.cat([b["return"] for b in batches])
+    return {"episode_return": float(returns.mean()),
+            "success_rate": float((returns > 0).float().mean()),
+            "mean_turns": float(torch.cat([b["turns"] for b in batches]).mean())}
 
 
 def _verified(batches: list[dict[str, Any]], num_generations: int) -> dict[str, dict[str, float]]:
@@ -221,6 +283,10 @@ def _verified(batches: list[dict[str, Any]], num_generations: int) -> dict[str, 
         values = torch.cat([b["named"][name] for b in batches]).view(-1, num_generations)
         if is_verifier_score(values):
             verified[name] = verifier_metrics(values)
+    if "return" in batches[0]:  # an episode's return of 0 or 1 is a verdict too
+        returns = torch.cat([b["return"] for b in batches]).view(-1, num_generations)
+        if is_verifier_score(returns):
+            verified["return"] = verifier_metrics(returns)
     return verified
 
 

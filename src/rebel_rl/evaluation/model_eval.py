@@ -4,6 +4,9 @@ Reports, each with a standard error over prompts: every reward and evaluation-on
 the built-in TL;DR task, the judge's win rate against the reference summaries and the reward-model
 score), and KL(pi || pi_ref) estimated from samples. Scores are taken at `temperature` (the paper
 used 0.01); the KL samples are drawn at `kl_temperature`, the temperature the policy was trained at.
+With `environment`, every sample is a multi-turn episode (docs/multiturn.md) played at
+`kl_temperature` (its KL from the same episodes): the reward is its return plus the rewards, and
+the result adds the success rate (return > 0), the mean turns and, for a 0/1 return, pass@k.
 """
 from __future__ import annotations
 
@@ -63,16 +66,24 @@ class EvaluateConfig(ConfigBase):
     max_prompt_length: int = option(512, "longer prompts are an error")
     batch_size: int = option(64, "sequences per sampling batch")
     seed: int = option(0, "sampling seed")
+    environment: str | None = option(
+        None,
+        "play episodes: module:Class, file.py:Class or builtin:NAME",
+    )
+    max_turns: int = option(4, "environment: most policy turns per episode")
+    max_total_tokens: int = option(512, "environment: most tokens per episode, all turns")
+    step_timeout: float | None = option(None, "environment: seconds per reset/step call")
     output: str | None = option(None, "write the result as JSON here (default: print only)")
 
     def validate(self) -> "EvaluateConfig":
         if not self.model_name_or_path:
             raise ConfigError("model_name_or_path is required: the folder of the model to evaluate")
-        for name in ["num_generations", "max_new_tokens", "batch_size", "max_prompt_length"]:
+        for name in ["num_generations", "max_new_tokens", "batch_size", "max_prompt_length",
+                     "max_turns", "max_total_tokens"]:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ["temperature", "kl_temperature"]:
-            if not getattr(self, name) > 0:
+        for name in ["temperature", "kl_temperature", "step_timeout"]:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.num_prompts < 0:
             raise ConfigError(f"num_prompts must be >= 0, got {self.num_prompts}")
@@ -87,7 +98,9 @@ class EvaluateConfig(ConfigBase):
             self.eval_rewards = list(TLDR_EVAL_REWARDS) if on_tldr else []
         if self.rewards is None and on_tldr:
             self.rewards = list(TLDR_REWARDS)
-        if not self.rewards:
+        if self.environment is not None:  # an episode's return is a score of its own
+            self.rewards = self.rewards or []
+        if not self.rewards and self.environment is None:
             raise ConfigError(
                 f"no reward to evaluate with on {self.dataset}: give --rewards (a builtin such as "
                 "length, module:fn, file.py:fn or model:PATH); the TL;DR judge is the default only "
@@ -139,7 +152,8 @@ def evaluate_model(config: EvaluateConfig) -> dict[str, Any]:
     """Evaluate `config.model_name_or_path` as `EvaluateConfig` says; return the result, a dict."""
     from ..data import load_prompt_dataset
     from ..rewards import RewardSet, check_reward_spec
-    from .heldout import evaluate
+    from ..rewards.preferences import NoRewards
+    from .heldout import Episodes, evaluate
     from ..training.run.outputs import write_json
 
     config = config.validate()
@@ -153,11 +167,18 @@ def evaluate_model(config: EvaluateConfig) -> dict[str, Any]:
                               max_new_tokens=config.max_new_tokens,
                               max_prompt_length=config.max_prompt_length)
     policy.check_prompts(dataset["prompt"])
-    result = evaluate(policy, dataset, RewardSet(config.rewards),
+    episodes = None
+    if config.environment is not None:
+        from ..environments import EnvironmentFactory
+
+        episodes = Episodes(EnvironmentFactory(config.environment, config.step_timeout),
+                            config.max_turns, config.max_total_tokens)
+    rewards = RewardSet(config.rewards) if config.rewards else NoRewards()  # episodes alone
+    result = evaluate(policy, dataset, rewards,
                       eval_reward_set=(RewardSet(config.eval_rewards) if config.eval_rewards
                                        else None),
                       num_generations=config.num_generations, temperature=config.temperature,
-                      batch_size=config.batch_size, seed=config.seed)
+                      batch_size=config.batch_size, seed=config.seed, episodes=episodes)
     summary = {"model": config.model_name_or_path, "dataset": config.dataset, "split": config.split,
                "num_prompts": len(dataset), **result.to_dict()}
     if config.output:
@@ -174,4 +195,8 @@ def result_lines(data: dict[str, Any]) -> list[str]:
               for name, value in data["rewards"].items()]
     lines += [f"mean_length: {data['mean_length']:.2f}",
               f"no_eos_fraction: {data['no_eos_fraction']:.3f}"]
+    lines += [f"{name}: {data[name]:.4f}" for name in ("episode_return", "success_rate",
+                                                        "mean_turns") if data.get(name) is not None]
+    lines += [f"return/{metric}: {value:.4f}"  # pass@k of a 0/1 episode return
+              for metric, value in data["verified"].get("return", {}).items()]
     return lines

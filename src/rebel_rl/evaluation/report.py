@@ -34,10 +34,17 @@ def before_after_markdown(before: EvalResult, after: EvalResult, label: str) -> 
 
 
 def per_reward_lines(before: EvalResult, after: EvalResult) -> list[str]:
-    """One line per named reward (training and evaluation-only): before -> after, mean +/- s.e."""
-    return [f"{name}: {before.rewards[name]:+.4f} +/- {before.rewards_se.get(name, 0):.4f} -> "
-            f"{after.rewards[name]:+.4f} +/- {after.rewards_se.get(name, 0):.4f}"
-            for name in after.rewards if name in before.rewards]
+    """One line per named reward (training and evaluation-only): before -> after, mean +/- s.e.;
+    for episodes also their return, success rate and turns, before -> after."""
+    lines = [f"{name}: {before.rewards[name]:+.4f} +/- {before.rewards_se.get(name, 0):.4f} -> "
+             f"{after.rewards[name]:+.4f} +/- {after.rewards_se.get(name, 0):.4f}"
+             for name in after.rewards if name in before.rewards]
+    for name, form in [("episode_return", "+.4f"), ("success_rate", ".1%"),
+                       ("mean_turns", ".2f")]:
+        old, new = getattr(before, name), getattr(after, name)
+        if old is not None and new is not None:
+            lines.append(f"{name}: {old:{form}} -> {new:{form}}")
+    return lines
 
 
 def print_before_after(before: EvalResult, after: EvalResult, label: str) -> None:

@@ -11,7 +11,8 @@ from typing import Any, Callable
 from accelerate.utils import gather_object
 
 from ...config.run import EvalConfig
-from ...evaluation.heldout import EvalResult, Shard, evaluate
+from ...config.run import EnvironmentConfig
+from ...evaluation.heldout import Episodes, EvalResult, Shard, evaluate
 from ...policies.base import Policy
 from ..run.outputs import write_json
 
@@ -24,7 +25,8 @@ class HeldOut:
 
     def __init__(self, prompts: Any, held_out: bool, evaluation: EvalConfig, num_generations: int,
                  seed: int, policy: Policy, rewards: Any, eval_rewards: Any,
-                 accelerator: Any) -> None:
+                 accelerator: Any, episodes: Episodes | None = None) -> None:
+        self.episodes = episodes  # None: single-turn samples
         self.prompts, self.held_out, self.evaluation = prompts, held_out, evaluation
         self.num_generations, self.seed = num_generations, seed
         self.policy, self.rewards, self.eval_rewards = policy, rewards, eval_rewards
@@ -38,7 +40,7 @@ class HeldOut:
                         num_generations=evaluation.eval_generations or self.num_generations,
                         temperature=evaluation.eval_temperature,
                         batch_size=evaluation.eval_batch_size, reference=reference, seed=self.seed,
-                        shard=self._shard())
+                        shard=self._shard(), episodes=self.episodes)
 
     def _shard(self) -> Shard | None:
         """Processes split the held-out batches between them (all get the whole result)."""
@@ -60,6 +62,15 @@ class HeldOut:
                 "(pass eval_dataset for a held-out set)")
 
 
+def episodes(factory: Callable[[], Any] | None, environment: EnvironmentConfig
+             ) -> Episodes | None:
+    """How held-out prompts are played when the run has an environment `factory` (one fresh
+    environment per episode, the run's turn and token limits); None for a single-turn run."""
+    if factory is None:
+        return None
+    return Episodes(factory, environment.max_turns, environment.max_total_tokens)
+
+
 def before(run_dir: Path, run: Callable[[bool], EvalResult], is_main: bool) -> EvalResult:
     """pi_ref's result: the one saved in `run_dir` by an earlier start of this run, else
     `run(True)`, saved by the main process."""
@@ -77,5 +88,8 @@ def periodic_metrics(iteration: int, reward_queries: int, result: EvalResult) ->
     return {"iteration": iteration, "reward_queries": reward_queries, "eval/reward": result.reward,
             "eval/kl": result.kl,
             **{f"eval/{name}": value for name, value in result.rewards.items()},
+            **{f"eval/{name}": value for name, value in [
+                ("return", result.episode_return), ("success_rate", result.success_rate),
+                ("turns", result.mean_turns)] if value is not None},
             **{f"eval/{name}/{metric}": value for name, metrics in result.verified.items()
                for metric, value in metrics.items()}}

@@ -109,7 +109,8 @@ class RebelTrainer:
         self._build_optimizer()
         self.held_out = (None if self.eval_prompts is None else held_out.HeldOut(
             self.eval_prompts, eval_held_out, config.evaluation, config.sampling.num_generations,
-            config.training.seed, self.policy, self.rewards, self.eval_rewards, self.accelerator))
+            config.training.seed, self.policy, self.rewards, self.eval_rewards, self.accelerator,
+            held_out.episodes(self.environment_factory, config.environment)))
         self.iteration = 0
         self.reward_queries = 0
         if self.resume_from is not None:
