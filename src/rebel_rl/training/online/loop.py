@@ -43,6 +43,7 @@ from .methods import Batch, BuildContext, build_objective
 from .metrics import PhaseTimer, episode_metrics, iteration_metrics, sampling_metrics
 from .pairs import collect_rollout, environment_factory, normalize_rewards
 from .progress import TrainingProgress
+from .rollouts import Prefetcher, check_async, logprob_gap
 from .setup import sharding_needs  # noqa: F401  (public here: tests and cli import it from loop)
 from .update import Update
 
@@ -82,6 +83,8 @@ class RebelTrainer:
         self.run_dir = Path(config.output.output_dir)
         self.spec = algorithm_spec(config.training.algorithm)
         kind = setup.check_inputs(config, self.spec, model is not None, preference_func)
+        check_async(config.training.async_rollouts, episodes=self.environment_factory is not None,
+                    backend=config.sampling.generation_backend, images=kind.supports.images)
         self.train_prompts = setup.load_train_prompts(config.data, train_dataset)
         self.eval_prompts, eval_held_out = setup.load_eval_prompts(
             config.data, config.evaluation, train_dataset, eval_dataset)
@@ -112,9 +115,12 @@ class RebelTrainer:
             config.training.seed, self.policy, self.rewards, self.eval_rewards, self.accelerator))
         self.iteration = 0
         self.reward_queries = 0
+        # With async rollouts, batch t+1 is drawn before update t (rollouts.py); else none ahead.
+        self.rollouts = Prefetcher(self._draw, self.accelerator.device)
         if self.resume_from is not None:
             self.iteration, self.reward_queries = setup.restore(
-                self.resume_from, self.policy, self.objective, self.optimization, new_lr_schedule)
+                self.resume_from, self.policy, self.objective, self.optimization, new_lr_schedule,
+                self.rollouts)
             if self.is_main:  # log lines after the checkpoint are dropped
                 truncate_logs(self.run_dir, self.iteration)
         self.logger = MetricsLogger(self.run_dir, config.output, enabled=self.is_main,
@@ -172,11 +178,8 @@ class RebelTrainer:
 
         timer = PhaseTimer()
         with timer("sampling"):
-            # Seeded by (seed, iteration, process): algorithms share rollouts while policies agree.
-            process = self.accelerator.process_index
-            torch.manual_seed((config.training.seed * 1_000_003 + self.iteration) * 1_009 + process)
-            rollout = collect_rollout(self.policy, rows, n, config.data, self.environment_factory,
-                                      config.environment, self.spec.rollout)
+            drawn = self.rollouts.take(self.iteration)
+            rollout = drawn.rollout
         # One epoch in one minibatch: the update's forward, made before the weights change, is log
         # pi_t exactly; the separate pass that would recompute it is skipped (unless sampling
         # recorded it).
@@ -190,6 +193,10 @@ class RebelTrainer:
             self.trainer_state.global_step = self.iteration
             score, named = self._score(prompts, rollout, columns)
             score = score.to(ref_token_logps.device)
+        ahead = self.iteration + 1
+        if config.training.async_rollouts and ahead < config.training.num_iterations:
+            with timer("sampling_ahead"):  # from the weights before this update: one step stale
+                self.rollouts.prefetch(ahead)
         with timer("update"):
             current_token_logps = self.policy.token_log_probs(rollout) if reuse_forward else None
             if reuse_forward:
@@ -218,10 +225,22 @@ class RebelTrainer:
                    **objective_stats, **loss_stats, **sampling_metrics(accelerator, self.policy),
                    **self.rewards.take_counts(),  # rewards/NAME/timeouts, /failures (this process)
                    **episode_metrics(accelerator, rollout, self.environment_factory)}
+        if config.training.async_rollouts:
+            metrics["async/staleness"] = self.iteration - 1 - drawn.version
+            metrics.update(logprob_gap(rollout, old_logps))
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i],
                     "reward": float(score[i])}
                    for i in range(min(config.output.log_completions, len(rollout)))]
         return metrics, samples
+
+    def _draw(self, iteration: int):
+        """Sample the rollout of `iteration` from the current weights, seeded by (seed, iteration,
+        process): algorithms share rollouts while policies agree."""
+        config, process = self.config, self.accelerator.process_index
+        rows = self.train_prompts[self._prompt_indices(iteration)]
+        torch.manual_seed((config.training.seed * 1_000_003 + iteration) * 1_009 + process)
+        return collect_rollout(self.policy, rows, config.sampling.num_generations, config.data,
+                               self.environment_factory, config.environment, self.spec.rollout)
 
     def update(self, batch: Batch) -> tuple[list[float], list[float], dict[str, float]]:
         """The iteration's update (update.py): losses, gradient norms and mean loss metrics."""
@@ -272,7 +291,8 @@ class RebelTrainer:
         optimizer_state = gathered_optimizer_state(self.policy.model, self.optimizer)
         if self.is_main:
             counters = {"reward_queries": self.reward_queries,
-                        "objective": self.objective.state_dict()}
+                        "objective": self.objective.state_dict(),
+                        "async_rollout": self.rollouts.state_dict()}
             ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy,
                                  optimizer_state, self.scheduler, counters, model_state=model_state)
         self.accelerator.wait_for_everyone()

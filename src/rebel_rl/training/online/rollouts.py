@@ -1,0 +1,90 @@
+"""Asynchronous rollouts (`training.async_rollouts: 1`): batch t+1 is drawn from the weights of
+iteration t, before update t, so samples are one policy version stale (docs/scaling.md).
+
+On one process the draw runs in line, before the update, not in a background thread: a thread
+sharing the model object would see the weights change under it (a race), and on CPU both would
+compete for the same torch threads; a thread with a snapshot copy of the weights costs one more
+copy of the model and is not built yet. So this mode gives the staleness semantics an overlapped
+sampler has (what its algorithms must tolerate), with no speed-up yet. REBEL needs no correction:
+it regresses on log pi_t computed on the weights it trains from, for any sampling distribution
+(tests/test_mirror_descent_oracle.py). The in-flight batch is saved in the checkpoint, so a resumed
+run continues exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from ...errors import ConfigError
+
+
+@dataclass
+class Drawn:
+    """A rollout and the policy version (the iteration whose weights drew it)."""
+
+    version: int
+    rollout: Any
+
+
+def check_async(async_rollouts: int, *, episodes: bool, backend: str, images: bool) -> None:
+    """Refuse, in one line each, the combinations async rollouts do not support (FSDP2 is
+    refused by check_sharding, from setup.sharding_needs)."""
+    if async_rollouts not in (0, 1):
+        raise ConfigError(f"async_rollouts={async_rollouts} is not supported: use 0 or 1")
+    if not async_rollouts:
+        return
+    if episodes:
+        raise ConfigError("async_rollouts does not support environments (multi-turn episodes): "
+                          "set async_rollouts 0")
+    if backend != "hf":
+        raise ConfigError(f"async_rollouts does not support generation_backend {backend} yet: "
+                          "use generation_backend hf or async_rollouts 0")
+    if images:  # diffusion rollouts record the sampler's log-probs, which are pi_t only in sync
+        raise ConfigError("async_rollouts does not support diffusion policies: set "
+                          "async_rollouts 0")
+
+
+class Prefetcher:
+    """Holds the batch drawn one iteration ahead. `draw(iteration)` samples the rollout of that
+    iteration (seeded by it) from the current weights; `take(iteration)` returns the batch for
+    `iteration`: the prefetched one if there is one, else a fresh draw (the first iteration)."""
+
+    def __init__(self, draw: Callable[[int], Any], device: torch.device) -> None:
+        self._draw = draw
+        self._devices = [device] if device.type == "cuda" else []
+        self.pending: Drawn | None = None
+
+    def take(self, iteration: int) -> Drawn:
+        """The batch of `iteration`, drawn now if none was prefetched for it."""
+        pending, self.pending = self.pending, None
+        if pending is not None and pending.version + 1 == iteration:
+            return pending
+        return Drawn(iteration, self._draw(iteration))
+
+    def prefetch(self, iteration: int) -> None:
+        """Draw the batch of `iteration` now (from the current weights) and keep it. The RNG state
+        is restored after, so the update that follows sees the RNG a synchronous run would."""
+        with torch.random.fork_rng(devices=self._devices):
+            self.pending = Drawn(iteration - 1, self._draw(iteration))
+
+    def state_dict(self) -> dict:
+        """The in-flight batch, for the checkpoint (empty when none)."""
+        if self.pending is None:
+            return {}
+        return {"version": self.pending.version, "rollout": self.pending.rollout}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the in-flight batch saved by `state_dict`."""
+        self.pending = Drawn(state["version"], state["rollout"]) if state else None
+
+
+def logprob_gap(rollout: Any, trained_logps: torch.Tensor) -> dict[str, float]:
+    """Mean |log pi_sampler - log pi_t| per sequence where the sampler recorded its log-probs;
+    none otherwise (the hf sampler records none)."""
+    recorded = getattr(rollout, "engine_token_log_probs", None)
+    if recorded is None:
+        return {}
+    gap = (recorded.sum(-1).to(trained_logps.device) - trained_logps).abs().mean()
+    return {"async/logprob_gap": float(gap)}
