@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from rebel_rl import ConfigError
 from rebel_rl.training.online.loop import RebelTrainer, resume
@@ -20,6 +21,12 @@ def metrics_lines(run_dir) -> list[dict]:
     return [{k: v for k, v in row.items() if not k.startswith(timed)} for row in rows]
 
 
+def sequence_logps(trainer, rollout, version: int) -> torch.Tensor:
+    """log pi(y) per sequence under the trainer's current weights (`version` updates seen)."""
+    assert trainer.iteration == version
+    return trainer.policy.token_log_probs(rollout).sum(-1)
+
+
 def async_config(files, run_dir, **overrides):  # noqa: F811
     """A tiny run whose weights move enough in one update to change greedy-ish samples."""
     values = dict(rewards=["length"], learning_rate=0.2, top_k=4, max_new_tokens=6,
@@ -31,12 +38,20 @@ def async_config(files, run_dir, **overrides):  # noqa: F811
 def test_batch_t_plus_1_is_drawn_by_the_weights_of_iteration_t(files, tmp_path):  # noqa: F811
     runs = tmp_path / "runs"
     async_run = RebelTrainer(async_config(files, runs / "async", num_iterations=3))
-    staleness = [async_run.step()[0]["async/staleness"] for _ in range(2)]
-    assert staleness == [0, 1]
+    first = async_run.step()[0]
+    drawn = async_run.rollouts.pending  # batch 1, drawn before update 0
+    with torch.no_grad():  # (its sampler_logps were taken before update 0, under the weights 0)
+        trained = sequence_logps(async_run, drawn.rollout, 1)  # what step 2 trains from
+    second = async_run.step()[0]
+    assert [first["async/staleness"], second["async/staleness"]] == [0, 1]
+    gap = (drawn.sampler_logps - trained).abs().mean()
+    assert second["async/logprob_gap"] == pytest.approx(float(gap), rel=1e-5) and gap > 0
     assert async_run.rollouts.pending.version == 1  # batch 2, drawn before update 1
     drawn_async = async_run.rollouts.pending.rollout.completions
 
     sync_run = RebelTrainer(async_config(files, runs / "sync", async_rollouts=0))
+    with torch.no_grad():  # the weights 0 (a fresh run) give batch 1's recorded sampler log-probs
+        assert torch.allclose(sequence_logps(sync_run, drawn.rollout, 0), drawn.sampler_logps)
     sync_run.step()  # weights after one update: the same in both runs (same batch 0)
     assert sync_run._draw(2).completions == drawn_async
     sync_run.step()  # weights after two (sync) updates: batch 2 would differ
@@ -50,7 +65,7 @@ def test_one_async_run_trains(files, tmp_path, algorithm):  # noqa: F811
     RebelTrainer(async_config(files, run_dir, algorithm=algorithm)).train()
     rows = metrics_lines(run_dir)
     assert [row["async/staleness"] for row in rows] == [0, 1]
-    assert "async/logprob_gap" not in rows[0]  # the hf sampler records no log-probs
+    assert "async/logprob_gap" not in rows[0] and rows[1]["async/logprob_gap"] > 0
 
 
 def test_resume_after_iteration_2_matches_the_uninterrupted_run(files, tmp_path):  # noqa: F811

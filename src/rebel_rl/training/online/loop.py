@@ -116,7 +116,8 @@ class RebelTrainer:
         self.iteration = 0
         self.reward_queries = 0
         # With async rollouts, batch t+1 is drawn before update t (rollouts.py); else none ahead.
-        self.rollouts = Prefetcher(self._draw, self.accelerator.device)
+        self.rollouts = Prefetcher(self._draw, lambda r: self.policy.token_log_probs(r).sum(-1),
+                                   self.accelerator.device)
         if self.resume_from is not None:
             self.iteration, self.reward_queries = setup.restore(
                 self.resume_from, self.policy, self.objective, self.optimization, new_lr_schedule,
@@ -227,7 +228,7 @@ class RebelTrainer:
                    **episode_metrics(accelerator, rollout, self.environment_factory)}
         if config.training.async_rollouts:
             metrics["async/staleness"] = self.iteration - 1 - drawn.version
-            metrics.update(logprob_gap(rollout, old_logps))
+            metrics.update(logprob_gap(drawn, old_logps))
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i],
                     "reward": float(score[i])}
                    for i in range(min(config.output.log_completions, len(rollout)))]

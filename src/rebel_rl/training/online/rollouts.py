@@ -22,10 +22,12 @@ from ...errors import ConfigError
 
 @dataclass
 class Drawn:
-    """A rollout and the policy version (the iteration whose weights drew it)."""
+    """A rollout, the policy version that drew it (the number of updates its weights had seen)
+    and, for a prefetched one, the drawing weights' sequence log-probs (N,)."""
 
     version: int
     rollout: Any
+    sampler_logps: torch.Tensor | None = None
 
 
 def check_async(async_rollouts: int, *, episodes: bool, backend: str, images: bool) -> None:
@@ -51,8 +53,10 @@ class Prefetcher:
     iteration (seeded by it) from the current weights; `take(iteration)` returns the batch for
     `iteration`: the prefetched one if there is one, else a fresh draw (the first iteration)."""
 
-    def __init__(self, draw: Callable[[int], Any], device: torch.device) -> None:
+    def __init__(self, draw: Callable[[int], Any], sequence_logps: Callable[[Any], torch.Tensor],
+                 device: torch.device) -> None:
         self._draw = draw
+        self._sequence_logps = sequence_logps
         self._devices = [device] if device.type == "cuda" else []
         self.pending: Drawn | None = None
 
@@ -67,24 +71,28 @@ class Prefetcher:
         """Draw the batch of `iteration` now (from the current weights) and keep it. The RNG state
         is restored after, so the update that follows sees the RNG a synchronous run would."""
         with torch.random.fork_rng(devices=self._devices):
-            self.pending = Drawn(iteration - 1, self._draw(iteration))
+            rollout = self._draw(iteration)
+        with torch.no_grad():  # one forward: what the gap metric compares log pi_t with
+            self.pending = Drawn(iteration - 1, rollout, self._sequence_logps(rollout))
 
     def state_dict(self) -> dict:
         """The in-flight batch, for the checkpoint (empty when none)."""
         if self.pending is None:
             return {}
-        return {"version": self.pending.version, "rollout": self.pending.rollout}
+        pending = self.pending
+        return {"version": pending.version, "rollout": pending.rollout,
+                "sampler_logps": pending.sampler_logps}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the in-flight batch saved by `state_dict`."""
-        self.pending = Drawn(state["version"], state["rollout"]) if state else None
+        self.pending = (Drawn(state["version"], state["rollout"], state["sampler_logps"])
+                        if state else None)
 
 
-def logprob_gap(rollout: Any, trained_logps: torch.Tensor) -> dict[str, float]:
-    """Mean |log pi_sampler - log pi_t| per sequence where the sampler recorded its log-probs;
-    none otherwise (the hf sampler records none)."""
-    recorded = getattr(rollout, "engine_token_log_probs", None)
-    if recorded is None:
+def logprob_gap(drawn: Drawn, trained_logps: torch.Tensor) -> dict[str, float]:
+    """Mean |log pi_sampler - log pi_t| per sequence of a prefetched batch (none for a batch drawn
+    by the weights it trains from, where it is 0 by construction)."""
+    if drawn.sampler_logps is None:
         return {}
-    gap = (recorded.sum(-1).to(trained_logps.device) - trained_logps).abs().mean()
+    gap = (drawn.sampler_logps.to(trained_logps.device) - trained_logps).abs().mean()
     return {"async/logprob_gap": float(gap)}
