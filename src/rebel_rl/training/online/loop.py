@@ -3,7 +3,8 @@ batch of prompts x:
 
 1. sample n completions per prompt from pi_t (seeded per iteration, so every algorithm sees the same
    first rollouts for one seed), or take some or all of them from the dataset, or play multi-turn
-   episodes (pairs.py);
+   episodes (pairs.py); with `async_rollouts: 1` the batch was drawn by the previous iteration's
+   weights, before its update (rollouts.py);
 2. compute log pi_t (held fixed for the whole iteration) and log pi_ref, once, right after sampling
    (with one epoch in one minibatch, log pi_t is the update's own forward, made before the weights
    change);
