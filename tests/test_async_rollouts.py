@@ -6,10 +6,17 @@ from __future__ import annotations
 import json
 import shutil
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from accelerate.utils import DistributedType
 
-from rebel_rl import ConfigError
+from rebel_rl import ConfigError, RebelConfig
+from rebel_rl.policies.causal_lm.policy import CausalLMPolicy
+from rebel_rl.sharding import check_sharding
+from rebel_rl.training.online.loop import sharding_needs
+from rebel_rl.training.online.rollouts import check_async
 from rebel_rl.training.online.loop import RebelTrainer, resume
 from test_training import files, make_config  # noqa: F401 (fixture)
 
@@ -87,3 +94,16 @@ def test_unsupported_combinations_are_refused(files, tmp_path, overrides, words)
     with pytest.raises(ConfigError, match=words) as error:
         RebelTrainer(async_config(files, tmp_path / "run", **overrides))
     assert "\n" not in str(error.value)
+
+
+def test_more_than_one_process_and_fsdp2_are_refused():
+    with pytest.raises(ConfigError, match="async_rollouts runs on one process, not 2"):
+        check_async(1, episodes=False, backend="hf", images=False, processes=2)
+    check_async(0, episodes=False, backend="hf", images=False, processes=2)  # off: anything goes
+    state = SimpleNamespace(distributed_type=DistributedType.FSDP,
+                            fsdp_plugin=SimpleNamespace(fsdp_version=2))
+    needs = sharding_needs(RebelConfig(async_rollouts=1), CausalLMPolicy.supports)
+    with pytest.raises(ConfigError, match="async_rollouts is not supported under FSDP"):
+        check_sharding(SimpleNamespace(state=state), needs)
+    check_sharding(SimpleNamespace(state=state), sharding_needs(RebelConfig(),
+                                                                CausalLMPolicy.supports))

@@ -84,8 +84,6 @@ class RebelTrainer:
         self.run_dir = Path(config.output.output_dir)
         self.spec = algorithm_spec(config.training.algorithm)
         kind = setup.check_inputs(config, self.spec, model is not None, preference_func)
-        check_async(config.training.async_rollouts, episodes=self.environment_factory is not None,
-                    backend=config.sampling.generation_backend, images=kind.supports.images)
         self.train_prompts = setup.load_train_prompts(config.data, train_dataset)
         self.eval_prompts, eval_held_out = setup.load_eval_prompts(
             config.data, config.evaluation, train_dataset, eval_dataset)
@@ -93,6 +91,9 @@ class RebelTrainer:
 
         self.accelerator = _make_accelerator(resolve_mixed_precision(config.model.mixed_precision))
         self.is_main = self.accelerator.is_main_process
+        check_async(config.training.async_rollouts, episodes=self.environment_factory is not None,
+                    backend=config.sampling.generation_backend, images=kind.supports.images,
+                    processes=self.accelerator.num_processes)
         check_sharding(self.accelerator, sharding_needs(config, kind.supports))  # before any write
         if self.is_main:
             if self.resume_from is None:  # resuming a folder with no run yet starts over (noted)

@@ -30,7 +30,8 @@ class Drawn:
     sampler_logps: torch.Tensor | None = None
 
 
-def check_async(async_rollouts: int, *, episodes: bool, backend: str, images: bool) -> None:
+def check_async(async_rollouts: int, *, episodes: bool, backend: str, images: bool,
+                processes: int) -> None:
     """Refuse, in one line each, the combinations async rollouts do not support (FSDP2 is
     refused by check_sharding, from setup.sharding_needs)."""
     if async_rollouts not in (0, 1):
@@ -46,6 +47,9 @@ def check_async(async_rollouts: int, *, episodes: bool, backend: str, images: bo
     if images:  # diffusion rollouts record the sampler's log-probs, which are pi_t only in sync
         raise ConfigError("async_rollouts does not support diffusion policies: set "
                           "async_rollouts 0")
+    if processes > 1:  # the checkpoint would hold only the main process's in-flight batch
+        raise ConfigError(f"async_rollouts runs on one process, not {processes}: launch one "
+                          "process or set async_rollouts 0")
 
 
 class Prefetcher:
