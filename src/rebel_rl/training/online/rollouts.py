@@ -12,6 +12,7 @@ run continues exactly.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -61,6 +62,7 @@ class Prefetcher:
                  device: torch.device) -> None:
         self._draw = draw
         self._sequence_logps = sequence_logps
+        self._device = device
         self._devices = [device] if device.type == "cuda" else []
         self.pending: Drawn | None = None
 
@@ -88,9 +90,17 @@ class Prefetcher:
                 "sampler_logps": pending.sampler_logps}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the in-flight batch saved by `state_dict`."""
-        self.pending = (Drawn(state["version"], state["rollout"], state["sampler_logps"])
-                        if state else None)
+        """Restore the in-flight batch saved by `state_dict` onto the run's device (checkpoints
+        load on the CPU)."""
+        self.pending = (Drawn(state["version"], _to_device(state["rollout"], self._device),
+                              state["sampler_logps"].to(self._device)) if state else None)
+
+
+def _to_device(rollout: Any, device: torch.device) -> Any:
+    """A rollout dataclass with its tensor fields moved to `device`."""
+    moved = {f.name: getattr(rollout, f.name).to(device) for f in dataclasses.fields(rollout)
+             if f.init and isinstance(getattr(rollout, f.name), torch.Tensor)}
+    return dataclasses.replace(rollout, **moved)
 
 
 def logprob_gap(drawn: Drawn, trained_logps: torch.Tensor) -> dict[str, float]:
