@@ -371,6 +371,11 @@ class TrainingConfig(OptimizerConfig):
         0,
         "real tokens per forward+backward, same gradient (0 = off)",
     )
+    async_rollouts: int = option(
+        0,
+        "1 = draw batch t+1 from the weights before update t (one iteration stale; "
+        "docs/scaling.md); 0 = off",
+    )
 
     def validate(self) -> None:
         check_at_least_one(self, ["num_iterations", "num_epochs", "gradient_accumulation_steps"]

@@ -3,7 +3,8 @@ batch of prompts x:
 
 1. sample n completions per prompt from pi_t (seeded per iteration, so every algorithm sees the same
    first rollouts for one seed), or take some or all of them from the dataset, or play multi-turn
-   episodes (pairs.py);
+   episodes (pairs.py); with `async_rollouts: 1` the batch was drawn by the previous iteration's
+   weights, before its update (rollouts.py);
 2. compute log pi_t (held fixed for the whole iteration) and log pi_ref, once, right after sampling
    (with one epoch in one minibatch, log pi_t is the update's own forward, made before the weights
    change);
@@ -43,6 +44,7 @@ from .methods import Batch, BuildContext, build_objective
 from .metrics import PhaseTimer, episode_metrics, iteration_metrics, sampling_metrics
 from .pairs import collect_rollout, environment_factory, normalize_rewards
 from .progress import TrainingProgress
+from .rollouts import Prefetcher, check_async, logprob_gap
 from .setup import sharding_needs  # noqa: F401  (public here: tests and cli import it from loop)
 from .update import Update
 
@@ -89,6 +91,9 @@ class RebelTrainer:
 
         self.accelerator = _make_accelerator(resolve_mixed_precision(config.model.mixed_precision))
         self.is_main = self.accelerator.is_main_process
+        check_async(config.training.async_rollouts, episodes=self.environment_factory is not None,
+                    backend=config.sampling.generation_backend, images=kind.supports.images,
+                    processes=self.accelerator.num_processes)
         check_sharding(self.accelerator, sharding_needs(config, kind.supports))  # before any write
         if self.is_main:
             if self.resume_from is None:  # resuming a folder with no run yet starts over (noted)
@@ -113,9 +118,13 @@ class RebelTrainer:
             held_out.episodes(self.environment_factory, config.environment)))
         self.iteration = 0
         self.reward_queries = 0
+        # With async rollouts, batch t+1 is drawn before update t (rollouts.py); else none ahead.
+        self.rollouts = Prefetcher(self._draw, lambda r: self.policy.token_log_probs(r).sum(-1),
+                                   self.accelerator.device)
         if self.resume_from is not None:
             self.iteration, self.reward_queries = setup.restore(
-                self.resume_from, self.policy, self.objective, self.optimization, new_lr_schedule)
+                self.resume_from, self.policy, self.objective, self.optimization, new_lr_schedule,
+                self.rollouts)
             if self.is_main:  # log lines after the checkpoint are dropped
                 truncate_logs(self.run_dir, self.iteration)
         self.logger = MetricsLogger(self.run_dir, config.output, enabled=self.is_main,
@@ -173,11 +182,8 @@ class RebelTrainer:
 
         timer = PhaseTimer()
         with timer("sampling"):
-            # Seeded by (seed, iteration, process): algorithms share rollouts while policies agree.
-            process = self.accelerator.process_index
-            torch.manual_seed((config.training.seed * 1_000_003 + self.iteration) * 1_009 + process)
-            rollout = collect_rollout(self.policy, rows, n, config.data, self.environment_factory,
-                                      config.environment, self.spec.rollout)
+            drawn = self.rollouts.take(self.iteration)
+            rollout = drawn.rollout
         # One epoch in one minibatch: the update's forward, made before the weights change, is log
         # pi_t exactly; the separate pass that would recompute it is skipped (unless sampling
         # recorded it).
@@ -191,6 +197,10 @@ class RebelTrainer:
             self.trainer_state.global_step = self.iteration
             score, named = self._score(prompts, rollout, columns)
             score = score.to(ref_token_logps.device)
+        ahead = self.iteration + 1
+        if config.training.async_rollouts and ahead < config.training.num_iterations:
+            with timer("sampling_ahead"):  # from the weights before this update: one step stale
+                self.rollouts.prefetch(ahead)
         with timer("update"):
             current_token_logps = self.policy.token_log_probs(rollout) if reuse_forward else None
             if reuse_forward:
@@ -219,10 +229,22 @@ class RebelTrainer:
                    **objective_stats, **loss_stats, **sampling_metrics(accelerator, self.policy),
                    **self.rewards.take_counts(),  # rewards/NAME/timeouts, /failures (this process)
                    **episode_metrics(accelerator, rollout, self.environment_factory)}
+        if config.training.async_rollouts:
+            metrics["async/staleness"] = self.iteration - 1 - drawn.version
+            metrics.update(logprob_gap(drawn, old_logps))
         samples = [{"prompt": prompts[i], "completion": rollout.completions[i],
                     "reward": float(score[i])}
                    for i in range(min(config.output.log_completions, len(rollout)))]
         return metrics, samples
+
+    def _draw(self, iteration: int):
+        """Sample the rollout of `iteration` from the current weights, seeded by (seed, iteration,
+        process): algorithms share rollouts while policies agree."""
+        config, process = self.config, self.accelerator.process_index
+        rows = self.train_prompts[self._prompt_indices(iteration)]
+        torch.manual_seed((config.training.seed * 1_000_003 + iteration) * 1_009 + process)
+        return collect_rollout(self.policy, rows, config.sampling.num_generations, config.data,
+                               self.environment_factory, config.environment, self.spec.rollout)
 
     def update(self, batch: Batch) -> tuple[list[float], list[float], dict[str, float]]:
         """The iteration's update (update.py): losses, gradient norms and mean loss metrics."""
@@ -273,7 +295,8 @@ class RebelTrainer:
         optimizer_state = gathered_optimizer_state(self.policy.model, self.optimizer)
         if self.is_main:
             counters = {"reward_queries": self.reward_queries,
-                        "objective": self.objective.state_dict()}
+                        "objective": self.objective.state_dict(),
+                        "async_rollout": self.rollouts.state_dict()}
             ckpt.save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.policy,
                                  optimizer_state, self.scheduler, counters, model_state=model_state)
         self.accelerator.wait_for_everyone()

@@ -147,12 +147,15 @@ def build_optimizer(training: TrainingConfig, prompts_per_iteration: int, policy
 
 
 def restore(path: Path, policy: Policy, objective: Any, optimization: Optimization,
-            new_lr_schedule: bool) -> tuple[int, int]:
-    """Load the optimizer, schedule, RNG and the objective's state of checkpoint `path`; return its
-    (iteration, reward_queries)."""
+            new_lr_schedule: bool, prefetcher: Any = None) -> tuple[int, int]:
+    """Load the optimizer, schedule, RNG, the objective's state and the in-flight batch of async
+    rollouts (`prefetcher`, rollouts.py) of checkpoint `path`; return its (iteration,
+    reward_queries)."""
     state = ckpt.load_trainer_state(path, optimization.scheduler, new_schedule=new_lr_schedule)
     load_optimizer_state(policy.model, optimization.optimizer, state["optimizer"])
     objective.load_state_dict(state["counters"].get("objective", {}))
+    if prefetcher is not None:
+        prefetcher.load_state_dict(state["counters"].get("async_rollout", {}))
     return state["iteration"], state["counters"]["reward_queries"]
 
 
@@ -166,4 +169,5 @@ def sharding_needs(config: RebelConfig, supports: PolicySupports) -> dict[str, b
             "merge_adapter": model.merge_adapter and model.use_lora,
             # the weight push reads whole tensors; FSDP2 holds shards (DDP: one engine per
             # process, docs/vllm.md); a vLLM server is pushed whole tensors too
-            f"generation_backend {backend}": backend in ("vllm", "vllm_server")}
+            f"generation_backend {backend}": backend in ("vllm", "vllm_server"),
+            "async_rollouts": config.training.async_rollouts > 0}
