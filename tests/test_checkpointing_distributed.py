@@ -36,7 +36,10 @@ def assert_same_training(found: list[dict], plain: list[dict]) -> None:
     # the second iteration samples from the updated weights: it differs unless the update matched
     for key in KEYS:
         expected = [m[key] for m in plain]
-        assert [m[key] for m in found] == pytest.approx(expected, rel=1e-4, abs=1e-6), key
+        # float32 on two processes: padding widths differ between micro-batches and the plain
+        # run, so sums round differently (grad_norm ~3e-3 moved by 4e-6 here); a dropped or
+        # doubled micro-batch moves these by tens of percent. Exactness: tests/test_microbatch.py.
+        assert [m[key] for m in found] == pytest.approx(expected, rel=1e-2, abs=1e-5), key
 
 
 def test_gradient_checkpointing_trains_as_the_plain_run(model, plain, tmp_path):  # noqa: F811
