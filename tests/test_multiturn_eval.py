@@ -8,23 +8,8 @@ import pytest
 from rebel_rl import RebelConfig
 from rebel_rl.cli import main
 from rebel_rl.training.online.loop import RebelTrainer
+from test_multiturn_rollout import TwoTurnEnv  # done after 2 turns, return 1.5
 from tiny import save_tiny_causal_lm, write_jsonl
-
-
-class TwoTurnEnv:
-    """Done after the second policy turn: rewards 0.5 then 1.0 (return 1.5)."""
-
-    def __init__(self):
-        self.turn = 0
-
-    def reset(self, row):
-        return []
-
-    def step(self, text):
-        self.turn += 1
-        if self.turn == 1:
-            return [{"role": "user", "content": "try again"}], 0.5, False
-        return [], 1.0, True
 
 
 class ColumnEnv:
