@@ -17,7 +17,6 @@ import copy
 import dataclasses
 import math
 import os
-import types
 import typing
 import warnings
 from collections import Counter
@@ -30,8 +29,41 @@ import yaml
 
 from ..errors import ConfigError
 from .algorithms import ALGORITHMS_PLACEHOLDER, algorithm_choices
+# Moved to checks.py and files.py; re-exported so that `from ...config.base import
+# check_positive` (training/online/methods/) and `CONFIG_FOLDER` (tests) keep working.
+from .checks import (
+    check_at_least_one,
+    check_choice,
+    check_non_negative,
+    check_positive,
+    check_unit_interval,
+    convert,
+)
+from .files import (
+    CONFIG_FOLDER,
+    packaged_accelerate_config,
+    packaged_config,
+    packaged_recipes,
+    read_yaml,
+)
 
-CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "configs"
+__all__ = [
+    "CONFIG_FOLDER",
+    "ConfigBase",
+    "GroupedConfig",
+    "check_at_least_one",
+    "check_choice",
+    "check_non_negative",
+    "check_positive",
+    "check_unit_interval",
+    "config_fields",
+    "convert",
+    "option",
+    "packaged_accelerate_config",
+    "packaged_config",
+    "packaged_recipes",
+    "read_yaml",
+]
 
 
 class ConfigBase:
@@ -319,157 +351,6 @@ def _flatten(cls: type, values: dict[str, Any]) -> list[tuple[str, Any]]:
         else:
             pairs.append((key, value))
     return pairs
-
-
-def packaged_config(name: str) -> Path:
-    """The YAML recipe `name` shipped in rebel_rl/configs/ (`images_digits`, `lcm_aesthetic`,
-    ...)."""
-    path = CONFIG_FOLDER / (name if name.endswith(".yaml") else f"{name}.yaml")
-    if not path.is_file():
-        known = ", ".join(f"builtin:{p.stem}" for p in sorted(CONFIG_FOLDER.glob("*.yaml")))
-        raise ConfigError(f"no packaged config {name!r}: use one of {known}")
-    return path
-
-
-def packaged_recipes() -> dict[str, str]:
-    """Every packaged recipe, `builtin:NAME` -> the first line of its header comment."""
-    recipes = {}
-    for path in sorted(CONFIG_FOLDER.glob("*.yaml")):
-        first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "#")
-        recipes[f"builtin:{path.stem}"] = first.lstrip("# ").split(":")[0].rstrip()
-    return recipes
-
-
-def packaged_accelerate_config(name: str) -> Path:
-    """The accelerate config `name` shipped in rebel_rl/configs/accelerate/ (`fsdp2`,
-    `deepspeed_zero2`)."""
-    folder = CONFIG_FOLDER / "accelerate"
-    matches = sorted(folder.glob(f"{name}*.yaml"))
-    if not matches:
-        known = ", ".join(p.stem for p in sorted(folder.glob("*.yaml")))
-        raise ConfigError(f"no packaged accelerate config {name!r}: use one of {known}")
-    return matches[0]
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (`builtin:NAME` is a packaged recipe), turning every I/O or syntax
-    problem into one ConfigError line."""
-    path = (
-        packaged_config(str(path).removeprefix("builtin:"))
-        if str(path).startswith("builtin:")
-        else Path(path)
-    )
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {path} must be a mapping of `field: value` lines, got "
-            f"{type(data).__name__}"
-        )
-    return data
-
-
-# --- checks every group uses
-# ---------------------------------------------------------------------------
-def check_choice(name: str, value: str, choices: list[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def check_at_least_one(group: Any, names: list[str]) -> None:
-    for name in names:
-        if getattr(group, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(group, name)}")
-
-
-def check_positive(group: Any, names: list[str]) -> None:
-    for name in names:
-        if getattr(group, name) is None or not getattr(group, name) > 0:
-            raise ConfigError(f"{name} must be > 0, got {getattr(group, name)}")
-
-
-def check_non_negative(group: Any, names: list[str]) -> None:
-    for name in names:
-        if getattr(group, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(group, name)}")
-
-
-def check_unit_interval(group: Any, names: list[str]) -> None:
-    for name in names:
-        if not 0 <= getattr(group, name) <= 1:
-            raise ConfigError(f"{name} must be in [0, 1], got {getattr(group, name)}")
-
-
-# --- value conversion
-# ------------------------------------------------------------------------------------
-def convert(name: str, value: Any, hint: Any, source: str) -> Any:
-    """Convert a YAML or command-line value to the field's declared type."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        return convert(name, value, inner[0], source)
-    try:
-        if origin is list:
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, (list, tuple)):
-                raise TypeError
-            # `--rewards none`: an empty list
-            if [str(item).lower() for item in value] in (["none"], ["[]"]):
-                return []
-            return [convert(name, item, args[0], source) for item in _split_commas(value)]
-        if hint is bool:
-            if isinstance(value, str):
-                lowered = value.lower()
-                if lowered in ("true", "1", "yes"):
-                    return True
-                if lowered in ("false", "0", "no"):
-                    return False
-                raise ValueError
-            if isinstance(value, bool):
-                return value
-            raise TypeError
-        if hint is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if hint is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if hint is str:
-            if isinstance(value, (dict, list)):
-                raise TypeError
-            return str(value)
-    except (TypeError, ValueError):
-        kind = getattr(hint, "__name__", str(hint))
-        raise ConfigError(f"{name} in {source} must be {kind}, got {value!r}") from None
-    return value
-
-
-def _split_commas(items: list | tuple) -> list:
-    """`a,b` and `a b` mean the same list, on the command line and in YAML."""
-    parts = []
-    for item in items:
-        if isinstance(item, str):
-            parts.extend(part.strip() for part in item.split(","))
-        else:
-            parts.append(item)
-    return parts
 
 
 def config_fields(cls: type) -> list[dataclasses.Field]:
