@@ -1,6 +1,7 @@
 """Configs: the shared machinery (base.py, with its value checks in checks.py and the packaged files
-in files.py), the online run's groups (run.py) and the algorithm registry (algorithms.py) that the
-modules of training/online/methods/ fill."""
+in files.py), the online run's `RebelConfig` (run.py) and its groups (policy.py: model, sampling;
+episodes.py: data, reward, environment; loop.py: training, evaluation, output), and the algorithm
+registry (algorithms.py) that the modules of training/online/methods/ fill."""
 from .algorithms import AlgorithmSpec, algorithm_names, algorithm_spec, register_algorithm
 from .base import (
     ConfigBase,

@@ -29,6 +29,7 @@ import yaml
 
 from ..errors import ConfigError
 from .algorithms import ALGORITHMS_PLACEHOLDER, algorithm_choices
+
 # Moved to checks.py and files.py; re-exported so that `from ...config.base import
 # check_positive` (training/online/methods/) and `CONFIG_FOLDER` (tests) keep working.
 from .checks import (
