@@ -189,10 +189,9 @@ class RebelTrainer:
         # recorded it).
         reuse_forward = (self.update_forward_gives_old_logps
                          and rollout.recorded_token_log_probs is None)
-        with timer("logprobs"), torch.no_grad():
-            ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
-            old_token_logps = (None if reuse_forward
-                               else self.policy.sampling_token_log_probs(rollout))
+        with timer("logprobs"):
+            ref_token_logps, old_token_logps = self.updater.fixed_token_log_probs(rollout,
+                                                                                  reuse_forward)
         with timer("scoring"):
             self.trainer_state.global_step = self.iteration
             score, named = self._score(prompts, rollout, columns)
