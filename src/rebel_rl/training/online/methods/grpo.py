@@ -106,7 +106,8 @@ class Grpo(Objective):
         mask = rollout.completion_mask
         loss, ratio, clipped = grpo_loss(
             batch.token_log_probs(policy), extra["old_token_logps"],
-            weighted_advantages(extra["advantages"], extra), mask, options.clip_range, options.loss_type,
+            weighted_advantages(extra["advantages"], extra), mask, options.clip_range,
+            options.loss_type,
             max_completion_length=self.max_completion_length(rollout),
             num_tokens=self.tokens_per_prompt * len(rollout) / self.n or None)
         return loss, ratio_stats("grpo", ratio, clipped, mask)
