@@ -59,7 +59,8 @@ def run_rebel(backend: str, length: int, workdir: Path) -> dict:
     prompts.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": p}]}) + "\n"
                                for p in shared.PROMPTS[:PROMPTS_PER_ITERATION]))
     config = RebelConfig(
-        generation_backend="hf" if backend == "hf-nosample" else backend, dataset=str(prompts), rewards=[], kl_coef=shared.KL_COEF,
+        generation_backend="hf" if backend == "hf-nosample" else backend,
+        dataset=str(prompts), rewards=[], kl_coef=shared.KL_COEF,
         num_generations=GENERATIONS, prompts_per_iteration=PROMPTS_PER_ITERATION,
         minibatch_prompts=PROMPTS_PER_ITERATION, max_new_tokens=length,
         temperature=shared.TEMPERATURE, learning_rate=shared.LEARNING_RATE,
