@@ -59,7 +59,8 @@ def run_rebel(backend: str, length: int, workdir: Path) -> dict:
     prompts.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": p}]}) + "\n"
                                for p in shared.PROMPTS[:PROMPTS_PER_ITERATION]))
     config = RebelConfig(
-        generation_backend=backend, dataset=str(prompts), rewards=[], kl_coef=shared.KL_COEF,
+        generation_backend="hf" if backend == "hf-nosample" else backend,
+        dataset=str(prompts), rewards=[], kl_coef=shared.KL_COEF,
         num_generations=GENERATIONS, prompts_per_iteration=PROMPTS_PER_ITERATION,
         minibatch_prompts=PROMPTS_PER_ITERATION, max_new_tokens=length,
         temperature=shared.TEMPERATURE, learning_rate=shared.LEARNING_RATE,
@@ -70,11 +71,32 @@ def run_rebel(backend: str, length: int, workdir: Path) -> dict:
     trainer = RebelTrainer(config, reward_funcs=[shared.word_reward])
     # No token ends a completion: each one runs to `length` (benchmark only; generate warns once).
     trainer.policy.eos_token_ids = torch.tensor([-1])
+    if backend == "hf-nosample":
+        trainer.policy.sample = random_completions(trainer.policy, length)
     start = time.perf_counter()
     metrics = trainer.step()[0]
     seconds = time.perf_counter() - start
     return {"seconds": seconds, **{p: metrics[f"time/{p}"] for p in PHASES},
             "mean_length": metrics["completions/mean_length"], "peak_rss_gb": peak_rss_gb()}
+
+
+def random_completions(policy, length: int):
+    """A stand-in for `policy.sample` (side `hf-nosample`: the log-prob passes and the update's
+    memory and time without the sampling phase): uniform random tokens, every row `length` long."""
+    import torch
+
+    from rebel_rl.policies.causal_lm.text import TextRollout
+
+    def sample(prompts: list, n: int, **_: object) -> TextRollout:
+        ids, mask = policy.encode_prompts(prompts)
+        ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+        vocab = policy.model.get_output_embeddings().weight.shape[0]
+        completion = torch.randint(0, vocab, (len(ids), length), generator=torch.Generator()
+                                   .manual_seed(0))
+        texts = policy.tokenizer.batch_decode(completion, skip_special_tokens=True)
+        return TextRollout(ids, mask, completion, torch.ones_like(completion),
+                           torch.zeros(len(ids), dtype=torch.bool), texts)
+    return sample
 
 
 def run_trl(length: int, workdir: Path) -> dict:
@@ -202,6 +224,8 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=LENGTHS)
     parser.add_argument("--no-trl", action="store_true", help="skip TRL's side")
     parser.add_argument("--vllm", action="store_true", help="also .venv-vllm's vllm backend")
+    parser.add_argument("--sides", nargs="+", help="only these sides (hf, hf-nosample: random "
+                        "tokens in place of sampling, vllm, trl)")
     parser.add_argument("--trl-version", default="1.16.0")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmark_long.md"))
     parser.add_argument("--fresh", action="store_true",
@@ -213,11 +237,13 @@ def main() -> None:
     from rebel_rl.models.pretrained import resolve_model_path
 
     model = resolve_model_path("builtin:smollm2-135m-instruct")
-    sides = ["hf"] + (["vllm"] if args.vllm else []) + ([] if args.no_trl else ["trl"])
-    pythons = {**SIDES, "hf": Path(sys.executable)}
+    sides = args.sides or (["hf"] + (["vllm"] if args.vllm else [])
+                           + ([] if args.no_trl else ["trl"]))
+    pythons = {**SIDES, "hf": Path(sys.executable), "hf-nosample": Path(sys.executable)}
     if "trl" in sides:
         pythons["trl"] = shared.ensure_trl_env(args.trl_version)
     results = {(n, side): None for n in LENGTHS for side in ["hf", "vllm", "trl"]}
+    results.update({(n, side): None for n in args.lengths for side in sides})
     saved = Path(args.output).with_suffix(".json")  # rows measured by earlier runs, kept
     if saved.is_file() and not args.fresh:
         for row in json.loads(saved.read_text()):

@@ -150,3 +150,30 @@ def test_negative_budget_is_a_config_error(files, tmp_path):  # noqa: F811
     with pytest.raises(rebel_rl.ConfigError, match="max_tokens_per_microbatch"):
         make_config(files, tmp_path / "run", max_tokens_per_microbatch=-1,
                     rewards=[files["count_e"]]).validate()
+
+
+def test_log_prob_passes_run_in_the_budgets_micro_batches(files, tmp_path,  # noqa: F811
+                                                          monkeypatch):
+    """Under a token budget, pi_ref's and pi_t's passes (no gradient) go in the update's
+    micro-batches too, and give the whole-batch values: a batch of long rows in one forward would
+    otherwise set the peak memory."""
+    config = make_config(files, tmp_path / "run", max_new_tokens=12, minibatch_prompts=4,
+                         max_tokens_per_microbatch=12, kl_coef=0.1, rewards=[files["count_e"]])
+    trainer = RebelTrainer(config)
+    policy = trainer.policy
+    with torch.no_grad():  # pi_t apart from pi_ref, so that a swapped pass would show
+        for p in trainer.trainable_params:
+            p.add_(0.05 * torch.randn_like(p))
+    forwards, original = [], policy.token_log_probs
+    monkeypatch.setattr(policy, "token_log_probs", lambda rollout, **kw: forwards.append(
+        (len(rollout), kw.get("reference", False))) or original(rollout, **kw))
+    batch = captured_batch(trainer, monkeypatch)
+    parts = microbatch_rows(batch.rollout, 2, 12)
+    assert len(parts) > 1
+    assert sorted(forwards) == sorted([(len(p), ref) for p in parts for ref in (True, False)])
+    with torch.no_grad():
+        ref = original(batch.rollout, reference=True).sum(-1)
+        old = original(batch.rollout).sum(-1)
+    torch.testing.assert_close(batch.old_logps, old, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batch.kl, old - ref, rtol=1e-5, atol=1e-5)
+    assert (old - ref).abs().max() > 1e-3

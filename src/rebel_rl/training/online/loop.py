@@ -93,7 +93,8 @@ class RebelTrainer:
         self.is_main = self.accelerator.is_main_process
         check_async(config.training.async_rollouts, episodes=self.environment_factory is not None,
                     backend=config.sampling.generation_backend, images=kind.supports.images,
-                    processes=self.accelerator.num_processes)
+                    processes=self.accelerator.num_processes,
+                    algorithm=self.spec.name, options=getattr(config, self.spec.name, None))
         check_sharding(self.accelerator, sharding_needs(config, kind.supports))  # before any write
         if self.is_main:
             if self.resume_from is None:  # resuming a folder with no run yet starts over (noted)
@@ -189,10 +190,9 @@ class RebelTrainer:
         # recorded it).
         reuse_forward = (self.update_forward_gives_old_logps
                          and rollout.recorded_token_log_probs is None)
-        with timer("logprobs"), torch.no_grad():
-            ref_token_logps = self.policy.token_log_probs(rollout, reference=True)
-            old_token_logps = (None if reuse_forward
-                               else self.policy.sampling_token_log_probs(rollout))
+        with timer("logprobs"):
+            ref_token_logps, old_token_logps = self.updater.fixed_token_log_probs(rollout,
+                                                                                  reuse_forward)
         with timer("scoring"):
             self.trainer_state.global_step = self.iteration
             score, named = self._score(prompts, rollout, columns)
@@ -212,6 +212,8 @@ class RebelTrainer:
             batch = Batch(rollout, old_logps, score, kl,
                           normalize_rewards(shaped, n, config.reward.reward_normalization),
                           prompts=prompts, columns=columns, current_token_logps=current_token_logps)
+            if drawn.sampler_logps is not None:  # drawn one update ahead: importance weights
+                batch.extra["sampler_logps"] = drawn.sampler_logps.to(old_logps.device)
             if self.objective.token_level:
                 batch.extra.update(old_token_logps=old_token_logps,
                                    token_kl=old_token_logps - ref_token_logps)

@@ -5,7 +5,9 @@ On one process the draw runs in line, before the update, not in a background thr
 sharing the model object would see the weights change under it (a race), and on CPU both would
 compete for the same torch threads; a thread with a snapshot copy of the weights costs one more
 copy of the model and is not built yet. So this mode gives the staleness semantics an overlapped
-sampler has (what its algorithms must tolerate), with no speed-up yet. REBEL needs no correction:
+sampler has (what its algorithms must tolerate), with no speed-up yet. PPO, GRPO and RLOO may
+weight each stale sample by min(pi_t / pi_sampler, tis_cap) (algorithms/importance.py; the loop
+puts `Drawn.sampler_logps` in the batch as extra["sampler_logps"]). REBEL needs no correction:
 it regresses on log pi_t computed on the weights it trains from, for any sampling distribution
 (tests/test_mirror_descent_oracle.py). The in-flight batch is saved in the checkpoint, so a resumed
 run continues exactly.
@@ -32,12 +34,18 @@ class Drawn:
 
 
 def check_async(async_rollouts: int, *, episodes: bool, backend: str, images: bool,
-                processes: int) -> None:
+                processes: int, algorithm: str = "", options: Any = None) -> None:
     """Refuse, in one line each, the combinations async rollouts do not support (FSDP2 is
-    refused by check_sharding, from setup.sharding_needs)."""
+    refused by check_sharding, from setup.sharding_needs), and a `tis_cap` in the `options` of
+    `algorithm` without async rollouts, where every sample is drawn by pi_t: nothing to correct."""
     if async_rollouts not in (0, 1):
         raise ConfigError(f"async_rollouts={async_rollouts} is not supported: use 0 or 1")
     if not async_rollouts:
+        cap = getattr(options, "tis_cap", 0)
+        if cap > 0:
+            raise ConfigError(f"{algorithm}.tis_cap={cap} corrects samples drawn by "
+                              "other weights than pi_t, and async_rollouts 0 draws every sample "
+                              "from pi_t: set tis_cap 0 or async_rollouts 1")
         return
     if episodes:
         raise ConfigError("async_rollouts does not support environments (multi-turn episodes): "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -71,6 +71,46 @@ class Update:
             return contextlib.nullcontext()
         return self.accelerator.no_sync(self.policy.train_module)
 
+    def row_parts(self, rollout: Any) -> list[torch.Tensor]:
+        """The rollout's rows in micro-batches of at most `max_tokens_per_microbatch` real tokens,
+        as many on every process (FSDP2 and DDP forwards are collectives)."""
+        budget = self.training.max_tokens_per_microbatch
+        parts = microbatch_rows(rollout, self.n, budget)
+        if self.accelerator.num_processes > 1:
+            count = torch.tensor([len(parts)], device=self.accelerator.device)
+            most = int(self.accelerator.gather(count).max())
+            parts = microbatch_rows(rollout, self.n, budget, at_least=most)
+        return parts
+
+    @staticmethod
+    def assembled(rollout: Any, parts: list[torch.Tensor],
+                  token_log_probs: Callable[[Any], torch.Tensor]) -> torch.Tensor:
+        """`token_log_probs` of each part's rows, without gradients, put back into one (N, T)."""
+        with torch.no_grad():
+            pieces = [token_log_probs(narrowed(rollout.select(part))) for part in parts]
+        whole = pieces[0].new_zeros(rollout.completion_mask.shape)
+        for part, piece in zip(parts, pieces):
+            whole[part.to(whole.device), : piece.shape[1]] = piece
+        return whole
+
+    def fixed_token_log_probs(self, rollout: Any, reuse_forward: bool
+                              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """log pi_ref and log pi_t per token, without gradients (pi_t None when the update's
+        forward will give it). Under a token budget these passes run in the update's micro-batches
+        too: a whole batch of long rows in one forward would set the run's peak memory."""
+        policy = self.policy
+        if not self.training.max_tokens_per_microbatch:
+            with torch.no_grad():
+                ref = policy.token_log_probs(rollout, reference=True)
+                return ref, None if reuse_forward else policy.sampling_token_log_probs(rollout)
+        parts = self.row_parts(rollout)
+        ref = self.assembled(rollout, parts,
+                             lambda rows: policy.token_log_probs(rows, reference=True))
+        if rollout.recorded_token_log_probs is not None:
+            return ref, policy.sampling_token_log_probs(rollout)
+        return ref, policy.sampling_token_log_probs(
+            rollout, self.assembled(rollout, parts, policy.token_log_probs))
+
     def microbatched(self, minibatch: Batch, accumulate: int, sync: bool
                      ) -> tuple[torch.Tensor, dict[str, float]]:
         """The minibatch's backward, with the policy's forwards in micro-batches of at most
@@ -81,18 +121,8 @@ class Update:
         with that gradient. Processes run the same number of micro-batches (FSDP2 and DDP forwards
         are collectives); DDP syncs only on the last backward of a sync step."""
         policy, rollout, accelerator = self.policy, minibatch.rollout, self.accelerator
-        budget = self.training.max_tokens_per_microbatch
-        parts = microbatch_rows(rollout, self.n, budget)
-        if accelerator.num_processes > 1:
-            count = torch.tensor([len(parts)], device=accelerator.device)
-            most = int(accelerator.gather(count).max())
-            parts = microbatch_rows(rollout, self.n, budget, at_least=most)
-        with torch.no_grad():
-            pieces = [policy.token_log_probs(narrowed(rollout.select(part))) for part in parts]
-        leaf = pieces[0].new_zeros(rollout.completion_mask.shape)
-        for part, piece in zip(parts, pieces):
-            leaf[part.to(leaf.device), : piece.shape[1]] = piece
-        leaf.requires_grad_(True)
+        parts = self.row_parts(rollout)
+        leaf = self.assembled(rollout, parts, policy.token_log_probs).requires_grad_(True)
         # step() leaves current_token_logps None here: reusing one graph over the whole batch is
         # what micro-batching avoids (forward_gives_old_logps is off with the option)
         loss, stats = self.objective.loss(replace(minibatch, current_token_logps=leaf), policy)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ....config import AlgorithmSpec
+from ....config.base import option
 
 if TYPE_CHECKING:
     import torch
@@ -21,6 +22,16 @@ if TYPE_CHECKING:
 
 BOTH_KINDS = ("causal_lm", "diffusion")  # an entry's policy_kinds when it trains either kind
 NORMALISES_ITSELF = "{name} normalises rewards per prompt itself: use reward_normalization none"
+
+
+def tis_cap_option(name: str) -> Any:
+    """The `tis_cap` option PPO, GRPO and RLOO each declare (algorithms/importance.py): a batch
+    drawn by other weights than pi_t (training.async_rollouts 1) has each sample's loss term
+    weighted by min(pi_t(y|x) / pi_sampler(y|x), tis_cap), from sequence log-probs."""
+    return option(0.0, f"{name}: truncated importance sampling cap on samples drawn by other "
+                       "weights than pi_t (async_rollouts 1): each sample's loss times "
+                       "min(pi_t(y|x) / pi_sampler(y|x), cap), per sequence (TRL's "
+                       "vllm_importance_sampling_cap is per token); 0: off")
 
 
 @dataclass

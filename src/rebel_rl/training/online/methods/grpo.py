@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
-from ....config.base import check_choice, check_positive, option
+from ....config.base import check_choice, check_non_negative, check_positive, option
 from ....errors import ConfigError
-from .base import BOTH_KINDS, NORMALISES_ITSELF, Objective, ratio_stats
+from .base import BOTH_KINDS, NORMALISES_ITSELF, Objective, ratio_stats, tis_cap_option
 
 # The values algorithms/grpo.py takes (LOSS_TYPES, SCALE_REWARDS), written out because importing
 # it loads torch; tests/test_grpo.py checks they agree. true/false keep their earlier meaning.
@@ -35,9 +35,11 @@ class GrpoOptions:
         "group", "grpo: centred rewards / std of: group (true), batch, none (false)")
     loss_type: str = option(
         "grpo", "grpo: token averaging: grpo (per completion), bnpo, dapo, dr_grpo")
+    tis_cap: float = tis_cap_option("grpo")
 
     def validate(self) -> None:
         check_positive(self, ["clip_range"])
+        check_non_negative(self, ["tis_cap"])
         check_choice("loss_type", self.loss_type, list(LOSS_TYPES))
         if scale_mode(self.scale_rewards) not in SCALE_REWARDS:
             raise ConfigError(f"scale_rewards must be one of {', '.join(SCALE_REWARDS)} (true = "
@@ -69,6 +71,7 @@ class Grpo(Objective):
         import torch
 
         from ....algorithms.grpo import grpo_advantages
+        from ....algorithms.importance import attach_importance_weights
 
         advantages = grpo_advantages(batch.reward.view(-1, self.n).float(),
                                      scale_mode(self.options.scale_rewards))
@@ -83,7 +86,8 @@ class Grpo(Objective):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
         self.tokens_per_prompt = float(counts[0] / counts[1])
-        return {}
+        return attach_importance_weights(batch.extra, batch.old_logps, self.options.tis_cap,
+                                         "grpo")
 
     def max_completion_length(self, rollout) -> int | None:
         """dr_grpo's L_max: max_new_tokens for single-turn text, max_total_tokens for episodes,
@@ -96,12 +100,14 @@ class Grpo(Objective):
 
     def loss(self, batch, policy):
         from ....algorithms.grpo import grpo_loss
+        from ....algorithms.importance import weighted_advantages
 
-        options, rollout = self.options, batch.rollout
+        options, rollout, extra = self.options, batch.rollout, batch.extra
         mask = rollout.completion_mask
         loss, ratio, clipped = grpo_loss(
-            batch.token_log_probs(policy), batch.extra["old_token_logps"],
-            batch.extra["advantages"], mask, options.clip_range, options.loss_type,
+            batch.token_log_probs(policy), extra["old_token_logps"],
+            weighted_advantages(extra["advantages"], extra), mask, options.clip_range,
+            options.loss_type,
             max_completion_length=self.max_completion_length(rollout),
             num_tokens=self.tokens_per_prompt * len(rollout) / self.n or None)
         return loss, ratio_stats("grpo", ratio, clipped, mask)

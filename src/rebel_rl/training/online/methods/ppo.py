@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ....config.algorithms import AlgorithmSpec, register_algorithm
 from ....config.base import check_non_negative, check_positive, check_unit_interval, option
-from .base import Objective, ratio_stats
+from .base import Objective, ratio_stats, tis_cap_option
 
 
 @dataclass
@@ -23,10 +23,11 @@ class PpoOptions:
         None,
         "ppo: value-model init; default: the reward model if one is named, else the policy",
     )
+    tis_cap: float = tis_cap_option("ppo")
 
     def validate(self) -> None:
         check_positive(self, ["clip_range", "clip_range_value"])
-        check_non_negative(self, ["vf_coef"])
+        check_non_negative(self, ["vf_coef", "tis_cap"])
         check_unit_interval(self, ["gamma", "lam"])
 
 
@@ -66,6 +67,7 @@ class Ppo(Objective):
     def prepare(self, batch, policy):
         import torch
 
+        from ....algorithms.importance import attach_importance_weights
         from ....algorithms.ppo import gae, token_rewards, whiten
         from ....models.value import token_values
 
@@ -75,16 +77,19 @@ class Ppo(Objective):
         rewards = token_rewards(batch.score, batch.extra["token_kl"], mask, self.kl_coef)
         advantages, returns = gae(rewards, values, mask, options.gamma, options.lam)
         batch.extra.update(values=values, returns=returns, advantages=whiten(advantages, mask))
-        return {"ppo/value_mean": float((values * mask).sum() / mask.sum().clamp(min=1))}
+        return {"ppo/value_mean": float((values * mask).sum() / mask.sum().clamp(min=1)),
+                **attach_importance_weights(batch.extra, batch.old_logps, options.tis_cap, "ppo")}
 
     def loss(self, batch, policy):
+        from ....algorithms.importance import weighted_advantages
         from ....algorithms.ppo import ppo_policy_loss, ppo_value_loss
         from ....models.value import token_values
 
         options, mask, extra = self.options, batch.rollout.completion_mask, batch.extra
         logps = batch.token_log_probs(policy)
         policy_loss, ratio, clipped = ppo_policy_loss(
-            logps, extra["old_token_logps"], extra["advantages"], mask, options.clip_range)
+            logps, extra["old_token_logps"], weighted_advantages(extra["advantages"], extra), mask,
+            options.clip_range)
         with policy.autocast():
             values = token_values(self.value_train_module, batch.rollout)
         value_loss = ppo_value_loss(values, extra["values"], extra["returns"], mask,
