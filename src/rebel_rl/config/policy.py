@@ -75,7 +75,7 @@ class ModelConfig(LoraConfig, WeightsConfig):
         "activations (half the peak memory at 128 tokens: docs/benchmark_memory.md)",
     )
     logprob_chunk_size: int = option(
-        0,
+        128,
         "causal LM: LM head over this many positions at a time in log-prob passes, recomputed in "
         "the backward; 0: full logits (docs/long_completions.md)",
     )

@@ -84,7 +84,7 @@ class CausalLMPolicy(Policy):
         top_p: float = 1.0,
         max_prompt_length: int = 256,
         reference_model: torch.nn.Module | None = None,
-        logprob_chunk_size: int = 0,
+        logprob_chunk_size: int = 128,
     ) -> None:
         super().__init__(model, temperature=temperature, reference_model=reference_model)
         self.logprob_chunk_size = logprob_chunk_size  # 0: the full logits (token_logps)
