@@ -37,6 +37,10 @@ SIDES = {"hf": ROOT / ".venv" / "bin" / "python", "vllm": ROOT / ".venv-vllm" / 
 # Issue 20's targets: peak RSS per length (GB); s/token at 1024 against 128; against TRL.
 RSS_TARGET_GB = {1024: 4.0, 2048: 6.0}
 SCALING_TARGET, TRL_TIME_TARGET, TRL_MEMORY_TARGET = 1.5, 0.6, 0.5
+# rebel-rl's settings for long completions (docs/long_completions.md): the LM head in chunks of 128
+# positions, recomputed layers, and at most 8,192 real tokens per forward+backward.
+LONG_SETTINGS = {"logprob_chunk_size": 128, "gradient_checkpointing": True,
+                 "max_tokens_per_microbatch": 8192}
 
 
 def peak_rss_gb() -> float:
@@ -62,7 +66,7 @@ def run_rebel(backend: str, length: int, workdir: Path) -> dict:
         use_lora=True, lora_r=shared.LORA["r"], lora_alpha=shared.LORA["alpha"],
         lora_target_modules=shared.LORA["targets"], mixed_precision="no",
         eval_prompts=0, progress=False, tensorboard=False, num_iterations=1, save_every=0,
-        output_dir=str(workdir / "run"))
+        output_dir=str(workdir / "run"), **LONG_SETTINGS)
     trainer = RebelTrainer(config, reward_funcs=[shared.word_reward])
     # No token ends a completion: each one runs to `length` (benchmark only; generate warns once).
     trainer.policy.eos_token_ids = torch.tensor([-1])
@@ -179,7 +183,9 @@ def report(results: dict, smoke: bool) -> str:
                 " TRL's side has not run yet (its .venv-trl/ is made on first use).")
     workload = (f"Workload: SmolLM2-135M-Instruct + LoRA r={shared.LORA['r']}, "
                 f"{PROMPTS_PER_ITERATION} prompts x {GENERATIONS} samples, temperature "
-                f"{shared.TEMPERATURE}, KL {shared.KL_COEF}, fp32, one iteration per fresh process "
+                f"{shared.TEMPERATURE}, KL {shared.KL_COEF}, fp32, rebel-rl with "
+                + ", ".join(f"{k} {v}" for k, v in LONG_SETTINGS.items())
+                + ", one iteration per fresh process "
                 f"(model loading excluded from the seconds, included in peak RSS), one torch "
                 f"thread. "
                 f"rebel-rl: EOS replaced by no token, so every completion has exactly the row's "
@@ -198,6 +204,8 @@ def main() -> None:
     parser.add_argument("--vllm", action="store_true", help="also .venv-vllm's vllm backend")
     parser.add_argument("--trl-version", default="1.16.0")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmark_long.md"))
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget the rows an earlier run saved next to --output")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -210,10 +218,17 @@ def main() -> None:
     if "trl" in sides:
         pythons["trl"] = shared.ensure_trl_env(args.trl_version)
     results = {(n, side): None for n in LENGTHS for side in ["hf", "vllm", "trl"]}
+    saved = Path(args.output).with_suffix(".json")  # rows measured by earlier runs, kept
+    if saved.is_file() and not args.fresh:
+        for row in json.loads(saved.read_text()):
+            results[(row["length"], row["side"])] = row
     for length in args.lengths:
         for side in sides:  # interleaved per length: load changes hit every side
-            results[(length, side)] = measure(side, length, pythons[side], model)
-    smoke = set(args.lengths) != set(LENGTHS) or args.no_trl
+            row = measure(side, length, pythons[side], model)
+            results[(length, side)] = {**row, "length": length, "side": side,
+                                       "date": time.strftime("%Y-%m-%d")}
+            saved.write_text(json.dumps([r for r in results.values() if r], indent=1) + "\n")
+    smoke = not all(results.values())
     page = report(results, smoke)
     command = " ".join(["benchmarks/long_completions.py", *sys.argv[1:]])
     Path(args.output).write_text("# Long completions: one iteration at 128 to 2,048 tokens\n\n"

@@ -187,7 +187,10 @@ class CausalLMPolicy(Policy):
         if reference:
             with torch.no_grad(), self.sampling_model(reference=True) as model, self.autocast():
                 return token_logps(model, *args)
-        return token_logps(self.train_module, *args)
+        # The prepared module autocasts only its own forward; the chunked head runs after it, so
+        # without this region pi_t's head would be fp32 while pi_ref's (above) is bf16.
+        with self.autocast():
+            return token_logps(self.train_module, *args)
 
     def sample_episodes(self, prompts: list, rows: list[dict], environments: list, *,
                         max_turns: int, max_total_tokens: int,
