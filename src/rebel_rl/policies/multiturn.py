@@ -229,8 +229,9 @@ def _play_turn(policy: Any, live: list[_Episode], max_total_tokens: int, max_tur
                           return_tensors="pt")
     input_ids = batch["input_ids"].to(policy.device)
     attention_mask = batch["attention_mask"].to(policy.device)
-    config = GenerationConfig(do_sample=True,
-                              temperature=temperature or policy.temperature, top_k=policy.top_k,
+    # `is None`, not `or`: an explicit temperature is used as given, never swapped silently.
+    temperature = policy.temperature if temperature is None else temperature
+    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=policy.top_k,
                               top_p=policy.top_p,
                               max_new_tokens=min(policy.max_new_tokens, max(budgets)),
                               eos_token_id=policy.eos_token_ids.tolist(),
