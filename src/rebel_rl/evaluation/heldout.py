@@ -111,10 +111,11 @@ def evaluate(
     taken at `temperature` (default: the policy's; the paper evaluates at 0.01). KL(pi || pi_ref) is
     the Monte-Carlo estimate mean[log pi(y) - log pi_ref(y)], y ~ pi at the policy's own sampling
     temperature, from separate samples when `temperature` differs (a near-greedy temperature has no
-    useful KL). Standard errors are over prompts (each prompt's samples averaged first), so they
-    stay honest when samples of a prompt are correlated. A fixed `seed` gives every evaluation the
-    same random numbers (for a given number of processes). With a `shard`, each process evaluates
-    every count-th batch and all processes return the whole result.
+    useful KL; pi_ref's is 0, so it gets none). Standard errors are over prompts (each prompt's
+    samples averaged first), so they stay honest when samples of a prompt are correlated. A fixed
+    `seed` gives every evaluation the same random numbers (for a given number of processes). With
+    a `shard`, each process evaluates every count-th batch and all processes return the whole
+    result.
 
     With `episodes`, each of a prompt's `num_generations` samples is one episode against a fresh
     environment reset with the prompt's row (all its columns): its score is the episode's return
@@ -194,7 +195,8 @@ def _evaluate_batch(
         episode = {"return": returns, "turns": rollout.turns.float().cpu()}
     if eval_reward_set is not None:
         named = {**named, **eval_reward_set(repeated, rollout.completions, extra, ids)[1]}
-    separate_kl = abs(temperature - policy.temperature) > 1e-12
+    # pi_ref's KL to itself is 0 whatever it is sampled from: no separate samples for it
+    separate_kl = not reference and abs(temperature - policy.temperature) > 1e-12
     kl_rollout = (
         rollout if not separate_kl
         else policy.sample(prompts, num_generations, reference=reference) if episodes is None
