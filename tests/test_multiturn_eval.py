@@ -4,11 +4,15 @@ mean turns and, for a 0/1 return, pass@k; eval prompts keep their columns for th
 import json
 
 import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM
 
 from rebel_rl import RebelConfig
 from rebel_rl.cli import main
+from rebel_rl.evaluation.heldout import Episodes, evaluate
 from rebel_rl.training.online.loop import RebelTrainer
-from test_multiturn_rollout import TwoTurnEnv  # done after 2 turns, return 1.5
+from test_multiturn_rollout import TwoTurnEnv, make_policy  # TwoTurnEnv: 2 turns, return 1.5
 from tiny import save_tiny_causal_lm, write_jsonl
 
 
@@ -161,3 +165,38 @@ def test_rebel_evaluate_without_rewards_or_environment_is_refused(tiny_path, dat
     args = evaluate_args(tiny_path, data, "x.py:Game", tmp_path / "r.json")
     i = args.index("--environment")
     assert main(args[:i] + args[i + 2:]) == 2
+
+
+def sampled_temperatures(policy, monkeypatch) -> list[float]:
+    """Record the temperature of each `generate` call (one per batched turn) of the policy's
+    model and its reference model, in call order."""
+    temperatures = []
+    for model in (policy.model, policy.reference_model):
+        def spy(*args, original=model.generate, **kwargs):
+            temperatures.append(kwargs["generation_config"].temperature)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(model, "generate", spy)
+    return temperatures
+
+
+@pytest.mark.parametrize("eval_temperature, reference, expected", [
+    (0.01, False, [0.01, 0.01, 1.0, 1.0]),  # scored episodes, then the KL's at the trained 1.0
+    (None, False, [1.0, 1.0]),  # one set of episodes: scores and KL from the same ones
+    (1.0, False, [1.0, 1.0]),
+    (0.01, True, [0.01, 0.01]),  # pi_ref's KL is 0: no episodes played for it
+])
+def test_episode_eval_scores_at_eval_temperature_and_kl_at_trained(
+        tiny_path, monkeypatch, eval_temperature, reference, expected):
+    policy = make_policy(tiny_path, max_new_tokens=4)  # trained temperature 1.0
+    policy.reference_model = AutoModelForCausalLM.from_pretrained(tiny_path)
+    temperatures = sampled_temperatures(policy, monkeypatch)
+    result = evaluate(policy, Dataset.from_dict({"prompt": ["hello", "why"]}),
+                      lambda prompts, completions, extra, ids: (torch.zeros(len(prompts)), {}),
+                      num_generations=2, temperature=eval_temperature, reference=reference,
+                      episodes=Episodes(TwoTurnEnv, max_turns=2, max_total_tokens=64))
+    # 4 episodes of 2 turns, played together: one generate call per turn and set of episodes
+    assert temperatures == expected
+    assert result.temperature == (1.0 if eval_temperature is None else eval_temperature)
+    assert result.kl_temperature == 1.0
+    assert result.mean_turns == 2.0 and result.episode_return == pytest.approx(1.5)

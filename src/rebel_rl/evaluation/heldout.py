@@ -111,18 +111,19 @@ def evaluate(
     taken at `temperature` (default: the policy's; the paper evaluates at 0.01). KL(pi || pi_ref) is
     the Monte-Carlo estimate mean[log pi(y) - log pi_ref(y)], y ~ pi at the policy's own sampling
     temperature, from separate samples when `temperature` differs (a near-greedy temperature has no
-    useful KL). Standard errors are over prompts (each prompt's samples averaged first), so they
-    stay honest when samples of a prompt are correlated. A fixed `seed` gives every evaluation the
-    same random numbers (for a given number of processes). With a `shard`, each process evaluates
-    every count-th batch and all processes return the whole result.
+    useful KL; pi_ref's is 0, so it gets none). Standard errors are over prompts (each prompt's
+    samples averaged first), so they stay honest when samples of a prompt are correlated. A fixed
+    `seed` gives every evaluation the same random numbers (for a given number of processes). With
+    a `shard`, each process evaluates every count-th batch and all processes return the whole
+    result.
 
     With `episodes`, each of a prompt's `num_generations` samples is one episode against a fresh
     environment reset with the prompt's row (all its columns): its score is the episode's return
     plus the rewards of its transcript (as in training, without the missing-EOS penalty, which
-    single-turn evaluation leaves out too). Episodes are sampled at the policy's own temperature
-    (`temperature` does not apply), so their KL comes from the same episodes.
+    single-turn evaluation leaves out too). Episodes are sampled at `temperature` too; their KL
+    comes from separate episodes at the policy's temperature when it differs.
     """
-    temperature = policy.temperature if temperature is None or episodes else temperature
+    temperature = policy.temperature if temperature is None else temperature
     prompts_per_batch = max(1, batch_size // num_generations)
     starts = list(range(0, len(dataset), prompts_per_batch))
     index, count = (shard.index, shard.count) if shard else (0, 1)
@@ -174,7 +175,7 @@ def _evaluate_batch(
         rollout = policy.sample(prompts, num_generations, reference=reference,
                                 temperature=temperature)
     else:
-        rollout = _play_episodes(policy, rows, num_generations, episodes, reference)
+        rollout = _play_episodes(policy, rows, num_generations, episodes, reference, temperature)
     repeated = [p for p in prompts for _ in range(num_generations)]
     extra = {
         c: [v for v in values for _ in range(num_generations)]
@@ -194,10 +195,13 @@ def _evaluate_batch(
         episode = {"return": returns, "turns": rollout.turns.float().cpu()}
     if eval_reward_set is not None:
         named = {**named, **eval_reward_set(repeated, rollout.completions, extra, ids)[1]}
-    separate_kl = abs(temperature - policy.temperature) > 1e-12
+    # pi_ref's KL to itself is 0 whatever it is sampled from: no separate samples for it
+    separate_kl = not reference and abs(temperature - policy.temperature) > 1e-12
     kl_rollout = (
-        policy.sample(prompts, num_generations, reference=reference) if separate_kl else rollout
-    )
+        rollout if not separate_kl
+        else policy.sample(prompts, num_generations, reference=reference) if episodes is None
+        else _play_episodes(policy, rows, num_generations, episodes, reference, None)
+    )  # KL at the trained temperature, where the log-probs are taken
     samples = [
         {
             "prompt": _prompt_text(repeated[i]),
@@ -213,7 +217,7 @@ def _evaluate_batch(
 
 
 def _play_episodes(policy: Policy, rows: dict[str, list], num_generations: int,
-                   episodes: Episodes, reference: bool):
+                   episodes: Episodes, reference: bool, temperature: float | None = None):
     """`num_generations` episodes per prompt (consecutive), each against its own fresh
     environment, reset with the prompt's row as a dict of its columns."""
     sample = getattr(policy, "sample_episodes", None)
@@ -224,7 +228,8 @@ def _play_episodes(policy: Policy, rows: dict[str, list], num_generations: int,
     repeated = [c for c in columns for _ in range(num_generations)]
     return sample([c["prompt"] for c in repeated], repeated,
                   [episodes.factory() for _ in repeated], max_turns=episodes.max_turns,
-                  max_total_tokens=episodes.max_total_tokens, reference=reference)
+                  max_total_tokens=episodes.max_total_tokens, reference=reference,
+                  temperature=temperature)
 
 
 def _aggregate(

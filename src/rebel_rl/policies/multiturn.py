@@ -116,7 +116,8 @@ def _after_turn(tokenizer: Any, episode: _Episode, turn_ids: list[int], content:
 
 def rollout_episodes(policy: Any, prompts: list, rows: list[dict],
                      environments: list | Callable[[], Any], *, max_turns: int,
-                     max_total_tokens: int, reference: bool = False) -> TextRollout:
+                     max_total_tokens: int, reference: bool = False,
+                     temperature: float | None = None) -> TextRollout:
     """Play one episode per prompt with `policy` (a CausalLMPolicy) sampling the assistant turns,
     prompt i against `environments[i]` (or a fresh one from a factory callable), reset with
     `rows[i]`; a TextRollout whose rows are the episodes in order, with `episode_rewards` (the sum
@@ -129,7 +130,7 @@ def rollout_episodes(policy: Any, prompts: list, rows: list[dict],
                           f"{len(rows)} and {len(environments)}: one environment per episode")
     episodes = [_start(policy.tokenizer, prompt, row, environment)
                 for prompt, row, environment in zip(prompts, rows, environments)]
-    _play(policy, episodes, max_turns, max_total_tokens, reference)
+    _play(policy, episodes, max_turns, max_total_tokens, reference, temperature)
     return _to_rollout(policy, episodes)
 
 
@@ -209,18 +210,18 @@ def _replay(tokenizer: Any, episode: _Episode, turn: int, prompt: Any, row: dict
 
 
 def _play(policy: Any, episodes: list[_Episode], max_turns: int, max_total_tokens: int,
-          reference: bool) -> None:
+          reference: bool, temperature: float | None = None) -> None:
     """Play every episode to its end, one batched turn of the live ones at a time."""
     for _ in range(max_turns):
         live = [e for e in episodes if not e.finished]
         if not live:
             break
-        _play_turn(policy, live, max_total_tokens, max_turns, reference)
+        _play_turn(policy, live, max_total_tokens, max_turns, reference, temperature)
 
 
 @torch.no_grad()
 def _play_turn(policy: Any, live: list[_Episode], max_total_tokens: int, max_turns: int,
-               reference: bool) -> None:
+               reference: bool, temperature: float | None = None) -> None:
     """One policy turn of every live episode (one batched `generate`), then each one's step."""
     tokenizer = policy.tokenizer
     budgets = [max_total_tokens - len(e.completion) for e in live]
@@ -228,7 +229,9 @@ def _play_turn(policy: Any, live: list[_Episode], max_total_tokens: int, max_tur
                           return_tensors="pt")
     input_ids = batch["input_ids"].to(policy.device)
     attention_mask = batch["attention_mask"].to(policy.device)
-    config = GenerationConfig(do_sample=True, temperature=policy.temperature, top_k=policy.top_k,
+    # `is None`, not `or`: an explicit temperature is used as given, never swapped silently.
+    temperature = policy.temperature if temperature is None else temperature
+    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=policy.top_k,
                               top_p=policy.top_p,
                               max_new_tokens=min(policy.max_new_tokens, max(budgets)),
                               eos_token_id=policy.eos_token_ids.tolist(),

@@ -194,11 +194,13 @@ class CausalLMPolicy(Policy):
 
     def sample_episodes(self, prompts: list, rows: list[dict], environments: list, *,
                         max_turns: int, max_total_tokens: int,
-                        reference: bool = False) -> TextRollout:
+                        reference: bool = False,
+                        temperature: float | None = None) -> TextRollout:
         """One multi-turn episode per prompt (repeat a prompt for several), each against its own
         environment instance: see multiturn.py."""
         return rollout_episodes(self, prompts, rows, environments, max_turns=max_turns,
-                                max_total_tokens=max_total_tokens, reference=reference)
+                                max_total_tokens=max_total_tokens, reference=reference,
+                                temperature=temperature)
 
     def sample_branches(self, prompts: list, rows: list[dict], make_environment, n: int, *,
                         max_turns: int, max_total_tokens: int) -> TextRollout:
