@@ -1,6 +1,7 @@
 """Held-out evaluation of a run with an environment plays episodes (evaluation/heldout.py): the
 reported reward is the episode return plus the configured rewards, with the success rate, the
 mean turns and, for a 0/1 return, pass@k; eval prompts keep their columns for the environment."""
+import inspect
 import json
 
 import pytest
@@ -116,21 +117,6 @@ def test_cli_guess_number_writes_episode_metrics(tiny_path, tmp_path):
     assert "mean_turns:" in (run_dir / "eval.md").read_text()
 
 
-ENV_FILE = '''
-class TwoTurn:
-    def __init__(self):
-        self.turn = 0
-
-    def reset(self, row):
-        return []
-
-    def step(self, text):
-        self.turn += 1
-        return ([{"role": "user", "content": "again"}], 0.5, False) if self.turn == 1 \\
-            else ([], 1.0, True)
-'''
-
-
 def evaluate_args(tiny_path, dataset, environment, out) -> list[str]:
     return ["evaluate", "--model_name_or_path", str(tiny_path), "--reference_model",
             str(tiny_path), "--dataset", dataset, "--split", "train", "--environment",
@@ -140,9 +126,10 @@ def evaluate_args(tiny_path, dataset, environment, out) -> list[str]:
 
 
 def test_rebel_evaluate_plays_episodes(tiny_path, data, tmp_path, capsys):
-    (tmp_path / "game.py").write_text(ENV_FILE)
+    # the rollout tests' environment, loaded from a file as a user's would be
+    (tmp_path / "game.py").write_text(inspect.getsource(TwoTurnEnv))
     out = tmp_path / "result.json"
-    assert main(evaluate_args(tiny_path, data, f"{tmp_path / 'game.py'}:TwoTurn", out)) == 0
+    assert main(evaluate_args(tiny_path, data, f"{tmp_path / 'game.py'}:TwoTurnEnv", out)) == 0
     result = json.loads(out.read_text())
     assert result["reward"] == pytest.approx(1.5) and result["episode_return"] == pytest.approx(1.5)
     assert result["success_rate"] == 1.0 and result["mean_turns"] == 2.0
