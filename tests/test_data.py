@@ -66,6 +66,10 @@ def test_builtin_positive_sentiment_splits_are_disjoint():
     assert set(p[-1]["content"] for p in train["prompt"]).isdisjoint(p[-1]["content"] for p in test["prompt"])
     assert all(is_conversational(p) and [m["role"] for m in p] == ["system", "user"] for p in train["prompt"])
     assert len(set(p[-1]["content"] for p in train["prompt"])) == len(train)  # no duplicate prompts
+    # The demo's 48 new tokens fit because every question asks for one short sentence.
+    questions = [p[-1]["content"] for p in list(train["prompt"]) + list(test["prompt"])]
+    assert all("one short sentence" in question for question in questions)
+    assert questions[len(train)] == "Describe hospital waiting rooms in one short sentence."
     # Deterministic: a second load gives the same rows.
     assert load_prompt_dataset("builtin:positive_sentiment")["prompt"] == train["prompt"]
 
