@@ -67,6 +67,7 @@ def run_rebel(backend: str, length: int, workdir: Path) -> dict:
         use_lora=True, lora_r=shared.LORA["r"], lora_alpha=shared.LORA["alpha"],
         lora_target_modules=shared.LORA["targets"], mixed_precision="no",
         eval_prompts=0, progress=False, tensorboard=False, num_iterations=1, save_every=0,
+        missing_eos_penalty=0.0,  # every completion is cut here by design: no penalty
         output_dir=str(workdir / "run"), **LONG_SETTINGS)
     trainer = RebelTrainer(config, reward_funcs=[shared.word_reward])
     # No token ends a completion: each one runs to `length` (benchmark only; generate warns once).

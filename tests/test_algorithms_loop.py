@@ -34,7 +34,8 @@ def make_config(files, run_dir: Path, **overrides) -> RebelConfig:
                   num_iterations=8, prompts_per_iteration=4, minibatch_prompts=4, num_generations=4, max_new_tokens=8,
                   num_epochs=1, top_k=2, kl_coef=0.0, eval_prompts=4, eval_batch_size=16, lora_r=4,
                   learning_rate=1e-2, warmup_ratio=0.0, lr_scheduler="constant", mixed_precision="no",
-                  progress=False, tensorboard=False, save_every=0, seed=0, output_dir=str(run_dir))
+                  progress=False, tensorboard=False, save_every=0, seed=0, output_dir=str(run_dir),
+                  missing_eos_penalty=0.0, eval_generations=None)  # the thresholds were set with these
     values.update(overrides)
     return RebelConfig(**values)
 

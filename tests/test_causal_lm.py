@@ -112,11 +112,17 @@ def test_packed_prompts_give_the_full_forwards_log_probs_and_gradients(any_tiny_
         policy.model.double()
     tolerance = dict(rtol=1e-5, atol=1e-4) if double else dict(rtol=1e-3, atol=1e-3)
     adapter = [p for p in policy.model.parameters() if p.requires_grad]
+    packed_forwards = []
+    pack = shared_prompts.packed_logits
+    monkeypatch.setattr(shared_prompts, "packed_logits",
+                        lambda *args: packed_forwards.append(1) or pack(*args))
     for rollout in (repeated, policy.concat([repeated, single])):
         results = []
         for packed in (True, False):
             monkeypatch.setattr(shared_prompts, "ENABLED", packed)
+            before = len(packed_forwards)
             logps = policy.token_log_probs(rollout)
+            assert len(packed_forwards) - before == packed  # the packed path really ran, or not
             weights = torch.linspace(-1, 1, logps.numel(), dtype=logps.dtype).view_as(logps)  # weighs every token
             grads = torch.autograd.grad((logps * weights).sum(), adapter)
             results.append((logps.detach(), grads))
@@ -129,6 +135,21 @@ def test_packed_prompts_give_the_full_forwards_log_probs_and_gradients(any_tiny_
     rows = torch.where(repeated.prompt_mask.bool(), repeated.prompt_ids, -1)
     assert prompt_groups(repeated.prompt_ids, repeated.prompt_mask)[1].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert prompt_groups(rows[::3], repeated.prompt_mask[::3]) is None  # nothing repeats: one plain forward
+
+
+def test_prompts_are_packed_only_where_it_costs_fewer_flops():
+    """SmolLM2-135M's widths, 8 prompts x 4 samples, 30 prompt tokens: packing is cheaper at the
+    demo's 48 new tokens and dearer at 1,024, where its dense attention over 4 completions side by
+    side outgrows the prompt computed once."""
+    from types import SimpleNamespace
+
+    smollm2 = SimpleNamespace(hidden_size=576, intermediate_size=1536)
+    run = torch.arange(32) // 4
+    groups = (torch.arange(0, 32, 4), run)
+    assert shared_prompts.packing_pays(smollm2, 30, 48, groups)
+    assert not shared_prompts.packing_pays(smollm2, 30, 1024, groups)
+    # a long prompt (a dialogue, a document) makes packing pay again at the same length
+    assert shared_prompts.packing_pays(smollm2, 4096, 1024, groups)
 
 
 def test_sampling_prefills_each_prompt_once_and_samples_the_same_tokens(any_tiny_path):

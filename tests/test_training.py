@@ -225,7 +225,7 @@ def test_api_callable_reward_gets_extra_columns_aligned(files, tmp_path):
         return [float(len(c) % 3) for c in completions]
 
     config = make_config(files, tmp_path / "run", dataset=files["targets"], eval_dataset=files["targets"],
-                         eval_prompts=2, save_every=1)
+                         eval_prompts=2, eval_generations=2, save_every=1)
     summary = rebel_rl.train(config, reward_funcs=[target_reward])
     assert summary["iterations"] == 2 and summary["run_dir"] == str(tmp_path / "run")
     assert len(calls) == 4  # eval before, 2 iterations, eval after

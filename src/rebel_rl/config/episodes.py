@@ -76,7 +76,7 @@ class RewardConfig:
     reward_weights: list[float] | None = option(None, "one per reward; default 1.0 each")
     kl_coef: float = option(0.05, "reward = score - kl_coef * (log pi_t(y) - log pi_ref(y))")
     missing_eos_penalty: float = option(
-        0.0,
+        0.5,
         "subtracted from the score of a completion that never emits EOS",
     )
     reward_normalization: str = option(

@@ -40,7 +40,7 @@ class TrainingConfig(OptimizerConfig):
     """The algorithm, the iterations and how each batch is reused, and the optimiser."""
 
     algorithm: str = option("rebel", "the loss: one of the registered algorithms ({algorithms})")
-    num_iterations: int = option(16, "sample-score-update iterations")
+    num_iterations: int = option(12, "sample-score-update iterations")
     num_epochs: int = option(1, "passes over each sampled batch")
     minibatch_prompts: int | None = option(
         None,
@@ -83,10 +83,11 @@ class EvalConfig:
         0,
         "iterations between held-out evaluations logged as eval/* (0 = before and after only)",
     )
-    eval_batch_size: int = option(32, "sequences per held-out sampling batch")
+    eval_batch_size: int = option(64, "sequences per held-out sampling batch")
     eval_generations: int | None = option(
-        None,
-        "samples per held-out prompt (default num_generations)",
+        3,
+        "samples per held-out prompt (None: num_generations); 64 x 3 gives the demo's paired "
+        "gain a standard error of about 0.04",
     )
 
     def validate(self) -> None:

@@ -94,7 +94,7 @@ class SamplingConfig:
     num_generations: int = option(4, "n completions per prompt (REBEL compares all pairs)")
     prompts_per_iteration: int = option(8, "prompts sampled per iteration (per process)")
     max_new_tokens: int = option(
-        24,
+        48,
         "completion length cap; a completion that reaches it has no EOS",
     )
     temperature: float | None = option(

@@ -62,7 +62,7 @@ class EvaluateConfig(ConfigBase):
         1.0,
         "temperature of the KL(pi || pi_ref) samples: the training one",
     )
-    max_new_tokens: int = option(24, "completion length cap")
+    max_new_tokens: int = option(48, "completion length cap")
     max_prompt_length: int = option(512, "longer prompts are an error")
     batch_size: int = option(64, "sequences per sampling batch")
     seed: int = option(0, "sampling seed")

@@ -4,7 +4,8 @@ With n samples per prompt, a batch holds every prompt n times: the same keys and
 times over. Sampling (`generate_sharing_prompts`) computes each prompt's cache once (all its tokens
 but the last) and repeats it over the n samples. The log-prob passes, with or without gradients
 (`completion_logits`), pack each prompt and its completions into one sequence whose attention mask
-keeps the completions apart, so one ordinary forward does it (gradients, DDP and FSDP as usual).
+keeps the completions apart, so one ordinary forward does it (gradients, DDP and FSDP as usual),
+when that is cheaper than the padded rows (`packing_pays`: short completions, not long ones).
 Prompts are left-padded, so every row's last prompt column is a real token.
 """
 from __future__ import annotations
@@ -59,7 +60,8 @@ def completion_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_m
     prompt (`packed_logits`) where the model's attention takes a custom mask; otherwise one padded
     forward over all rows."""
     groups = prompt_groups(prompt_ids, prompt_mask) if packs_prompts(model) else None
-    if groups is not None:
+    if groups is not None and packing_pays(_config(model), prompt_ids.shape[1],
+                                           completion_ids.shape[1], groups):
         return packed_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
                              groups)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
@@ -79,6 +81,31 @@ def packs_prompts(model: torch.nn.Module) -> bool:
         return False
     return (getattr(config, "_attn_implementation", None) in ("sdpa", "eager")
             and getattr(config, "sliding_window", None) is None and not config.is_encoder_decoder)
+
+
+def packing_pays(config, prompt_width: int, completion_width: int,
+                 groups: tuple[torch.Tensor, torch.Tensor]) -> bool:
+    """Whether packing costs fewer FLOPs than the padded forward it replaces. Packing computes each
+    prompt once but attends over one sequence of P + k (C - 1) columns with a dense mask, so its
+    attention grows with (k C)^2 where the padded rows' grows with k (P + C)^2: it pays for short
+    completions (the demo: about 0.7x the FLOPs) and loses for long ones (1,024 tokens, k = 4:
+    about 1.6x, and the score matrices of the math attention kernel, 4x per row, dominate memory).
+    Per layer and token the linear layers cost about 2 (4 h^2 + 3 h i) FLOPs, and each attended
+    (query, key) pair 4 h (the scores and the weighted sum)."""
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
+    if not hidden:
+        return True
+    inner = (getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
+             or 4 * hidden)
+    first, run = groups
+    rows, prompts = len(run), len(first)
+    slots = -(-rows // prompts)
+    packed = prompt_width + slots * max(completion_width - 1, 1)
+    padded = prompt_width + completion_width
+    per_token, per_pair = 2 * (4 * hidden ** 2 + 3 * hidden * inner), 4 * hidden
+    packed_cost = prompts * (packed * per_token + packed ** 2 * per_pair)
+    padded_cost = rows * (padded * per_token + padded ** 2 * per_pair)
+    return packed_cost < padded_cost
 
 
 def packed_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
