@@ -46,7 +46,7 @@ def run(tiny_path, data, run_dir, environment, **overrides) -> dict:
     """Train one iteration with `environment`, evaluating on 2 prompts; eval.json's content."""
     values = dict(model_name_or_path=str(tiny_path), dataset=data, rewards=[], num_iterations=1,
                   prompts_per_iteration=2, num_generations=2, max_new_tokens=4, max_turns=2,
-                  max_total_tokens=64, eval_prompts=2, lora_r=4, warmup_ratio=0.0,
+                  max_total_tokens=64, eval_prompts=2, eval_generations=2, lora_r=4, warmup_ratio=0.0,
                   mixed_precision="no", progress=False, tensorboard=False, save_every=0, seed=0,
                   output_dir=str(run_dir))
     reward_funcs = overrides.pop("reward_funcs", None)
@@ -101,7 +101,7 @@ def test_cli_guess_number_writes_episode_metrics(tiny_path, tmp_path):
     run_dir = tmp_path / "guess"
     code = main(["train", "--model_name_or_path", str(tiny_path), "--environment",
                  "builtin:guess_number", "--dataset", "builtin:guess_number", "--rewards", "none",
-                 "--eval_prompts", "2", "--num_iterations", "1", "--prompts_per_iteration", "2",
+                 "--eval_prompts", "2", "--eval_generations", "2", "--num_iterations", "1", "--prompts_per_iteration", "2",
                  "--num_generations", "2", "--max_new_tokens", "4", "--max_turns", "2",
                  "--max_total_tokens", "96", "--lora_r", "4", "--progress", "false",
                  "--tensorboard", "false", "--output_dir", str(run_dir)])

@@ -38,7 +38,8 @@ def files(tmp_path_factory):
 def make_trainer(files, tmp_path, reward_funcs=(lookup_reward,), preference_func=None, **overrides):
     values = dict(model_name_or_path=files["model"], dataset=files["train"], rewards=[], num_iterations=4,
                   prompts_per_iteration=4, minibatch_prompts=2, num_generations=2, max_new_tokens=6, top_k=2,
-                  kl_coef=0.1, eval_prompts=0, lora_r=4, learning_rate=1e-2, warmup_ratio=0.0,
+                  kl_coef=0.1, missing_eos_penalty=0.0, eval_prompts=0, lora_r=4,
+                  learning_rate=1e-2, warmup_ratio=0.0,
                   lr_scheduler="constant", mixed_precision="no", progress=False, tensorboard=False, save_every=0,
                   seed=0, output_dir=str(tmp_path / "run"))
     values.update(overrides)
