@@ -8,15 +8,12 @@ the trainer's greedy tokens and a skipped push does not; several URLs give the s
 server killed mid-run stops the run with one line and `resume` continues once it is back.
 """
 import importlib.util
-import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +25,7 @@ from rebel_rl.policies.causal_lm.policy import CausalLMPolicy
 from rebel_rl.policies.factory import load_policy
 from rebel_rl.policies.causal_lm.vllm.serve_app import model_signature
 from rebel_rl.policies.causal_lm.vllm.server import check_servers
+from stand_in_server import StandIn
 from tiny import save_tiny_causal_lm, tiny_tokenizer, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel",
@@ -90,24 +88,6 @@ def test_vllm_serve_without_vllm_is_one_line(tiny, monkeypatch, capfd):
     assert err[0].startswith("error: rebel vllm-serve needs vLLM: pip install"), err
 
 
-def _stand_in_server(info: dict) -> tuple[ThreadingHTTPServer, str]:
-    """An HTTP server answering /health and /model_info with `info` (nothing of vLLM's)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"status": "ok"} if self.path == "/health" else info).encode()
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 @pytest.mark.parametrize("change", ["hidden_size", "tokenizer"])
 def test_a_server_of_another_model_is_one_line(tiny, change):
     from transformers import AutoConfig
@@ -121,8 +101,9 @@ def test_a_server_of_another_model_is_one_line(tiny, change):
                                               tiny_tokenizer(vocab_size=380))["tokenizer"]
         assert theirs["tokenizer"] != model_signature(AutoConfig.from_pretrained(tiny),
                                                       tiny_tokenizer())["tokenizer"]
-    server, url = _stand_in_server({"model": "/elsewhere/other", "dtype": "float32",
-                                    "max_model_len": 128, **theirs})
+    server = StandIn({"model": "/elsewhere/other", "dtype": "float32", "max_model_len": 128,
+                      **theirs})
+    url = server.url
     try:
         with pytest.raises(ConfigError, match=f"^the vLLM server {url} serves /elsewhere/other "
                                               f"\\({change} .*not this run's model {tiny}"):

@@ -105,6 +105,7 @@ class VllmServerSampledCausalLM(VllmSampledCausalLM):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._drawing: list[Future] = []  # draws in flight: the servers' weights must stay
+        self._stale = True  # a server may hold another run's weights: push before the first draw
 
     def start_sample(self, prompts: list, n: int) -> ServerDraw:
         """Send the draw's requests from a background thread and return at once; the weights
