@@ -51,8 +51,8 @@ def timed_updates(trainer, monkeypatch) -> list[tuple[float, float]]:
     return times
 
 
-def test_the_server_draws_batch_t_plus_1_during_update_t(files, tmp_path, slow_server,
-                                                         monkeypatch):  # noqa: F811
+def test_the_server_draws_batch_t_plus_1_during_update_t(files, tmp_path, slow_server,  # noqa: F811
+                                                         monkeypatch):
     trainer = RebelTrainer(server_config(files, tmp_path / "run", slow_server.url))
     updates = timed_updates(trainer, monkeypatch)
     rows = [trainer.step()[0] for _ in range(2)]
@@ -73,8 +73,8 @@ def test_the_server_draws_batch_t_plus_1_during_update_t(files, tmp_path, slow_s
     assert "async/logprob_gap" not in rows[0] and rows[1]["async/logprob_gap"] > 0
 
 
-def test_weights_are_not_pushed_before_the_draw_in_flight_is_joined(files, tmp_path,
-                                                                   slow_server):  # noqa: F811
+def test_weights_are_not_pushed_before_the_draw_in_flight_is_joined(files, tmp_path,  # noqa: F811
+                                                                   slow_server):
     """An evaluation's sample right after an update waits for the draw in flight first."""
     trainer = RebelTrainer(server_config(files, tmp_path / "run", slow_server.url))
     trainer.step()

@@ -1,16 +1,18 @@
 """Asynchronous rollouts (`training.async_rollouts: 1`): batch t+1 is drawn from the weights of
 iteration t, before update t, so samples are one policy version stale (docs/scaling.md).
 
-On one process the draw runs in line, before the update, not in a background thread: a thread
-sharing the model object would see the weights change under it (a race), and on CPU both would
-compete for the same torch threads; a thread with a snapshot copy of the weights costs one more
-copy of the model and is not built yet. So this mode gives the staleness semantics an overlapped
-sampler has (what its algorithms must tolerate), with no speed-up yet. PPO, GRPO and RLOO may
-weight each stale sample by min(pi_t / pi_sampler, tis_cap) (algorithms/importance.py; the loop
-puts `Drawn.sampler_logps` in the batch as extra["sampler_logps"]). REBEL needs no correction:
-it regresses on log pi_t computed on the weights it trains from, for any sampling distribution
-(tests/test_mirror_descent_oracle.py). The in-flight batch is saved in the checkpoint, so a resumed
-run continues exactly.
+The loop starts the draw of batch t+1 (`Policy.start_sample`), runs update t, then joins it.
+`generation_backend: vllm_server` overlaps them: the server process samples while this one trains,
+keeps the weights of version t until the draw is in (its weight push waits for draws in flight),
+and records the drawing log-probs, which the trainer can no longer compute once its weights moved.
+hf draws in line, before the update (a finished handle): a thread sharing the model object would
+see the weights change under it (a race), on CPU both would compete for the same torch threads,
+and a snapshot copy of the weights is not built; it gets the staleness semantics with no speed-up.
+PPO, GRPO and RLOO may weight each stale sample by min(pi_t / pi_sampler, tis_cap)
+(algorithms/importance.py; the loop puts `Drawn.sampler_logps` in the batch as
+extra["sampler_logps"]). REBEL needs no correction: it regresses on log pi_t computed on the weights
+it trains from, for any sampling distribution (tests/test_mirror_descent_oracle.py). The in-flight
+batch is joined and saved in the checkpoint, so a resumed run continues exactly.
 """
 from __future__ import annotations
 

@@ -7,6 +7,9 @@ go round-robin to the servers (prompt i to server i mod k, each with its own see
 not depend on how many servers there are), all at once. After each update (`weights_updated`) and on
 resume (`load_weights`), the next sample first pushes the trainer's weights (LoRA merged, as in the
 colocated mode) to every server as one safetensors body over HTTP (serve_app.py says why).
+`start_sample` sends a draw's requests from a background thread (async rollouts: the servers
+sample while the trainer updates); a weight push waits for the draws in flight, so each is drawn
+by the weights it started with, and vLLM's log-probs stand for those weights afterwards.
 
 At start-up each server must answer and serve the same model: architecture, vocabulary size, sizes
 and a tokenizer fingerprint (`model_signature`) must equal the trainer's. A server that answers
