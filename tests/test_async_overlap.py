@@ -87,7 +87,7 @@ def test_weights_are_not_pushed_before_the_draw_in_flight_is_joined(files, tmp_p
     assert push_start >= draw_end and handle.done() and len(handle.result()) == 2
 
 
-def test_a_finished_handle_keeps_hf_in_line(files, tmp_path, monkeypatch):  # noqa: F811
+def test_a_finished_handle_keeps_hf_in_line(files, tmp_path):  # noqa: F811
     """hf draws before the update, as before: its handle is done when returned."""
     trainer = RebelTrainer(server_config(files, tmp_path / "run", "", generation_backend="hf"))
     handle = trainer._start_draw(1)
