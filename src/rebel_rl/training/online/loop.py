@@ -219,8 +219,9 @@ class RebelTrainer:
                                    token_kl=old_token_logps - ref_token_logps)
             objective_stats = self.objective.prepare(batch, self.policy)
             losses, grad_norms, loss_stats = self.update(batch)
-        with timer("sampling_ahead"):  # a draw overlapping the update ends before any weight push
-            self.rollouts.join()
+        if config.training.async_rollouts:
+            with timer("sampling_ahead"):  # a draw overlapping the update ends before any push
+                self.rollouts.join()
 
         self.iteration += 1
         accelerator = self.accelerator
