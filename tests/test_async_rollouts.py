@@ -88,12 +88,18 @@ def test_resume_after_iteration_2_matches_the_uninterrupted_run(files, tmp_path)
 @pytest.mark.parametrize("overrides, words", [
     ({"async_rollouts": 2}, "async_rollouts=2 is not supported"),
     ({"environment": "builtin:guess_number"}, "environments"),
-    ({"generation_backend": "vllm_server"}, "generation_backend vllm_server"),
 ])
 def test_unsupported_combinations_are_refused(files, tmp_path, overrides, words):  # noqa: F811
     with pytest.raises(ConfigError, match=words) as error:
         RebelTrainer(async_config(files, tmp_path / "run", **overrides))
     assert "\n" not in str(error.value)
+
+
+def test_colocated_vllm_is_refused_and_the_error_says_what_works():
+    """vllm_server overlaps (tests/test_async_overlap.py); colocated vllm would share the cores."""
+    with pytest.raises(ConfigError, match="generation_backend vllm: use vllm_server .* hf"):
+        check_async(1, episodes=False, backend="vllm", images=False, processes=1)
+    check_async(1, episodes=False, backend="vllm_server", images=False, processes=1)
 
 
 def test_more_than_one_process_and_fsdp2_are_refused():

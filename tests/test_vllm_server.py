@@ -8,15 +8,13 @@ the trainer's greedy tokens and a skipped push does not; several URLs give the s
 server killed mid-run stops the run with one line and `resume` continues once it is back.
 """
 import importlib.util
-import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from rebel_rl.policies.causal_lm.policy import CausalLMPolicy
 from rebel_rl.policies.factory import load_policy
 from rebel_rl.policies.causal_lm.vllm.serve_app import model_signature
 from rebel_rl.policies.causal_lm.vllm.server import check_servers
+from stand_in_server import StandIn
 from tiny import save_tiny_causal_lm, tiny_tokenizer, write_jsonl
 
 PROMPTS = ["the movie was", "tell me about your weekend", "i feel",
@@ -90,24 +89,6 @@ def test_vllm_serve_without_vllm_is_one_line(tiny, monkeypatch, capfd):
     assert err[0].startswith("error: rebel vllm-serve needs vLLM: pip install"), err
 
 
-def _stand_in_server(info: dict) -> tuple[ThreadingHTTPServer, str]:
-    """An HTTP server answering /health and /model_info with `info` (nothing of vLLM's)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"status": "ok"} if self.path == "/health" else info).encode()
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 @pytest.mark.parametrize("change", ["hidden_size", "tokenizer"])
 def test_a_server_of_another_model_is_one_line(tiny, change):
     from transformers import AutoConfig
@@ -121,8 +102,9 @@ def test_a_server_of_another_model_is_one_line(tiny, change):
                                               tiny_tokenizer(vocab_size=380))["tokenizer"]
         assert theirs["tokenizer"] != model_signature(AutoConfig.from_pretrained(tiny),
                                                       tiny_tokenizer())["tokenizer"]
-    server, url = _stand_in_server({"model": "/elsewhere/other", "dtype": "float32",
-                                    "max_model_len": 128, **theirs})
+    server = StandIn({"model": "/elsewhere/other", "dtype": "float32", "max_model_len": 128,
+                      **theirs})
+    url = server.url
     try:
         with pytest.raises(ConfigError, match=f"^the vLLM server {url} serves /elsewhere/other "
                                               f"\\({change} .*not this run's model {tiny}"):
@@ -227,6 +209,42 @@ def test_several_urls_share_the_prompts_and_give_the_same_samples(policy):
     assert not torch.equal(policy.sample(PROMPTS[:3], 2).completion_ids, one.completion_ids)
 
 
+def run_config(tiny, server, tmp_path, run_dir, **overrides) -> dict:
+    """A tiny run sampled by the module's server, a checkpoint every iteration."""
+    config = dict(model_name_or_path=tiny, dataset=write_jsonl(tmp_path / "train.jsonl",
+                                                               [{"prompt": p} for p in PROMPTS]),
+                  rewards=[], num_iterations=3, prompts_per_iteration=2, minibatch_prompts=2,
+                  num_generations=2, max_new_tokens=4, num_epochs=1, eval_prompts=0, kl_coef=0.0,
+                  lora_r=4, mixed_precision="no", progress=False, tensorboard=False, save_every=1,
+                  seed=0, output_dir=str(run_dir), generation_backend="vllm_server",
+                  vllm_server_url=server["url"])
+    config.update(overrides)
+    return config
+
+
+@needs_vllm
+def test_async_rollouts_on_the_server_resume_exactly(tiny, server, tmp_path):
+    """async_rollouts 1: batch t+1 drawn by the server during update t (staleness 1, the gap
+    measured with vLLM's log-probs); stopped after iteration 2 and resumed, the run logs what an
+    uninterrupted one does (the server holds the other run's weights in between: each pushes its
+    own first)."""
+    from test_async_rollouts import metrics_lines
+
+    from rebel_rl.training.online.loop import RebelTrainer, resume
+
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for run_dir in (straight, stopped):
+        RebelTrainer(RebelConfig(**run_config(
+            tiny, server, tmp_path, run_dir, rewards=["length"], num_iterations=4, save_every=2,
+            async_rollouts=1, learning_rate=0.2, top_k=4, max_new_tokens=6))).train()
+    shutil.rmtree(stopped / "checkpoints" / "iter-000004")  # as if killed after iteration 2
+    resume(stopped)
+    rows = metrics_lines(stopped)
+    assert rows == metrics_lines(straight)
+    assert [row["async/staleness"] for row in rows] == [0, 1, 1, 1]
+    assert all(row["async/logprob_gap"] > 0 for row in rows[1:])
+
+
 @needs_vllm
 def test_a_server_killed_mid_run_is_one_line_and_resume_continues(tiny, server, tmp_path):
     """The server dies during iteration 2: iteration 3's weight push stops the run with one line,
@@ -237,13 +255,7 @@ def test_a_server_killed_mid_run_is_one_line_and_resume_continues(tiny, server, 
     from rebel_rl.training.run.outputs import read_metrics
 
     run_dir = tmp_path / "run"
-    config = dict(model_name_or_path=tiny, dataset=write_jsonl(tmp_path / "train.jsonl",
-                                                               [{"prompt": p} for p in PROMPTS]),
-                  rewards=[], num_iterations=3, prompts_per_iteration=2, minibatch_prompts=2,
-                  num_generations=2, max_new_tokens=4, num_epochs=1, eval_prompts=0, kl_coef=0.0,
-                  lora_r=4, mixed_precision="no", progress=False, tensorboard=False, save_every=1,
-                  seed=0, output_dir=str(run_dir), generation_backend="vllm_server",
-                  vllm_server_url=server["url"])
+    config = run_config(tiny, server, tmp_path, run_dir)
     calls = []
 
     def length_killing_the_server(prompts, completions, **kwargs):

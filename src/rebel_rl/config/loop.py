@@ -54,8 +54,8 @@ class TrainingConfig(OptimizerConfig):
     )
     async_rollouts: int = option(
         0,
-        "1 = draw batch t+1 from the weights before update t (one iteration stale; "
-        "docs/scaling.md); 0 = off",
+        "1 = draw batch t+1 from the weights before update t (one iteration stale; overlapped "
+        "with update t under vllm_server; docs/scaling.md); 0 = off",
     )
 
     def validate(self) -> None:

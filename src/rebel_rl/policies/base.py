@@ -108,6 +108,21 @@ class Rollout(abc.ABC):
         return [hashlib.sha1(row.numpy().tobytes()).hexdigest()[:16] for row in rows]
 
 
+class SampleHandle:
+    """A draw started by `Policy.start_sample`; this one finished when it was made. A kind that
+    samples in the background returns its own, with `done()` false until the samples are in."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self._rollout = rollout
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> Rollout:
+        """The rollout (waiting for it where it is still being drawn)."""
+        return self._rollout
+
+
 class Policy(abc.ABC):
     """A trainable model with a reference pi_ref (the LoRA adapter disabled, or a frozen copy).
 
@@ -157,6 +172,20 @@ class Policy(abc.ABC):
             return current
         with torch.no_grad():
             return self.token_log_probs(rollout)
+
+    def start_sample(self, prompts: list, n: int) -> "SampleHandle":
+        """Start drawing `n` completions per prompt from the policy; `handle.result()` is the
+        Rollout. Torch's RNG is read now, in the caller's thread, so the samples are those
+        `sample` would give. By default the draw happens at once (a finished handle): a kind whose
+        sampler runs elsewhere (a vLLM server) returns while it samples, so the caller may update
+        the weights meanwhile; it keeps the sampled weights until every started draw is done."""
+        return SampleHandle(self.sample(prompts, n))
+
+    def drawing_token_log_probs(self, rollout: Rollout) -> torch.Tensor | None:
+        """Per-action log-probs of the weights that drew the rollout, as the sampler recorded them
+        (what a batch drawn while the weights moved is corrected with); None when nothing was
+        recorded: the caller computes them itself before the weights change."""
+        return rollout.recorded_token_log_probs
 
     def sampling_metrics(self) -> dict[str, float]:
         """Diagnostics of the latest sample and `sampling_token_log_probs`, for the iteration's

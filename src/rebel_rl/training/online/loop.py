@@ -42,7 +42,7 @@ from . import evaluation as held_out
 from . import setup
 from .methods import Batch, BuildContext, build_objective
 from .metrics import PhaseTimer, episode_metrics, iteration_metrics, sampling_metrics
-from .pairs import collect_rollout, environment_factory, normalize_rewards
+from .pairs import collect_rollout, environment_factory, normalize_rewards, start_rollout
 from .progress import TrainingProgress
 from .rollouts import Prefetcher, check_async, logprob_gap
 from .setup import sharding_needs  # noqa: F401  (public here: tests and cli import it from loop)
@@ -120,7 +120,7 @@ class RebelTrainer:
         self.iteration = 0
         self.reward_queries = 0
         # With async rollouts, batch t+1 is drawn before update t (rollouts.py); else none ahead.
-        self.rollouts = Prefetcher(self._draw, lambda r: self.policy.token_log_probs(r).sum(-1),
+        self.rollouts = Prefetcher(self._draw, self._start_draw, self.policy,
                                    self.accelerator.device)
         if self.resume_from is not None:
             self.iteration, self.reward_queries = setup.restore(
@@ -219,6 +219,9 @@ class RebelTrainer:
                                    token_kl=old_token_logps - ref_token_logps)
             objective_stats = self.objective.prepare(batch, self.policy)
             losses, grad_norms, loss_stats = self.update(batch)
+        if config.training.async_rollouts:
+            with timer("sampling_ahead"):  # a draw overlapping the update ends before any push
+                self.rollouts.join()
 
         self.iteration += 1
         accelerator = self.accelerator
@@ -242,11 +245,22 @@ class RebelTrainer:
     def _draw(self, iteration: int):
         """Sample the rollout of `iteration` from the current weights, seeded by (seed, iteration,
         process): algorithms share rollouts while policies agree."""
+        config, rows = self.config, self._seeded_rows(iteration)
+        return collect_rollout(self.policy, rows, config.sampling.num_generations, config.data,
+                               self.environment_factory, config.environment, self.spec.rollout)
+
+    def _start_draw(self, iteration: int):
+        """`_draw` started (async rollouts, single-turn): a handle whose `result()` is the rollout.
+        """
+        config, rows = self.config, self._seeded_rows(iteration)
+        return start_rollout(self.policy, rows, config.sampling.num_generations, config.data)
+
+    def _seeded_rows(self, iteration: int) -> dict:
+        """The prompts of `iteration`, with torch's RNG seeded by (seed, iteration, process)."""
         config, process = self.config, self.accelerator.process_index
         rows = self.train_prompts[self._prompt_indices(iteration)]
         torch.manual_seed((config.training.seed * 1_000_003 + iteration) * 1_009 + process)
-        return collect_rollout(self.policy, rows, config.sampling.num_generations, config.data,
-                               self.environment_factory, config.environment, self.spec.rollout)
+        return rows
 
     def update(self, batch: Batch) -> tuple[list[float], list[float], dict[str, float]]:
         """The iteration's update (update.py): losses, gradient norms and mean loss metrics."""

@@ -23,7 +23,7 @@ from ...config import DataConfig, RebelConfig, algorithm_spec
 from ...config.run import EnvironmentConfig
 from ...data.pairs import _is_completion
 from ...errors import ConfigError, DataError
-from ...policies.base import Policy, Rollout
+from ...policies.base import Policy, Rollout, SampleHandle
 
 
 def check_completion_columns(dataset, config: DataConfig) -> None:
@@ -77,6 +77,15 @@ def collect_rollout(policy: Policy, rows: dict[str, list], n: int, config: DataC
         return parts[0]
     merged = policy.concat(parts)
     return merged.select(interleave_order(len(prompts), samples, len(columns)))
+
+
+def start_rollout(policy: Policy, rows: dict[str, list], n: int, config: DataConfig
+                  ) -> SampleHandle:
+    """`collect_rollout` of a single-turn batch started (async rollouts): its samples may be drawn
+    in the background (`Policy.start_sample`); with dataset completions in it, all at once."""
+    if config.written_columns():
+        return SampleHandle(collect_rollout(policy, rows, n, config))
+    return policy.start_sample(rows["prompt"], n)
 
 
 def environment_factory(config: RebelConfig, environment: Any = None

@@ -1,16 +1,18 @@
 """Asynchronous rollouts (`training.async_rollouts: 1`): batch t+1 is drawn from the weights of
 iteration t, before update t, so samples are one policy version stale (docs/scaling.md).
 
-On one process the draw runs in line, before the update, not in a background thread: a thread
-sharing the model object would see the weights change under it (a race), and on CPU both would
-compete for the same torch threads; a thread with a snapshot copy of the weights costs one more
-copy of the model and is not built yet. So this mode gives the staleness semantics an overlapped
-sampler has (what its algorithms must tolerate), with no speed-up yet. PPO, GRPO and RLOO may
-weight each stale sample by min(pi_t / pi_sampler, tis_cap) (algorithms/importance.py; the loop
-puts `Drawn.sampler_logps` in the batch as extra["sampler_logps"]). REBEL needs no correction:
-it regresses on log pi_t computed on the weights it trains from, for any sampling distribution
-(tests/test_mirror_descent_oracle.py). The in-flight batch is saved in the checkpoint, so a resumed
-run continues exactly.
+The loop starts the draw of batch t+1 (`Policy.start_sample`), runs update t, then joins it.
+`generation_backend: vllm_server` overlaps them: the server process samples while this one trains,
+keeps the weights of version t until the draw is in (its weight push waits for draws in flight),
+and records the drawing log-probs, which the trainer can no longer compute once its weights moved.
+hf draws in line, before the update (a finished handle): a thread sharing the model object would
+see the weights change under it (a race), on CPU both would compete for the same torch threads,
+and a snapshot copy of the weights is not built; it gets the staleness semantics with no speed-up.
+PPO, GRPO and RLOO may weight each stale sample by min(pi_t / pi_sampler, tis_cap)
+(algorithms/importance.py; the loop puts `Drawn.sampler_logps` in the batch as
+extra["sampler_logps"]). REBEL needs no correction: it regresses on log pi_t computed on the weights
+it trains from, for any sampling distribution (tests/test_mirror_descent_oracle.py). The in-flight
+batch is joined and saved in the checkpoint, so a resumed run continues exactly.
 """
 from __future__ import annotations
 
@@ -21,6 +23,12 @@ from typing import Any, Callable
 import torch
 
 from ...errors import ConfigError
+from ...policies.base import Policy, SampleHandle
+
+
+# vllm_server draws in the background while the trainer updates; hf draws in line (one model
+# object); colocated vllm would share this process's cores and GPU with the update.
+ASYNC_BACKENDS = ("hf", "vllm_server")
 
 
 @dataclass
@@ -50,9 +58,10 @@ def check_async(async_rollouts: int, *, episodes: bool, backend: str, images: bo
     if episodes:
         raise ConfigError("async_rollouts does not support environments (multi-turn episodes): "
                           "set async_rollouts 0")
-    if backend != "hf":
-        raise ConfigError(f"async_rollouts does not support generation_backend {backend} yet: "
-                          "use generation_backend hf or async_rollouts 0")
+    if backend not in ASYNC_BACKENDS:
+        raise ConfigError(f"async_rollouts does not support generation_backend {backend}: use "
+                          "vllm_server (sampling overlaps the update), hf (in line) or "
+                          "async_rollouts 0")
     if images:  # diffusion rollouts record the sampler's log-probs, which are pi_t only in sync
         raise ConfigError("async_rollouts does not support diffusion policies: set "
                           "async_rollouts 0")
@@ -63,34 +72,62 @@ def check_async(async_rollouts: int, *, episodes: bool, backend: str, images: bo
 
 class Prefetcher:
     """Holds the batch drawn one iteration ahead. `draw(iteration)` samples the rollout of that
-    iteration (seeded by it) from the current weights; `take(iteration)` returns the batch for
-    `iteration`: the prefetched one if there is one, else a fresh draw (the first iteration)."""
+    iteration (seeded by it) from the current weights, `start(iteration)` starts that draw (a
+    `SampleHandle`, policies/base.py); `take(iteration)` returns the batch for `iteration`: the
+    prefetched one if there is one, else a fresh draw (the first iteration). `policy` gives the
+    drawing weights' log-probs (recorded by the sampler, or recomputed while they are current)."""
 
-    def __init__(self, draw: Callable[[int], Any], sequence_logps: Callable[[Any], torch.Tensor],
-                 device: torch.device) -> None:
-        self._draw = draw
-        self._sequence_logps = sequence_logps
+    def __init__(self, draw: Callable[[int], Any], start: Callable[[int], SampleHandle],
+                 policy: Policy, device: torch.device) -> None:
+        self._draw, self._start, self._policy = draw, start, policy
         self._device = device
         self._devices = [device] if device.type == "cuda" else []
         self.pending: Drawn | None = None
+        self._in_flight: tuple[int, SampleHandle] | None = None  # (version, the draw)
 
     def take(self, iteration: int) -> Drawn:
         """The batch of `iteration`, drawn now if none was prefetched for it."""
+        self.join()
         pending, self.pending = self.pending, None
         if pending is not None and pending.version + 1 == iteration:
             return pending
         return Drawn(iteration, self._draw(iteration))
 
     def prefetch(self, iteration: int) -> None:
-        """Draw the batch of `iteration` now (from the current weights) and keep it. The RNG state
-        is restored after, so the update that follows sees the RNG a synchronous run would."""
+        """Start drawing the batch of `iteration` from the current weights. The RNG state is
+        restored after, so the update that follows sees the RNG a synchronous run would. A draw
+        done at once (hf, in line) gets its drawing log-probs now, before the weights change; one
+        still in flight (a vLLM server's) runs during the update and is finished by `join`."""
         with torch.random.fork_rng(devices=self._devices):
-            rollout = self._draw(iteration)
-        with torch.no_grad():  # one forward: what the gap metric compares log pi_t with
-            self.pending = Drawn(iteration - 1, rollout, self._sequence_logps(rollout))
+            handle = self._start(iteration)
+        self._in_flight = (iteration - 1, handle)
+        if handle.done():
+            self._finish(in_line=True)
+
+    def join(self) -> None:
+        """Wait for the draw in flight, if any (after the update, before a checkpoint), and keep
+        it as `pending`; a server that died raises its one-line error here."""
+        if self._in_flight is not None:
+            self._finish(in_line=False)
+
+    def _finish(self, in_line: bool) -> None:
+        (version, handle), self._in_flight = self._in_flight, None
+        rollout = handle.result()
+        token_logps = self._policy.drawing_token_log_probs(rollout)
+        if token_logps is not None:
+            logps = token_logps.sum(-1)
+        elif in_line:  # one forward: what the gap metric and TIS compare log pi_t with
+            with torch.no_grad():
+                logps = self._policy.token_log_probs(rollout).sum(-1)
+        else:  # the drawing weights are gone: a policy that overlaps must record its log-probs
+            raise RuntimeError(f"{self._policy.supports.description} drew in the background "
+                               "without recording its log-probs (drawing_token_log_probs)")
+        self.pending = Drawn(version, rollout, logps)
 
     def state_dict(self) -> dict:
-        """The in-flight batch, for the checkpoint (empty when none)."""
+        """The in-flight batch, for the checkpoint (empty when none); a draw still running is
+        waited for."""
+        self.join()
         if self.pending is None:
             return {}
         pending = self.pending

@@ -203,12 +203,25 @@ class VllmSampledCausalLM(CausalLMPolicy):
                ) -> TextRollout:
         if reference:  # the engine holds pi_t; pi_ref samples (the "before" evaluation) stay on hf
             return super().sample(prompts, n, reference=True, temperature=temperature)
+        request = self.sample_request(prompts, n, temperature)
+        return self.assemble(request, self.generate_ids(*request["generate"]))
+
+    def sample_request(self, prompts: list, n: int, temperature: float | None = None) -> dict:
+        """What one draw needs before the engine samples, made in the caller's thread (it reads
+        torch's RNG for the seeds): the engine synced, the prompts encoded, the seeds drawn."""
         if self._stale:
             self.sync_engine()
         temperature = self.temperature if temperature is None else temperature
         prompt_ids, prompt_mask = self.encode_prompts(prompts)
         seeds = torch.randint(2**31 - 1, (len(prompts),)).tolist()
-        samples = self.generate_ids(self.prompt_token_ids(prompts), n, temperature, seeds)
+        return {"n": n, "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
+                "generate": (self.prompt_token_ids(prompts), n, temperature, seeds)}
+
+    @torch.no_grad()
+    def assemble(self, request: dict, samples: list[tuple[list[int], list[float]]]
+                 ) -> VllmRollout:
+        """The rollout of the engine's `samples` for `request` (`sample_request`)."""
+        n = request["n"]
         width = max(len(ids) for ids, _ in samples)
         completion_ids = torch.full((len(samples), width), self.tokenizer.pad_token_id,
                                     dtype=torch.long)
@@ -220,8 +233,8 @@ class VllmSampledCausalLM(CausalLMPolicy):
         completion_mask, has_eos = first_eos_mask(completion_ids, self.eos_token_ids)
         kept = [ids[: int(length)] for ids, length in zip(completion_ids, completion_mask.sum(-1))]
         texts = self.tokenizer.batch_decode(kept, skip_special_tokens=True)
-        return VllmRollout(prompt_ids.repeat_interleave(n, dim=0),
-                           prompt_mask.repeat_interleave(n, dim=0),
+        return VllmRollout(request["prompt_ids"].repeat_interleave(n, dim=0),
+                           request["prompt_mask"].repeat_interleave(n, dim=0),
                            completion_ids, completion_mask, has_eos, texts,
                            engine_token_log_probs=engine_logps.to(self.device) * completion_mask)
 
@@ -247,6 +260,13 @@ class VllmSampledCausalLM(CausalLMPolicy):
             difference = (rollout.engine_token_log_probs.sum(-1) - token_logps.sum(-1)).abs().mean()
             self._metrics = {"vllm/logprob_diff": float(difference)}
         return token_logps
+
+    def drawing_token_log_probs(self, rollout: TextRollout) -> torch.Tensor | None:
+        """vLLM's log-probs of the drawing weights (of the tempered distribution it sampled):
+        still there when the trainer's weights have moved on since the draw."""
+        if isinstance(rollout, VllmRollout):
+            return rollout.engine_token_log_probs
+        return super().drawing_token_log_probs(rollout)
 
     def sampling_metrics(self) -> dict[str, float]:
         metrics, self._metrics = self._metrics, {}

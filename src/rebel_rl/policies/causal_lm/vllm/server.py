@@ -7,6 +7,9 @@ go round-robin to the servers (prompt i to server i mod k, each with its own see
 not depend on how many servers there are), all at once. After each update (`weights_updated`) and on
 resume (`load_weights`), the next sample first pushes the trainer's weights (LoRA merged, as in the
 colocated mode) to every server as one safetensors body over HTTP (serve_app.py says why).
+`start_sample` sends a draw's requests from a background thread (async rollouts: the servers
+sample while the trainer updates); a weight push waits for the draws in flight, so each is drawn
+by the weights it started with, and vLLM's log-probs stand for those weights afterwards.
 
 At start-up each server must answer and serve the same model: architecture, vocabulary size, sizes
 and a tokenizer fingerprint (`model_signature`) must equal the trainer's. A server that answers
@@ -18,14 +21,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import torch
 
 from ....errors import ConfigError
-from .sampler import VllmSampledCausalLM
+from ...base import SampleHandle
+from .sampler import VllmRollout, VllmSampledCausalLM
 from .serve_app import model_signature
 
 HEALTH_TIMEOUT = 10.0  # seconds for /health and /model_info: a live server answers at once
@@ -63,8 +68,55 @@ def check_servers(value: str) -> None:
         _request(url, "/health", None, HEALTH_TIMEOUT)
 
 
+def in_background(call) -> Future:
+    """`call()` in a daemon thread (a run that stops does not wait for a server's answer)."""
+    future: Future = Future()
+    future.set_running_or_notify_cancel()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # noqa: BLE001 (result() raises it in the caller's thread)
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True, name="vllm-server-draw").start()
+    return future
+
+
+class ServerDraw(SampleHandle):
+    """A draw the servers answer in a background thread; `result()` waits for it and builds the
+    rollout in the caller's thread (tokenizer and tensors stay out of the thread)."""
+
+    def __init__(self, policy: "VllmServerSampledCausalLM", request: dict, future: Future) -> None:
+        self._policy, self._request, self._future = policy, request, future
+        self._rollout: VllmRollout | None = None
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> VllmRollout:
+        if self._rollout is None:  # a dead server raises its one ConfigError line here
+            self._rollout = self._policy.assemble(self._request, self._future.result())
+        return self._rollout
+
+
 class VllmServerSampledCausalLM(VllmSampledCausalLM):
-    """A causal LM trained here, sampled by vLLM servers kept in sync with it over HTTP."""
+    """A causal LM trained here, sampled by vLLM servers kept in sync with it over HTTP. Its draws
+    can run in the background (`start_sample`): the servers are other processes, so they sample
+    while this one trains (`training.async_rollouts: 1`, training/online/rollouts.py)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._drawing: list[Future] = []  # draws in flight: the servers' weights must stay
+        self._stale = True  # a server may hold another run's weights: push before the first draw
+
+    def start_sample(self, prompts: list, n: int) -> ServerDraw:
+        """Send the draw's requests from a background thread and return at once; the weights
+        the servers hold now (synced first when stale) draw it, even if the trainer's change."""
+        request = self.sample_request(prompts, n)
+        future = in_background(lambda: self.generate_ids(*request["generate"]))
+        self._drawing.append(future)
+        return ServerDraw(self, request, future)
 
     def _start_engine(self) -> list[str]:
         """The servers' addresses, once each answers and serves this model (else ConfigError)."""
@@ -100,9 +152,12 @@ class VllmServerSampledCausalLM(VllmSampledCausalLM):
 
     def sync_engine(self) -> None:
         """Push the trainer's current weights (LoRA merged) to every server: one safetensors body,
-        in the server's dtype; each loads it in place and drops its prefix cache."""
+        in the server's dtype; each loads it in place and drops its prefix cache. Waits first for
+        the draws in flight (`start_sample`)."""
         from safetensors.torch import save
 
+        wait(self._drawing)  # a draw in flight finishes on the weights it started with
+        self._drawing = []
         weights = dict(self._engine_weights())
         bodies = {}
         for dtype in set(self.server_dtype.values()):
