@@ -2,8 +2,8 @@
 reasoning-gym's `basic_arithmetic` generator (two one-digit terms, + - * /, parentheses and
 negation).
 
-At this difficulty SmolLM2-135M-Instruct answers about a quarter of held-out problems correctly
-before training (docs/reasoning.md), so training has room to move it. The test split comes from
+At this difficulty SmolLM2-135M-Instruct answers 10-18% of held-out samples correctly before
+training (docs/reasoning.md), so training has room to move it. The test split comes from
 another seed than the train split, and train holds no problem the test split holds (compared by
 `problem_key`, which ignores spacing and parentheses). Prompts are conversational and state where
 the answer goes; the reference is in column `answer`, which the verifier rewards read
