@@ -107,6 +107,15 @@ def test_apo_objective_samples_pi_ref_once_per_new_prompt_and_a_restored_cache_s
     assert restored.reward_queries(2) == 2 + 2
 
 
+def test_the_defaults_are_the_papers_published_setting():
+    # ZhaolinGao/A-PO (the paper's code), scripts/apo_gsm8k.sh and scripts/apo_math.sh:
+    # beta1=0.5 (V*'s temperature), beta2=1e-3 (the log-ratio's weight), num_gen_to_use=8
+    from rebel_rl.training.online.methods.apo import ApoOptions
+
+    options = ApoOptions()
+    assert (options.beta1, options.beta2, options.vstar_samples) == (0.5, 1e-3, 8)
+
+
 def test_apo_options_and_normalization_are_checked():
     from rebel_rl import ConfigError, RebelConfig
 

@@ -2,12 +2,17 @@
 reasoning-gym's `basic_arithmetic` generator (two one-digit terms, + - * /, parentheses and
 negation).
 
-At this difficulty SmolLM2-135M-Instruct answers about a quarter of held-out problems correctly
-before training (docs/reasoning.md), so training has room to move it. The test split comes from
+At this difficulty SmolLM2-135M-Instruct answers 10-18% of held-out samples correctly before
+training (docs/reasoning.md), so training has room to move it. The test split comes from
 another seed than the train split, and train holds no problem the test split holds (compared by
 `problem_key`, which ignores spacing and parentheses). Prompts are conversational and state where
 the answer goes; the reference is in column `answer`, which the verifier rewards read
 (rewards/verifiers.py: `math_answer`, `answer_tag_format`).
+
+Each prompt opens with one worked example as a finished chat turn (a fixed problem of the same
+generator, in neither split, answered in the tags), because with the instruction alone the model
+almost never sampled the tags, so the format reward had nothing to reinforce (docs/reasoning.md has
+the measurement).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ SIZES = {"train": 1000, "test": 128}  # train before removing problems the test 
 SPLITS = tuple(SEEDS)
 SYSTEM = "You are a helpful assistant who solves arithmetic problems."
 INSTRUCTION = " Put only the final answer inside <answer></answer>."
+EXAMPLE = {"question": "Calculate 2 + 3.", "answer": "5"}  # the worked example; in no split
 
 
 def problem_key(question: str) -> str:
@@ -32,15 +38,25 @@ def problem_key(question: str) -> str:
     return "".join(ch for ch in question if ch not in " ()")
 
 
+def prompt_messages(question: str) -> list[dict]:
+    """The chat prompt of one problem: the system message, the worked example as a user turn and
+    the assistant's tagged answer (so the model has seen the format once), then the problem."""
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": EXAMPLE["question"] + INSTRUCTION},
+            {"role": "assistant", "content": f"<answer>{EXAMPLE['answer']}</answer>"},
+            {"role": "user", "content": question + INSTRUCTION}]
+
+
 def generate(split: str) -> list[dict]:
-    """The problems of `split` as reasoning-gym entries (question, answer), duplicates removed; the
-    train split also drops every problem of the test split."""
+    """The problems of `split` as reasoning-gym entries (question, answer), duplicates and the
+    prompts' worked example removed; the train split also drops every problem of the test split."""
     import reasoning_gym
 
     entries = reasoning_gym.create_dataset(
         GENERATOR, size=SIZES[split], seed=SEEDS[split], **DIFFICULTY
     )
     taken = {problem_key(e["question"]) for e in generate("test")} if split == "train" else set()
+    taken.add(problem_key(EXAMPLE["question"]))  # the prompts' example is never a problem
     kept = []
     for entry in entries:
         key = problem_key(entry["question"])
@@ -59,8 +75,7 @@ def load_arithmetic(split: str = "train") -> datasets.Dataset:
     import datasets
 
     rows = generate(split)
-    prompts = [[{"role": "system", "content": SYSTEM},
-                {"role": "user", "content": row["question"] + INSTRUCTION}] for row in rows]
+    prompts = [prompt_messages(row["question"]) for row in rows]
     return datasets.Dataset.from_dict({
         "prompt": prompts,
         "answer": [row["answer"] for row in rows],

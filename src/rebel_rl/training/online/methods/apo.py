@@ -12,7 +12,11 @@ from .base import Objective
 
 @dataclass
 class ApoOptions:
-    """A*-PO (algorithms/apo.py): regress beta2 * log(pi/pi_ref) onto r - V*, V* from pi_ref."""
+    """A*-PO (algorithms/apo.py): regress beta2 * log(pi/pi_ref) onto r - V*, V* from pi_ref.
+
+    The defaults are the paper's (arXiv 2505.20686), as its authors' scripts set them
+    (ZhaolinGao/A-PO, scripts/apo_gsm8k.sh and apo_math.sh: beta1=0.5, beta2=1e-3,
+    num_gen_to_use=8), so a run without options is the published setting."""
 
     beta1: float = option(0.5, "apo: V*'s temperature: V* = beta1 * log mean exp(r / beta1)")
     beta2: float = option(1e-3, "apo: weight of log(pi/pi_ref), the implicit KL (use kl_coef 0)")
