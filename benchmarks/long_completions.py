@@ -38,9 +38,10 @@ SIDES = {"hf": ROOT / ".venv" / "bin" / "python", "vllm": ROOT / ".venv-vllm" / 
 RSS_TARGET_GB = {1024: 4.0, 2048: 6.0}
 SCALING_TARGET, TRL_TIME_TARGET, TRL_MEMORY_TARGET = 1.5, 0.6, 0.5
 # rebel-rl's settings for long completions (docs/long_completions.md): the LM head in chunks of 128
-# positions, recomputed layers, and at most 8,192 real tokens per forward+backward.
+# positions, recomputed layers, at most 8,192 real tokens per forward+backward, and freed
+# tensors given back to the system.
 LONG_SETTINGS = {"logprob_chunk_size": 128, "gradient_checkpointing": True,
-                 "max_tokens_per_microbatch": 8192}
+                 "max_tokens_per_microbatch": 8192, "release_freed_memory": True}
 
 
 def peak_rss_gb() -> float:
@@ -133,7 +134,10 @@ def measure(side: str, length: int, python: Path, model: str) -> dict:
     """One fresh process of `side` ("hf", "vllm" or "trl") at `length`; its result dict."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-           "LONG_COMPLETIONS_MODEL": model}
+           "LONG_COMPLETIONS_MODEL": model,
+           # torch maps tensors of 2 MiB and more on huge pages: 512x fewer page faults for what
+           # release_freed_memory maps afresh (docs/long_completions.md); read at torch's start
+           "THP_MEM_ALLOC_ENABLE": "1"}
     if side == "trl":
         env.pop("PYTHONPATH", None)  # nothing of rebel-rl's on TRL's side
     load = os.getloadavg()[0]
@@ -210,7 +214,7 @@ def report(results: dict, smoke: bool) -> str:
                 + ", ".join(f"{k} {v}" for k, v in LONG_SETTINGS.items())
                 + ", one iteration per fresh process "
                 f"(model loading excluded from the seconds, included in peak RSS), one torch "
-                f"thread. "
+                f"thread, THP_MEM_ALLOC_ENABLE=1 on both sides. "
                 f"rebel-rl: EOS replaced by no token, so every completion has exactly the row's "
                 f"length; "
                 f"TRL GRPOTrainer: min_new_tokens = max_completion_length." + trl_note)

@@ -34,6 +34,7 @@ from ...evaluation.heldout import EvalResult
 from ...policies.causal_lm.policy import resolve_mixed_precision
 from ...sharding import check_sharding, gathered_model_state, gathered_optimizer_state
 from ...sharding import make_accelerator as _make_accelerator  # tests/fsdp_on_cpu.py replaces it
+from ..allocator import apply_memory_options
 from ..run import checkpoint as ckpt
 from ..run.finish import write_evaluation, write_final_outputs
 from ..run.inputs import write_inputs
@@ -91,6 +92,7 @@ class RebelTrainer:
 
         self.accelerator = _make_accelerator(resolve_mixed_precision(config.model.mixed_precision))
         self.is_main = self.accelerator.is_main_process
+        apply_memory_options(config.training, self.accelerator.device.type)
         check_async(config.training.async_rollouts, episodes=self.environment_factory is not None,
                     backend=config.sampling.generation_backend, images=kind.supports.images,
                     processes=self.accelerator.num_processes,
