@@ -202,10 +202,10 @@ def report(results: dict, smoke: bool) -> str:
         targets.append(f"<= {TRL_MEMORY_TARGET}x TRL's peak RSS at {n}: " + verdict(
             both and ours["peak_rss_gb"] / theirs["peak_rss_gb"], TRL_MEMORY_TARGET))
     measured = [f"{n} tokens {side}" for (n, side), r in sorted(results.items()) if r]
-    note = ("**Smoke run.** Measured rows: " + (", ".join(measured) or "none yet") + "; every "
-            "other row is not measured yet. The measured ones ran on a machine shared with other "
-            "jobs (see the load averages): they show that the script works, not how fast it is. "
-            "The full run on a quiet machine replaces this page." if smoke else "")
+    note = ("**Partial run.** Measured rows: " + (", ".join(measured) or "none yet") + "; every "
+            "other row is not measured yet. Each row's load averages (1-minute, before and after "
+            "it) say how quiet the 2-core machine was: above 1.5, other jobs shared it and its "
+            "seconds are not a measurement of speed." if smoke else "")
     trl_note = ("" if any(r for (_, side), r in results.items() if side == "trl") else
                 " TRL's side has not run yet (its .venv-trl/ is made on first use).")
     workload = (f"Workload: SmolLM2-135M-Instruct + LoRA r={shared.LORA['r']}, "
