@@ -38,5 +38,5 @@ def release_freed_memory(threshold: int = THRESHOLD_BYTES) -> bool:
 def apply_memory_options(training, device_type: str) -> None:
     """`training.release_freed_memory` for a run whose tensors live in this process's CPU memory
     (on a GPU the tensors are CUDA's, and its caching allocator already reuses them)."""
-    if getattr(training, "release_freed_memory", False) and device_type == "cpu":
+    if training.release_freed_memory and device_type == "cpu":
         release_freed_memory()
